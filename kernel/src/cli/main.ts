@@ -1,0 +1,77 @@
+/** `mega` command-line entry: dispatches subcommands; each command module is imported on demand. */
+import type { CliIO } from './io.js';
+
+const HELP = `Usage: mega <command> [options]
+
+Commands:
+  start                 boot the project in this directory (--port, --workers, --app)
+  plugin add <name>     install a plugin and its dependencies, add them to mega.config.ts
+  plugin remove <name>  remove a plugin (refused while another depends on it)
+  plugin list           installed and available plugins
+  bench codec           native vs TypeScript codec, side by side (--json)
+  help [command]        show help
+
+Run "mega <command> --help" for a command's options.`;
+
+const io: CliIO = {
+  cwd: process.cwd(),
+  stdout: (s) => process.stdout.write(`${s}\n`),
+  stderr: (s) => process.stderr.write(`${s}\n`),
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'start': {
+      const { startCommand } = await import('./start.js');
+      return startCommand(rest, io);
+    }
+    case 'plugin': {
+      const { pluginCommand } = await import('./plugin-cmd.js');
+      return pluginCommand(rest, io);
+    }
+    case 'bench': {
+      if (rest[0] === 'codec') {
+        const { benchCodec } = await import('./bench-codec.js');
+        return benchCodec(rest.slice(1));
+      }
+      io.stderr(`mega bench: unknown target "${rest[0] ?? ''}" (available: codec)`);
+      return 2;
+    }
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      if (rest[0]) return main([rest[0], '--help']);
+      io.stdout(HELP);
+      return command === undefined ? 2 : 0;
+    case '--version':
+    case '-v': {
+      const { KERNEL_VERSION } = await import('../kernel.js');
+      io.stdout(KERNEL_VERSION);
+      return 0;
+    }
+    default:
+      io.stderr(`mega: unknown command "${command}"\n\n${HELP}`);
+      return 2;
+  }
+}
+
+const argv0 = process.argv[2];
+main(process.argv.slice(2)).then(
+  (code) => {
+    // `start` resolves only when it failed or the cluster primary finished; end the process then.
+    if (argv0 === 'start') process.exit(code);
+    process.exitCode = code;
+  },
+  async (error: unknown) => {
+    const { formatError, CliUsageError } = await import('./start.js');
+    if (error instanceof CliUsageError || (error as { code?: string })?.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      io.stderr(`mega: ${(error as Error).message}`);
+      process.exitCode = 2;
+      return;
+    }
+    io.stderr(formatError(error));
+    process.exitCode = 1;
+  },
+);

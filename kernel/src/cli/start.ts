@@ -1,0 +1,138 @@
+/**
+ * `mega start`: boots the project in the current directory in this process, or, with
+ * `--workers N` / MEGA_CLUSTER_WORKERS, as a node:cluster primary that forks N workers.
+ */
+import cluster from 'node:cluster';
+import { relative, sep } from 'node:path';
+import { parseArgs } from 'node:util';
+import { findProjectDir } from '../config.js';
+import { isMegaError } from '../errors.js';
+import { loadKernel } from '../kernel.js';
+import type { Kernel } from '../kernel.js';
+import { runPrimary } from './cluster.js';
+import type { CliIO } from './io.js';
+
+export const START_HELP = `Usage: mega start [options]
+
+Boots the Mega project in the current directory (the nearest mega.config.ts upwards).
+
+Options:
+  --port <n>       listen port (default: PORT env, server.port, 3000)
+  --workers <n>    fork n worker processes with node:cluster (or MEGA_CLUSTER_WORKERS)
+  --app <name>     run only this app (repeatable); inside apps/<name> that app is the default
+  --env <name>     NODE_ENV to use (default: development)
+  -h, --help       show this help`;
+
+export async function startCommand(argv: string[], io: CliIO): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      port: { type: 'string' },
+      workers: { type: 'string' },
+      app: { type: 'string', multiple: true },
+      env: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    io.stdout(START_HELP);
+    return 0;
+  }
+  if (values.env) process.env.NODE_ENV = values.env;
+  process.env.NODE_ENV ??= 'development';
+  const port = values.port === undefined ? undefined : parsePositiveInt(values.port, '--port', 0);
+  const workersRaw = values.workers ?? process.env.MEGA_CLUSTER_WORKERS;
+  const workers = workersRaw === undefined ? 0 : parsePositiveInt(workersRaw, '--workers', 1);
+  if (workers > 0 && cluster.isPrimary) {
+    return runPrimary({ workers, io });
+  }
+  const dir = findProjectDir(io.cwd);
+  if (!dir) {
+    io.stderr(`mega start: no mega.config.ts in ${io.cwd} or above. Create one (see README) or cd into a Mega project.`);
+    return 1;
+  }
+  // Inside apps/<name>/..., run that app unless --app says otherwise.
+  const inside = relative(dir, io.cwd).split(sep);
+  const only = values.app ?? (inside[0] === 'apps' && inside[1] ? [inside[1]] : undefined);
+
+  let kernel: Kernel;
+  try {
+    kernel = await loadKernel({ dir, ...(only ? { only } : {}), ...(port === undefined ? {} : { port }) });
+    installSignalHandlers(kernel);
+    await kernel.start();
+  } catch (error) {
+    io.stderr(formatError(error));
+    return 1;
+  }
+  const bootMs = Math.round(performance.now());
+  printBanner(kernel, bootMs, io);
+  if (cluster.isWorker) process.send?.({ type: 'mega:ready', pid: process.pid, ms: bootMs });
+  return new Promise<number>(() => {}); // keeps running until a signal ends the process
+}
+
+function parsePositiveInt(raw: string, flag: string, min: number): number {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > 65535) {
+    throw new CliUsageError(`${flag} must be an integer >= ${min}, got "${raw}"`);
+  }
+  return n;
+}
+
+export class CliUsageError extends Error {}
+
+function installSignalHandlers(kernel: Kernel): void {
+  let signalled = false;
+  const graceful = (signal: NodeJS.Signals) => {
+    if (signalled) {
+      kernel.log.warn(`second ${signal}: forcing exit`);
+      process.exit(130);
+    }
+    signalled = true;
+    kernel.log.info(`${signal} received: shutting down`);
+    kernel.stop('signal', signal).then(
+      () => process.exit(0),
+      (error: unknown) => {
+        kernel.log.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => graceful('SIGTERM'));
+  if (cluster.isWorker) {
+    // A terminal Ctrl-C reaches the whole process group; the primary orders the drain instead.
+    process.on('SIGINT', () => {});
+    process.on('message', (msg: { type?: string }) => {
+      if (msg?.type === 'mega:shutdown') graceful('SIGTERM');
+    });
+  } else {
+    process.on('SIGINT', () => graceful('SIGINT'));
+  }
+}
+
+function printBanner(kernel: Kernel, bootMs: number, io: CliIO): void {
+  let address = `${kernel.server.host}:${kernel.server.port}`;
+  if (kernel.has('http')) {
+    const http = kernel.use<{ port: number }>('http');
+    address = `http://${kernel.server.host === '0.0.0.0' ? 'localhost' : kernel.server.host}:${http.port}`;
+  }
+  const apps = kernel.apps.map((a) => (a.hosts.length ? `${a.name} (${a.hosts.join(', ')})` : `${a.name} (default host)`));
+  const codec = kernel.has('codec') ? kernel.use<{ backend: string }>('codec').backend : 'ts';
+  const lines = [
+    `Mega ${kernel.version} ${cluster.isWorker ? `worker ${cluster.worker?.id} ` : ''}pid ${process.pid} (${kernel.env}) ready in ${bootMs} ms`,
+    `  listening  ${address}`,
+    `  apps       ${apps.join(', ')}`,
+    `  plugins    ${kernel.plugins.map((p) => `${p.name}@${p.version}`).join(', ') || 'none'}`,
+    `  codec      ${codec}`,
+  ];
+  io.stdout(lines.join('\n'));
+}
+
+/** One readable block: code, message, and the details a user needs to fix it. */
+export function formatError(error: unknown): string {
+  if (isMegaError(error)) {
+    const details = error.details === undefined ? '' : `\n  details: ${JSON.stringify(error.details)}`;
+    return `mega: [${error.code}] ${error.message}${details}`;
+  }
+  return `mega: ${(error as Error)?.stack ?? String(error)}`;
+}

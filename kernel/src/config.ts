@@ -1,0 +1,258 @@
+/**
+ * Project configuration: `mega.config.ts` (global) + `apps/<name>/app.config.ts` (per app), loaded
+ * as TypeScript without a build step (jiti, with its transform cache), `.env` first.
+ *
+ * Keys have a home: a global-only key in an app file, or an app-only key in the global file, stops
+ * boot with `config.scope_violation` naming the key, the file, and the file where it belongs.
+ */
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { basename, join, relative, resolve } from 'node:path';
+import { Ajv } from 'ajv';
+import type { ErrorObject } from 'ajv';
+import { createJiti } from 'jiti';
+import { ConfigError, isMegaError } from './errors.js';
+import type { LoggerConfig } from './logger.js';
+import type { PluginDefinition } from './plugin.js';
+
+export interface ServiceDeclaration {
+  driver: string;
+  url?: string;
+  [option: string]: unknown;
+}
+
+/** Global configuration. Plugins add their keys by declaration merging. */
+export interface MegaConfig {
+  /** App names to run (directories under `apps/`); default: every directory there. */
+  apps?: string[];
+  /** Plugins by package name, or inline definitions. */
+  plugins?: Array<string | PluginDefinition<never>>;
+  services?: {
+    dbs?: Record<string, ServiceDeclaration>;
+    caches?: Record<string, ServiceDeclaration>;
+    buses?: Record<string, ServiceDeclaration>;
+  };
+  server?: { port?: number; host?: string; trustProxy?: boolean; bodyLimit?: number };
+  logger?: LoggerConfig;
+  /** Per-plugin boot timeout and per-step shutdown bound. */
+  lifecycle?: { bootTimeoutMs?: number; shutdownTimeoutMs?: number };
+  jobs?: unknown;
+  schedules?: unknown;
+  workers?: unknown;
+  watch?: unknown;
+  wsCluster?: unknown;
+}
+
+/** Per-app configuration. Plugins add their keys by declaration merging. */
+export interface AppConfig {
+  /** Host names (vhost routing); none means the default app. */
+  hosts?: string[];
+  routesDir?: string;
+  channelsDir?: string;
+  bridgeHub?: unknown;
+  asp?: unknown;
+  security?: unknown;
+  session?: unknown;
+  lock?: unknown;
+  bus?: unknown;
+}
+
+export const defineConfig = <T extends MegaConfig>(config: T): T => config;
+export const defineAppConfig = <T extends AppConfig>(config: T): T => config;
+
+export const GLOBAL_ONLY_KEYS = new Set([
+  'apps', 'plugins', 'services', 'server', 'logger', 'lifecycle', 'jobs', 'schedules', 'workers', 'watch', 'wsCluster',
+]);
+export const APP_ONLY_KEYS = new Set([
+  'hosts', 'bridgeHub', 'asp', 'security', 'session', 'routesDir', 'channelsDir', 'lock', 'bus',
+]);
+
+export interface LoadedApp {
+  name: string;
+  dir: string;
+  config: AppConfig;
+  file: string | undefined;
+}
+
+export interface LoadedProject {
+  dir: string;
+  file: string;
+  config: MegaConfig;
+  apps: LoadedApp[];
+}
+
+const CONFIG_NAMES = ['mega.config.ts', 'mega.config.mts', 'mega.config.js', 'mega.config.mjs'];
+const APP_CONFIG_NAMES = ['app.config.ts', 'app.config.mts', 'app.config.js', 'app.config.mjs'];
+
+/** Walks up from `from` to the nearest directory holding a mega.config file. */
+export function findProjectDir(from: string): string | undefined {
+  let dir = resolve(from);
+  for (;;) {
+    if (CONFIG_NAMES.some((n) => existsSync(join(dir, n)))) return dir;
+    const parent = resolve(dir, '..');
+    if (parent === dir) return undefined;
+    dir = parent;
+  }
+}
+
+/** Loads `.env` (existing variables win, as with any 12-factor app). */
+export function loadDotEnv(dir: string): void {
+  const file = join(dir, '.env');
+  if (!existsSync(file)) return;
+  try {
+    process.loadEnvFile(file);
+  } catch (error) {
+    throw new ConfigError('config.env_invalid', `cannot read ${file}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+const jiti = createJiti(import.meta.url, { interopDefault: true });
+
+/** Imports a TS/JS module without a build step; syntax errors become `config.syntax` with file and line. */
+export async function importModule(file: string, code = 'config.syntax'): Promise<unknown> {
+  try {
+    return await jiti.import(file, { default: true });
+  } catch (error) {
+    if (isMegaError(error)) throw error;
+    const message = (error as Error)?.message ?? String(error);
+    const at = /([^\s()]+):(\d+):(\d+)/.exec(message);
+    const syntax = /ParseError|SyntaxError|Unexpected|Expected/.test(`${(error as Error)?.name} ${message}`);
+    const line = at?.[2] ? Number(at[2]) : undefined;
+    const where = line === undefined ? file : `${file}:${line}${at?.[3] ? `:${at[3]}` : ''}`;
+    throw new ConfigError(syntax ? code : 'config.load_failed', `${syntax ? 'syntax error' : 'failed to load'} in ${where}: ${message.split('\n')[0]}`, {
+      cause: error,
+      details: { file, line, column: at?.[3] ? Number(at[3]) : undefined },
+    });
+  }
+}
+
+function firstExisting(dir: string, names: string[]): string | undefined {
+  for (const n of names) if (existsSync(join(dir, n))) return join(dir, n);
+  return undefined;
+}
+
+async function loadObject(file: string): Promise<Record<string, unknown>> {
+  const value = await importModule(file);
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ConfigError('config.invalid', `${file} must export default an object (use defineConfig({...}))`, {
+      details: { file, errors: [{ path: '/', message: `default export is ${Array.isArray(value) ? 'an array' : typeof value}` }] },
+    });
+  }
+  return value as Record<string, unknown>;
+}
+
+const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true });
+const validateGlobal = ajv.compile({
+  type: 'object',
+  properties: {
+    apps: { type: 'array', items: { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]*$' } },
+    plugins: { type: 'array', items: { anyOf: [{ type: 'string', minLength: 1 }, { type: 'object', required: ['name', 'setup'] }] } },
+    services: {
+      type: 'object',
+      additionalProperties: false,
+      properties: Object.fromEntries(
+        ['dbs', 'caches', 'buses'].map((k) => [
+          k,
+          { type: 'object', additionalProperties: { type: 'object', required: ['driver'], properties: { driver: { type: 'string' }, url: { type: 'string' } } } },
+        ]),
+      ),
+    },
+    server: {
+      type: 'object',
+      properties: {
+        port: { type: 'integer', minimum: 0, maximum: 65535 },
+        host: { type: 'string' },
+        trustProxy: { type: 'boolean' },
+        bodyLimit: { type: 'integer', minimum: 1 },
+      },
+    },
+    logger: {
+      type: 'object',
+      properties: { level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }, pretty: { type: 'boolean' } },
+    },
+    lifecycle: {
+      type: 'object',
+      properties: { bootTimeoutMs: { type: 'integer', minimum: 1 }, shutdownTimeoutMs: { type: 'integer', minimum: 1 } },
+    },
+  },
+});
+const validateApp = ajv.compile({
+  type: 'object',
+  properties: {
+    hosts: { type: 'array', items: { type: 'string', minLength: 1 } },
+    routesDir: { type: 'string' },
+    channelsDir: { type: 'string' },
+  },
+});
+
+/** Turns ajv errors into `{ path, message }` pairs, prefixed with the config key they sit under. */
+export function schemaErrors(errors: ErrorObject[] | null | undefined, prefix = ''): Array<{ path: string; message: string }> {
+  return (errors ?? []).map((e) => ({
+    path: `${prefix}${e.instancePath || ''}` || '/',
+    message: `${e.message ?? 'is invalid'}${e.params && 'allowedValues' in e.params ? ` (${(e.params.allowedValues as unknown[]).join(', ')})` : ''}`,
+  }));
+}
+
+export function invalidConfig(file: string, errors: Array<{ path: string; message: string }>): ConfigError {
+  const list = errors.map((e) => `${e.path} ${e.message}`).join('; ');
+  return new ConfigError('config.invalid', `invalid configuration in ${file}: ${list}`, { details: { file, errors } });
+}
+
+function checkScope(file: string, config: Record<string, unknown>, forbidden: Set<string>, belongs: string): void {
+  for (const key of Object.keys(config)) {
+    if (forbidden.has(key)) {
+      throw new ConfigError('config.scope_violation', `"${key}" is not allowed in ${file}; it belongs in ${belongs}`, {
+        details: { key, file, belongsIn: belongs },
+      });
+    }
+  }
+}
+
+export interface ScopeRules {
+  globalOnly: ReadonlySet<string>;
+  appOnly: ReadonlySet<string>;
+}
+
+/** Loads the global and app configs of the project in `dir`; `only` restricts the apps. */
+export async function loadProject(dir: string, options: { only?: string[]; scope?: ScopeRules } = {}): Promise<LoadedProject> {
+  const file = firstExisting(dir, CONFIG_NAMES);
+  if (!file) throw new ConfigError('config.not_found', `no mega.config.ts in ${dir} (run mega start from a Mega project)`);
+  loadDotEnv(dir);
+  const config = await loadObject(file);
+  const scope = options.scope ?? { globalOnly: GLOBAL_ONLY_KEYS, appOnly: APP_ONLY_KEYS };
+  const rel = (p: string) => relative(dir, p) || basename(p);
+  checkScope(rel(file), config, scope.appOnly as Set<string>, 'apps/<name>/app.config.ts');
+  if (!validateGlobal(config)) throw invalidConfig(rel(file), schemaErrors(validateGlobal.errors));
+  const megaConfig = config as MegaConfig;
+
+  const appsDir = join(dir, 'apps');
+  const discovered = existsSync(appsDir)
+    ? readdirSync(appsDir).filter((n) => statSync(join(appsDir, n)).isDirectory() && firstExisting(join(appsDir, n), APP_CONFIG_NAMES) !== undefined)
+    : [];
+  let names = megaConfig.apps ?? discovered.sort();
+  for (const n of names) {
+    if (!existsSync(join(appsDir, n))) {
+      throw new ConfigError('config.invalid', `${rel(file)}: apps lists "${n}" but apps/${n} does not exist`, {
+        details: { file: rel(file), errors: [{ path: '/apps', message: `unknown app "${n}"` }] },
+      });
+    }
+  }
+  if (options.only?.length) {
+    const unknown = options.only.filter((n) => !names.includes(n));
+    if (unknown.length) {
+      throw new ConfigError('app.not_found', `no app named ${unknown.join(', ')} in this project (known: ${names.join(', ') || 'none'})`);
+    }
+    names = names.filter((n) => options.only?.includes(n));
+  }
+  const apps: LoadedApp[] = [];
+  for (const name of names) {
+    const appDir = join(appsDir, name);
+    const appFile = firstExisting(appDir, APP_CONFIG_NAMES);
+    const appConfig = appFile ? await loadObject(appFile) : {};
+    if (appFile) {
+      checkScope(rel(appFile), appConfig, scope.globalOnly as Set<string>, rel(file));
+      if (!validateApp(appConfig)) throw invalidConfig(rel(appFile), schemaErrors(validateApp.errors));
+    }
+    apps.push({ name, dir: appDir, config: appConfig as AppConfig, file: appFile });
+  }
+  return { dir, file, config: megaConfig, apps };
+}
