@@ -105,12 +105,16 @@ export function loadDotEnv(dir: string): void {
   }
 }
 
-const jiti = createJiti(import.meta.url, { interopDefault: true });
+const jiti = createJiti(import.meta.url, { interopDefault: false });
 
-/** Imports a TS/JS module without a build step; syntax errors become `config.syntax` with file and line. */
+/**
+ * Imports a TS/JS module without a build step and returns its default export (undefined when it
+ * has none); syntax errors become `code` (default `config.syntax`) with file and line.
+ */
 export async function importModule(file: string, code = 'config.syntax'): Promise<unknown> {
   try {
-    return await jiti.import(file, { default: true });
+    const mod = (await jiti.import(file)) as { default?: unknown } | undefined;
+    return mod?.default;
   } catch (error) {
     if (isMegaError(error)) throw error;
     const message = (error as Error)?.message ?? String(error);
@@ -133,8 +137,9 @@ function firstExisting(dir: string, names: string[]): string | undefined {
 async function loadObject(file: string): Promise<Record<string, unknown>> {
   const value = await importModule(file);
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new ConfigError('config.invalid', `${file} must export default an object (use defineConfig({...}))`, {
-      details: { file, errors: [{ path: '/', message: `default export is ${Array.isArray(value) ? 'an array' : typeof value}` }] },
+    const got = value === undefined ? 'missing' : Array.isArray(value) ? 'an array' : typeof value;
+    throw new ConfigError('config.invalid', `${file} must export default an object (use defineConfig({...})); default export is ${got}`, {
+      details: { file, errors: [{ path: '/', message: `default export is ${got}` }] },
     });
   }
   return value as Record<string, unknown>;

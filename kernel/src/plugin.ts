@@ -11,7 +11,7 @@ import { Ajv } from 'ajv';
 import type { ValidateFunction } from 'ajv';
 import semver from 'semver';
 import { PluginError } from './errors.js';
-import { invalidConfig, schemaErrors } from './config.js';
+import { importModule, invalidConfig, schemaErrors } from './config.js';
 import type { Kernel } from './kernel.js';
 
 /** What `configure(project)` may do when `mega plugin add` installs a plugin. */
@@ -75,7 +75,12 @@ export async function importPlugin(name: string, projectDir: string): Promise<Pl
       cause: error,
     });
   }
-  const mod = (await import(pathToFileURL(resolved).href)) as { default?: unknown; plugin?: unknown };
+  // Local plugin files may be TypeScript; packages are built JS and load natively.
+  const local = name.startsWith('.') || name.startsWith('/');
+  const mod = (local ? { default: await importModule(resolved, 'plugin.syntax') } : await import(pathToFileURL(resolved).href)) as {
+    default?: unknown;
+    plugin?: unknown;
+  };
   const def = mod.default ?? mod.plugin;
   if (!isPluginDefinition(def)) {
     throw new PluginError('plugin.invalid', `"${name}" does not default-export a definePlugin({...}) result`, { plugin: name });

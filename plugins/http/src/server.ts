@@ -169,7 +169,7 @@ export class HttpServer {
         body = { code: 'validation.failed', message: fe.message, details: fe.validation.slice(0, 20) };
       } else if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
         status = fe.statusCode;
-        const json = fe.code === 'FST_ERR_CTP_INVALID_JSON' || fe.code === 'FST_ERR_CTP_EMPTY_JSON_BODY';
+        const json = fe.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || fe.code === 'FST_ERR_CTP_EMPTY_JSON_BODY';
         body = { code: json ? 'http.invalid_json' : (FASTIFY_CODES[status] ?? 'http.bad_request'), message: fe.message };
       } else {
         status = 500;

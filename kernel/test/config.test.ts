@@ -1,0 +1,104 @@
+import { describe, expect, it } from 'vitest';
+import { loadProject } from '../src/config.js';
+import { loadKernel } from '../src/kernel.js';
+import { createLogger } from '../src/logger.js';
+import { tempProject } from './helpers.js';
+
+const GLOBAL = `import { defineConfig } from '@mega/kernel';\nexport default defineConfig({ server: { port: 0 } });\n`;
+
+describe('config loading', () => {
+  it('loads mega.config.ts and every app config without a build step', async () => {
+    const dir = tempProject({
+      'mega.config.ts': GLOBAL,
+      'apps/web/app.config.ts': `export default { hosts: ['web.test'] as string[] };\n`,
+      'apps/admin/app.config.ts': `const hosts: string[] = ['admin.test'];\nexport default { hosts };\n`,
+      'apps/notes/README.md': 'not an app: no app.config',
+    });
+    const project = await loadProject(dir);
+    expect(project.apps.map((a) => a.name)).toEqual(['admin', 'web']);
+    expect(project.apps[1]?.config.hosts).toEqual(['web.test']);
+    expect((await loadProject(dir, { only: ['web'] })).apps.map((a) => a.name)).toEqual(['web']);
+    await expect(loadProject(dir, { only: ['nope'] })).rejects.toMatchObject({ code: 'app.not_found' });
+  });
+
+  it('reports a syntax error with file and line', async () => {
+    const dir = tempProject({ 'mega.config.ts': `export default {\n  server: {\n    port: : 3000\n  }\n};\n` });
+    const error = await loadProject(dir).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'config.syntax', details: { line: 3 } });
+    expect((error as Error).message).toMatch(/mega\.config\.ts:3/);
+  });
+
+  it('reports a syntax error in an app config with that file', async () => {
+    const dir = tempProject({ 'mega.config.ts': GLOBAL, 'apps/web/app.config.ts': `export default { hosts: [ };\n` });
+    const error = await loadProject(dir).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'config.syntax' });
+    expect((error as { details: { file: string } }).details.file).toMatch(/apps\/web\/app\.config\.ts$/);
+  });
+
+  it('rejects wrong types with every error path and the file', async () => {
+    const dir = tempProject({
+      'mega.config.ts': `export default { server: { port: 'eighty', host: 1 }, logger: { level: 'loud' }, apps: 'web' };\n`,
+    });
+    const error = await loadProject(dir).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'config.invalid', details: { file: 'mega.config.ts' } });
+    const paths = (error as { details: { errors: Array<{ path: string }> } }).details.errors.map((e) => e.path);
+    expect(paths).toEqual(expect.arrayContaining(['/server/port', '/server/host', '/logger/level', '/apps']));
+  });
+
+  it('rejects a default export that is not an object', async () => {
+    const dir = tempProject({ 'mega.config.ts': `export default 42;\n` });
+    await expect(loadProject(dir)).rejects.toMatchObject({ code: 'config.invalid' });
+    const empty = tempProject({ 'mega.config.ts': `export const x = 1;\n` });
+    await expect(loadProject(empty)).rejects.toMatchObject({ code: 'config.invalid' });
+  });
+
+  it('enforces scope: app-only key in mega.config.ts', async () => {
+    const dir = tempProject({ 'mega.config.ts': `export default { hosts: ['a.test'] };\n` });
+    await expect(loadProject(dir)).rejects.toMatchObject({
+      code: 'config.scope_violation',
+      details: { key: 'hosts', file: 'mega.config.ts', belongsIn: 'apps/<name>/app.config.ts' },
+    });
+  });
+
+  it('enforces scope: global-only key in an app config', async () => {
+    const dir = tempProject({ 'mega.config.ts': GLOBAL, 'apps/web/app.config.ts': `export default { plugins: ['@mega/http'] };\n` });
+    const error = await loadProject(dir).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'config.scope_violation', details: { key: 'plugins', file: 'apps/web/app.config.ts', belongsIn: 'mega.config.ts' } });
+    expect((error as Error).message).toBe('"plugins" is not allowed in apps/web/app.config.ts; it belongs in mega.config.ts');
+  });
+
+  it('fails clearly when an app listed in apps does not exist, and when no config exists', async () => {
+    const dir = tempProject({ 'mega.config.ts': `export default { apps: ['ghost'] };\n` });
+    await expect(loadProject(dir)).rejects.toMatchObject({ code: 'config.invalid' });
+    const none = tempProject({ 'README.md': 'x' });
+    await expect(loadProject(none)).rejects.toMatchObject({ code: 'config.not_found' });
+  });
+
+  it('loads .env without overriding variables already set', async () => {
+    process.env.MEGA_TEST_KEEP = 'from-env';
+    const dir = tempProject({
+      'mega.config.ts': `export default { server: { port: Number(process.env.MEGA_TEST_PORT) } };\n`,
+      '.env': 'MEGA_TEST_PORT=4567\nMEGA_TEST_KEEP=from-file\n',
+    });
+    const project = await loadProject(dir);
+    expect(project.config.server?.port).toBe(4567);
+    expect(process.env.MEGA_TEST_KEEP).toBe('from-env');
+  });
+
+  it('names a plugin that is not installed and how to add it', async () => {
+    const dir = tempProject({ 'mega.config.ts': `export default { plugins: ['@mega/does-not-exist'] };\n` });
+    await expect(loadKernel({ dir, logger: createLogger({ level: 'silent' }) })).rejects.toMatchObject({
+      code: 'plugin.not_installed',
+      message: expect.stringContaining('mega plugin add @mega/does-not-exist'),
+    });
+  });
+
+  it('survives garbage config files without crashing the loader', async () => {
+    const garbage = ['\u0000\u0001\u0002', '}}}{{{', 'export default (', '\uFFFF'.repeat(100), 'export default { a: 1 } }'];
+    for (const content of garbage) {
+      const dir = tempProject({ 'mega.config.ts': content });
+      const error = await loadProject(dir).catch((e: unknown) => e);
+      expect(error, JSON.stringify(content)).toMatchObject({ code: expect.stringMatching(/^config\./) });
+    }
+  });
+});

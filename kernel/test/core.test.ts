@@ -1,0 +1,106 @@
+import { describe, expect, it, vi } from 'vitest';
+import { getApp } from '../src/apps.js';
+import { MegaError, NotFoundError, ValidationError, isMegaError, statusForCode, toMegaError } from '../src/errors.js';
+import { definePlugin } from '../src/plugin.js';
+import { testKernel } from './helpers.js';
+
+describe('errors', () => {
+  it('maps codes and subclasses to HTTP statuses', () => {
+    expect(new MegaError('validation.failed', 'x').status).toBe(400);
+    expect(new MegaError('asp.replay', 'x').status).toBe(401);
+    expect(new MegaError('app.not_found', 'x').status).toBe(404);
+    expect(new MegaError('codec.too_large', 'x').status).toBe(413);
+    expect(new MegaError('bus.request_timeout', 'x').status).toBe(504);
+    expect(new MegaError('db.unavailable', 'x').status).toBe(503);
+    expect(new MegaError('something.else', 'x').status).toBe(500);
+    expect(new NotFoundError('user.missing', 'x').status).toBe(404);
+    expect(new ValidationError('any.code', 'x', { status: 422 }).status).toBe(422);
+    expect(statusForCode('rate.limited')).toBe(429);
+  });
+
+  it('recognises errors across module copies by brand and wraps foreign errors', () => {
+    const e = new MegaError('a.b', 'm', { details: { x: 1 } });
+    expect(isMegaError(e)).toBe(true);
+    expect(isMegaError({ code: 'a.b' })).toBe(false);
+    expect(e.toJSON()).toEqual({ code: 'a.b', message: 'm', details: { x: 1 } });
+    const wrapped = toMegaError(new TypeError('boom'));
+    expect(wrapped).toMatchObject({ code: 'internal', message: 'boom', status: 500 });
+    expect(toMegaError(e)).toBe(e);
+  });
+});
+
+describe('app registry', () => {
+  it('getApp reports not_found, not_initialized and ambiguous', async () => {
+    const kernel = testKernel([], {
+      apps: [
+        { name: 'web', dir: '/tmp', config: {}, file: undefined },
+        { name: 'admin', dir: '/tmp', config: { hosts: ['Admin.Example.com'] }, file: undefined },
+      ],
+    });
+    expect(() => getApp('web')).toThrow(expect.objectContaining({ code: 'app.not_found' }));
+    const started = kernel.start();
+    await started;
+    expect(getApp('admin').hosts).toEqual(['admin.example.com']);
+    expect(() => getApp()).toThrow(expect.objectContaining({ code: 'app.ambiguous' }));
+    expect(() => getApp('nope')).toThrow(expect.objectContaining({ code: 'app.not_found', details: { known: expect.arrayContaining(['web', 'admin']) } }));
+    await kernel.stop();
+    expect(() => getApp('web')).toThrow(expect.objectContaining({ code: 'app.not_found' }));
+  });
+
+  it('an app registered but still booting is not_initialized', async () => {
+    let probe: unknown;
+    const kernel = testKernel(
+      [
+        definePlugin({
+          name: 'probe',
+          version: '1.0.0',
+          setup(k) {
+            k.hooks.boot.tap('probe', () => {
+              try {
+                getApp('booting');
+              } catch (e) {
+                probe = e;
+              }
+            });
+          },
+        }),
+      ],
+      { apps: [{ name: 'booting', dir: '/tmp', config: {}, file: undefined }] },
+    );
+    await kernel.start();
+    expect(probe).toMatchObject({ code: 'app.not_initialized' });
+    expect(getApp().name).toBe('booting');
+    await kernel.stop();
+  });
+});
+
+describe('services and ctx', () => {
+  it('provide/use with a clear error for a missing service', async () => {
+    const kernel = testKernel([definePlugin({ name: 'cache', version: '1.0.0', setup: (k) => k.provide('cache', { hit: 1 }, 'cache') })]);
+    await kernel.start();
+    expect(kernel.use<{ hit: number }>('cache').hit).toBe(1);
+    expect(() => kernel.use('db')).toThrow(expect.objectContaining({ code: 'service.missing', details: { name: 'db', provided: ['cache'] } }));
+    expect(() => kernel.provide('cache', {})).toThrow(expect.objectContaining({ code: 'service.duplicate' }));
+    await kernel.stop();
+  });
+
+  it('ctx members are lazy, memoised per ctx, and untouched members cost nothing', async () => {
+    const factory = vi.fn((ctx: { id: string }) => `db for ${ctx.id}`);
+    const kernel = testKernel([
+      definePlugin({ name: 'db', version: '1.0.0', setup: (k) => k.contributeCtx('db', factory as never, 'db') }),
+    ]);
+    await kernel.start();
+    const app = kernel.apps[0];
+    if (!app) throw new Error('no app');
+    const a = kernel.createContext(app, { id: 'r1' }) as unknown as { db: string; id: string };
+    const b = kernel.createContext(app, { id: 'r2' }) as unknown as { db: string };
+    expect(factory).not.toHaveBeenCalled();
+    expect(a.db).toBe('db for r1');
+    expect(a.db).toBe('db for r1');
+    expect(factory).toHaveBeenCalledTimes(1);
+    expect(b.db).toBe('db for r2');
+    expect(Object.getPrototypeOf(a)).toBe(Object.getPrototypeOf(b));
+    expect(() => kernel.contributeCtx('late', () => 1)).toThrow(expect.objectContaining({ code: 'ctx.frozen' }));
+    await kernel.stop();
+  });
+});

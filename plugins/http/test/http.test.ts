@@ -1,0 +1,172 @@
+import { request } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
+import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createLogger, definePlugin, loadKernel } from '@mega/kernel';
+import type { Kernel, PluginDefinition } from '@mega/kernel';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { HttpServer } from '../src/index.js';
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+let running: Kernel | undefined;
+afterEach(async () => {
+  await running?.stop();
+  running = undefined;
+});
+
+function project(files: Record<string, string>, plugins = "['@mega/http']"): string {
+  const dir = mkdtempSync(join(tmpdir(), 'mega-http-'));
+  const all = { 'mega.config.ts': `export default { plugins: ${plugins}, server: { port: 0, host: '127.0.0.1' } };\n`, ...files };
+  for (const [path, content] of Object.entries(all)) {
+    mkdirSync(dirname(join(dir, path)), { recursive: true });
+    writeFileSync(join(dir, path), content);
+  }
+  symlinkSync(join(REPO, 'node_modules'), join(dir, 'node_modules'));
+  return dir;
+}
+
+async function boot(files: Record<string, string>, options: { env?: string; extra?: PluginDefinition } = {}) {
+  const dir = project(files);
+  const kernel = await loadKernel({ dir, logger: createLogger({ level: 'silent' }), ...(options.env ? { env: options.env } : {}) });
+  if (options.extra) (kernel as unknown as { plugins: PluginDefinition[] }).plugins.push(options.extra);
+  running = kernel;
+  await kernel.start();
+  const http = kernel.use<HttpServer>('http');
+  // node:http rather than fetch: fetch refuses to set the Host header, which vhost tests need.
+  const call = (path: string, init: { method?: string; body?: string; headers?: Record<string, string>; host?: string } = {}) =>
+    new Promise<{ status: number; headers: IncomingHttpHeaders; text: string; json: Record<string, unknown> | undefined }>((done, fail) => {
+      const req = request(
+        { host: '127.0.0.1', port: http.port, path, method: init.method ?? 'GET', headers: { ...init.headers, ...(init.host ? { host: init.host } : {}) } },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (text += c));
+          res.on('end', () =>
+            done({
+              status: res.statusCode ?? 0,
+              headers: res.headers,
+              text,
+              json: res.headers['content-type']?.includes('json') ? (JSON.parse(text) as Record<string, unknown>) : undefined,
+            }),
+          );
+        },
+      );
+      req.on('error', fail);
+      req.end(init.body);
+    });
+  return { kernel, http, call };
+}
+
+const ROUTES = `
+import { MegaError, NotFoundError } from '@mega/kernel';
+export default (router: any) => {
+  router.http.get('/obj', async (_req: any, _reply: any, ctx: any) => ({ app: ctx.app.name, id: typeof ctx.id }));
+  router.http.get('/wrapped', async () => ({ data: [1, 2], meta: { total: 2 } }));
+  router.http.get('/text', async () => 'plain text');
+  router.http.get('/empty', async () => undefined);
+  router.http.get('/manual', async (_req: any, reply: any) => reply.code(201).send({ raw: true }));
+  router.http.get('/missing', async () => { throw new NotFoundError('user.not_found', 'no such user', { details: { id: 7 } }); });
+  router.http.get('/teapot', async () => { throw new MegaError('brew.failed', 'short and stout', { status: 418 }); });
+  router.http.get('/crash', async () => { throw new Error('secret internals'); });
+  router.http.post('/echo', async (req: any) => req.body, { schema: { body: { type: 'object', required: ['name'], properties: { name: { type: 'string' } } } } });
+};
+`;
+
+describe('@mega/http', () => {
+  it('wraps results in { data } once, passes raw bodies through, answers /health', async () => {
+    const { call } = await boot({ 'apps/web/app.config.ts': 'export default {};', 'apps/web/routes/main.ts': ROUTES });
+    expect((await call('/obj')).json).toEqual({ data: { app: 'web', id: 'string' } });
+    expect((await call('/wrapped')).json).toEqual({ data: [1, 2], meta: { total: 2 } });
+    expect((await call('/text')).text).toBe('plain text');
+    expect((await call('/empty')).status).toBe(204);
+    const manual = await call('/manual');
+    expect([manual.status, manual.json]).toEqual([201, { raw: true }]);
+    expect((await call('/health')).json).toEqual({ data: { status: 'ok' } });
+  });
+
+  it('maps errors to { error: { code, message, details } } with the right status', async () => {
+    const { call } = await boot({ 'apps/web/app.config.ts': 'export default {};', 'apps/web/routes/main.ts': ROUTES });
+    const missing = await call('/missing');
+    expect([missing.status, missing.json]).toEqual([404, { error: { code: 'user.not_found', message: 'no such user', details: { id: 7 } } }]);
+    expect((await call('/teapot')).status).toBe(418);
+    const notFound = await call('/nope');
+    expect([notFound.status, (notFound.json?.error as { code: string }).code]).toEqual([404, 'not_found']);
+    const badJson = await call('/echo', { method: 'POST', body: '{"name":', headers: { 'content-type': 'application/json' } });
+    expect([badJson.status, (badJson.json?.error as { code: string }).code]).toEqual([400, 'http.invalid_json']);
+    const invalid = await call('/echo', { method: 'POST', body: '{"nom":1}', headers: { 'content-type': 'application/json' } });
+    expect(invalid.status).toBe(400);
+    expect(invalid.json?.error).toMatchObject({ code: 'validation.failed', details: [expect.objectContaining({ keyword: 'required' })] });
+    const ok = await call('/echo', { method: 'POST', body: '{"name":"x"}', headers: { 'content-type': 'application/json' } });
+    expect(ok.json).toEqual({ data: { name: 'x' } });
+  });
+
+  it('hides internals of unknown errors in production and shows the stack in development', async () => {
+    const prod = await boot({ 'apps/web/app.config.ts': 'export default {};', 'apps/web/routes/main.ts': ROUTES }, { env: 'production' });
+    const crash = await prod.call('/crash');
+    expect([crash.status, crash.json]).toEqual([500, { error: { code: 'internal', message: 'internal server error' } }]);
+    await running?.stop();
+    const dev = await boot({ 'apps/web/app.config.ts': 'export default {};', 'apps/web/routes/main.ts': ROUTES }, { env: 'development' });
+    const devCrash = await dev.call('/crash');
+    expect(devCrash.json?.error).toMatchObject({ code: 'internal', message: 'secret internals', stack: expect.stringContaining('Error: secret internals') });
+  });
+
+  it('passes every route through the kernel route hook before Fastify sees it', async () => {
+    const seen: string[] = [];
+    const rewriter = definePlugin({
+      name: 'rewriter',
+      version: '1.0.0',
+      dependsOn: ['@mega/http'],
+      setup(kernel) {
+        kernel.hooks.route.tap('rewriter', (route) => {
+          seen.push(`${route.app.name} ${route.method} ${route.path}`);
+          return route.path === '/old' ? { ...route, path: '/new' } : route;
+        });
+      },
+    });
+    const { call } = await boot(
+      { 'apps/web/app.config.ts': 'export default {};', 'apps/web/routes/a.ts': `export default (r: any) => { r.http.get('/old', async () => 'moved'); };` },
+      { extra: rewriter },
+    );
+    expect(seen).toEqual(['web GET /old']);
+    expect((await call('/new')).text).toBe('moved');
+    expect((await call('/old')).status).toBe(404);
+  });
+
+  it('serves several apps on one port by Host, with a default app', async () => {
+    const { call } = await boot({
+      'apps/admin/app.config.ts': `export default { hosts: ['admin.test'] };`,
+      'apps/admin/routes/r.ts': `export default (r: any) => { r.http.get('/', async (_q: any, _p: any, ctx: any) => ctx.app.name); };`,
+      'apps/site/app.config.ts': 'export default {};',
+      'apps/site/routes/r.ts': `export default (r: any) => { r.http.get('/', async (_q: any, _p: any, ctx: any) => ctx.app.name); };`,
+    });
+    expect((await call('/', { host: 'admin.test' })).text).toBe('admin');
+    expect((await call('/', { host: 'ADMIN.test:8080' })).text).toBe('admin');
+    expect((await call('/', { host: 'other.test' })).text).toBe('site');
+  });
+
+  it('rejects broken route files with a coded error naming the file', async () => {
+    const dir1 = project({ 'apps/web/app.config.ts': 'export default {};', 'apps/web/routes/bad.ts': `export default { not: 'a function' };` });
+    const k1 = await loadKernel({ dir: dir1, logger: createLogger({ level: 'silent' }) });
+    await expect(k1.start()).rejects.toMatchObject({ code: 'http.route_file_invalid', plugin: '@mega/http', message: expect.stringContaining('routes/bad.ts') });
+    const dir2 = project({ 'apps/web/app.config.ts': 'export default {};', 'apps/web/routes/syntax.ts': `export default (r: any) => {\n  r.http.get('/', \n};` });
+    const k2 = await loadKernel({ dir: dir2, logger: createLogger({ level: 'silent' }) });
+    await expect(k2.start()).rejects.toMatchObject({ code: 'http.route_file_syntax', message: expect.stringMatching(/syntax\.ts:3/) });
+    const dir3 = project({
+      'apps/web/app.config.ts': 'export default {};',
+      'apps/web/routes/dup.ts': `export default (r: any) => { r.http.get('/x', async () => 1); r.http.get('/x', async () => 2); };`,
+    });
+    const k3 = await loadKernel({ dir: dir3, logger: createLogger({ level: 'silent' }) });
+    await expect(k3.start()).rejects.toMatchObject({ code: 'http.route_conflict' });
+  });
+
+  it('rejects unknown http config keys and wrong types', async () => {
+    const dir = project({ 'apps/web/app.config.ts': 'export default {};' });
+    writeFileSync(join(dir, 'mega.config.ts'), `export default { plugins: ['@mega/http'], http: { bodyLimit: -1, nope: true } };\n`);
+    const kernel = await loadKernel({ dir, logger: createLogger({ level: 'silent' }) });
+    const error = await kernel.start().catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'config.invalid' });
+    expect((error as { details: { errors: Array<{ path: string }> } }).details.errors.map((e) => e.path).sort()).toEqual(['/http', '/http/bodyLimit']);
+  });
+});
