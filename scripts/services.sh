@@ -81,20 +81,39 @@ fail() {
 
 is_root() { [[ $(id -u) -eq 0 ]]; }
 
+# A process that exists and is not a zombie: our daemons are reparented to
+# PID 1, which may reap them late, and kill -0 succeeds on a zombie.
+proc_running() {
+  kill -0 "$1" 2>/dev/null || return 1
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [[ ${stat:0:1} != Z ]]
+}
+
 # True if something accepts TCP connections on 127.0.0.1:PORT.
 tcp_open() {
   timeout 2 bash -c "exec 3<>/dev/tcp/$HOST/$1" 2>/dev/null
 }
 
+# port_free SERVICE PORT VAR: fail fast (not after the readiness timeout) when
+# something else, which did not pass the service's own probe, holds the port.
+port_free() {
+  if tcp_open "$2"; then
+    fail "$1" "port $HOST:$2 is taken by a process that is not a usable $1; stop it or set $3"
+  fi
+}
+
 # pid_alive PIDFILE NAME: the pid file's process exists and is NAME (guards
 # against pid reuse after a reboot or crash).
 pid_alive() {
-  local pidfile=$1 name=$2 pid
+  local pidfile=$1 name=$2 pid cmd
   [[ -s $pidfile ]] || return 1
   pid=$(<"$pidfile")
   [[ $pid =~ ^[0-9]+$ ]] || return 1
-  kill -0 "$pid" 2>/dev/null || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$name"
+  proc_running "$pid" || return 1
+  cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  [[ $cmd == *"$name"* ]]
 }
 
 # stop_pidfile SERVICE PIDFILE NAME: TERM, wait, then KILL; quiet if not running.
@@ -108,10 +127,10 @@ stop_pidfile() {
   pid=$(<"$pidfile")
   kill -TERM "$pid" 2>/dev/null || true
   for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
+    proc_running "$pid" || break
     sleep 0.1
   done
-  if kill -0 "$pid" 2>/dev/null; then
+  if proc_running "$pid"; then
     warn "$svc (pid $pid) ignored SIGTERM for 10s; sending SIGKILL"
     kill -KILL "$pid" 2>/dev/null || true
     sleep 0.2
@@ -127,11 +146,11 @@ wait_ready() {
   shift 3
   local deadline=$((SECONDS + TIMEOUT))
   until "$@"; do
-    if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
-      fail "$svc" "process exited during startup" "$log"
+    if [[ -n $pid ]] && ! proc_running "$pid"; then
+      fail "$svc" "process exited during startup ($(svc_url "$svc"))" "$log"
     fi
     if ((SECONDS >= deadline)); then
-      fail "$svc" "not ready on $HOST after ${TIMEOUT}s" "$log"
+      fail "$svc" "not ready on $(svc_url "$svc") after ${TIMEOUT}s (MEGA_SERVICES_TIMEOUT)" "$log"
     fi
     sleep 0.3
   done
@@ -226,7 +245,7 @@ pg_login_ok() { # the app's own credentials work over TCP
 }
 
 pg_ours_running() {
-  [[ -s $PG_DATA/postmaster.pid ]] && kill -0 "$(head -n1 "$PG_DATA/postmaster.pid")" 2>/dev/null
+  [[ -s $PG_DATA/postmaster.pid ]] && proc_running "$(head -n1 "$PG_DATA/postmaster.pid")"
 }
 
 # Create role and database if missing, via the cluster's own Unix socket as
@@ -265,6 +284,7 @@ postgres_up() {
     getent passwd postgres >/dev/null || fail postgres "no 'postgres' system user to run the server as"
   fi
 
+  port_free postgres "$PG_PORT" MEGA_PG_PORT
   local t0=$SECONDS
   # The cluster dir belongs to the server's user; the state dir above it only
   # has to be traversable.
@@ -328,6 +348,7 @@ redis_up() {
   fi
   command -v redis-server >/dev/null && command -v redis-cli >/dev/null ||
     ensure_pkgs redis redis-server redis-tools
+  port_free redis "$REDIS_PORT" MEGA_REDIS_PORT
   local t0=$SECONDS dir=$STATE_DIR/redis pidfile=$RUN_DIR/redis.pid
   mkdir -p "$dir"
   rm -f "$pidfile"
@@ -363,6 +384,8 @@ nats_up() {
   fi
   command -v nats-server >/dev/null || ensure_pkgs nats nats-server
   command -v curl >/dev/null || ensure_pkgs nats curl
+  port_free nats "$NATS_PORT" MEGA_NATS_PORT
+  port_free nats "$NATS_MON_PORT" MEGA_NATS_MONITOR_PORT
   local t0=$SECONDS pidfile=$RUN_DIR/nats.pid pid
   mkdir -p "$STATE_DIR/nats"
   rm -f "$pidfile"
@@ -489,7 +512,7 @@ mongo_up() {
     say "mongo: already running on $MONGO_URL"
     return 0
   fi
-  tcp_open "$MONGO_PORT" && fail mongo "port $MONGO_PORT is taken by something that does not answer a MongoDB ping; stop it or set MEGA_MONGO_PORT" "$MONGO_LOG"
+  port_free mongo "$MONGO_PORT" MEGA_MONGO_PORT
   ferretdb_build
   local t0=$SECONDS pidfile=$RUN_DIR/ferretdb.pid pid
   mkdir -p "$STATE_DIR/ferretdb/data" "$STATE_DIR/ferretdb/state"
