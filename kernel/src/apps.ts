@@ -5,8 +5,9 @@
  * The registry sits on a global symbol so that two copies of the kernel module (a test runner
  * loading both source and build, a plugin that bundled its own copy) still see one registry.
  */
-import { MegaError } from './errors.js';
+
 import type { AppConfig } from './config.js';
+import { MegaError } from './errors.js';
 import type { Logger } from './logger.js';
 
 /** Per-app members contributed by plugins (`getApp('admin').bus`). Extend by declaration merging. */
@@ -82,8 +83,11 @@ export function getApp(name?: string): App {
       });
     }
   }
-  if (!app || app.state !== 'ready') {
-    throw new MegaError('app.not_initialized', `app "${app?.name ?? name}" is ${app?.state ?? 'missing'}, not ready: wait for boot to finish`);
+  if (app?.state !== 'ready') {
+    throw new MegaError(
+      'app.not_initialized',
+      `app "${app?.name ?? name}" is ${app?.state ?? 'missing'}, not ready: wait for boot to finish`,
+    );
   }
   return app;
 }

@@ -7,8 +7,8 @@
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join, relative, resolve } from 'node:path';
-import { Ajv } from 'ajv';
 import type { ErrorObject } from 'ajv';
+import { Ajv } from 'ajv';
 import { createJiti } from 'jiti';
 import { ConfigError, isMegaError } from './errors.js';
 import type { LoggerConfig } from './logger.js';
@@ -60,11 +60,19 @@ export const defineConfig = <T extends MegaConfig>(config: T): T => config;
 export const defineAppConfig = <T extends AppConfig>(config: T): T => config;
 
 export const GLOBAL_ONLY_KEYS = new Set([
-  'apps', 'plugins', 'services', 'server', 'logger', 'lifecycle', 'jobs', 'schedules', 'workers', 'watch', 'wsCluster',
+  'apps',
+  'plugins',
+  'services',
+  'server',
+  'logger',
+  'lifecycle',
+  'jobs',
+  'schedules',
+  'workers',
+  'watch',
+  'wsCluster',
 ]);
-export const APP_ONLY_KEYS = new Set([
-  'hosts', 'bridgeHub', 'asp', 'security', 'session', 'routesDir', 'channelsDir', 'lock', 'bus',
-]);
+export const APP_ONLY_KEYS = new Set(['hosts', 'bridgeHub', 'asp', 'security', 'session', 'routesDir', 'channelsDir', 'lock', 'bus']);
 
 export interface LoadedApp {
   name: string;
@@ -122,10 +130,14 @@ export async function importModule(file: string, code = 'config.syntax'): Promis
     const syntax = /ParseError|SyntaxError|Unexpected|Expected/.test(`${(error as Error)?.name} ${message}`);
     const line = at?.[2] ? Number(at[2]) : undefined;
     const where = line === undefined ? file : `${file}:${line}${at?.[3] ? `:${at[3]}` : ''}`;
-    throw new ConfigError(syntax ? code : 'config.load_failed', `${syntax ? 'syntax error' : 'failed to load'} in ${where}: ${message.split('\n')[0]}`, {
-      cause: error,
-      details: { file, line, column: at?.[3] ? Number(at[3]) : undefined },
-    });
+    throw new ConfigError(
+      syntax ? code : 'config.load_failed',
+      `${syntax ? 'syntax error' : 'failed to load'} in ${where}: ${message.split('\n')[0]}`,
+      {
+        cause: error,
+        details: { file, line, column: at?.[3] ? Number(at[3]) : undefined },
+      },
+    );
   }
 }
 
@@ -150,14 +162,29 @@ const validateGlobal = ajv.compile({
   type: 'object',
   properties: {
     apps: { type: 'array', items: { type: 'string', pattern: '^[a-z0-9][a-z0-9_-]*$' } },
-    plugins: { type: 'array', items: { anyOf: [{ type: 'string', minLength: 1 }, { type: 'object', required: ['name', 'setup'] }] } },
+    plugins: {
+      type: 'array',
+      items: {
+        anyOf: [
+          { type: 'string', minLength: 1 },
+          { type: 'object', required: ['name', 'setup'] },
+        ],
+      },
+    },
     services: {
       type: 'object',
       additionalProperties: false,
       properties: Object.fromEntries(
         ['dbs', 'caches', 'buses'].map((k) => [
           k,
-          { type: 'object', additionalProperties: { type: 'object', required: ['driver'], properties: { driver: { type: 'string' }, url: { type: 'string' } } } },
+          {
+            type: 'object',
+            additionalProperties: {
+              type: 'object',
+              required: ['driver'],
+              properties: { driver: { type: 'string' }, url: { type: 'string' } },
+            },
+          },
         ]),
       ),
     },
@@ -231,7 +258,9 @@ export async function loadProject(dir: string, options: { only?: string[]; scope
 
   const appsDir = join(dir, 'apps');
   const discovered = existsSync(appsDir)
-    ? readdirSync(appsDir).filter((n) => statSync(join(appsDir, n)).isDirectory() && firstExisting(join(appsDir, n), APP_CONFIG_NAMES) !== undefined)
+    ? readdirSync(appsDir).filter(
+        (n) => statSync(join(appsDir, n)).isDirectory() && firstExisting(join(appsDir, n), APP_CONFIG_NAMES) !== undefined,
+      )
     : [];
   let names = megaConfig.apps ?? discovered.sort();
   for (const n of names) {

@@ -4,8 +4,9 @@
  * their factory on first access and memoise the value in a slot array, so untouched members cost
  * nothing and every ctx keeps the same hidden class.
  */
-import { MegaError } from './errors.js';
+
 import type { App } from './apps.js';
+import { MegaError } from './errors.js';
 import type { Logger } from './logger.js';
 
 /** Members plugins add to ctx. Extend by declaration merging: `interface MegaContext { db(alias?: string): Db }`. */
@@ -73,7 +74,8 @@ export class ContextFactory {
       Object.defineProperty(Ctx.prototype, name, {
         enumerable: true,
         get(this: Ctx) {
-          const slots = (this._slots ??= new Array<unknown>(size).fill(UNSET));
+          this._slots ??= new Array<unknown>(size).fill(UNSET);
+          const slots = this._slots;
           let value = slots[index];
           if (value === UNSET) {
             value = factory(this as unknown as MegaContext);
@@ -83,6 +85,9 @@ export class ContextFactory {
         },
       });
     });
-    return Ctx as unknown as new (app: App, init: ContextInit) => MegaContext;
+    return Ctx as unknown as new (
+      app: App,
+      init: ContextInit,
+    ) => MegaContext;
   }
 }

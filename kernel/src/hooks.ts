@@ -7,8 +7,8 @@
  * in reverse dependency order. Wrapping at registration keeps the call path free of extra work.
  */
 import { AsyncParallelHook, AsyncSeriesBailHook, AsyncSeriesHook, SyncWaterfallHook } from 'tapable';
-import { MegaError, PluginError, isMegaError } from './errors.js';
 import type { App } from './apps.js';
+import { isMegaError, MegaError, PluginError } from './errors.js';
 import type { Kernel } from './kernel.js';
 
 /** Options a route carries; plugins add their own keys (security, schemas, tracing). */
@@ -150,11 +150,14 @@ function wrapTap(hook: HookName, tap: WrappableTap, policy: HookPolicy): Wrappab
   let stage = tap.stage;
   if (hook === 'boot') {
     run = (...args) =>
-      withTimeout(asPromise(...args), policy.bootTimeoutMs(plugin), () =>
-        new PluginError('plugin.boot_timeout', `[${plugin}] boot did not finish within ${policy.bootTimeoutMs(plugin)} ms`, {
-          plugin,
-          hook,
-        }),
+      withTimeout(
+        asPromise(...args),
+        policy.bootTimeoutMs(plugin),
+        () =>
+          new PluginError('plugin.boot_timeout', `[${plugin}] boot did not finish within ${policy.bootTimeoutMs(plugin)} ms`, {
+            plugin,
+            hook,
+          }),
       ).catch((error: unknown) => {
         throw wrapPluginError(error, plugin, hook);
       });
@@ -162,11 +165,14 @@ function wrapTap(hook: HookName, tap: WrappableTap, policy: HookPolicy): Wrappab
     // Later-loaded plugins stop first; a failing or hung step is reported and the next one still runs.
     stage = (tap.stage ?? 0) - policy.orderOf(plugin);
     run = (...args) =>
-      withTimeout(asPromise(...args), policy.shutdownTimeoutMs, () =>
-        new PluginError('plugin.shutdown_timeout', `[${plugin}] shutdown step exceeded ${policy.shutdownTimeoutMs} ms`, {
-          plugin,
-          hook,
-        }),
+      withTimeout(
+        asPromise(...args),
+        policy.shutdownTimeoutMs,
+        () =>
+          new PluginError('plugin.shutdown_timeout', `[${plugin}] shutdown step exceeded ${policy.shutdownTimeoutMs} ms`, {
+            plugin,
+            hook,
+          }),
       ).catch((error: unknown) => policy.onShutdownError(plugin, error));
   } else {
     run = (...args) =>

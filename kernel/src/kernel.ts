@@ -2,25 +2,25 @@
  * The kernel: owns config, the plugin list, the app registry, the service registry, ctx
  * contributions and the lifecycle (setup -> boot -> running -> shutdown). Everything else is a plugin.
  */
-import { readFileSync } from 'node:fs';
-import { randomUUID } from 'node:crypto';
-import { registerApp, unregisterApp } from './apps.js';
-import type { App, AppBase } from './apps.js';
-import { ContextFactory } from './context.js';
-import type { ContextInit, MegaContext } from './context.js';
-import { APP_ONLY_KEYS, GLOBAL_ONLY_KEYS, loadProject } from './config.js';
-import type { AppConfig, LoadedApp, MegaConfig } from './config.js';
-import { ConfigError, MegaError, PluginError } from './errors.js';
-import { createHooks, wrapPluginError } from './hooks.js';
-import type { MegaHooks } from './hooks.js';
-import { createLogger } from './logger.js';
-import type { Logger } from './logger.js';
-import { checkKernelRange, importPlugin, isPluginDefinition, orderPlugins, validatePluginConfig } from './plugin.js';
-import type { PluginDefinition } from './plugin.js';
 
-export const KERNEL_VERSION: string = (
-  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
-).version;
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { App, AppBase } from './apps.js';
+import { registerApp, unregisterApp } from './apps.js';
+import type { AppConfig, LoadedApp, MegaConfig } from './config.js';
+import { APP_ONLY_KEYS, GLOBAL_ONLY_KEYS, loadProject } from './config.js';
+import type { ContextInit, MegaContext } from './context.js';
+import { ContextFactory } from './context.js';
+import { ConfigError, MegaError, PluginError } from './errors.js';
+import type { MegaHooks } from './hooks.js';
+import { createHooks, wrapPluginError } from './hooks.js';
+import type { Logger } from './logger.js';
+import { createLogger } from './logger.js';
+import type { PluginDefinition } from './plugin.js';
+import { checkKernelRange, importPlugin, isPluginDefinition, orderPlugins, validatePluginConfig } from './plugin.js';
+
+export const KERNEL_VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string })
+  .version;
 
 /** Services plugins provide to each other (`kernel.provide('http', server)`). Extend by declaration merging. */
 // biome-ignore lint/suspicious/noEmptyInterface: extended by plugins through declaration merging
@@ -105,7 +105,9 @@ export class Kernel {
   provide(name: string, value: unknown, plugin = 'unknown'): void {
     const existing = this.#services.get(name);
     if (existing) {
-      throw new MegaError('service.duplicate', `service "${name}" is already provided by ${existing.plugin}`, { details: { name, by: existing.plugin } });
+      throw new MegaError('service.duplicate', `service "${name}" is already provided by ${existing.plugin}`, {
+        details: { name, by: existing.plugin },
+      });
     }
     this.#services.set(name, { value, plugin });
   }
@@ -115,9 +117,13 @@ export class Kernel {
   use(name: string): unknown {
     const entry = this.#services.get(name);
     if (!entry) {
-      throw new MegaError('service.missing', `no plugin provides service "${name}" (provided: ${[...this.#services.keys()].join(', ') || 'none'})`, {
-        details: { name, provided: [...this.#services.keys()] },
-      });
+      throw new MegaError(
+        'service.missing',
+        `no plugin provides service "${name}" (provided: ${[...this.#services.keys()].join(', ') || 'none'})`,
+        {
+          details: { name, provided: [...this.#services.keys()] },
+        },
+      );
     }
     return entry.value;
   }
@@ -208,22 +214,30 @@ export class Kernel {
     if ((plugin.configScope ?? 'global') === 'global') {
       for (const app of this.apps) {
         if (key in app.config) {
-          throw new ConfigError('config.scope_violation', `"${key}" (${plugin.name}) is not allowed in apps/${app.name}/app.config.ts; it belongs in ${this.configFile}`, {
-            details: { key, file: `apps/${app.name}/app.config.ts`, belongsIn: this.configFile },
-          });
+          throw new ConfigError(
+            'config.scope_violation',
+            `"${key}" (${plugin.name}) is not allowed in apps/${app.name}/app.config.ts; it belongs in ${this.configFile}`,
+            {
+              details: { key, file: `apps/${app.name}/app.config.ts`, belongsIn: this.configFile },
+            },
+          );
         }
       }
       return validatePluginConfig(plugin, global[key], this.configFile);
     }
     if (key in global) {
-      throw new ConfigError('config.scope_violation', `"${key}" (${plugin.name}) is not allowed in ${this.configFile}; it belongs in apps/<name>/app.config.ts`, {
-        details: { key, file: this.configFile, belongsIn: 'apps/<name>/app.config.ts' },
-      });
+      throw new ConfigError(
+        'config.scope_violation',
+        `"${key}" (${plugin.name}) is not allowed in ${this.configFile}; it belongs in apps/<name>/app.config.ts`,
+        {
+          details: { key, file: this.configFile, belongsIn: 'apps/<name>/app.config.ts' },
+        },
+      );
     }
     for (const app of this.apps) {
       const value = validatePluginConfig(plugin, (app.config as Record<string, unknown>)[key], `apps/${app.name}/app.config.ts`);
-      let map = this.#appConfigs.get(app.name);
-      if (!map) this.#appConfigs.set(app.name, (map = new Map()));
+      const map = this.#appConfigs.get(app.name) ?? new Map<string, unknown>();
+      this.#appConfigs.set(app.name, map);
       map.set(key, value);
     }
     return undefined;
@@ -254,7 +268,10 @@ export interface LoadKernelOptions {
 
 /** Loads `mega.config.ts`, the app configs and every listed plugin, and builds a kernel (not started). */
 export async function loadKernel(options: LoadKernelOptions): Promise<Kernel> {
-  const project = await loadProject(options.dir, { ...(options.only ? { only: options.only } : {}), scope: { globalOnly: GLOBAL_ONLY_KEYS, appOnly: APP_ONLY_KEYS } });
+  const project = await loadProject(options.dir, {
+    ...(options.only ? { only: options.only } : {}),
+    scope: { globalOnly: GLOBAL_ONLY_KEYS, appOnly: APP_ONLY_KEYS },
+  });
   const plugins: PluginDefinition[] = [];
   for (const entry of project.config.plugins ?? []) {
     if (typeof entry === 'string') plugins.push(await importPlugin(entry, project.dir));
@@ -272,4 +289,3 @@ export async function loadKernel(options: LoadKernelOptions): Promise<Kernel> {
     ...(options.logger ? { logger: options.logger } : {}),
   });
 }
-

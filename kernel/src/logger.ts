@@ -3,8 +3,8 @@
  * transport worker: a worker thread adds ~40 ms to cold start and loses lines on hard exits.
  */
 import { createRequire } from 'node:module';
-import { pino } from 'pino';
 import type { Logger as PinoLogger } from 'pino';
+import { pino } from 'pino';
 
 export type Logger = PinoLogger;
 

@@ -7,11 +7,11 @@
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { Ajv } from 'ajv';
 import type { ValidateFunction } from 'ajv';
+import { Ajv } from 'ajv';
 import semver from 'semver';
-import { PluginError } from './errors.js';
 import { importModule, invalidConfig, schemaErrors } from './config.js';
+import { PluginError } from './errors.js';
 import type { Kernel } from './kernel.js';
 
 /** What `configure(project)` may do when `mega plugin add` installs a plugin. */
@@ -113,10 +113,14 @@ export function orderPlugins(plugins: readonly PluginDefinition[]): PluginDefini
     for (const dep of p.dependsOn ?? []) {
       const target = byName.get(dep);
       if (!target) {
-        throw new PluginError('plugin.missing_dependency', `plugin "${p.name}" depends on "${dep}", which is not in plugins; run: mega plugin add ${dep}`, {
-          plugin: p.name,
-          details: { plugin: p.name, missing: dep },
-        });
+        throw new PluginError(
+          'plugin.missing_dependency',
+          `plugin "${p.name}" depends on "${dep}", which is not in plugins; run: mega plugin add ${dep}`,
+          {
+            plugin: p.name,
+            details: { plugin: p.name, missing: dep },
+          },
+        );
       }
       visit(target);
     }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { PluginError } from '../src/errors.js';
-import { definePlugin } from '../src/plugin.js';
 import type { PluginDefinition } from '../src/plugin.js';
+import { definePlugin } from '../src/plugin.js';
 import { testKernel } from './helpers.js';
 
 const plugin = (name: string, dependsOn: string[], setup: PluginDefinition['setup'], extra: Partial<PluginDefinition> = {}) =>
@@ -133,7 +133,7 @@ describe('hooks', () => {
           order.push(`parse ${String(frame.data)}`);
           return undefined;
         });
-        k.hooks.presence.tapPromise('slow', () => new Promise((r) => setTimeout(() => r(order.push('slow')), 30)));
+        k.hooks.presence.tapPromise('slow', () => new Promise<void>((r) => setTimeout(() => r(void order.push('slow')), 30)));
         k.hooks.presence.tapPromise('fast', async () => void order.push('fast'));
       }),
     ]);

@@ -3,8 +3,9 @@
  * replaces a crashed worker with exponential backoff, and on SIGTERM/SIGINT asks every worker to
  * drain, waits for them, and exits 0. A second signal kills the workers and exits 130.
  */
-import cluster from 'node:cluster';
+
 import type { Worker } from 'node:cluster';
+import cluster from 'node:cluster';
 import type { CliIO } from './io.js';
 
 export interface PrimaryOptions {

@@ -7,8 +7,8 @@ import { relative, sep } from 'node:path';
 import { parseArgs } from 'node:util';
 import { findProjectDir } from '../config.js';
 import { isMegaError } from '../errors.js';
-import { loadKernel } from '../kernel.js';
 import type { Kernel } from '../kernel.js';
+import { loadKernel } from '../kernel.js';
 import { runPrimary } from './cluster.js';
 import type { CliIO } from './io.js';
 

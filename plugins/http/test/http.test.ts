@@ -1,11 +1,11 @@
-import { request } from 'node:http';
-import type { IncomingHttpHeaders } from 'node:http';
 import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import type { IncomingHttpHeaders } from 'node:http';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createLogger, definePlugin, loadKernel } from '@mega/kernel';
 import type { Kernel, PluginDefinition } from '@mega/kernel';
+import { createLogger, definePlugin, loadKernel } from '@mega/kernel';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HttpServer } from '../src/index.js';
 
@@ -38,7 +38,13 @@ async function boot(files: Record<string, string>, options: { env?: string; extr
   const call = (path: string, init: { method?: string; body?: string; headers?: Record<string, string>; host?: string } = {}) =>
     new Promise<{ status: number; headers: IncomingHttpHeaders; text: string; json: Record<string, unknown> | undefined }>((done, fail) => {
       const req = request(
-        { host: '127.0.0.1', port: http.port, path, method: init.method ?? 'GET', headers: { ...init.headers, ...(init.host ? { host: init.host } : {}) } },
+        {
+          host: '127.0.0.1',
+          port: http.port,
+          path,
+          method: init.method ?? 'GET',
+          headers: { ...init.headers, ...(init.host ? { host: init.host } : {}) },
+        },
         (res) => {
           let text = '';
           res.setEncoding('utf8');
@@ -89,12 +95,15 @@ describe('@mega/http', () => {
   it('maps errors to { error: { code, message, details } } with the right status', async () => {
     const { call } = await boot({ 'apps/web/app.config.ts': 'export default {};', 'apps/web/routes/main.ts': ROUTES });
     const missing = await call('/missing');
-    expect([missing.status, missing.json]).toEqual([404, { error: { code: 'user.not_found', message: 'no such user', details: { id: 7 } } }]);
+    expect([missing.status, missing.json]).toEqual([
+      404,
+      { error: { code: 'user.not_found', message: 'no such user', details: { id: 7 } } },
+    ]);
     expect((await call('/teapot')).status).toBe(418);
     const notFound = await call('/nope');
-    expect([notFound.status, (notFound.json?.error as { code: string }).code]).toEqual([404, 'not_found']);
+    expect([notFound.status, (notFound.json?.error as { code: string } | undefined)?.code]).toEqual([404, 'not_found']);
     const badJson = await call('/echo', { method: 'POST', body: '{"name":', headers: { 'content-type': 'application/json' } });
-    expect([badJson.status, (badJson.json?.error as { code: string }).code]).toEqual([400, 'http.invalid_json']);
+    expect([badJson.status, (badJson.json?.error as { code: string } | undefined)?.code]).toEqual([400, 'http.invalid_json']);
     const invalid = await call('/echo', { method: 'POST', body: '{"nom":1}', headers: { 'content-type': 'application/json' } });
     expect(invalid.status).toBe(400);
     expect(invalid.json?.error).toMatchObject({ code: 'validation.failed', details: [expect.objectContaining({ keyword: 'required' })] });
@@ -109,7 +118,11 @@ describe('@mega/http', () => {
     await running?.stop();
     const dev = await boot({ 'apps/web/app.config.ts': 'export default {};', 'apps/web/routes/main.ts': ROUTES }, { env: 'development' });
     const devCrash = await dev.call('/crash');
-    expect(devCrash.json?.error).toMatchObject({ code: 'internal', message: 'secret internals', stack: expect.stringContaining('Error: secret internals') });
+    expect(devCrash.json?.error).toMatchObject({
+      code: 'internal',
+      message: 'secret internals',
+      stack: expect.stringContaining('Error: secret internals'),
+    });
   });
 
   it('passes every route through the kernel route hook before Fastify sees it', async () => {
@@ -126,7 +139,10 @@ describe('@mega/http', () => {
       },
     });
     const { call } = await boot(
-      { 'apps/web/app.config.ts': 'export default {};', 'apps/web/routes/a.ts': `export default (r: any) => { r.http.get('/old', async () => 'moved'); };` },
+      {
+        'apps/web/app.config.ts': 'export default {};',
+        'apps/web/routes/a.ts': `export default (r: any) => { r.http.get('/old', async () => 'moved'); };`,
+      },
       { extra: rewriter },
     );
     expect(seen).toEqual(['web GET /old']);
@@ -147,10 +163,20 @@ describe('@mega/http', () => {
   });
 
   it('rejects broken route files with a coded error naming the file', async () => {
-    const dir1 = project({ 'apps/web/app.config.ts': 'export default {};', 'apps/web/routes/bad.ts': `export default { not: 'a function' };` });
+    const dir1 = project({
+      'apps/web/app.config.ts': 'export default {};',
+      'apps/web/routes/bad.ts': `export default { not: 'a function' };`,
+    });
     const k1 = await loadKernel({ dir: dir1, logger: createLogger({ level: 'silent' }) });
-    await expect(k1.start()).rejects.toMatchObject({ code: 'http.route_file_invalid', plugin: '@mega/http', message: expect.stringContaining('routes/bad.ts') });
-    const dir2 = project({ 'apps/web/app.config.ts': 'export default {};', 'apps/web/routes/syntax.ts': `export default (r: any) => {\n  r.http.get('/', \n};` });
+    await expect(k1.start()).rejects.toMatchObject({
+      code: 'http.route_file_invalid',
+      plugin: '@mega/http',
+      message: expect.stringContaining('routes/bad.ts'),
+    });
+    const dir2 = project({
+      'apps/web/app.config.ts': 'export default {};',
+      'apps/web/routes/syntax.ts': `export default (r: any) => {\n  r.http.get('/', \n};`,
+    });
     const k2 = await loadKernel({ dir: dir2, logger: createLogger({ level: 'silent' }) });
     await expect(k2.start()).rejects.toMatchObject({ code: 'http.route_file_syntax', message: expect.stringMatching(/syntax\.ts:3/) });
     const dir3 = project({
@@ -167,6 +193,9 @@ describe('@mega/http', () => {
     const kernel = await loadKernel({ dir, logger: createLogger({ level: 'silent' }) });
     const error = await kernel.start().catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'config.invalid' });
-    expect((error as { details: { errors: Array<{ path: string }> } }).details.errors.map((e) => e.path).sort()).toEqual(['/http', '/http/bodyLimit']);
+    expect((error as { details: { errors: Array<{ path: string }> } }).details.errors.map((e) => e.path).sort()).toEqual([
+      '/http',
+      '/http/bodyLimit',
+    ]);
   });
 });

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: real services up, TypeScript and the native addon
+# built, lint and typecheck, then unit + integration tests. `npm test` runs this (npm puts the
+# pinned Node 24 first on PATH); CI runs the same command through .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s ==\n' "$*"; }
+
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 22 ]; then
+  echo "scripts/test.sh: Node $(node -v) is too old; run it through npm (npm test), which uses the pinned Node 24" >&2
+  exit 1
+fi
+
+step "services (PostgreSQL, Redis, NATS+JetStream, FerretDB)"
+bash scripts/services.sh up
+while IFS='=' read -r key value; do
+  [ -n "$key" ] && export "$key=$value"
+done < <(bash scripts/services.sh env)
+
+step "build (tsc -b)"
+npm run -s build
+
+if [ -f scripts/build-native.sh ]; then
+  step "native codec addon"
+  if command -v cargo >/dev/null 2>&1; then
+    bash scripts/build-native.sh
+  elif [ "${CI:-}" = "true" ]; then
+    echo "cargo is required in CI to build and test the native codec" >&2
+    exit 1
+  else
+    echo "cargo not found: testing the TypeScript codec backend only"
+  fi
+fi
+
+step "lint + typecheck"
+npm run -s lint
+npx tsc -p tsconfig.tests.json
+
+step "tests (unit + integration)"
+npx vitest run "$@"
