@@ -1,8 +1,9 @@
 /**
  * The `mega` CLI as users run it: real processes, real sockets, real signals.
  */
-import { spawn } from 'node:child_process';
+
 import type { ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -22,12 +23,17 @@ interface Run {
 }
 
 function mega(args: string[], cwd: string, env: Record<string, string> = {}): Run {
-  const child = spawn(process.execPath, [MEGA, ...args], { cwd, env: { ...process.env, NODE_ENV: 'test', MEGA_LOG_LEVEL: 'info', ...env } });
+  const child = spawn(process.execPath, [MEGA, ...args], {
+    cwd,
+    env: { ...process.env, NODE_ENV: 'test', MEGA_LOG_LEVEL: 'info', ...env },
+  });
   children.push(child);
   let out = '';
   child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.on('exit', (code, signal) => r({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+    child.on('exit', (code, signal) => r({ code, signal })),
+  );
   const waitFor = async (re: RegExp, timeoutMs = 20_000) => {
     const end = Date.now() + timeoutMs;
     for (;;) {
@@ -97,7 +103,11 @@ describe('mega CLI', () => {
     console.log(`cold start to first 200 on apps/simple: ${coldStartMs} ms`);
     expect(JSON.parse(first.body)).toEqual({ data: { message: 'Hello from Mega', app: 'simple' } });
     expect(JSON.parse((await get(port, '/health')).body)).toEqual({ data: { status: 'ok' } });
-    const echo = await fetch(`http://127.0.0.1:${port}/echo`, { method: 'POST', body: '{"a":[1,2]}', headers: { 'content-type': 'application/json' } });
+    const echo = await fetch(`http://127.0.0.1:${port}/echo`, {
+      method: 'POST',
+      body: '{"a":[1,2]}',
+      headers: { 'content-type': 'application/json' },
+    });
     expect(await echo.json()).toEqual({ data: { echo: { a: [1, 2] } } });
     await run.waitFor(/plugins\s+@mega\/http@0\.1\.0/);
     expect(run.out()).toMatch(/apps\s+simple \(default host\)/);
@@ -152,7 +162,10 @@ describe('mega CLI', () => {
   });
 
   it('reports a broken config with file and line and exits 1', async () => {
-    const dir = tempProject({ 'mega.config.ts': `export default {\n  plugins: [,,\n};\n`, 'apps/web/app.config.ts': 'export default {};\n' });
+    const dir = tempProject({
+      'mega.config.ts': `export default {\n  plugins: [,,\n};\n`,
+      'apps/web/app.config.ts': 'export default {};\n',
+    });
     const run = mega(['start'], dir);
     expect((await run.exited).code).toBe(1);
     expect(run.out()).toMatch(/\[config\.syntax\] syntax error in .*mega\.config\.ts:\d+/);

@@ -63,7 +63,10 @@ describe('config loading', () => {
   it('enforces scope: global-only key in an app config', async () => {
     const dir = tempProject({ 'mega.config.ts': GLOBAL, 'apps/web/app.config.ts': `export default { plugins: ['@mega/http'] };\n` });
     const error = await loadProject(dir).catch((e: unknown) => e);
-    expect(error).toMatchObject({ code: 'config.scope_violation', details: { key: 'plugins', file: 'apps/web/app.config.ts', belongsIn: 'mega.config.ts' } });
+    expect(error).toMatchObject({
+      code: 'config.scope_violation',
+      details: { key: 'plugins', file: 'apps/web/app.config.ts', belongsIn: 'mega.config.ts' },
+    });
     expect((error as Error).message).toBe('"plugins" is not allowed in apps/web/app.config.ts; it belongs in mega.config.ts');
   });
 

@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { getApp } from '../src/apps.js';
-import { MegaError, NotFoundError, ValidationError, isMegaError, statusForCode, toMegaError } from '../src/errors.js';
+import { isMegaError, MegaError, NotFoundError, statusForCode, toMegaError, ValidationError } from '../src/errors.js';
 import { definePlugin } from '../src/plugin.js';
 import { testKernel } from './helpers.js';
 
@@ -42,7 +42,9 @@ describe('app registry', () => {
     await started;
     expect(getApp('admin').hosts).toEqual(['admin.example.com']);
     expect(() => getApp()).toThrow(expect.objectContaining({ code: 'app.ambiguous' }));
-    expect(() => getApp('nope')).toThrow(expect.objectContaining({ code: 'app.not_found', details: { known: expect.arrayContaining(['web', 'admin']) } }));
+    expect(() => getApp('nope')).toThrow(
+      expect.objectContaining({ code: 'app.not_found', details: { known: expect.arrayContaining(['web', 'admin']) } }),
+    );
     await kernel.stop();
     expect(() => getApp('web')).toThrow(expect.objectContaining({ code: 'app.not_found' }));
   });
@@ -79,7 +81,9 @@ describe('services and ctx', () => {
     const kernel = testKernel([definePlugin({ name: 'cache', version: '1.0.0', setup: (k) => k.provide('cache', { hit: 1 }, 'cache') })]);
     await kernel.start();
     expect(kernel.use<{ hit: number }>('cache').hit).toBe(1);
-    expect(() => kernel.use('db')).toThrow(expect.objectContaining({ code: 'service.missing', details: { name: 'db', provided: ['cache'] } }));
+    expect(() => kernel.use('db')).toThrow(
+      expect.objectContaining({ code: 'service.missing', details: { name: 'db', provided: ['cache'] } }),
+    );
     expect(() => kernel.provide('cache', {})).toThrow(expect.objectContaining({ code: 'service.duplicate' }));
     await kernel.stop();
   });

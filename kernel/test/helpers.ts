@@ -2,8 +2,8 @@ import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Kernel } from '../src/kernel.js';
 import type { KernelOptions } from '../src/kernel.js';
+import { Kernel } from '../src/kernel.js';
 import { createLogger } from '../src/logger.js';
 import type { PluginDefinition } from '../src/plugin.js';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { definePlugin, orderPlugins } from '../src/plugin.js';
 import type { PluginDefinition } from '../src/plugin.js';
+import { definePlugin, orderPlugins } from '../src/plugin.js';
 import { testKernel } from './helpers.js';
 
 const p = (name: string, dependsOn: string[] = [], extra: Partial<PluginDefinition> = {}) =>
@@ -14,7 +14,11 @@ describe('plugin loader', () => {
 
   it('rejects a cycle and names it', () => {
     expect(() => orderPlugins([p('a', ['b']), p('b', ['c']), p('c', ['a'])])).toThrow(
-      expect.objectContaining({ code: 'plugin.cycle', message: 'plugin dependency cycle: a -> b -> c -> a', details: { cycle: ['a', 'b', 'c', 'a'] } }),
+      expect.objectContaining({
+        code: 'plugin.cycle',
+        message: 'plugin dependency cycle: a -> b -> c -> a',
+        details: { cycle: ['a', 'b', 'c', 'a'] },
+      }),
     );
     expect(() => orderPlugins([p('self', ['self'])])).toThrow(expect.objectContaining({ code: 'plugin.cycle' }));
   });
@@ -28,7 +32,9 @@ describe('plugin loader', () => {
   it('rejects duplicates and malformed definitions', () => {
     expect(() => orderPlugins([p('x'), p('x')])).toThrow(expect.objectContaining({ code: 'plugin.duplicate' }));
     expect(() => definePlugin({ name: '', version: '1', setup() {} })).toThrow(expect.objectContaining({ code: 'plugin.invalid' }));
-    expect(() => definePlugin({ name: 'n', version: '1' } as unknown as PluginDefinition)).toThrow(expect.objectContaining({ code: 'plugin.invalid' }));
+    expect(() => definePlugin({ name: 'n', version: '1' } as unknown as PluginDefinition)).toThrow(
+      expect.objectContaining({ code: 'plugin.invalid' }),
+    );
   });
 
   it('checks the kernel semver range before setup', async () => {
@@ -43,7 +49,10 @@ describe('plugin loader', () => {
         },
       }),
     ]);
-    await expect(kernel.start()).rejects.toMatchObject({ code: 'plugin.kernel_range', details: { required: '^2.0.0', actual: kernel.version } });
+    await expect(kernel.start()).rejects.toMatchObject({
+      code: 'plugin.kernel_range',
+      details: { required: '^2.0.0', actual: kernel.version },
+    });
     expect(setupRan).toBe(false);
   });
 

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadKernel } from '../src/kernel.js';
 import type { Kernel } from '../src/kernel.js';
+import { loadKernel } from '../src/kernel.js';
 import { createLogger } from '../src/logger.js';
 import { REPO, tempProject } from './helpers.js';
 
