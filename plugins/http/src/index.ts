@@ -3,11 +3,12 @@
  * through the kernel `route` hook, wraps controllers `(req, reply, ctx)` with the response envelope
  * and maps errors to `{ error: { code, message, details? } }` with the MegaError's status.
  */
-import type { App, Kernel } from '@mega/kernel';
+
 import { readFileSync } from 'node:fs';
+import type { App, Kernel } from '@mega/kernel';
 import { definePlugin } from '@mega/kernel';
-import { configSchema } from './config.js';
 import type { HttpConfig } from './config.js';
+import { configSchema } from './config.js';
 import { HttpServer } from './server.js';
 
 export type { HttpConfig } from './config.js';

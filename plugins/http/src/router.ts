@@ -24,10 +24,16 @@ export interface Router {
 }
 
 /** Builds one router member for an app; `add` queues a route definition for the `route` hook. */
-export type RouterExtension = (app: App, add: (def: Omit<RouteDefinition, 'app' | 'meta'> & { meta?: Record<string, unknown> }) => void) => unknown;
+export type RouterExtension = (
+  app: App,
+  add: (def: Omit<RouteDefinition, 'app' | 'meta'> & { meta?: Record<string, unknown> }) => void,
+) => unknown;
 
 export function createHttpMethods(add: (method: string, path: string, handler: Handler, options: RouteOptions) => void): HttpMethods {
-  const verb = (method: string): Method => (path, handler, options = {}) => add(method, path, handler, options);
+  const verb =
+    (method: string): Method =>
+    (path, handler, options = {}) =>
+      add(method, path, handler, options);
   return {
     get: verb('GET'),
     post: verb('POST'),

@@ -2,13 +2,13 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { Readable } from 'node:stream';
-import { MegaError, importModule, isMegaError } from '@mega/kernel';
 import type { App, Kernel, RouteDefinition, RouteOptions } from '@mega/kernel';
-import Fastify, { LogController } from 'fastify';
+import { importModule, isMegaError, MegaError } from '@mega/kernel';
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import Fastify, { LogController } from 'fastify';
 import type { HttpConfig } from './config.js';
-import { createHttpMethods } from './router.js';
 import type { Handler, Router, RouterExtension } from './router.js';
+import { createHttpMethods } from './router.js';
 
 const ROUTE_FILE = /\.(ts|mts|js|mjs)$/;
 const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -94,7 +94,10 @@ export class HttpServer {
       const path = join(dir, file);
       const mod = await importModule(path, 'http.route_file_syntax');
       if (typeof mod !== 'function') {
-        throw new MegaError('http.route_file_invalid', `${relative(this.kernel.dir, path)} must export default a function (router) => { ... }`);
+        throw new MegaError(
+          'http.route_file_invalid',
+          `${relative(this.kernel.dir, path)} must export default a function (router) => { ... }`,
+        );
       }
       const pending: RouteDefinition[] = [];
       const router = this.#router(app, pending);
@@ -110,7 +113,10 @@ export class HttpServer {
     if (def.kind !== 'http') return def;
     const handler = def.handler;
     if (typeof handler !== 'function') {
-      throw new MegaError('http.handler_invalid', `${def.method} ${def.path} (app ${def.app.name}): handler must be a function (req, reply, ctx)`);
+      throw new MegaError(
+        'http.handler_invalid',
+        `${def.method} ${def.path} (app ${def.app.name}): handler must be a function (req, reply, ctx)`,
+      );
     }
     const { app } = def;
     const kernel = this.kernel;
@@ -128,9 +134,13 @@ export class HttpServer {
         },
       });
     } catch (error) {
-      throw new MegaError('http.route_conflict', `cannot register ${def.method} ${def.path} for app ${app.name}: ${(error as Error).message}`, {
-        cause: error,
-      });
+      throw new MegaError(
+        'http.route_conflict',
+        `cannot register ${def.method} ${def.path} for app ${app.name}: ${(error as Error).message}`,
+        {
+          cause: error,
+        },
+      );
     }
     return def;
   }
