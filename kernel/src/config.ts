@@ -88,8 +88,8 @@ export interface LoadedProject {
   apps: LoadedApp[];
 }
 
-const CONFIG_NAMES = ['mega.config.ts', 'mega.config.mts', 'mega.config.js', 'mega.config.mjs'];
-const APP_CONFIG_NAMES = ['app.config.ts', 'app.config.mts', 'app.config.js', 'app.config.mjs'];
+export const CONFIG_NAMES = ['mega.config.ts', 'mega.config.mts', 'mega.config.js', 'mega.config.mjs'];
+export const APP_CONFIG_NAMES = ['app.config.ts', 'app.config.mts', 'app.config.js', 'app.config.mjs'];
 
 /** Walks up from `from` to the nearest directory holding a mega.config file. */
 export function findProjectDir(from: string): string | undefined {
@@ -157,7 +157,8 @@ async function loadObject(file: string): Promise<Record<string, unknown>> {
   return value as Record<string, unknown>;
 }
 
-const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true });
+/** One Ajv instance for the kernel (each instance costs ~30 ms of cold start to set up). */
+export const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true });
 const validateGlobal = ajv.compile({
   type: 'object',
   properties: {

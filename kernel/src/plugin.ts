@@ -8,9 +8,8 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { ValidateFunction } from 'ajv';
-import { Ajv } from 'ajv';
 import semver from 'semver';
-import { importModule, invalidConfig, schemaErrors } from './config.js';
+import { ajv, importModule, invalidConfig, schemaErrors } from './config.js';
 import { PluginError } from './errors.js';
 import type { Kernel } from './kernel.js';
 
@@ -141,7 +140,6 @@ export function checkKernelRange(plugin: PluginDefinition, kernelVersion: string
   }
 }
 
-const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true });
 const compiled = new WeakMap<object, ValidateFunction>();
 
 /** Validates (and fills defaults into) a plugin's config value; every error with its path. */

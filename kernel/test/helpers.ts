@@ -24,7 +24,9 @@ export function testKernel(plugins: PluginDefinition[], extra: Partial<KernelOpt
 /** Writes a throwaway project: `files` maps relative paths to contents; node_modules links to the repo's. */
 export function tempProject(files: Record<string, string>): string {
   const dir = mkdtempSync(join(tmpdir(), 'mega-test-'));
-  for (const [path, content] of Object.entries(files)) {
+  // Its own package.json, as a real project has: module resolution must not escape into a parent package.
+  const all = { 'package.json': '{ "name": "mega-test-project", "private": true, "type": "module" }\n', ...files };
+  for (const [path, content] of Object.entries(all)) {
     mkdirSync(dirname(join(dir, path)), { recursive: true });
     writeFileSync(join(dir, path), content);
   }

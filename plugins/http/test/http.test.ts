@@ -18,7 +18,11 @@ afterEach(async () => {
 
 function project(files: Record<string, string>, plugins = "['@mega/http']"): string {
   const dir = mkdtempSync(join(tmpdir(), 'mega-http-'));
-  const all = { 'mega.config.ts': `export default { plugins: ${plugins}, server: { port: 0, host: '127.0.0.1' } };\n`, ...files };
+  const all = {
+    'package.json': '{ "name": "mega-http-test", "private": true, "type": "module" }\n',
+    'mega.config.ts': `export default { plugins: ${plugins}, server: { port: 0, host: '127.0.0.1' } };\n`,
+    ...files,
+  };
   for (const [path, content] of Object.entries(all)) {
     mkdirSync(dirname(join(dir, path)), { recursive: true });
     writeFileSync(join(dir, path), content);
