@@ -5,7 +5,7 @@
  * Keys have a home: a global-only key in an app file, or an app-only key in the global file, stops
  * boot with `config.scope_violation` naming the key, the file, and the file where it belongs.
  */
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join, relative, resolve } from 'node:path';
 import type { ErrorObject } from 'ajv';
 import { Ajv } from 'ajv';
@@ -245,7 +245,21 @@ export interface ScopeRules {
   appOnly: ReadonlySet<string>;
 }
 
-/** Loads the global and app configs of the project in `dir`; `only` restricts the apps. */
+/** App name of a single-app project: its package.json name without scope, else the directory name. */
+function appNameOf(dir: string): string {
+  try {
+    const name = (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string }).name;
+    if (name) return name.replace(/^@[^/]+\//, '');
+  } catch {
+    // no package.json: fall back to the directory name
+  }
+  return basename(dir);
+}
+
+/**
+ * Loads the global and app configs of the project in `dir`; `only` restricts the apps. A project is
+ * either multi-app (`apps/<name>/app.config.ts`) or single-app (`app.config.ts` beside mega.config.ts).
+ */
 export async function loadProject(dir: string, options: { only?: string[]; scope?: ScopeRules } = {}): Promise<LoadedProject> {
   const file = firstExisting(dir, CONFIG_NAMES);
   if (!file) throw new ConfigError('config.not_found', `no mega.config.ts in ${dir} (run mega start from a Mega project)`);
@@ -257,15 +271,23 @@ export async function loadProject(dir: string, options: { only?: string[]; scope
   if (!validateGlobal(config)) throw invalidConfig(rel(file), schemaErrors(validateGlobal.errors));
   const megaConfig = config as MegaConfig;
 
+  // A single-app project keeps app.config.ts beside mega.config.ts; the project directory is the app.
+  const single = firstExisting(dir, APP_CONFIG_NAMES);
   const appsDir = join(dir, 'apps');
-  const discovered = existsSync(appsDir)
-    ? readdirSync(appsDir).filter(
-        (n) => statSync(join(appsDir, n)).isDirectory() && firstExisting(join(appsDir, n), APP_CONFIG_NAMES) !== undefined,
-      )
-    : [];
-  let names = megaConfig.apps ?? discovered.sort();
+  const appDirOf = (n: string) => (single ? dir : join(appsDir, n));
+  const discovered = single
+    ? [appNameOf(dir)]
+    : existsSync(appsDir)
+      ? readdirSync(appsDir)
+          .filter((n) => statSync(join(appsDir, n)).isDirectory() && firstExisting(join(appsDir, n), APP_CONFIG_NAMES) !== undefined)
+          .sort()
+      : [];
+  if (single && megaConfig.apps) {
+    throw invalidConfig(rel(file), [{ path: '/apps', message: `must be absent: ${rel(single)} makes this a single-app project` }]);
+  }
+  let names = megaConfig.apps ?? discovered;
   for (const n of names) {
-    if (!existsSync(join(appsDir, n))) {
+    if (!existsSync(appDirOf(n))) {
       throw new ConfigError('config.invalid', `${rel(file)}: apps lists "${n}" but apps/${n} does not exist`, {
         details: { file: rel(file), errors: [{ path: '/apps', message: `unknown app "${n}"` }] },
       });
@@ -280,7 +302,7 @@ export async function loadProject(dir: string, options: { only?: string[]; scope
   }
   const apps: LoadedApp[] = [];
   for (const name of names) {
-    const appDir = join(appsDir, name);
+    const appDir = appDirOf(name);
     const appFile = firstExisting(appDir, APP_CONFIG_NAMES);
     const appConfig = appFile ? await loadObject(appFile) : {};
     if (appFile) {

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadProject } from '../src/config.js';
 import { loadKernel } from '../src/kernel.js';
@@ -19,6 +20,14 @@ describe('config loading', () => {
     expect(project.apps[1]?.config.hosts).toEqual(['web.test']);
     expect((await loadProject(dir, { only: ['web'] })).apps.map((a) => a.name)).toEqual(['web']);
     await expect(loadProject(dir, { only: ['nope'] })).rejects.toMatchObject({ code: 'app.not_found' });
+  });
+
+  it('treats app.config.ts beside mega.config.ts as a single-app project named after its package', async () => {
+    const dir = tempProject({ 'mega.config.ts': GLOBAL, 'app.config.ts': 'export default {};\n' });
+    const project = await loadProject(dir);
+    expect(project.apps).toEqual([{ name: 'mega-test-project', dir, config: {}, file: join(dir, 'app.config.ts') }]);
+    const both = tempProject({ 'mega.config.ts': `export default { apps: ['x'] };\n`, 'app.config.ts': 'export default {};\n' });
+    await expect(loadProject(both)).rejects.toMatchObject({ code: 'config.invalid', details: { errors: [{ path: '/apps' }] } });
   });
 
   it('reports a syntax error with file and line', async () => {
