@@ -1,4 +1,7 @@
 /** Public API of @mega/kernel. */
+export { CODEC_DEFAULTS, loadCodec } from './codec/index.js';
+export type * from './codec/types.js';
+export type { CodecMode, LoadCodecOptions } from './codec/index.js';
 
 export type { App, AppBase, AppExtensions } from './apps.js';
 export { getApp, listApps } from './apps.js';

@@ -10,6 +10,8 @@ import { registerApp, unregisterApp } from './apps.js';
 import type { AppConfig, LoadedApp, MegaConfig } from './config.js';
 import { APP_ONLY_KEYS, GLOBAL_ONLY_KEYS, loadProject } from './config.js';
 import type { ContextInit, MegaContext } from './context.js';
+import { loadCodec } from './codec/index.js';
+import type { Codec } from './codec/types.js';
 import { ContextFactory } from './context.js';
 import { ConfigError, MegaError, PluginError } from './errors.js';
 import type { MegaHooks } from './hooks.js';
@@ -65,6 +67,7 @@ export class Kernel {
   #appConfigs = new Map<string, Map<string, unknown>>();
   #stopping: Promise<void> | undefined;
   #order: Map<string, number>;
+  #codec: Codec | undefined;
 
   constructor(options: KernelOptions) {
     this.dir = options.dir;
@@ -89,6 +92,12 @@ export class Kernel {
       onShutdownError: (plugin, error) => this.log.error({ err: error, plugin }, `shutdown step of ${plugin} failed`),
     });
     this.apps = options.apps.map((a) => this.#makeApp(a));
+  }
+
+  /** The codec (native addon or TS fallback, per MEGA_CODEC), loaded on first use. */
+  get codec(): Codec {
+    this.#codec ??= loadCodec({ log: this.log });
+    return this.#codec;
   }
 
   get state(): KernelState {

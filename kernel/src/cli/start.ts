@@ -117,7 +117,7 @@ function printBanner(kernel: Kernel, bootMs: number, io: CliIO): void {
     address = `http://${kernel.server.host === '0.0.0.0' ? 'localhost' : kernel.server.host}:${http.port}`;
   }
   const apps = kernel.apps.map((a) => (a.hosts.length ? `${a.name} (${a.hosts.join(', ')})` : `${a.name} (default host)`));
-  const codec = kernel.has('codec') ? kernel.use<{ backend: string }>('codec').backend : 'ts';
+  const codec = kernel.codec.backend + (kernel.codec.reason ? ` (${kernel.codec.reason})` : '');
   const lines = [
     `Mega ${kernel.version} ${cluster.isWorker ? `worker ${cluster.worker?.id} ` : ''}pid ${process.pid} (${kernel.env}) ready in ${bootMs} ms`,
     `  listening  ${address}`,
