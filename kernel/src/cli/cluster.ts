@@ -7,6 +7,8 @@
 import type { Worker } from 'node:cluster';
 import cluster from 'node:cluster';
 import type { CliIO } from './io.js';
+import { createBusRelay } from './primary-bus.js';
+import { createLockTable } from './primary-lock.js';
 
 export interface PrimaryOptions {
   workers: number;
@@ -28,13 +30,18 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
   let stopping = false;
   let bootFailures = 0;
   const slots = new Map<number, { worker: Worker; started: number; backoff: number; ready: boolean }>();
+  // Cluster drivers of @mega/bus and @mega/lock: the primary relays messages and holds the lock table.
+  const bus = createBusRelay();
+  const locks = createLockTable();
 
   return new Promise<number>((resolve) => {
     const fork = (slot: number, backoff: number) => {
       const worker = cluster.fork({ MEGA_WORKER_SLOT: String(slot) });
       slots.set(slot, { worker, started: Date.now(), backoff, ready: false });
       worker.on('message', (msg: { type?: string; ms?: number }) => {
-        if (msg?.type === 'mega:ready') {
+        if (msg?.type === 'mega:bus') bus.handle(worker, msg as Parameters<typeof bus.handle>[1]);
+        else if (msg?.type === 'mega:lock') locks.handle(worker, msg as Parameters<typeof locks.handle>[1]);
+        else if (msg?.type === 'mega:ready') {
           const entry = slots.get(slot);
           if (entry) entry.ready = true;
           bootFailures = 0;
@@ -42,6 +49,8 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
         }
       });
       worker.on('exit', (code, signal) => {
+        bus.exited(worker);
+        locks.exited(worker);
         const entry = slots.get(slot);
         if (stopping || entry?.worker !== worker) return;
         if (!entry.ready && ++bootFailures >= MAX_BOOT_FAILURES) {

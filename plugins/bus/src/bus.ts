@@ -1,0 +1,199 @@
+/**
+ * The per-app bus: `emit/on/request` on event names that get the app's subject prefix, so apps
+ * sharing a transport never see each other's events unless they ask (`getApp('admin').bus`).
+ * Payloads travel as JSON on every driver (the memory driver too), so code that works in
+ * development behaves the same on NATS.
+ */
+import type { Logger } from '@mega/kernel';
+import { isMegaError, MegaError } from '@mega/kernel';
+import type { OpStatsSnapshot } from './adapter.js';
+import { OpStats } from './adapter.js';
+import type { NatsTransport } from './drivers/nats.js';
+import { checkSubject } from './subjects.js';
+import type { Transport } from './transport.js';
+
+export interface MessageMeta {
+  /** The event name as subscribed under this app's prefix (no prefix). */
+  event: string;
+  /** The full subject on the wire. */
+  subject: string;
+}
+
+/** A handler's return value is the reply when the message is a request. */
+export type Handler<T = unknown, R = unknown> = (payload: T, meta: MessageMeta) => R | Promise<R>;
+
+export interface RequestOptions {
+  /** Milliseconds to wait for the first reply. Default: the app's `bus.requestTimeoutMs` (5000). */
+  timeout?: number;
+}
+
+export interface BusStats {
+  driver: Transport['driver'];
+  prefix: string;
+  /** Transport alias (nats) or the driver name. */
+  service: string;
+  emitted: number;
+  received: number;
+  requests: number;
+  handlerErrors: number;
+  subscriptions: number;
+  /** emit/request operations, failures and latency (request: until the reply). */
+  ops: OpStatsSnapshot;
+  nats?: { inMsgs: number; outMsgs: number; inBytes: number; outBytes: number } | undefined;
+}
+
+type ReplyEnvelope = { ok: true; data: unknown } | { ok: false; error: { code: string; message: string; details?: unknown } };
+
+const DONE = Promise.resolve();
+
+export class Bus {
+  readonly prefix: string;
+  readonly #transport: Transport;
+  readonly #service: string;
+  readonly #log: Logger;
+  readonly #timeoutMs: number;
+  readonly #stats = new OpStats();
+  #received = 0;
+  #requests = 0;
+  #handlerErrors = 0;
+  #subscriptions = 0;
+
+  constructor(transport: Transport, options: { prefix: string; service: string; log: Logger; requestTimeoutMs: number }) {
+    this.#transport = transport;
+    this.prefix = options.prefix;
+    this.#service = options.service;
+    this.#log = options.log;
+    this.#timeoutMs = options.requestTimeoutMs;
+  }
+
+  get driver(): Transport['driver'] {
+    return this.#transport.driver;
+  }
+
+  /** The transport's own handle: the `NatsConnection` for nats, null otherwise. */
+  get native(): unknown {
+    return this.#transport.native;
+  }
+
+  /** Publishes `payload` (JSON) to every subscriber of `event` in this app. At-most-once. */
+  emit(event: string, payload?: unknown): Promise<void> {
+    const started = performance.now();
+    try {
+      checkSubject(event, false);
+      this.#transport.publish(this.prefix + event, encode(payload, event));
+    } catch (error) {
+      this.#stats.record(performance.now() - started, true);
+      return Promise.reject(error);
+    }
+    this.#stats.record(performance.now() - started, false);
+    return DONE;
+  }
+
+  /**
+   * Calls `handler` for each `event` (wildcards: `*` one word, `>` the rest). A handler that throws
+   * is logged with the event name and the subscription stays; for a request its error is the reply.
+   * Returns the unsubscribe function.
+   */
+  on<T = unknown, R = unknown>(event: string, handler: Handler<T, R>): () => void {
+    checkSubject(event, true);
+    const prefixLength = this.prefix.length;
+    const off = this.#transport.subscribe(this.prefix + event, (data, subject, respond) => {
+      this.#received++;
+      const meta: MessageMeta = { event: subject.slice(prefixLength), subject };
+      let result: unknown;
+      try {
+        result = handler(JSON.parse(data) as T, meta);
+      } catch (error) {
+        this.#failed(error, meta, respond);
+        return;
+      }
+      if (result instanceof Promise) {
+        result.then(
+          (value) => respond?.(reply(value)),
+          (error: unknown) => this.#failed(error, meta, respond),
+        );
+      } else respond?.(reply(result));
+    });
+    this.#subscriptions++;
+    let active = true;
+    return () => {
+      if (!active) return;
+      active = false;
+      this.#subscriptions--;
+      off();
+    };
+  }
+
+  /**
+   * Sends `payload` to `event` and resolves with the first handler's return value. Rejects with
+   * `bus.request_timeout`, `bus.no_responders`, or the responder's own error code.
+   */
+  async request<R = unknown>(event: string, payload?: unknown, options: RequestOptions = {}): Promise<R> {
+    checkSubject(event, false);
+    const timeout = options.timeout ?? this.#timeoutMs;
+    this.#requests++;
+    const started = performance.now();
+    let envelope: ReplyEnvelope;
+    try {
+      envelope = JSON.parse(await this.#transport.request(this.prefix + event, encode(payload, event), timeout)) as ReplyEnvelope;
+    } catch (error) {
+      this.#stats.record(performance.now() - started, true);
+      throw error;
+    }
+    this.#stats.record(performance.now() - started, !envelope.ok);
+    if (envelope.ok) return envelope.data as R;
+    const { code, message, details } = envelope.error;
+    throw new MegaError(code, message, { details: { event, remote: true, ...(details === undefined ? {} : { cause: details }) } });
+  }
+
+  stats(): BusStats {
+    const nats = this.#transport.driver === 'nats' ? (this.#transport as NatsTransport).natsStats() : undefined;
+    return {
+      driver: this.#transport.driver,
+      prefix: this.prefix,
+      service: this.#service,
+      emitted: this.#stats.operations - this.#requests,
+      received: this.#received,
+      requests: this.#requests,
+      handlerErrors: this.#handlerErrors,
+      subscriptions: this.#subscriptions,
+      ops: this.#stats.snapshot(),
+      ...(nats ? { nats } : {}),
+    };
+  }
+
+  #failed(error: unknown, meta: MessageMeta, respond: ((reply: string) => void) | undefined): void {
+    this.#handlerErrors++;
+    this.#log.error(
+      { err: error, event: meta.event, subject: meta.subject },
+      `bus handler for "${meta.event}" failed: ${(error as Error)?.message ?? error}`,
+    );
+    if (!respond) return;
+    const e = isMegaError(error)
+      ? error
+      : new MegaError('bus.handler_failed', `handler for "${meta.event}" failed: ${(error as Error)?.message ?? error}`);
+    respond(JSON.stringify({ ok: false, error: e.toJSON() }));
+  }
+}
+
+function encode(payload: unknown, event: string): string {
+  try {
+    return JSON.stringify(payload === undefined ? null : payload);
+  } catch (error) {
+    throw new MegaError('bus.invalid_payload', `payload of "${event}" cannot be sent as JSON: ${(error as Error).message}`, {
+      details: { event },
+      cause: error,
+    });
+  }
+}
+
+function reply(value: unknown): string {
+  try {
+    return JSON.stringify({ ok: true, data: value === undefined ? null : value });
+  } catch (error) {
+    return JSON.stringify({
+      ok: false,
+      error: { code: 'bus.invalid_payload', message: `reply cannot be sent as JSON: ${(error as Error).message}` },
+    });
+  }
+}

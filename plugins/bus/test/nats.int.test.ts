@@ -1,0 +1,90 @@
+/** @mega/bus on the real NATS from scripts/services.sh: prefixes, request/reply, restart, boot errors. */
+import { getApp } from '@mega/kernel';
+import { connect } from '@nats-io/transport-node';
+import { afterEach, describe, expect, it } from 'vitest';
+import { makeKernel, startKernel, stopAll, until } from '../../../scripts/test/mega-kernel.js';
+import { restartService } from '../../../scripts/test/restart.js';
+import { serviceEnv } from '../../../scripts/test/service-env.js';
+import bus from '../src/index.js';
+
+const env = serviceEnv();
+afterEach(stopAll);
+const tick = (ms = 100) => new Promise((r) => setTimeout(r, ms));
+
+describe('@mega/bus nats driver', () => {
+  it('apps on one NATS connection are isolated by prefix; getApp(name).bus crosses on purpose; raw subjects are prefixed', async () => {
+    const kernel = await startKernel({
+      plugins: [bus],
+      services: { buses: { events: { driver: 'nats', url: env.NATS_URL } } },
+      apps: { natsweb: {}, natsadmin: { bus: { prefix: `glob${process.pid}.` } } },
+    });
+    const web = getApp('natsweb').bus;
+    const admin = getApp('natsadmin').bus;
+    expect(web.driver).toBe('nats');
+    const seen: string[] = [];
+    web.on('order.created', (p: { from: string }) => void seen.push(`web:${p.from}`));
+    admin.on('order.created', (p: { from: string }) => void seen.push(`admin:${p.from}`));
+    // A plain NATS client sees the prefixed subject.
+    const raw = await connect({ servers: env.NATS_URL });
+    const rawSeen: string[] = [];
+    raw.subscribe('natsweb.>', { callback: (_e, m) => void rawSeen.push(`${m.subject}=${m.string()}`) });
+    await raw.flush();
+    await (web.native as { flush(): Promise<void> }).flush();
+    await web.emit('order.created', { from: 'web' });
+    await admin.emit('order.created', { from: 'admin' });
+    await until(() => (seen.length === 2 && rawSeen.length === 1 ? true : undefined), 5000, 'deliveries');
+    expect(seen.sort()).toEqual(['admin:admin', 'web:web']);
+    expect(rawSeen).toEqual(['natsweb.order.created={"from":"web"}']);
+    await raw.close();
+    expect(web.stats()).toMatchObject({ driver: 'nats', service: 'events', prefix: 'natsweb.', received: 1 });
+  });
+
+  it('request/reply with typed timeout, no-responders and remote errors', async () => {
+    const kernel = await startKernel({ plugins: [bus], services: { buses: { default: { driver: 'nats', url: env.NATS_URL } } } });
+    const b = kernel.apps[0]?.bus;
+    if (!b) throw new Error('no bus');
+    b.on('sum', async (xs: number[]) => xs.reduce((a, c) => a + c, 0));
+    b.on('never', () => new Promise(() => {}));
+    b.on('boom', () => {
+      throw new Error('exploded');
+    });
+    await (b.native as { flush(): Promise<void> }).flush();
+    expect(await b.request('sum', [1, 2, 3])).toBe(6);
+    await expect(b.request('never', null, { timeout: 100 })).rejects.toMatchObject({ code: 'bus.request_timeout' });
+    await expect(b.request('nobody')).rejects.toMatchObject({ code: 'bus.no_responders' });
+    await expect(b.request('boom')).rejects.toMatchObject({ code: 'bus.handler_failed' });
+    await kernel.use<Record<string, () => Promise<void>>>('health:@mega/bus')['bus:default']?.();
+  });
+
+  it('subscriptions resume after a NATS restart', async () => {
+    const kernel = await startKernel({ plugins: [bus], services: { buses: { default: { driver: 'nats', url: env.NATS_URL } } } });
+    const b = kernel.apps[0]?.bus;
+    if (!b) throw new Error('no bus');
+    const got: number[] = [];
+    b.on('beat', (n: number) => void got.push(n));
+    await b.emit('beat', 0);
+    await until(() => (got.includes(0) ? true : undefined), 5000, 'first beat');
+    await restartService('nats');
+    let n = 1;
+    // Emit until one arrives: the client reconnects and re-subscribes by itself.
+    await until(
+      async () => {
+        await b.emit('beat', n++);
+        await tick(100);
+        return got.some((x) => x > 0) ? true : undefined;
+      },
+      30_000,
+      'a beat after the restart',
+    );
+    expect(b.stats().handlerErrors).toBe(0);
+  });
+
+  it('a NATS server down at boot fails boot naming alias and URL, unless optional', async () => {
+    const url = 'nats://127.0.0.1:1';
+    await expect(
+      makeKernel({ plugins: [bus], services: { buses: { events: { driver: 'nats', url, connectTimeoutMs: 1000 } } } }).start(),
+    ).rejects.toMatchObject({ code: 'bus.unavailable', details: { alias: 'events', url }, message: expect.stringContaining(`bus "events" cannot connect to ${url}`) });
+    const kernel = await startKernel({ plugins: [bus], services: { buses: { events: { driver: 'nats', url, optional: true, connectTimeoutMs: 500 } } } });
+    await expect(kernel.apps[0]?.bus.emit('x')).rejects.toMatchObject({ code: 'bus.unavailable', status: 503 });
+  });
+});

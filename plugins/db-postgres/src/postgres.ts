@@ -1,0 +1,305 @@
+/**
+ * One PostgreSQL database per alias: a `pg` pool against a server, or embedded PGlite (same SQL,
+ * same result shapes) when no server URL is configured.
+ */
+import { mkdirSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import type { PGlite } from '@electric-sql/pglite';
+import type { Logger, ServiceDeclaration } from '@mega/kernel';
+import { ConfigError, isMegaError, MegaError, UnavailableError } from '@mega/kernel';
+import type { PoolClient, PoolConfig } from 'pg';
+import pg from 'pg';
+import type { OpStatsSnapshot } from './adapter.js';
+import { OpStats, parseServiceUrl, redactUrl, within } from './adapter.js';
+
+export const POSTGRES_DRIVERS = ['postgres', 'postgresql', 'pg', 'pglite'] as const;
+
+export interface PostgresDeclaration extends ServiceDeclaration {
+  /** `postgres` (alias `postgresql`, `pg`) with a URL uses a pool; `pglite`, or no URL, runs PGlite. */
+  driver: (typeof POSTGRES_DRIVERS)[number];
+  /** `postgres://user:pass@host:port/db`; PGlite: `memory://` or a directory (default `.mega/pglite/<alias>`). */
+  url?: string;
+  /** Boot continues when the server is down (queries fail with `db.unavailable` until it answers). */
+  optional?: boolean;
+  /** Pool size. Default 10. */
+  max?: number;
+  /** Server-side statement timeout. Default 30000 (not enforced by PGlite: it runs in this thread). */
+  statementTimeoutMs?: number;
+  /** Connect timeout per connection (and for the boot check). Default 5000. */
+  connectTimeoutMs?: number;
+  /** Idle connections are closed after this. Default 10000. */
+  idleTimeoutMs?: number;
+  /** Extra `pg.Pool` options, passed through. */
+  options?: PoolConfig;
+}
+
+export interface QueryResult<R> {
+  rows: R[];
+  /** Rows returned or affected. */
+  rowCount: number;
+}
+
+/** What `tx(fn)` hands to `fn`: queries on the transaction's connection. */
+export interface Queryable {
+  query<R = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
+}
+
+export interface DbStats extends OpStatsSnapshot {
+  driver: 'postgres' | 'pglite';
+  alias: string;
+  url: string | undefined;
+  transactions: number;
+  rollbacks: number;
+  pool?: { total: number; idle: number; waiting: number };
+}
+
+/** SQLSTATEs meaning "the connection or server is gone", not "your SQL is wrong". */
+const UNAVAILABLE_STATES = /^(08|53|57P0[1-4]|58)/;
+
+export class PostgresDb implements Queryable {
+  readonly alias: string;
+  readonly driver: 'postgres' | 'pglite';
+  /** The URL with its password masked (PGlite: `memory://` or the data directory). */
+  readonly url: string | undefined;
+  readonly #decl: PostgresDeclaration;
+  readonly #log: Logger;
+  readonly #stats = new OpStats();
+  readonly #dataDir: string | undefined;
+  #pool: pg.Pool | undefined;
+  #lite: PGlite | undefined;
+  #transactions = 0;
+  #rollbacks = 0;
+
+  constructor(alias: string, decl: PostgresDeclaration, projectDir: string, log: Logger) {
+    this.alias = alias;
+    this.#decl = decl;
+    this.#log = log;
+    const url = decl.url;
+    const embedded = decl.driver === 'pglite' || !url || url.startsWith('memory://') || url.startsWith('file:');
+    this.driver = embedded ? 'pglite' : 'postgres';
+    if (embedded) {
+      if (url?.startsWith('memory://')) this.#dataDir = 'memory://';
+      else {
+        const dir = url ? url.replace(/^file:(\/\/)?/, '') : join('.mega', 'pglite', alias);
+        this.#dataDir = isAbsolute(dir) ? dir : resolve(projectDir, dir);
+      }
+      this.url = this.#dataDir;
+    } else {
+      parseServiceUrl('dbs', alias, url, ['postgres:', 'postgresql:']);
+      this.url = redactUrl(url);
+      const timeout = decl.statementTimeoutMs ?? 30_000;
+      this.#pool = new pg.Pool({
+        connectionString: url,
+        max: decl.max ?? 10,
+        connectionTimeoutMillis: decl.connectTimeoutMs ?? 5000,
+        idleTimeoutMillis: decl.idleTimeoutMs ?? 10_000,
+        statement_timeout: timeout,
+        // Client-side bound slightly above the server's, for a server that stops answering.
+        query_timeout: timeout + 2000,
+        application_name: `mega:${alias}`,
+        ...decl.options,
+      });
+      // An idle connection dying (server restart, pg_terminate_backend) must not crash the process;
+      // the pool drops it and opens a new one on demand.
+      this.#pool.on('error', (error) => this.#log.warn({ err: error, alias }, `db "${alias}": idle connection lost (${error.message})`));
+    }
+  }
+
+  /** The `pg.Pool` or the `PGlite` instance. */
+  get native(): pg.Pool | PGlite {
+    const native = this.#pool ?? this.#lite;
+    if (!native) throw new UnavailableError('db.unavailable', `db "${this.alias}" is not connected (boot has not run or it was closed)`);
+    return native;
+  }
+
+  async connect(): Promise<void> {
+    const timeoutMs = this.#decl.connectTimeoutMs ?? 5000;
+    try {
+      if (this.#pool) {
+        await within(this.#pool.query('select 1'), timeoutMs, () => new Error(`no answer within ${timeoutMs} ms`));
+        return;
+      }
+      const { PGlite, types } = await import('@electric-sql/pglite');
+      if (this.#dataDir !== 'memory://') mkdirSync(this.#dataDir as string, { recursive: true });
+      // int8 as a string, like pg: both drivers return the same values for the same SQL.
+      this.#lite = await PGlite.create(this.#dataDir as string, { parsers: { [types.INT8]: (value: string) => value } });
+    } catch (error) {
+      throw new UnavailableError('db.unavailable', `db "${this.alias}" cannot connect to ${this.url}: ${(error as Error).message}`, {
+        details: { alias: this.alias, url: this.url, driver: this.driver },
+        cause: error,
+      });
+    }
+  }
+
+  async close(): Promise<void> {
+    const pool = this.#pool;
+    const lite = this.#lite;
+    this.#lite = undefined;
+    if (pool && !pool.ended) await pool.end();
+    if (lite && !lite.closed) await lite.close();
+  }
+
+  /**
+   * Runs one statement. Outside a transaction a statement whose connection turned out to be dead
+   * (terminated backend, server restart) is retried once on a fresh connection: it never reached a
+   * live server, so it did not run.
+   */
+  query<R = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+    return this.#timed(sql, async () => {
+      if (this.#pool) {
+        try {
+          return toResult<R>(await this.#pool.query(sql, params as unknown[]));
+        } catch (error) {
+          if (!isConnectionLoss(error)) throw error;
+          this.#log.debug({ err: error, alias: this.alias }, 'connection lost before the query ran; retrying once');
+          return toResult<R>(await this.#pool.query(sql, params as unknown[]));
+        }
+      }
+      const lite = this.native as PGlite;
+      const res = await lite.query<R>(sql, params as unknown[]);
+      return { rows: res.rows, rowCount: res.affectedRows || res.rows.length };
+    });
+  }
+
+  /** Runs several statements separated by `;` (no parameters): schema scripts, migrations. */
+  async exec(sql: string): Promise<void> {
+    await this.#timed(sql, async () => {
+      if (this.#pool) await this.#pool.query(sql);
+      else await (this.native as PGlite).exec(sql);
+      return { rows: [], rowCount: 0 };
+    });
+  }
+
+  /** Runs `fn` in a transaction: commit when it resolves, rollback (and rethrow) when it throws. */
+  async tx<T>(fn: (db: Queryable) => Promise<T>): Promise<T> {
+    this.#transactions++;
+    if (!this.#pool) {
+      try {
+        return await (this.native as PGlite).transaction((t) =>
+          fn({
+            query: <R>(sql: string, params?: readonly unknown[]) =>
+              this.#timed(sql, async () => {
+                const res = await t.query<R>(sql, params as unknown[]);
+                return { rows: res.rows, rowCount: res.affectedRows || res.rows.length };
+              }),
+          }),
+        );
+      } catch (error) {
+        this.#rollbacks++;
+        throw error;
+      }
+    }
+    let client: PoolClient;
+    try {
+      client = await this.#pool.connect();
+    } catch (error) {
+      throw this.#error(error, 'BEGIN');
+    }
+    let broken: Error | undefined;
+    try {
+      await client.query('BEGIN');
+      const value = await fn({
+        query: <R>(sql: string, params?: readonly unknown[]) =>
+          this.#timed(sql, async () => toResult<R>(await client.query(sql, params as unknown[]))),
+      });
+      await client.query('COMMIT');
+      return value;
+    } catch (error) {
+      this.#rollbacks++;
+      try {
+        await client.query('ROLLBACK');
+      } catch (rollbackError) {
+        broken = rollbackError as Error;
+      }
+      throw isMegaError(error) ? error : this.#error(error, 'COMMIT');
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  /** Readiness: `select 1` answered. */
+  async check(): Promise<void> {
+    await this.query('select 1');
+  }
+
+  stats(): DbStats {
+    const pool = this.#pool;
+    return {
+      driver: this.driver,
+      alias: this.alias,
+      url: this.url,
+      transactions: this.#transactions,
+      rollbacks: this.#rollbacks,
+      ...(pool ? { pool: { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount } } : {}),
+      ...this.#stats.snapshot(),
+    };
+  }
+
+  async #timed<T>(sql: string, run: () => Promise<T>): Promise<T> {
+    const started = performance.now();
+    try {
+      const value = await run();
+      this.#stats.record(performance.now() - started, false);
+      return value;
+    } catch (error) {
+      this.#stats.record(performance.now() - started, true);
+      throw this.#error(error, sql);
+    }
+  }
+
+  #error(error: unknown, sql: string): MegaError {
+    if (isMegaError(error)) return error;
+    const e = error as Error & { code?: string; detail?: string; constraint?: string; table?: string; column?: string; position?: string };
+    const sqlState = typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) ? e.code : undefined;
+    const statement = sql.length > 200 ? `${sql.slice(0, 200)}...` : sql;
+    if (sqlState === '57014') {
+      return new MegaError('db.timeout', `db "${this.alias}": statement cancelled (statement timeout): ${e.message}`, {
+        details: { alias: this.alias, sqlState, statement },
+        cause: error,
+      });
+    }
+    if (!sqlState || UNAVAILABLE_STATES.test(sqlState)) {
+      if (sqlState || isConnectionLoss(error) || /ECONN|ENOTFOUND|EHOSTUNREACH|timeout|terminat|closed|ended/i.test(e.message)) {
+        return new UnavailableError('db.unavailable', `db "${this.alias}" (${this.url}) is unavailable: ${e.message}`, {
+          details: { alias: this.alias, url: this.url, ...(sqlState ? { sqlState } : {}) },
+          cause: error,
+        });
+      }
+    }
+    return new MegaError('db.query_failed', `db "${this.alias}": ${e.message}`, {
+      details: {
+        alias: this.alias,
+        sqlState,
+        statement,
+        ...(e.detail ? { detail: e.detail } : {}),
+        ...(e.constraint ? { constraint: e.constraint } : {}),
+        ...(e.table ? { table: e.table } : {}),
+        ...(e.column ? { column: e.column } : {}),
+      },
+      cause: error,
+    });
+  }
+}
+
+function toResult<R>(res: pg.QueryResult): QueryResult<R> {
+  return { rows: res.rows as R[], rowCount: res.rowCount ?? res.rows.length };
+}
+
+/** The connection died under us (not a SQL error): safe to retry a statement outside a transaction. */
+function isConnectionLoss(error: unknown): boolean {
+  const e = error as { code?: string; message?: string };
+  if (e?.code === '57P01' || e?.code === '57P02' || e?.code === '57P03' || e?.code === 'ECONNRESET' || e?.code === 'EPIPE') return true;
+  return typeof e?.message === 'string' && /Connection terminated|Client has encountered a connection error|not queryable/.test(e.message);
+}
+
+export function checkPostgresDeclaration(alias: string, decl: ServiceDeclaration): void {
+  if (decl.driver === 'pglite' && decl.url && !/^(memory|file):/.test(decl.url) && /^[a-z]+:\/\//.test(decl.url)) {
+    throw new ConfigError(
+      'adapter.invalid_url',
+      `services.dbs.${alias}.url: PGlite takes memory:// or a directory, not "${redactUrl(decl.url)}"`,
+      {
+        details: { kind: 'dbs', alias, url: redactUrl(decl.url) },
+      },
+    );
+  }
+}

@@ -1,0 +1,209 @@
+/**
+ * @mega/db-postgres against embedded PGlite and a real PostgreSQL (scripts/services.sh): the same
+ * suite runs on both, then server-only behaviour (statement timeout, terminated backends) and
+ * boot-time failures.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Kernel } from '@mega/kernel';
+import { getApp } from '@mega/kernel';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { makeKernel, startKernel, stopAll } from '../../../scripts/test/mega-kernel.js';
+import { serviceEnv } from '../../../scripts/test/service-env.js';
+import type { PostgresDb } from '../src/index.js';
+import postgres from '../src/index.js';
+
+const env = serviceEnv();
+
+describe.each([
+  { name: 'PGlite (memory://)', url: 'memory://', driver: 'pglite' },
+  { name: 'PostgreSQL', url: env.DATABASE_URL, driver: 'postgres' },
+])('db-postgres on $name', ({ url, driver }) => {
+  let kernel: Kernel;
+  let db: PostgresDb;
+  const app = `pg${driver}`;
+  const table = `mega_t_${driver}_${process.pid}`;
+
+  beforeAll(async () => {
+    kernel = await startKernel({ plugins: [postgres], services: { dbs: { primary: { driver: 'postgres', url } } }, apps: { [app]: {} } });
+    db = kernel.createContext(kernel.apps[0] as never).db();
+    await db.exec(`drop table if exists ${table}; create table ${table} (id int primary key, name text not null, big int8)`);
+  });
+  afterAll(async () => {
+    await db?.exec(`drop table if exists ${table}`).catch(() => undefined);
+    await stopAll();
+  });
+
+  it('ctx.db(), ctx.db(alias) and getApp(name).db() are the same adapter', () => {
+    const ctx = kernel.createContext(kernel.apps[0] as never);
+    expect(ctx.db('primary')).toBe(db);
+    expect(getApp(app).db()).toBe(db);
+    expect(db.driver).toBe(driver);
+  });
+
+  it('query with parameters; int8 comes back as a string on both drivers', async () => {
+    const ins = await db.query(`insert into ${table} (id, name, big) values ($1, $2, $3), ($4, $5, $6)`, [
+      1,
+      'ada',
+      9007199254740993n.toString(),
+      2,
+      'bob',
+      1,
+    ]);
+    expect(ins.rowCount).toBe(2);
+    const { rows, rowCount } = await db.query<{ id: number; name: string; big: string }>(`select id, name, big from ${table} order by id`);
+    expect(rowCount).toBe(2);
+    expect(rows).toEqual([
+      { id: 1, name: 'ada', big: '9007199254740993' },
+      { id: 2, name: 'bob', big: '1' },
+    ]);
+    const count = await db.query<{ n: string }>(`select count(*) as n from ${table}`);
+    expect(count.rows[0]?.n).toBe('2');
+  });
+
+  it('SQL errors are db.query_failed with the SQL state', async () => {
+    await expect(db.query('select * from no_such_table_here')).rejects.toMatchObject({
+      code: 'db.query_failed',
+      details: { sqlState: '42P01', alias: 'primary' },
+    });
+    await expect(db.query(`insert into ${table} (id, name) values (1, 'dup')`)).rejects.toMatchObject({
+      code: 'db.query_failed',
+      details: { sqlState: '23505' },
+    });
+  });
+
+  it('tx commits when fn resolves and rolls back when it throws', async () => {
+    const value = await db.tx(async (t) => {
+      await t.query(`insert into ${table} (id, name) values (10, 'in-tx')`);
+      const { rows } = await t.query<{ n: string }>(`select count(*) as n from ${table}`);
+      return rows[0]?.n;
+    });
+    expect(value).toBe('3');
+    await expect(
+      db.tx(async (t) => {
+        await t.query(`insert into ${table} (id, name) values (11, 'rolled back')`);
+        throw new Error('changed my mind');
+      }),
+    ).rejects.toThrow('changed my mind');
+    await expect(
+      db.tx(async (t) => {
+        await t.query(`insert into ${table} (id, name) values (12, 'rolled back too')`);
+        await t.query(`insert into ${table} (id, name) values (12, 'duplicate')`);
+      }),
+    ).rejects.toMatchObject({ code: 'db.query_failed', details: { sqlState: '23505' } });
+    const { rows } = await db.query<{ id: number }>(`select id from ${table} where id >= 10 order by id`);
+    expect(rows).toEqual([{ id: 10 }]);
+  });
+
+  it('stats count operations, errors, latency and transactions; the readiness check answers', async () => {
+    await db.query('select 1');
+    const checks = kernel.use<Record<string, () => Promise<void>>>('health:@mega/db-postgres');
+    await expect(checks['db:primary']?.()).resolves.toBeUndefined();
+    const s = db.stats();
+    expect(s).toMatchObject({ driver, alias: 'primary', transactions: 3, rollbacks: 2 });
+    expect(s.operations).toBeGreaterThan(5);
+    expect(s.errors).toBe(3);
+    expect(s.latency.maxMs).toBeGreaterThan(0);
+    expect(s.latency.p99Ms).toBeGreaterThanOrEqual(s.latency.p50Ms);
+  });
+});
+
+describe('db-postgres on a PostgreSQL server only', () => {
+  afterEach(stopAll);
+
+  it('statement timeout cancels a long query with db.timeout (57014)', async () => {
+    const kernel = await startKernel({
+      plugins: [postgres],
+      services: { dbs: { primary: { driver: 'postgres', url: env.DATABASE_URL, statementTimeoutMs: 200 } } },
+    });
+    const db = kernel.apps[0]?.db() as PostgresDb;
+    const started = Date.now();
+    await expect(db.query('select pg_sleep(5)')).rejects.toMatchObject({ code: 'db.timeout', status: 504, details: { sqlState: '57014' } });
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect((await db.query<{ ok: number }>('select 1 as ok')).rows).toEqual([{ ok: 1 }]);
+  });
+
+  it("pg_terminate_backend on the pool's connections: the next queries succeed", async () => {
+    const kernel = await startKernel({
+      plugins: [postgres],
+      services: { dbs: { main: { driver: 'postgres', url: env.DATABASE_URL, max: 4 } } },
+    });
+    const db = kernel.apps[0]?.db('main') as PostgresDb;
+    // Open several pooled connections.
+    await Promise.all(Array.from({ length: 4 }, () => db.query('select pg_sleep(0.05)')));
+    const admin = new pg.Client({ connectionString: env.DATABASE_URL });
+    await admin.connect();
+    try {
+      const { rows } = await admin.query<{ n: number }>(
+        "select count(pg_terminate_backend(pid))::int as n from pg_stat_activity where application_name = 'mega:main' and pid <> pg_backend_pid()",
+      );
+      expect(rows[0]?.n).toBeGreaterThanOrEqual(1);
+    } finally {
+      await admin.end();
+    }
+    for (let i = 0; i < 10; i++) expect((await db.query<{ i: number }>('select $1::int as i', [i])).rows[0]?.i).toBe(i);
+    await db.tx(async (t) => t.query('select 1'));
+  });
+});
+
+describe('db-postgres boot and configuration', () => {
+  afterEach(stopAll);
+
+  it('no database declared: an embedded PGlite "primary" under .mega/pglite/primary', async () => {
+    const kernel = await startKernel({ plugins: [postgres] });
+    const db = kernel.apps[0]?.db() as PostgresDb;
+    expect(db.driver).toBe('pglite');
+    expect(db.url).toBe(join(kernel.dir, '.mega', 'pglite', 'primary'));
+    expect(existsSync(join(kernel.dir, '.mega', 'pglite', 'primary', 'PG_VERSION'))).toBe(true);
+    expect((await db.query<{ v: number }>('select 41 + 1 as v')).rows).toEqual([{ v: 42 }]);
+  });
+
+  it('a server that is down at boot fails boot naming the alias and URL (password masked)', async () => {
+    const url = 'postgres://mega:secret@127.0.0.1:1/mega';
+    const err = await startKernel({
+      plugins: [postgres],
+      services: { dbs: { reports: { driver: 'postgres', url, connectTimeoutMs: 2000 } } },
+    }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'db.unavailable', details: { alias: 'reports', url: 'postgres://mega:***@127.0.0.1:1/mega' } });
+    expect((err as Error).message).toMatch(
+      /\[@mega\/db-postgres\].*db "reports" cannot connect to postgres:\/\/mega:\*\*\*@127\.0\.0\.1:1\/mega/,
+    );
+    expect((err as Error).message).not.toContain('secret');
+  });
+
+  it('optional: true boots anyway; queries fail with db.unavailable', async () => {
+    const kernel = await startKernel({
+      plugins: [postgres],
+      services: {
+        dbs: { primary: { driver: 'postgres', url: 'postgres://mega:mega@127.0.0.1:1/mega', optional: true, connectTimeoutMs: 1000 } },
+      },
+    });
+    const db = kernel.apps[0]?.db() as PostgresDb;
+    await expect(db.query('select 1')).rejects.toMatchObject({ code: 'db.unavailable', status: 503 });
+  });
+
+  it('unknown alias, wrong driver, a driver whose plugin is missing, malformed URLs', async () => {
+    const kernel = await startKernel({
+      plugins: [postgres],
+      services: { dbs: { primary: { driver: 'pglite', url: 'memory://' }, audit: { driver: 'pglite', url: 'memory://' } } },
+    });
+    expect(() => kernel.apps[0]?.db('nope')).toThrow(
+      expect.objectContaining({ code: 'adapter.unknown_alias', details: { kind: 'dbs', alias: 'nope', known: ['primary', 'audit'] } }),
+    );
+    expect(() => kernel.apps[0]?.db('nope')).toThrow(/known: primary, audit/);
+    await stopAll();
+    const boot = (dbs: Record<string, { driver: string; url?: string }>) => makeKernel({ plugins: [postgres], services: { dbs } }).start();
+    await expect(boot({ primary: { driver: 'mysql', url: 'mysql://x' } })).rejects.toMatchObject({
+      code: 'adapter.unknown_driver',
+      details: { alias: 'primary', driver: 'mysql' },
+    });
+    await expect(boot({ docs: { driver: 'mongodb', url: 'mongodb://127.0.0.1/x' } })).rejects.toMatchObject({
+      code: 'adapter.plugin_missing',
+      message: expect.stringContaining('mega plugin add @mega/db-mongo'),
+    });
+    await expect(boot({ primary: { driver: 'postgres', url: 'postgres//nohost' } })).rejects.toMatchObject({ code: 'adapter.invalid_url' });
+    await expect(boot({ primary: { driver: 'postgres', url: 'mysql://x/y' } })).rejects.toMatchObject({ code: 'adapter.invalid_url' });
+    await expect(boot({ primary: { driver: 'pglite', url: 'postgres://x/y' } })).rejects.toMatchObject({ code: 'adapter.invalid_url' });
+  });
+});
