@@ -1,9 +1,11 @@
 // npm run bench:lock — Redis lock acquire+release ops/s: Mega's redis driver (ctx.lock) against the
 // raw clients doing the same work, in the same run: the raw Lua scripts over ioredis (what the driver
-// sends) and the `redlock` package (5.0.0-beta.2, single instance). Rounds are interleaved and the
-// median is reported, so load from elsewhere on the machine hits every contender alike.
-//   node scripts/bench-lock.mjs [--seconds 2] [--rounds 5] [--json]
+// sends) and the `redlock` package (5.0.0-beta.2, single instance). Sequential: one operation of each
+// contender in turn, so load from elsewhere on the machine hits all alike (ops/s = 1 / median time).
+// 16 loops in parallel: short windows, alternating order, median.
+//   node scripts/bench-lock.mjs [--ops 3000] [--seconds 0.5] [--rounds 9] [--json]
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,8 +16,14 @@ import { Redis } from 'ioredis';
 import Redlock from 'redlock';
 
 const { values } = parseArgs({
-  options: { seconds: { type: 'string', default: '2' }, rounds: { type: 'string', default: '5' }, json: { type: 'boolean' } },
+  options: {
+    ops: { type: 'string', default: '3000' },
+    seconds: { type: 'string', default: '0.5' },
+    rounds: { type: 'string', default: '9' },
+    json: { type: 'boolean' },
+  },
 });
+const OPS = Number(values.ops);
 const SECONDS = Number(values.seconds);
 const ROUNDS = Number(values.rounds);
 const PARALLEL = 16;
@@ -38,6 +46,8 @@ defineLockCommands(raw);
 const rl = new (Redlock.default ?? Redlock)([new Redis(url)], { retryCount: 0, automaticExtensionThreshold: 0 });
 
 const TTL = 10_000;
+// Owner values as the driver makes them (random per process + counter): same bytes on the wire.
+const PROCESS_ID = randomBytes(6).toString('base64url');
 let seq = 0;
 const contenders = {
   'mega (ctx.lock acquire+release)': async (key) => {
@@ -45,7 +55,7 @@ const contenders = {
     await mega.release(lease);
   },
   'raw Lua over ioredis': async (key) => {
-    const owner = `o${++seq}`;
+    const owner = `${PROCESS_ID}.${(++seq).toString(36)}`;
     const k = `mega:lock:raw:${key}`;
     if ((await raw.megaLockAcquire(k, `${k}:fence`, `${k}:wait`, owner, TTL, 50)) <= 0) throw new Error('raw acquire failed');
     await raw.megaLockRelease(k, `${k}:wait`, owner);
@@ -73,14 +83,28 @@ async function measure(fn, parallel) {
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const names = Object.keys(contenders);
 const results = {};
-for (const parallel of [1, PARALLEL]) {
-  const samples = Object.fromEntries(Object.keys(contenders).map((k) => [k, []]));
-  for (const fn of Object.values(contenders)) await measure(fn, parallel); // warm-up
-  for (let r = 0; r < ROUNDS; r++) {
-    for (const [name, fn] of Object.entries(contenders)) samples[name].push(await measure(fn, parallel));
+// Sequential: A, B, C, A, B, C, ... each operation timed on its own.
+{
+  const times = Object.fromEntries(names.map((k) => [k, []]));
+  for (let i = 0; i < 300; i++) await contenders[names[i % names.length]]('seq'); // warm-up
+  for (let i = 0; i < OPS * names.length; i++) {
+    const name = names[i % names.length];
+    const t = performance.now();
+    await contenders[name]('seq');
+    times[name].push(performance.now() - t);
   }
-  results[parallel] = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v)]));
+  results[1] = Object.fromEntries(names.map((k) => [k, 1000 / median(times[k])]));
+}
+// Parallel loops on distinct keys: short windows, order alternating (ABC CBA ...), median.
+{
+  const samples = Object.fromEntries(names.map((k) => [k, []]));
+  for (const fn of Object.values(contenders)) await measure(fn, PARALLEL); // warm-up
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const name of r % 2 ? [...names].reverse() : names) samples[name].push(await measure(contenders[name], PARALLEL));
+  }
+  results[PARALLEL] = Object.fromEntries(names.map((k) => [k, median(samples[k])]));
 }
 
 await kernel.stop();
@@ -101,7 +125,10 @@ for (const [parallel, byName] of Object.entries(results)) {
 }
 if (values.json) console.log(JSON.stringify(rows));
 else {
-  console.log(`Redis lock acquire+release, ${SECONDS} s x ${ROUNDS} interleaved rounds, median (goal: mega >= 0.9 x raw)`);
+  console.log(
+    `Redis lock acquire+release; 1 loop: ${OPS} ops each, interleaved; ${PARALLEL} loops: ${SECONDS} s x ${ROUNDS} rounds, median`,
+  );
+  console.log('(goal: mega >= 0.9 x raw)');
   console.log('loops  contender                          ops/s    mega/this');
   for (const r of rows)
     console.log(

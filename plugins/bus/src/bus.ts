@@ -9,7 +9,7 @@ import { isMegaError, MegaError } from '@mega/kernel';
 import type { OpStatsSnapshot } from './adapter.js';
 import { OpStats } from './adapter.js';
 import type { NatsTransport } from './drivers/nats.js';
-import { checkSubject } from './subjects.js';
+import { checkSubject, hasWildcard } from './subjects.js';
 import type { Transport } from './transport.js';
 
 export interface MessageMeta {
@@ -33,11 +33,12 @@ export interface BusStats {
   /** Transport alias (nats) or the driver name. */
   service: string;
   emitted: number;
+  emitErrors: number;
   received: number;
   requests: number;
   handlerErrors: number;
   subscriptions: number;
-  /** emit/request operations, failures and latency (request: until the reply). */
+  /** Requests: operations, failures and latency until the reply. */
   ops: OpStatsSnapshot;
   nats?: { inMsgs: number; outMsgs: number; inBytes: number; outBytes: number } | undefined;
 }
@@ -52,7 +53,12 @@ export class Bus {
   readonly #service: string;
   readonly #log: Logger;
   readonly #timeoutMs: number;
+  /** Requests: count, failures, latency until the reply. */
   readonly #stats = new OpStats();
+  /** Validated event name -> full subject (emit is a hot path; names repeat). */
+  readonly #subjects = new Map<string, string>();
+  #emitted = 0;
+  #emitErrors = 0;
   #received = 0;
   #requests = 0;
   #handlerErrors = 0;
@@ -77,15 +83,13 @@ export class Bus {
 
   /** Publishes `payload` (JSON) to every subscriber of `event` in this app. At-most-once. */
   emit(event: string, payload?: unknown): Promise<void> {
-    const started = performance.now();
     try {
-      checkSubject(event, false);
-      this.#transport.publish(this.prefix + event, encode(payload, event));
+      this.#transport.publish(this.#subjects.get(event) ?? this.#subject(event, false), encode(payload, event));
     } catch (error) {
-      this.#stats.record(performance.now() - started, true);
+      this.#emitErrors++;
       return Promise.reject(error);
     }
-    this.#stats.record(performance.now() - started, false);
+    this.#emitted++;
     return DONE;
   }
 
@@ -95,11 +99,13 @@ export class Bus {
    * Returns the unsubscribe function.
    */
   on<T = unknown, R = unknown>(event: string, handler: Handler<T, R>): () => void {
-    checkSubject(event, true);
+    const full = this.#subjects.get(event) ?? this.#subject(event, true);
     const prefixLength = this.prefix.length;
-    const off = this.#transport.subscribe(this.prefix + event, (data, subject, respond) => {
+    // An exact subscription hands every message the same (frozen) meta.
+    const fixed: MessageMeta | undefined = hasWildcard(event) ? undefined : Object.freeze({ event, subject: full });
+    const off = this.#transport.subscribe(full, (data, subject, respond) => {
       this.#received++;
-      const meta: MessageMeta = { event: subject.slice(prefixLength), subject };
+      const meta = fixed ?? { event: subject.slice(prefixLength), subject };
       let result: unknown;
       try {
         result = handler(JSON.parse(data) as T, meta);
@@ -129,13 +135,13 @@ export class Bus {
    * `bus.request_timeout`, `bus.no_responders`, or the responder's own error code.
    */
   async request<R = unknown>(event: string, payload?: unknown, options: RequestOptions = {}): Promise<R> {
-    checkSubject(event, false);
+    const subject = this.#subjects.get(event) ?? this.#subject(event, false);
     const timeout = options.timeout ?? this.#timeoutMs;
     this.#requests++;
     const started = performance.now();
     let envelope: ReplyEnvelope;
     try {
-      envelope = JSON.parse(await this.#transport.request(this.prefix + event, encode(payload, event), timeout)) as ReplyEnvelope;
+      envelope = JSON.parse(await this.#transport.request(subject, encode(payload, event), timeout)) as ReplyEnvelope;
     } catch (error) {
       this.#stats.record(performance.now() - started, true);
       throw error;
@@ -152,7 +158,8 @@ export class Bus {
       driver: this.#transport.driver,
       prefix: this.prefix,
       service: this.#service,
-      emitted: this.#stats.operations - this.#requests,
+      emitted: this.#emitted,
+      emitErrors: this.#emitErrors,
       received: this.#received,
       requests: this.#requests,
       handlerErrors: this.#handlerErrors,
@@ -160,6 +167,15 @@ export class Bus {
       ops: this.#stats.snapshot(),
       ...(nats ? { nats } : {}),
     };
+  }
+
+  #subject(event: string, wildcards: boolean): string {
+    checkSubject(event, wildcards);
+    const subject = this.prefix + event;
+    if (this.#subjects.size >= 10_000) this.#subjects.clear();
+    // Only names valid for emit as well as on (no wildcards) are remembered.
+    if (!hasWildcard(event)) this.#subjects.set(event, subject);
+    return subject;
   }
 
   #failed(error: unknown, meta: MessageMeta, respond: ((reply: string) => void) | undefined): void {

@@ -107,8 +107,7 @@ export default definePlugin<undefined>({
         cluster ??= new ClusterTransport();
         cluster.attach();
         transport = cluster;
-      }
-      else transport = memory ??= new MemoryTransport();
+      } else transport = memory ??= new MemoryTransport();
       buses.set(
         app.name,
         new Bus(transport, { prefix: config.prefix ?? `${app.name}.`, service, log: app.log, requestTimeoutMs: config.requestTimeoutMs }),

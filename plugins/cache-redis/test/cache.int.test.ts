@@ -14,7 +14,10 @@ const boot = (caches: Record<string, Record<string, unknown> & { driver: string 
 
 describe('@mega/cache-redis', () => {
   it('get/set/del JSON values with TTLs; ctx.cache, getApp().cache, .native, stats, readiness', async () => {
-    const kernel = await boot({ default: { driver: 'redis', url: env.REDIS_URL, keyPrefix: `mega:test:${process.pid}:` } }, { cacheapp: {} });
+    const kernel = await boot(
+      { default: { driver: 'redis', url: env.REDIS_URL, keyPrefix: `mega:test:${process.pid}:` } },
+      { cacheapp: {} },
+    );
     const ctx = kernel.createContext(kernel.apps[0] as never);
     const c = ctx.cache();
     expect(getApp('cacheapp').cache('default')).toBe(c);
@@ -54,10 +57,13 @@ describe('@mega/cache-redis', () => {
 
   it('bad input: unknown alias, wrong driver, malformed URL, down at boot (unless optional)', async () => {
     const kernel = await boot({ a: { driver: 'redis', url: env.REDIS_URL }, b: { driver: 'redis', url: env.REDIS_URL } });
-    expect(() => kernel.apps[0]?.cache('c')).toThrow(expect.objectContaining({ code: 'adapter.unknown_alias', details: { kind: 'caches', alias: 'c', known: ['a', 'b'] } }));
+    expect(() => kernel.apps[0]?.cache('c')).toThrow(
+      expect.objectContaining({ code: 'adapter.unknown_alias', details: { kind: 'caches', alias: 'c', known: ['a', 'b'] } }),
+    );
     expect(() => kernel.apps[0]?.cache()).toThrow(expect.objectContaining({ code: 'adapter.ambiguous_alias' }));
     await stopAll();
-    const start = (caches: Record<string, Record<string, unknown>>) => makeKernel({ plugins: [cache], services: { caches: caches as never } }).start();
+    const start = (caches: Record<string, Record<string, unknown>>) =>
+      makeKernel({ plugins: [cache], services: { caches: caches as never } }).start();
     await expect(start({ x: { driver: 'memcached', url: 'memcached://x' } })).rejects.toMatchObject({ code: 'adapter.unknown_driver' });
     await expect(start({ x: { driver: 'redis', url: 'redis//x' } })).rejects.toMatchObject({ code: 'adapter.invalid_url' });
     await expect(start({ x: { driver: 'redis', url: 'http://x' } })).rejects.toMatchObject({ code: 'adapter.invalid_url' });

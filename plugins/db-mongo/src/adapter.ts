@@ -126,19 +126,6 @@ export function pickAlias(kind: string, known: readonly string[], alias: string 
   );
 }
 
-/** Times one async operation into `stats`. */
-export async function timed<T>(stats: OpStats, op: () => Promise<T>): Promise<T> {
-  const started = performance.now();
-  try {
-    const value = await op();
-    stats.record(performance.now() - started, false);
-    return value;
-  } catch (error) {
-    stats.record(performance.now() - started, true);
-    throw error;
-  }
-}
-
 /** Rejects with `error()` when `promise` has not settled within `ms`. */
 export function within<T>(promise: Promise<T>, ms: number, error: () => Error): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

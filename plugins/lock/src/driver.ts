@@ -12,8 +12,8 @@ export interface LockDriver {
   acquire(key: string, owner: string, ttlMs: number, waitMs: number): Promise<number | undefined>;
   /** Pushes the expiry back to `ttlMs` from now; false when `owner` no longer holds `key`. */
   extend(key: string, owner: string, token: number, ttlMs: number): Promise<boolean>;
-  /** false when `owner` no longer held `key`; `contended` when another process is waiting for it. */
-  release(key: string, owner: string, token: number): Promise<boolean | 'contended'>;
+  /** 0: `owner` no longer held `key`; 1: released; 2: released, and another process is waiting for it. */
+  release(key: string, owner: string, token: number): Promise<0 | 1 | 2>;
   /** Backends that expire leases themselves report it here. */
   onLost(listener: (key: string, token: number) => void): void;
   check(): Promise<void>;

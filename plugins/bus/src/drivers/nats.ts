@@ -5,9 +5,10 @@
  */
 import type { Logger } from '@mega/kernel';
 import { MegaError, UnavailableError } from '@mega/kernel';
-import type { NatsConnection, NodeConnectionOptions } from '@nats-io/transport-node';
+import type { Msg, NatsConnection, NodeConnectionOptions } from '@nats-io/transport-node';
 import { connect, NoRespondersError, RequestError, TimeoutError } from '@nats-io/transport-node';
 import { redactUrl } from '../adapter.js';
+import { hasWildcard } from '../subjects.js';
 import type { Deliver, Transport } from '../transport.js';
 import { noResponders, timeoutError } from './memory.js';
 
@@ -92,13 +93,16 @@ export class NatsTransport implements Transport {
   }
 
   #subscribe(nc: NatsConnection, subject: string, deliver: Deliver): () => void {
+    // Msg.subject and Msg.reply decode bytes on every read: an exact subscription knows its subject,
+    // and whether a reply is wanted is read from the parsed header when the client exposes it.
+    const exact = !hasWildcard(subject);
     const sub = nc.subscribe(subject, {
       callback: (error, msg) => {
         if (error) {
           this.#log.error({ err: error, subject }, `bus "${this.alias}": subscription "${subject}" failed`);
           return;
         }
-        deliver(msg.string(), msg.subject, msg.reply ? (reply) => msg.respond(reply) : undefined);
+        deliver(msg.string(), exact ? subject : msg.subject, wantsReply(msg) ? (reply) => msg.respond(reply) : undefined);
       },
     });
     return () => sub.unsubscribe();
@@ -159,4 +163,10 @@ export class NatsTransport implements Transport {
       }
     })().catch(() => undefined);
   }
+}
+
+/** `msg.reply !== ''` without decoding the reply subject (nats.js keeps the raw header in `_msg`). */
+function wantsReply(msg: Msg): boolean {
+  const raw = (msg as unknown as { _msg?: { reply?: Uint8Array } })._msg;
+  return raw ? raw.reply !== undefined && raw.reply.length > 0 : msg.reply !== '';
 }

@@ -52,10 +52,10 @@ export class ClusterLockDriver extends MemoryLockDriver {
     return reply.op === 'extended' && reply.ok;
   }
 
-  override async release(key: string, owner: string, token?: number): Promise<boolean> {
+  override async release(key: string, owner: string, token?: number): Promise<0 | 1 | 2> {
     if (!this.#listener) return super.release(key, owner);
     const reply = await this.#call({ op: 'release', key, token });
-    return reply.op === 'released' && reply.ok;
+    return reply.op === 'released' && reply.ok ? 1 : 0;
   }
 
   override async check(): Promise<void> {

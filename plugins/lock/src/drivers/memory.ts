@@ -69,13 +69,13 @@ export class MemoryLockDriver implements LockDriver {
     return true;
   }
 
-  async release(key: string, owner: string, _token?: number): Promise<boolean> {
+  async release(key: string, owner: string, _token?: number): Promise<0 | 1 | 2> {
     const entry = this.#keys.get(key);
-    if (entry?.holder?.owner !== owner) return false;
+    if (entry?.holder?.owner !== owner) return 0;
     clearTimeout(entry.holder.timer);
     entry.holder = undefined;
     entry.waiters.shift()?.();
-    return true;
+    return 1;
   }
 
   async check(): Promise<void> {}

@@ -10,7 +10,7 @@ import type { Logger } from '@mega/kernel';
 import { UnavailableError } from '@mega/kernel';
 import type { Result } from 'ioredis';
 import { Redis } from 'ioredis';
-import { redactUrl } from '../adapter.js';
+import { redactUrl, within } from '../adapter.js';
 import type { LockDriver } from '../driver.js';
 import { sleep } from '../driver.js';
 
@@ -47,7 +47,7 @@ declare module 'ioredis' {
   interface RedisCommander<Context> {
     megaLockAcquire(lock: string, fence: string, wait: string, owner: string, ttlMs: number, markMs: number): Result<number, Context>;
     megaLockExtend(lock: string, owner: string, ttlMs: number): Result<number, Context>;
-    megaLockRelease(lock: string, wait: string, owner: string): Result<number, Context>;
+    megaLockRelease(lock: string, wait: string, owner: string): Result<0 | 1 | 2, Context>;
   }
 }
 
@@ -63,8 +63,6 @@ export interface RedisLockOptions {
   url: string;
   /** Pause between attempts while the key is held (jittered ±50%). Default 10. */
   retryDelayMs: number;
-  /** Per-command bound. Default 2000. */
-  commandTimeoutMs?: number;
   connectTimeoutMs?: number;
 }
 
@@ -84,8 +82,10 @@ export class RedisLockDriver implements LockDriver {
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 5000;
     this.native = new Redis(options.url, {
       lazyConnect: true,
+      // No offline queue: while Redis is unreachable a lock call fails at once (and acquire retries
+      // until its deadline) instead of running late, after the caller gave up, when Redis is back.
+      enableOfflineQueue: false,
       maxRetriesPerRequest: 1,
-      commandTimeout: options.commandTimeoutMs ?? 2000,
       retryStrategy: (times) => Math.min(50 * times, 1000),
       connectionName: `mega:lock:${options.alias}`,
     });
@@ -102,14 +102,8 @@ export class RedisLockDriver implements LockDriver {
   }
 
   async connect(): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
     try {
-      await Promise.race([
-        this.native.connect(),
-        new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`no answer within ${this.#connectTimeoutMs} ms`)), this.#connectTimeoutMs);
-        }),
-      ]);
+      await within(this.native.connect(), this.#connectTimeoutMs, () => new Error(`no answer within ${this.#connectTimeoutMs} ms`));
       await this.native.ping();
     } catch (error) {
       throw new UnavailableError(
@@ -117,8 +111,6 @@ export class RedisLockDriver implements LockDriver {
         `lock redis "${this.alias}" cannot connect to ${this.url}: ${this.#lastError?.message ?? (error as Error).message}`,
         { details: { alias: this.alias, url: this.url, driver: 'redis' }, cause: this.#lastError ?? error },
       );
-    } finally {
-      clearTimeout(timer);
     }
   }
 
@@ -126,18 +118,14 @@ export class RedisLockDriver implements LockDriver {
     // Redis expires keys silently: the manager's validity timer and failed extensions report loss.
   }
 
-  async acquire(key: string, owner: string, ttlMs: number, waitMs: number): Promise<number | undefined> {
+  acquire(key: string, owner: string, ttlMs: number, waitMs: number): Promise<number | undefined> {
     const deadline = performance.now() + waitMs;
     const markMs = Math.max(50, this.#retryDelayMs * 3);
     // Fast path: a free key costs one round trip and no loop.
-    let lastError: unknown;
-    try {
-      const first = await this.native.megaLockAcquire(key, `${key}:fence`, `${key}:wait`, owner, ttlMs, markMs);
-      if (first > 0) return first;
-    } catch (error) {
-      lastError = error; // retried below until the deadline
-    }
-    return this.#retry(key, owner, ttlMs, deadline, markMs, lastError);
+    return this.native.megaLockAcquire(key, `${key}:fence`, `${key}:wait`, owner, ttlMs, markMs).then(
+      (token) => (token > 0 ? token : this.#retry(key, owner, ttlMs, deadline, markMs, undefined)),
+      (error: unknown) => this.#retry(key, owner, ttlMs, deadline, markMs, error),
+    );
   }
 
   async #retry(
@@ -174,9 +162,8 @@ export class RedisLockDriver implements LockDriver {
     return (await this.native.megaLockExtend(key, owner, ttlMs)) === 1;
   }
 
-  async release(key: string, owner: string): Promise<boolean | 'contended'> {
-    const result = await this.native.megaLockRelease(key, `${key}:wait`, owner);
-    return result === 2 ? 'contended' : result === 1;
+  release(key: string, owner: string): Promise<0 | 1 | 2> {
+    return this.native.megaLockRelease(key, `${key}:wait`, owner) as Promise<0 | 1 | 2>;
   }
 
   async check(): Promise<void> {
