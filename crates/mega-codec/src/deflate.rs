@@ -15,7 +15,8 @@ pub const DEFAULT_WINDOW_BITS: u8 = 15;
 /// Inflated size limit per message unless the caller picks another one.
 pub const DEFAULT_MAX_OUTPUT: usize = 16 << 20;
 
-const TOO_LARGE: CodecError = CodecError::new(Code::TooLarge, "inflated message exceeds the output limit");
+const TOO_LARGE: CodecError =
+    CodecError::new(Code::TooLarge, "inflated message exceeds the output limit");
 
 fn check_params(level: u32, window_bits: u8) -> Result<()> {
     if level > 9 {
@@ -30,6 +31,12 @@ fn check_params(level: u32, window_bits: u8) -> Result<()> {
 
 /// Compresses `input` with a sync flush and appends it to `out` without the tail.
 fn compress_message(c: &mut Compress, input: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    if input.is_empty() {
+        // zlib emits nothing for a sync flush right after another one (Z_BUF_ERROR), so write the
+        // empty stored block ourselves: [0x00] + tail, as RFC 7692 section 7.2.3.6 allows.
+        out.push(0x00);
+        return Ok(());
+    }
     out.reserve(input.len() + input.len() / 8 + 64);
     let mut pos = 0;
     loop {
@@ -46,47 +53,52 @@ fn compress_message(c: &mut Compress, input: &[u8], out: &mut Vec<u8>) -> Result
         }
     }
     if !out.ends_with(&TAIL) {
-        return Err(CodecError::new(Code::Closed, "deflate stream did not end on a sync flush"));
+        return Err(CodecError::new(
+            Code::Closed,
+            "deflate stream did not end on a sync flush",
+        ));
     }
     out.truncate(out.len() - TAIL.len());
     Ok(())
 }
 
+/// Output per zlib call. Matches node:zlib's default chunk size so that both backends see errors
+/// and the size limit at the same points: an error inside a chunk wins, the limit is checked after
+/// each chunk (a stream that overflows the limit before its first error is `too_large`).
+const CHUNK: usize = 16 * 1024;
+
 /// Inflates one message (tail appended) into `out`. Returns true when the stream hit a final block.
-fn inflate_message(d: &mut Decompress, input: &[u8], out: &mut Vec<u8>, max: usize) -> Result<bool> {
+fn inflate_message(
+    d: &mut Decompress,
+    input: &[u8],
+    out: &mut Vec<u8>,
+    max: usize,
+) -> Result<bool> {
     out.clear();
-    // Never let the buffer grow past max + 1: one byte over the limit is enough to know.
-    let cap_limit = max.saturating_add(1);
-    for part in [input, &TAIL[..]] {
-        let mut pos = 0;
-        loop {
-            if out.capacity() - out.len() < 1024 && out.capacity() < cap_limit {
-                let want = (input.len() * 4).max(out.capacity()).max(4096);
-                out.reserve_exact(want.min(cap_limit - out.len()));
-            }
-            let (in0, out0) = (d.total_in(), d.total_out());
-            let status = d
-                .decompress_vec(&part[pos..], out, FlushDecompress::Sync)
-                .map_err(|_| malformed("invalid deflate data"))?;
-            let consumed = (d.total_in() - in0) as usize;
-            let produced = d.total_out() - out0;
-            pos += consumed;
-            if out.len() > max {
-                return Err(TOO_LARGE);
-            }
-            if status == Status::StreamEnd {
-                return Ok(true);
-            }
-            let full = out.len() == out.capacity();
-            if full && out.capacity() >= cap_limit {
-                return Err(TOO_LARGE);
-            }
-            if (pos == part.len() && !full) || (consumed == 0 && produced == 0 && !full) {
-                break;
-            }
+    // One contiguous input, like the TS side's Buffer.concat([data, TAIL]), keeps chunking identical.
+    let mut framed = Vec::with_capacity(input.len() + TAIL.len());
+    framed.extend_from_slice(input);
+    framed.extend_from_slice(&TAIL);
+    let mut pos = 0;
+    loop {
+        let len = out.len();
+        out.resize(len + CHUNK, 0);
+        let (in0, out0) = (d.total_in(), d.total_out());
+        let status = d.decompress(&framed[pos..], &mut out[len..], FlushDecompress::Sync);
+        let produced = (d.total_out() - out0) as usize;
+        pos += (d.total_in() - in0) as usize;
+        out.truncate(len + produced);
+        let status = status.map_err(|_| malformed("invalid deflate data"))?;
+        if out.len() > max {
+            return Err(TOO_LARGE);
+        }
+        if status == Status::StreamEnd {
+            return Ok(true);
+        }
+        if produced < CHUNK {
+            return Ok(false);
         }
     }
-    Ok(false)
 }
 
 /// Stateful compressor for one connection direction.
@@ -111,7 +123,10 @@ impl Deflater {
     /// Compresses one message; the returned slice is valid until the next call.
     pub fn deflate(&mut self, input: &[u8]) -> Result<&[u8]> {
         if self.broken {
-            return Err(CodecError::new(Code::Closed, "deflater unusable after an earlier failure"));
+            return Err(CodecError::new(
+                Code::Closed,
+                "deflater unusable after an earlier failure",
+            ));
         }
         if !self.takeover {
             self.c.reset();
@@ -152,7 +167,10 @@ impl Inflater {
     /// shared window is unknown, so every later call fails with `codec.closed`.
     pub fn inflate(&mut self, input: &[u8]) -> Result<&[u8]> {
         if self.broken {
-            return Err(CodecError::new(Code::Closed, "inflater unusable after an earlier failure"));
+            return Err(CodecError::new(
+                Code::Closed,
+                "inflater unusable after an earlier failure",
+            ));
         }
         if !self.takeover {
             self.d.reset(false);
@@ -190,7 +208,11 @@ pub fn deflate_into(input: &[u8], level: u32, out: &mut Vec<u8>) -> Result<()> {
                 c
             }
             _ => {
-                let c = Compress::new_with_window_bits(Compression::new(level), false, DEFAULT_WINDOW_BITS);
+                let c = Compress::new_with_window_bits(
+                    Compression::new(level),
+                    false,
+                    DEFAULT_WINDOW_BITS,
+                );
                 &mut slot.insert((level, c)).1
             }
         };
@@ -208,7 +230,8 @@ pub fn deflate(input: &[u8], level: u32) -> Result<Vec<u8>> {
 pub fn inflate_into(input: &[u8], max_output: usize, out: &mut Vec<u8>) -> Result<()> {
     STATELESS_INFLATE.with(|cell| {
         let mut slot = cell.borrow_mut();
-        let d = slot.get_or_insert_with(|| Decompress::new_with_window_bits(false, DEFAULT_WINDOW_BITS));
+        let d = slot
+            .get_or_insert_with(|| Decompress::new_with_window_bits(false, DEFAULT_WINDOW_BITS));
         d.reset(false);
         inflate_message(d, input, out, max_output).map(|_| ())
     })
@@ -232,8 +255,12 @@ mod tests {
         let a = d.deflate(msg).unwrap().to_vec();
         let b = d.deflate(msg).unwrap().to_vec();
         assert!(b.len() < a.len(), "second message must reuse the window");
+        assert_eq!(d.deflate(b"").unwrap(), [0u8]);
+        let c = d.deflate(msg).unwrap().to_vec();
         assert_eq!(i.inflate(&a).unwrap(), msg);
         assert_eq!(i.inflate(&b).unwrap(), msg);
+        assert_eq!(i.inflate(&[0]).unwrap(), b"");
+        assert_eq!(i.inflate(&c).unwrap(), msg);
     }
 
     #[test]
@@ -251,7 +278,10 @@ mod tests {
         let z = deflate(&vec![0u8; 100_000], 9).unwrap();
         assert_eq!(inflate(&z, 99_999).unwrap_err().code, Code::TooLarge);
         assert_eq!(inflate(&z, 100_000).unwrap().len(), 100_000);
-        assert_eq!(inflate(&[0xff, 0xff, 0xff], 100).unwrap_err().code, Code::Malformed);
+        assert_eq!(
+            inflate(&[0xff, 0xff, 0xff], 100).unwrap_err().code,
+            Code::Malformed
+        );
         let mut i = Inflater::new(15, true, 10).unwrap();
         assert_eq!(i.inflate(&z).unwrap_err().code, Code::TooLarge);
         assert_eq!(i.inflate(&[0]).unwrap_err().code, Code::Closed);

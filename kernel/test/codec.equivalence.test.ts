@@ -1,0 +1,162 @@
+// Native and TS backends agree: sealed by one, opened by the other (both directions), identical
+// bytes for identical nonce/timestamp, deflate streams cross-inflate, and garbage gets the same
+// typed error from both.
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { type Codec, createTsCodec, loadCodec } from '../src/codec/index.js';
+import { isMegaError } from '../src/errors.js';
+
+const CODES = new Set(['codec.malformed', 'codec.too_large', 'codec.closed', 'asp.decrypt', 'asp.drift', 'asp.replay']);
+
+function outcome(f: () => Buffer | object): string {
+  try {
+    const v = f();
+    return Buffer.isBuffer(v) ? `ok:${v.toString('hex')}` : `ok:${JSON.stringify(v)}`;
+  } catch (err) {
+    if (!isMegaError(err) || !CODES.has(err.code)) throw err;
+    return err.code;
+  }
+}
+
+/** The addon is part of the build (npm run build:native); its absence fails these suites. */
+function nativeCodec(): Codec {
+  try {
+    return loadCodec({ mode: 'native', routing: false });
+  } catch (err) {
+    throw new Error('native codec addon missing: run npm run build:native (scripts/test.sh does)', { cause: err });
+  }
+}
+
+const ts = createTsCodec();
+const native = nativeCodec();
+const pairs = (n: Codec): Array<[string, Codec, Codec]> => [
+  ['ts->native', ts, n],
+  ['native->ts', n, ts],
+];
+const key32 = fc.uint8Array({ minLength: 32, maxLength: 32 });
+const ns = fc.string({ unit: 'binary', maxLength: 24 });
+const text = fc.oneof(
+  fc.uint8Array({ maxLength: 3000 }),
+  fc.json().map((j) => Buffer.from(j)),
+);
+
+describe('codec backend equivalence', () => {
+  const n = native;
+
+  it('ASP: 10k random frames sealed by one backend open with the other, both directions, same bytes', () => {
+    let runs = 0;
+    fc.assert(
+      fc.property(key32, text, ns, fc.boolean(), fc.nat(0x7fffffff), fc.nat(2 ** 40), (key, plain, space, z, prefix, counter) => {
+        runs++;
+        const now = () => 1_700_000_000_000;
+        const seed = { prefix, counter };
+        const a = ts.createSealer(key, { role: 'client', seed, now }).seal(plain, space, z);
+        const b = n.createSealer(key, { role: 'client', seed, now }).seal(plain, space, z);
+        if (!z) expect(a.equals(b)).toBe(true);
+        // a and b share a nonce, so each needs its own opener (one opener would call b a replay).
+        for (const [, , opener] of pairs(n)) {
+          for (const sealed of [a, b]) {
+            expect(opener.createOpener(key, { role: 'server', now }).open(sealed, space).equals(Buffer.from(plain))).toBe(true);
+          }
+        }
+        // Server -> client direction.
+        for (const [, sealer, opener] of pairs(n)) {
+          const s = sealer.createSealer(key, { role: 'server', now }).seal(plain, space, z);
+          expect(opener.createOpener(key, { role: 'client', now }).open(s, space).equals(Buffer.from(plain))).toBe(true);
+        }
+      }),
+      { numRuns: 10_000 },
+    );
+    expect(runs).toBeGreaterThanOrEqual(10_000);
+  }, 90_000);
+
+  it('deflate: stateless and takeover streams cross-inflate to the same plaintext', () => {
+    fc.assert(
+      fc.property(
+        fc.array(text, { minLength: 1, maxLength: 6 }),
+        fc.integer({ min: 0, max: 9 }),
+        fc.integer({ min: 9, max: 15 }),
+        (msgs, level, windowBits) => {
+          for (const [, from, to] of pairs(n)) {
+            const d = from.createDeflater({ level, windowBits });
+            const i = to.createInflater({ windowBits });
+            for (const m of msgs) {
+              expect(i.inflate(d.deflate(m)).equals(Buffer.from(m))).toBe(true);
+              expect(to.inflate(from.deflate(m, { level })).equals(Buffer.from(m))).toBe(true);
+            }
+          }
+        },
+      ),
+      { numRuns: 1000 },
+    );
+  }, 60_000);
+
+  it('frames: identical bytes and headers', () => {
+    const type = fc.stringMatching(/^[a-z][a-z0-9_]{0,8}(\.[a-z][a-z0-9_]{0,8}){0,3}$/);
+    const str = fc.option(fc.string({ unit: 'binary', maxLength: 40 }));
+    fc.assert(
+      fc.property(type, str, str, fc.json(), (t, space, id, payload) => {
+        const p = Buffer.from(payload);
+        const a = ts.encodeFrame(t, space, p, id);
+        expect(a.equals(n.encodeFrame(t, space, p, id))).toBe(true);
+        expect(outcome(() => ts.validateFrame(a))).toBe(outcome(() => n.validateFrame(a)));
+        const sf = { kind: 7, type: t, ns: space ?? '', target: id ?? '', payload: p };
+        const s = ts.encodeServerFrame(sf);
+        expect(s.equals(n.encodeServerFrame(sf))).toBe(true);
+        expect(outcome(() => ts.decodeServerFrame(s))).toBe(outcome(() => n.decodeServerFrame(s)));
+      }),
+      { numRuns: 3000 },
+    );
+  }, 60_000);
+
+  it('garbage and truncated input: the same typed error (or output) from both backends', () => {
+    const key = Buffer.alloc(32, 7);
+    const now = () => 1_700_000_000_000;
+    const sealed = ts.createSealer(key, { role: 'client', now }).seal(Buffer.from('{"type":"a.b","payload":{"x":[1,2,3]}}'), '/x', true);
+    const frame = ts.encodeFrame('chat.msg', '/x', Buffer.from('{"a":[1,"b",{"c":null}]}'), 'id-1');
+    const server = ts.encodeServerFrame({ kind: 1, type: 'a.b', ns: '/x', target: 't', origin: 'o', payload: Buffer.from('{}') });
+    const z = ts.deflate(Buffer.from('hello hello hello hello'));
+    const mutated = (base: Buffer) =>
+      fc.oneof(
+        fc.uint8Array({ maxLength: 200 }).map((b) => Buffer.from(b)),
+        fc.nat(base.length).map((k) => base.subarray(0, k)),
+        fc.tuple(fc.nat(base.length - 1), fc.nat(255)).map(([k, v]) => {
+          const c = Buffer.from(base);
+          c[k] = v;
+          return c;
+        }),
+      );
+    fc.assert(
+      fc.property(mutated(sealed), mutated(frame), mutated(server), mutated(z), (s, f, sf, zz) => {
+        const open = (c: Codec) => () => c.createOpener(key, { now }).open(s, '/x');
+        expect(outcome(open(ts))).toBe(outcome(open(n)));
+        expect(outcome(() => ts.open(key, s, '/x', { now: now() }))).toBe(outcome(() => n.open(key, s, '/x', { now: now() })));
+        expect(outcome(() => ts.validateFrame(f))).toBe(outcome(() => n.validateFrame(f)));
+        expect(outcome(() => ts.decodeServerFrame(sf))).toBe(outcome(() => n.decodeServerFrame(sf)));
+        expect(outcome(() => ts.inflate(zz, { maxOutput: 64 }))).toBe(outcome(() => n.inflate(zz, { maxOutput: 64 })));
+      }),
+      { numRuns: 3000 },
+    );
+  }, 60_000);
+
+  it('long namespaces cross the addon boundary intact (multi-byte characters at the buffer edge)', () => {
+    const key = Buffer.alloc(32, 3);
+    const now = () => 1_700_000_000_000;
+    for (let pad = 248; pad <= 258; pad++) {
+      const space = `${'a'.repeat(pad)}é🙂${'b'.repeat(300)}`;
+      const seed = { prefix: 1, counter: pad };
+      const a = ts.createSealer(key, { seed, now }).seal(Buffer.from('x'), space);
+      expect(n.createSealer(key, { seed, now }).seal(Buffer.from('x'), space).equals(a)).toBe(true);
+      expect(n.createOpener(key, { role: 'client', now }).open(a, space).toString()).toBe('x');
+      expect(n.encodeFrame('a', space, Buffer.from('1')).equals(ts.encodeFrame('a', space, Buffer.from('1')))).toBe(true);
+    }
+  });
+
+  it('a stateful inflater is closed after a failure, in both backends', () => {
+    for (const c of [ts, n]) {
+      const i = c.createInflater({ maxOutput: 10 });
+      expect(outcome(() => i.inflate(c.deflate(Buffer.alloc(100))))).toBe('codec.too_large');
+      expect(outcome(() => i.inflate(c.deflate(Buffer.alloc(1))))).toBe('codec.closed');
+    }
+  });
+});
