@@ -8,6 +8,7 @@ Commands:
   plugin add <name>     install a plugin and its dependencies, add them to mega.config.ts
   plugin remove <name>  remove a plugin (refused while another depends on it)
   plugin list           installed and available plugins
+  ws-hub                run the hub sidecar (builds it with cargo when needed)
   bench codec           native vs TypeScript codec, side by side (--json)
   help [command]        show help
 
@@ -29,6 +30,10 @@ export async function main(argv: string[]): Promise<number> {
     case 'plugin': {
       const { pluginCommand } = await import('./plugin-cmd.js');
       return pluginCommand(rest, io);
+    }
+    case 'ws-hub': {
+      const { wsHubCommand } = await import('./ws-hub.js');
+      return wsHubCommand(rest, io);
     }
     case 'bench': {
       if (rest[0] === 'codec') {
