@@ -19,6 +19,19 @@ while IFS='=' read -r key value; do
   [ -n "$key" ] && export "$key=$value"
 done < <(bash scripts/services.sh env)
 
+step "browser for UI tests (Debian chromium, never downloaded)"
+# playwright-core drives the distribution's Chromium; install it only when it is missing.
+if [ ! -x /usr/bin/chromium ]; then
+  command -v apt-get >/dev/null || { echo "/usr/bin/chromium is missing and there is no apt-get: install Chromium by hand" >&2; exit 1; }
+  apt_sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    sudo -n true 2>/dev/null || { echo "/usr/bin/chromium is missing: run as root or: sudo apt-get install -y chromium" >&2; exit 1; }
+    apt_sudo=(sudo -n)
+  fi
+  apt_cmd=("${apt_sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -y -q -o DPkg::Lock::Timeout=300)
+  "${apt_cmd[@]}" install chromium || { "${apt_cmd[@]}" update && "${apt_cmd[@]}" install chromium; }
+fi
+
 step "build (tsc -b)"
 npm run -s build
 
@@ -26,12 +39,25 @@ if [ -f scripts/build-native.sh ]; then
   step "native codec addon"
   if command -v cargo >/dev/null 2>&1; then
     bash scripts/build-native.sh
+    step "Rust tests + clippy"
+    cargo test -q -p mega-codec
+    cargo clippy -q -p mega-codec -p mega-napi --all-targets -- -D warnings
   elif [ "${CI:-}" = "true" ]; then
     echo "cargo is required in CI to build and test the native codec" >&2
     exit 1
   else
     echo "cargo not found: testing the TypeScript codec backend only"
   fi
+fi
+
+if [ -d sidecar ]; then
+  step "hub sidecar (cargo test, release build for the integration tests)"
+  if ! command -v cargo >/dev/null 2>&1; then
+    echo "cargo is required to build and test the hub sidecar (sidecar/)" >&2
+    exit 1
+  fi
+  cargo test -q -p mega-hub
+  cargo build --release -p mega-hub
 fi
 
 step "lint + typecheck"
