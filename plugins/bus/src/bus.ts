@@ -94,9 +94,10 @@ export class Bus {
   }
 
   /**
-   * Calls `handler` for each `event` (wildcards: `*` one word, `>` the rest). A handler that throws
-   * is logged with the event name and the subscription stays; for a request its error is the reply.
-   * Returns the unsubscribe function.
+   * Calls `handler` for each `event` (wildcards: `*` one word, `>` the rest). For a request, the
+   * first handler returning something other than undefined answers (plain listeners stay silent). A
+   * handler that throws is logged with the event name and the subscription stays; for a request its
+   * error is the reply. Returns the unsubscribe function.
    */
   on<T = unknown, R = unknown>(event: string, handler: Handler<T, R>): () => void {
     const full = this.#subjects.get(event) ?? this.#subject(event, true);
@@ -113,12 +114,14 @@ export class Bus {
         this.#failed(error, meta, respond);
         return;
       }
-      if (result instanceof Promise) {
+      if (!respond) {
+        if (result instanceof Promise) result.catch((error: unknown) => this.#failed(error, meta, undefined));
+      } else if (result instanceof Promise) {
         result.then(
-          (value) => respond?.(reply(value)),
+          (value) => value !== undefined && respond(reply(value)),
           (error: unknown) => this.#failed(error, meta, respond),
         );
-      } else respond?.(reply(result));
+      } else if (result !== undefined) respond(reply(result));
     });
     this.#subscriptions++;
     let active = true;
