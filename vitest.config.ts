@@ -15,7 +15,12 @@ export default defineConfig({
       {
         test: {
           name: 'integration',
-          include: ['kernel/test/**/*.int.test.ts', 'plugins/*/test/**/*.int.test.ts', 'scripts/test/**/*.int.test.ts'],
+          include: [
+            'kernel/test/**/*.int.test.ts',
+            'plugins/*/test/**/*.int.test.ts',
+            'scripts/test/**/*.int.test.ts',
+            'apps/*/test/**/*.int.test.ts',
+          ],
           testTimeout: 60_000,
           hookTimeout: 120_000,
           // Integration suites start servers and processes; on 2 cores they run one file at a time.

@@ -47,5 +47,7 @@ for (let i = 0; i < 3; i++) {
 }
 const median = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 console.log(`mega start (apps/simple) cold start to first 200, ${runs} runs`);
-console.log(`  median ${median(times).toFixed(0)} ms   min ${times[0].toFixed(0)} ms   max ${times.at(-1).toFixed(0)} ms   (goal < 1000 ms)`);
+console.log(
+  `  median ${median(times).toFixed(0)} ms   min ${times[0].toFixed(0)} ms   max ${times.at(-1).toFixed(0)} ms   (goal < 1000 ms)`,
+);
 console.log(`  bare "node -e 0" spawn+exit on this machine: ${median(bare).toFixed(0)} ms`);

@@ -193,7 +193,10 @@ export function createHooks(policy: HookPolicy): MegaHooks {
     shutdown: new AsyncSeriesHook(['context'], 'shutdown'),
   };
   for (const name of Object.keys(hooks) as HookName[]) {
-    hooks[name].intercept({
+    const hook = hooks[name];
+    // tapable counts interceptors as use; only real taps should make a hot path pay for a call.
+    hook.isUsed = () => hook.taps.length > 0;
+    hook.intercept({
       name: 'mega-kernel',
       register: (tap) => wrapTap(name, tap as unknown as WrappableTap, policy) as unknown as typeof tap,
     });

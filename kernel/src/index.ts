@@ -1,10 +1,12 @@
 /** Public API of @mega/kernel. */
-export { CODEC_DEFAULTS, loadCodec } from './codec/index.js';
-export type * from './codec/types.js';
-export type { CodecMode, LoadCodecOptions } from './codec/index.js';
 
+export type { HealthCheck, LatencySnapshot, OpStatsSnapshot } from './adapters.js';
+export { OpStats, parseServiceUrl, pickAlias, redactUrl, within } from './adapters.js';
 export type { App, AppBase, AppExtensions } from './apps.js';
 export { getApp, listApps } from './apps.js';
+export type { CodecMode, LoadCodecOptions } from './codec/index.js';
+export { CODEC_DEFAULTS, loadCodec } from './codec/index.js';
+export type * from './codec/types.js';
 export type { AppConfig, LoadedApp, LoadedProject, MegaConfig, ServiceDeclaration } from './config.js';
 export { defineAppConfig, defineConfig, findProjectDir, importModule, loadProject } from './config.js';
 export type { ContextContribution, MegaContext } from './context.js';

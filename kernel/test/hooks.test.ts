@@ -114,6 +114,9 @@ describe('hooks', () => {
   it('refuses taps once the kernel runs, and the hooks object is frozen', async () => {
     const kernel = testKernel([]);
     await kernel.start();
+    // Untapped hooks report unused, so hot paths can skip building their arguments.
+    expect(kernel.hooks.wsMessage.isUsed()).toBe(false);
+    expect(kernel.hooks.route.isUsed()).toBe(false);
     expect(Object.isFrozen(kernel.hooks)).toBe(true);
     expect(() => kernel.hooks.boot.tap('late', () => {})).toThrow(expect.objectContaining({ code: 'hooks.frozen' }));
     await kernel.stop();

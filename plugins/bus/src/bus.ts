@@ -4,10 +4,8 @@
  * Payloads travel as JSON on every driver (the memory driver too), so code that works in
  * development behaves the same on NATS.
  */
-import type { Logger } from '@mega/kernel';
-import { isMegaError, MegaError } from '@mega/kernel';
-import type { OpStatsSnapshot } from './adapter.js';
-import { OpStats } from './adapter.js';
+import type { Logger, OpStatsSnapshot } from '@mega/kernel';
+import { isMegaError, MegaError, OpStats } from '@mega/kernel';
 import type { NatsTransport } from './drivers/nats.js';
 import { checkSubject, hasWildcard } from './subjects.js';
 import type { Transport } from './transport.js';

@@ -5,10 +5,8 @@
  * cluster (IPC through the primary of `mega start --workers N`). Delivery is at-most-once.
  */
 import { readFileSync } from 'node:fs';
-import type { App, Kernel } from '@mega/kernel';
-import { ConfigError, definePlugin } from '@mega/kernel';
-import type { HealthCheck } from './adapter.js';
-import { parseServiceUrl, pickAlias } from './adapter.js';
+import type { App, HealthCheck, Kernel } from '@mega/kernel';
+import { ConfigError, definePlugin, parseServiceUrl, pickAlias } from '@mega/kernel';
 import { Bus } from './bus.js';
 import { ClusterTransport, inCluster } from './drivers/cluster.js';
 import { MemoryTransport } from './drivers/memory.js';
@@ -16,7 +14,7 @@ import type { NatsDeclaration } from './drivers/nats.js';
 import { NatsTransport } from './drivers/nats.js';
 import type { Transport } from './transport.js';
 
-export type { HealthCheck, LatencySnapshot, OpStatsSnapshot } from './adapter.js';
+export type { HealthCheck, LatencySnapshot, OpStatsSnapshot } from '@mega/kernel';
 export type { BusStats, Handler, MessageMeta, RequestOptions } from './bus.js';
 export { Bus } from './bus.js';
 export type { BusWire } from './drivers/cluster.js';

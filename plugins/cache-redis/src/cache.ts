@@ -1,10 +1,8 @@
 /** One Redis cache per alias: ioredis client, JSON values, TTLs, stats and a readiness check. */
-import type { Logger, ServiceDeclaration } from '@mega/kernel';
-import { MegaError, UnavailableError } from '@mega/kernel';
+import type { Logger, OpStatsSnapshot, ServiceDeclaration } from '@mega/kernel';
+import { MegaError, OpStats, parseServiceUrl, redactUrl, UnavailableError, within } from '@mega/kernel';
 import type { RedisOptions } from 'ioredis';
 import { Redis } from 'ioredis';
-import type { OpStatsSnapshot } from './adapter.js';
-import { OpStats, parseServiceUrl, redactUrl, within } from './adapter.js';
 
 export interface RedisCacheDeclaration extends ServiceDeclaration {
   driver: 'redis';

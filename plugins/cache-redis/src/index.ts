@@ -4,14 +4,12 @@
  * client, connected at boot and closed at shutdown.
  */
 import { readFileSync } from 'node:fs';
-import type { Kernel } from '@mega/kernel';
-import { ConfigError, definePlugin, type UnavailableError } from '@mega/kernel';
-import type { HealthCheck } from './adapter.js';
-import { pickAlias } from './adapter.js';
+import type { HealthCheck, Kernel } from '@mega/kernel';
+import { ConfigError, definePlugin, pickAlias, type UnavailableError } from '@mega/kernel';
 import type { RedisCacheDeclaration } from './cache.js';
 import { RedisCache } from './cache.js';
 
-export type { HealthCheck, LatencySnapshot, OpStatsSnapshot } from './adapter.js';
+export type { HealthCheck, LatencySnapshot, OpStatsSnapshot } from '@mega/kernel';
 export type { CacheStats, RedisCacheDeclaration, SetOptions } from './cache.js';
 export { RedisCache } from './cache.js';
 

@@ -3,14 +3,13 @@
  * url }`, reached as `ctx.db<MongoDb>(alias)` / `getApp(name).db(alias)` (shared with @mega/db-postgres).
  */
 import { readFileSync } from 'node:fs';
-import type { Kernel } from '@mega/kernel';
+import type { HealthCheck, Kernel } from '@mega/kernel';
 import { definePlugin } from '@mega/kernel';
-import type { HealthCheck } from './adapter.js';
 import type { MongoDeclaration } from './mongo.js';
 import { MongoDb } from './mongo.js';
 import { dbRegistry, ownAliases } from './registry.js';
 
-export type { HealthCheck, LatencySnapshot, OpStatsSnapshot } from './adapter.js';
+export type { HealthCheck, LatencySnapshot, OpStatsSnapshot } from '@mega/kernel';
 export type { MongoDeclaration, MongoStats } from './mongo.js';
 export { MongoDb } from './mongo.js';
 export type { DbAdapter, DbRegistry } from './registry.js';

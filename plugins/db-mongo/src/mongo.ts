@@ -1,10 +1,8 @@
 /** One MongoDB database per alias through the official driver; stats come from its command events. */
-import type { Logger, ServiceDeclaration } from '@mega/kernel';
-import { UnavailableError } from '@mega/kernel';
+import type { Logger, OpStatsSnapshot, ServiceDeclaration } from '@mega/kernel';
+import { OpStats, parseServiceUrl, redactUrl, UnavailableError } from '@mega/kernel';
 import type { Collection, Db, Document, MongoClientOptions } from 'mongodb';
 import { MongoClient } from 'mongodb';
-import type { OpStatsSnapshot } from './adapter.js';
-import { OpStats, parseServiceUrl, redactUrl } from './adapter.js';
 
 export const MONGO_DRIVERS = ['mongodb', 'mongo'] as const;
 

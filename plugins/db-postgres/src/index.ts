@@ -5,14 +5,13 @@
  * `mega start` needs no server.
  */
 import { readFileSync } from 'node:fs';
-import type { Kernel } from '@mega/kernel';
+import type { HealthCheck, Kernel } from '@mega/kernel';
 import { definePlugin } from '@mega/kernel';
-import type { HealthCheck } from './adapter.js';
 import type { PostgresDeclaration } from './postgres.js';
 import { checkPostgresDeclaration, PostgresDb } from './postgres.js';
 import { dbRegistry, ownAliases } from './registry.js';
 
-export type { HealthCheck, LatencySnapshot, OpStatsSnapshot } from './adapter.js';
+export type { HealthCheck, LatencySnapshot, OpStatsSnapshot } from '@mega/kernel';
 export type { DbStats, PostgresDeclaration, Queryable, QueryResult } from './postgres.js';
 export { PostgresDb } from './postgres.js';
 export type { DbAdapter, DbRegistry } from './registry.js';

@@ -5,12 +5,10 @@
 import { mkdirSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { PGlite } from '@electric-sql/pglite';
-import type { Logger, ServiceDeclaration } from '@mega/kernel';
-import { ConfigError, isMegaError, MegaError, UnavailableError } from '@mega/kernel';
+import type { Logger, OpStatsSnapshot, ServiceDeclaration } from '@mega/kernel';
+import { ConfigError, isMegaError, MegaError, OpStats, parseServiceUrl, redactUrl, UnavailableError, within } from '@mega/kernel';
 import type { PoolClient, PoolConfig } from 'pg';
 import pg from 'pg';
-import type { OpStatsSnapshot } from './adapter.js';
-import { OpStats, parseServiceUrl, redactUrl, within } from './adapter.js';
 
 export const POSTGRES_DRIVERS = ['postgres', 'postgresql', 'pg', 'pglite'] as const;
 

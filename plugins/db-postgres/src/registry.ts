@@ -4,8 +4,7 @@
  * it. Each plugin carries this same small file, so either can be installed alone.
  */
 import type { Kernel } from '@mega/kernel';
-import { ConfigError, PluginError } from '@mega/kernel';
-import { pickAlias } from './adapter.js';
+import { ConfigError, PluginError, pickAlias } from '@mega/kernel';
 
 export interface DbAdapter {
   readonly alias: string;

@@ -2,9 +2,40 @@
 import type { App, MegaContext, RouteDefinition, RouteOptions } from '@mega/kernel';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 
+/** A controller: `(req, reply, ctx)`. Its return value is enveloped as `{ data }`. */
 export type Handler = (req: FastifyRequest, reply: FastifyReply, ctx: MegaContext) => unknown;
 
-type Method = (path: string, handler: Handler, options?: RouteOptions) => void;
+/**
+ * Middleware, same signature as a controller. `before` middleware stops the request by sending a
+ * reply (`reply.code(401).send(...)`) or throwing a MegaError.
+ */
+export type Middleware = (req: FastifyRequest, reply: FastifyReply, ctx: MegaContext) => unknown;
+
+/** Runs on the controller's result before the envelope; returning a value other than `undefined` replaces it. */
+export type Transform = (req: FastifyRequest, reply: FastifyReply, ctx: MegaContext, result: unknown) => unknown;
+
+/** Runs after the response went out (audit, metrics); cannot change it, errors are logged. */
+export type After = (req: FastifyRequest, reply: FastifyReply, ctx: MegaContext, result: unknown) => unknown;
+
+/** Options of one HTTP route (the kernel's RouteOptions, typed for HTTP). */
+export interface HttpRouteOptions extends RouteOptions {
+  before?: readonly Middleware[];
+  transform?: readonly Transform[];
+  after?: readonly After[];
+  /** Fastify JSON schemas: `body`, `querystring` (or `query`), `params`, `headers`, `response`. */
+  schema?: Record<string, unknown>;
+  /** Body limit of this route in bytes. */
+  bodyLimit?: number;
+}
+
+/** App-wide middleware declared in a route file with `router.http.use(...)`. */
+export interface AppMiddleware {
+  before?: Middleware | readonly Middleware[];
+  transform?: Transform | readonly Transform[];
+  after?: After | readonly After[];
+}
+
+type Method = (path: string, handler: Handler, options?: HttpRouteOptions) => void;
 
 export interface HttpMethods {
   get: Method;
@@ -14,7 +45,9 @@ export interface HttpMethods {
   delete: Method;
   head: Method;
   options: Method;
-  route(method: string | string[], path: string, handler: Handler, options?: RouteOptions): void;
+  route(method: string | string[], path: string, handler: Handler, options?: HttpRouteOptions): void;
+  /** Middleware for every route of this app (all route files), run before the route's own. */
+  use(middleware: Middleware | AppMiddleware): void;
 }
 
 /** Other plugins add members (e.g. `router.ws`) by declaration merging plus `HttpServer.extendRouter`. */
@@ -29,7 +62,10 @@ export type RouterExtension = (
   add: (def: Omit<RouteDefinition, 'app' | 'meta'> & { meta?: Record<string, unknown> }) => void,
 ) => unknown;
 
-export function createHttpMethods(add: (method: string, path: string, handler: Handler, options: RouteOptions) => void): HttpMethods {
+export function createHttpMethods(
+  add: (method: string, path: string, handler: Handler, options: HttpRouteOptions) => void,
+  use: (middleware: Middleware | AppMiddleware) => void,
+): HttpMethods {
   const verb =
     (method: string): Method =>
     (path, handler, options = {}) =>
@@ -45,5 +81,6 @@ export function createHttpMethods(add: (method: string, path: string, handler: H
     route: (method, path, handler, options = {}) => {
       for (const m of Array.isArray(method) ? method : [method]) add(m.toUpperCase(), path, handler, options);
     },
+    use,
   };
 }

@@ -1,39 +1,94 @@
-/** The Fastify instance behind @mega/http, its route loading, envelope and error mapping. */
+/**
+ * The Fastify instance behind @mega/http: route loading, the per-route pipeline
+ * (request -> before -> handler -> transform -> envelope -> after), vhost routing, envelope and
+ * error mapping, body parsers and static files.
+ */
 import { existsSync, readdirSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
 import { join, relative } from 'node:path';
-import { Readable } from 'node:stream';
-import type { App, Kernel, RouteDefinition, RouteOptions } from '@mega/kernel';
-import { importModule, isMegaError, MegaError } from '@mega/kernel';
-import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { App, Kernel, MegaContext, RouteDefinition } from '@mega/kernel';
+import { importModule, MegaError } from '@mega/kernel';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest, RouteOptions as FastifyRouteOptions } from 'fastify';
 import Fastify, { LogController } from 'fastify';
 import type { HttpConfig } from './config.js';
-import type { Handler, Router, RouterExtension } from './router.js';
+import { DEFAULT_MAX_VALIDATION_DETAILS } from './config.js';
+import { mapError } from './errors.js';
+import { envelope, runChain, runSteps } from './pipeline.js';
+import type { After, AppMiddleware, Handler, HttpRouteOptions, Middleware, Router, RouterExtension, Transform } from './router.js';
 import { createHttpMethods } from './router.js';
+import { VirtualHosts } from './vhost.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The request's ctx once built (same object for every middleware and the handler). */
+    megaCtx: MegaContext | null;
+    megaReply: FastifyReply | null;
+    /** The controller's result, kept for `after` middleware. */
+    megaResult: unknown;
+  }
+}
 
 const ROUTE_FILE = /\.(ts|mts|js|mjs)$/;
 const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-/** Maps Fastify's own 4xx errors (bad JSON, body too large, ...) to stable Mega codes. */
-const FASTIFY_CODES: Record<number, string> = {
-  400: 'http.bad_request',
-  404: 'not_found',
-  405: 'http.method_not_allowed',
-  406: 'http.not_acceptable',
-  413: 'http.body_too_large',
-  415: 'http.unsupported_media_type',
-  431: 'http.headers_too_large',
-};
+/**
+ * Where a global middleware runs:
+ * - `request`: on arrival, before the body is read (rate limits, CORS preflight, headers); also for 404s.
+ * - `before`: after body parsing and validation, before the route's own `before` (CSRF, auth).
+ * - `transform` / `after`: around the result, before the route's own.
+ */
+export type MiddlewarePhase = 'request' | 'before' | 'transform' | 'after';
+
+export interface UseOptions {
+  phase?: MiddlewarePhase;
+  /** Only for these apps (default: every app). */
+  apps?: readonly string[];
+  /** Only for routes of these methods (e.g. CSRF checks on unsafe methods): other routes do not even call it. */
+  methods?: readonly string[];
+}
+
+interface Entry<T> {
+  fn: T;
+  methods: ReadonlySet<string> | undefined;
+}
+
+interface AppChains {
+  request: Entry<Middleware>[];
+  before: Entry<Middleware>[];
+  transform: Entry<Transform>[];
+  after: Entry<After>[];
+}
+
+/** The functions of `entries` that apply to `method`, or undefined when none does. */
+function pick<T>(entries: readonly Entry<T>[] | undefined, method: string): T[] | undefined {
+  if (!entries?.length) return undefined;
+  const fns = entries.filter((e) => !e.methods || e.methods.has(method)).map((e) => e.fn);
+  return fns.length ? fns : undefined;
+}
 
 export class HttpServer {
   #fastify: FastifyInstance | undefined;
   #extensions = new Map<string, RouterExtension>();
   #routes: RouteDefinition[] = [];
+  #pending: RouteDefinition[] = [];
+  #flushed = false;
+  #global = new Map<string, AppChains>();
   #seq = 0;
+  #multipart: ((child: FastifyInstance) => Promise<void>) | undefined;
+  readonly vhosts: VirtualHosts;
+  readonly #maxDetails: number;
 
   constructor(
     private readonly kernel: Kernel,
     private readonly config: HttpConfig,
-  ) {}
+  ) {
+    try {
+      this.vhosts = new VirtualHosts(kernel.apps);
+    } catch (error) {
+      throw new MegaError('http.host_conflict', (error as Error).message, { details: { host: (error as { host?: string }).host } });
+    }
+    this.#maxDetails = config.maxValidationDetails ?? DEFAULT_MAX_VALIDATION_DETAILS;
+  }
 
   /** The Fastify instance (after boot started). Escape hatch for plugins that need Fastify itself. */
   get fastify(): FastifyInstance {
@@ -60,36 +115,191 @@ export class HttpServer {
     this.#extensions.set(name, extension);
   }
 
+  /**
+   * Global middleware for every route of every app (or of `options.apps`). Call during setup or
+   * boot (before routes are frozen at boot stage 900); plugin order decides the order of plugins' middleware.
+   */
+  use(middleware: Middleware | Transform | After, options: UseOptions = {}): void {
+    if (this.#flushed) throw new MegaError('http.frozen', 'global middleware must be added during setup or boot, before routes are frozen');
+    const phase = options.phase ?? 'before';
+    const methods = options.methods ? new Set(options.methods.map((m) => m.toUpperCase())) : undefined;
+    for (const app of this.kernel.apps) {
+      if (options.apps && !options.apps.includes(app.name)) continue;
+      (this.#chains(app)[phase] as Entry<unknown>[]).push({ fn: middleware, methods });
+    }
+  }
+
+  /** The ctx of a request (built on first call, then the same object). */
+  ctx(req: FastifyRequest, reply: FastifyReply, app: App): MegaContext {
+    let ctx = req.megaCtx;
+    if (ctx === null) {
+      ctx = this.kernel.createContext(app, { id: req.id, source: req });
+      req.megaCtx = ctx;
+      req.megaReply = reply;
+    }
+    return ctx;
+  }
+
+  /** The app a Host header routes to (undefined for an unknown host without a default app). */
+  appForHost(host: string | undefined): App | undefined {
+    return this.vhosts.enabled || this.kernel.apps.length !== 1 ? this.vhosts.appFor(host) : this.kernel.apps[0];
+  }
+
+  /**
+   * Runs an app's global `request` and `before` middleware on a raw Node request that Fastify does
+   * not route (a WebSocket upgrade). Middleware sees a minimal request (`raw`, `id`, `headers`,
+   * `method`, `url`, `ip`, `hostname`, `log`) and reply (`code`, `header`, `headers`, `getHeader`,
+   * `send`, `sent`, `statusCode`). Resolves with `sent: true` and what a middleware sent when one
+   * rejected the request.
+   */
+  async runMiddleware(
+    app: App,
+    raw: IncomingMessage,
+    ctx?: MegaContext,
+  ): Promise<
+    { sent: false; ctx: MegaContext } | { sent: true; ctx: MegaContext; status: number; headers: Record<string, unknown>; body: unknown }
+  > {
+    const headers: Record<string, unknown> = {};
+    let body: unknown;
+    const id = this.#requestId(raw);
+    const reply = {
+      statusCode: 200,
+      sent: false,
+      raw: undefined,
+      code(status: number) {
+        reply.statusCode = status;
+        return reply;
+      },
+      status(status: number) {
+        reply.statusCode = status;
+        return reply;
+      },
+      header(name: string, value: unknown) {
+        headers[name.toLowerCase()] = value;
+        return reply;
+      },
+      headers(values: Record<string, unknown>) {
+        for (const [k, v] of Object.entries(values)) headers[k.toLowerCase()] = v;
+        return reply;
+      },
+      getHeader: (name: string) => headers[name.toLowerCase()],
+      hasHeader: (name: string) => name.toLowerCase() in headers,
+      removeHeader(name: string) {
+        delete headers[name.toLowerCase()];
+        return reply;
+      },
+      type(value: string) {
+        headers['content-type'] = value;
+        return reply;
+      },
+      send(payload?: unknown) {
+        body = payload;
+        reply.sent = true;
+        return reply;
+      },
+    };
+    const req = {
+      raw,
+      id,
+      headers: raw.headers,
+      method: raw.method ?? 'GET',
+      url: raw.url ?? '/',
+      ip: raw.socket?.remoteAddress ?? '',
+      hostname: (raw.headers.host ?? '').replace(/:\d+$/, ''),
+      body: undefined,
+      query: {},
+      params: {},
+      log: this.kernel.log,
+      megaCtx: ctx ?? null,
+      megaReply: reply,
+      megaResult: undefined,
+    } as unknown as FastifyRequest;
+    const r = reply as unknown as FastifyReply;
+    const context = this.ctx(req, r, app);
+    const chains = this.#global.get(app.name);
+    const method = req.method.toUpperCase();
+    try {
+      for (const chain of [pick(chains?.request, method), pick(chains?.before, method)]) {
+        if (chain && !(await runSteps(chain, req, r, context))) break;
+      }
+    } catch (error) {
+      const mapped = this.#logAndMap(error, req);
+      return { sent: true, ctx: context, status: mapped.status, headers, body: { error: mapped.body } };
+    }
+    return reply.sent ? { sent: true, ctx: context, status: reply.statusCode, headers, body } : { sent: false, ctx: context };
+  }
+
   async create(): Promise<void> {
-    const header = this.config.requestIdHeader ?? 'x-request-id';
-    const fastify = Fastify({
+    const requestLogging = this.config.requestLogging === true;
+    const fastify: FastifyInstance = Fastify({
       loggerInstance: this.kernel.log as FastifyBaseLogger,
-      logController: new LogController({ disableRequestLogging: !this.config.requestLogging }),
+      logController: new LogController({ disableRequestLogging: !requestLogging }),
+      // Without request logging, no per-request child logger (it costs ~2% of a hello-world request);
+      // error lines carry reqId explicitly and ctx.log is bound to the request id lazily.
+      ...(requestLogging ? {} : { childLoggerFactory: (logger: FastifyBaseLogger) => logger }),
       bodyLimit: this.config.bodyLimit ?? this.kernel.config.server?.bodyLimit ?? 1048576,
       trustProxy: this.kernel.config.server?.trustProxy ?? false,
       requestIdHeader: false,
-      genReqId: (req) => {
-        const given = req.headers[header];
-        return typeof given === 'string' && SAFE_REQUEST_ID.test(given) ? given : `r${(++this.#seq).toString(36)}`;
-      },
+      genReqId: (req: IncomingMessage) => this.#requestId(req),
+      ajv: { customOptions: { allErrors: true } },
+      ...(this.vhosts.enabled ? { routerOptions: { constraints: { megaApp: this.vhosts.strategy() } } } : {}),
+    } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
+    fastify.decorateRequest('megaCtx', null);
+    fastify.decorateRequest('megaReply', null);
+    fastify.decorateRequest('megaResult', undefined);
+    fastify.setErrorHandler((error, req, reply) => {
+      const { status, body } = this.#logAndMap(error, req);
+      reply.code(status).send({ error: body });
     });
-    fastify.setErrorHandler((error: FastifyError, req, reply) => this.#sendError(error, req, reply));
-    fastify.setNotFoundHandler((req, reply) => {
-      reply.code(404).send({ error: { code: 'not_found', message: `no route for ${req.method} ${req.url.split('?')[0]}` } });
+    fastify.setNotFoundHandler(async (req, reply) => {
+      const host = req.headers.host;
+      if (this.vhosts.isUnknown(host)) {
+        req.log.info({ reqId: req.id, host, reason: 'app.unknown_host' }, 'request rejected');
+        return reply.code(404).send({ error: { code: 'app.unknown_host', message: `no app serves host "${host ?? ''}"` } });
+      }
+      const app = this.appForHost(host);
+      const chain = app && pick(this.#global.get(app.name)?.request, req.method);
+      if (app && chain && !(await runSteps(chain, req, reply, this.ctx(req, reply, app)))) return reply;
+      return reply.code(404).send({ error: { code: 'not_found', message: `no route for ${req.method} ${req.url.split('?')[0]}` } });
     });
+    if (this.config.formBody !== false) {
+      const { default: formBody } = await import('@fastify/formbody');
+      await fastify.register(formBody);
+    }
+    if (this.config.multipart !== false) {
+      // Registered in freeze(), in a child context holding only the POST/PUT/PATCH/DELETE routes:
+      // @fastify/multipart adds an async onRequest and onResponse hook to every route of the
+      // context it is registered in, which GET routes should not pay for.
+      const { default: multipart } = await import('@fastify/multipart');
+      const limits = this.config.multipart ?? {};
+      this.#multipart = async (child: FastifyInstance) => {
+        await child.register(multipart, {
+          // Fields and files reach req.body through attachMultipart (preValidation of body routes).
+          attachFieldsToBody: false,
+          limits: {
+            fileSize: limits.fileSize ?? 10485760,
+            files: limits.files ?? 10,
+            fields: limits.fields ?? 100,
+            parts: limits.parts ?? 1000,
+          },
+        });
+      };
+    }
+    if (this.config.static !== false) await this.#registerStatic(fastify);
     if (this.config.health !== false && !this.kernel.has('health')) {
       fastify.get('/health', async () => ({ data: { status: 'ok' } }));
     }
     this.#fastify = fastify;
   }
 
-  /** Imports `apps/<app>/<routesDir>/*` (sorted) and registers what they declare. */
+  /** Imports `apps/<app>/<routesDir>/*` (sorted), then registers what they declare. */
   async loadRoutes(app: App): Promise<void> {
     const dir = join(app.dir, app.config.routesDir ?? 'routes');
     if (!existsSync(dir)) return;
     const files = readdirSync(dir)
       .filter((f) => ROUTE_FILE.test(f) && !f.endsWith('.d.ts') && !/\.test\./.test(f))
       .sort();
+    const pending: RouteDefinition[] = [];
     for (const file of files) {
       const path = join(dir, file);
       const mod = await importModule(path, 'http.route_file_syntax');
@@ -99,53 +309,52 @@ export class HttpServer {
           `${relative(this.kernel.dir, path)} must export default a function (router) => { ... }`,
         );
       }
-      const pending: RouteDefinition[] = [];
-      const router = this.#router(app, pending);
-      await (mod as (router: Router) => unknown)(router);
-      for (const def of pending) this.register(def);
+      await (mod as (router: Router) => unknown)(this.#router(app, pending));
     }
+    // App middleware from any file applies to every route of the app: register after all files ran.
+    for (const def of pending) this.register(def);
   }
 
-  /** Runs a definition through the `route` hook and, for HTTP routes, hands it to Fastify. */
+  /**
+   * Runs a definition through the `route` hook and keeps it; HTTP routes reach Fastify when routes
+   * are frozen (boot stage 900), or at once when registered after that.
+   */
   register(input: RouteDefinition): RouteDefinition {
     const def = this.kernel.hooks.route.isUsed() ? this.kernel.hooks.route.call(input) : input;
     this.#routes.push(def);
     if (def.kind !== 'http') return def;
-    const handler = def.handler;
-    if (typeof handler !== 'function') {
+    if (typeof def.handler !== 'function') {
       throw new MegaError(
         'http.handler_invalid',
         `${def.method} ${def.path} (app ${def.app.name}): handler must be a function (req, reply, ctx)`,
       );
     }
-    const { app } = def;
-    const kernel = this.kernel;
-    const constraints = app.hosts.length ? { host: hostPattern(app.hosts) } : undefined;
-    try {
-      this.fastify.route({
-        method: def.method,
-        url: def.path,
-        ...(constraints ? { constraints } : {}),
-        ...(def.options.schema ? { schema: def.options.schema } : {}),
-        handler: async (req: FastifyRequest, reply: FastifyReply) => {
-          const ctx = kernel.createContext(app, { id: req.id, source: req });
-          const result = await (handler as Handler)(req, reply, ctx);
-          return envelope(result, reply);
-        },
-      });
-    } catch (error) {
-      throw new MegaError(
-        'http.route_conflict',
-        `cannot register ${def.method} ${def.path} for app ${app.name}: ${(error as Error).message}`,
-        {
-          cause: error,
-        },
-      );
-    }
+    if (this.#flushed) this.#addToFastify(def, this.fastify);
+    else this.#pending.push(def);
     return def;
   }
 
+  /**
+   * Hands every pending HTTP route to Fastify; global middleware is fixed from here on. Routes that
+   * carry bodies go to a child context with the multipart parser (routes added after this point
+   * have JSON, text and form bodies, not multipart).
+   */
+  freeze(): void {
+    this.#flushed = true;
+    const pending = this.#pending.splice(0);
+    const withMultipart = this.#multipart;
+    const bodies = withMultipart ? pending.filter((def) => BODY_METHODS.has(def.method)) : [];
+    for (const def of pending) if (!bodies.includes(def)) this.#addToFastify(def, this.fastify);
+    if (withMultipart && bodies.length) {
+      void this.fastify.register(async (child: FastifyInstance) => {
+        await withMultipart(child);
+        for (const def of bodies) this.#addToFastify(def, child);
+      });
+    }
+  }
+
   async listen(): Promise<void> {
+    if (!this.#flushed) this.freeze();
     const { port, host } = this.kernel.server;
     await this.fastify.listen({ port, host });
   }
@@ -154,58 +363,202 @@ export class HttpServer {
     await this.#fastify?.close();
   }
 
+  #chains(app: App): AppChains {
+    let chains = this.#global.get(app.name);
+    if (!chains) {
+      chains = { request: [], before: [], transform: [], after: [] };
+      this.#global.set(app.name, chains);
+    }
+    return chains;
+  }
+
+  #requestId(req: IncomingMessage): string {
+    const given = req.headers[this.config.requestIdHeader ?? 'x-request-id'];
+    return typeof given === 'string' && SAFE_REQUEST_ID.test(given) ? given : `r${(++this.#seq).toString(36)}`;
+  }
+
+  #logAndMap(error: unknown, req: FastifyRequest) {
+    const mapped = mapError(error, { production: this.kernel.env === 'production', maxDetails: this.#maxDetails });
+    // One log line per failed request, with its request id.
+    if (mapped.status >= 500) req.log.error({ reqId: req.id, err: error, code: mapped.body.code }, 'request failed');
+    else req.log.info({ reqId: req.id, code: mapped.body.code, status: mapped.status }, 'request rejected');
+    return mapped;
+  }
+
+  #addToFastify(def: RouteDefinition, target: FastifyInstance): void {
+    const { app } = def;
+    const options = def.options as HttpRouteOptions;
+    const global = this.#global.get(app.name);
+    const request = pick(global?.request, def.method);
+    const before = concat(pick(global?.before, def.method), options.before);
+    const transform = concat(pick(global?.transform, def.method), options.transform);
+    const after = concat(pick(global?.after, def.method), options.after);
+    const handler = def.handler as Handler;
+    let run: (req: FastifyRequest, reply: FastifyReply) => unknown;
+    if (!before && !transform && !after) {
+      // The common case: no middleware. One `then` on the controller's promise, no extra async frame.
+      run = (req, reply) => {
+        const result = handler(req, reply, req.megaCtx ?? this.ctx(req, reply, app));
+        return isThenable(result) ? result.then((value) => envelope(value, reply)) : envelope(result, reply);
+      };
+    } else {
+      const finish = async (req: FastifyRequest, reply: FastifyReply, ctx: MegaContext, value: unknown): Promise<unknown> => {
+        let result = value;
+        if (transform && !reply.sent) {
+          for (const step of transform) {
+            const next = await step(req, reply, ctx, result);
+            if (next !== undefined) result = next;
+          }
+        }
+        if (after) req.megaResult = result;
+        return envelope(result, reply);
+      };
+      const call = (req: FastifyRequest, reply: FastifyReply, ctx: MegaContext): unknown => {
+        const result = handler(req, reply, ctx);
+        if (!transform && !after) return isThenable(result) ? result.then((value) => envelope(value, reply)) : envelope(result, reply);
+        return isThenable(result) ? result.then((value) => finish(req, reply, ctx, value)) : finish(req, reply, ctx, result);
+      };
+      // `before` steps run synchronously until one returns a promise: sync middleware costs no promise.
+      const steps = (req: FastifyRequest, reply: FastifyReply, ctx: MegaContext, from: number): unknown => {
+        if (before) {
+          for (let i = from; i < before.length; i++) {
+            const r = (before[i] as Middleware)(req, reply, ctx);
+            if (isThenable(r)) return r.then(() => (reply.sent ? reply : steps(req, reply, ctx, i + 1)));
+            if (reply.sent) return reply;
+          }
+        }
+        return call(req, reply, ctx);
+      };
+      run = (req, reply) => {
+        try {
+          return steps(req, reply, req.megaCtx ?? this.ctx(req, reply, app), 0);
+        } catch (error) {
+          return Promise.reject(error);
+        }
+      };
+    }
+    const route: FastifyRouteOptions = {
+      method: def.method as FastifyRouteOptions['method'],
+      url: def.path,
+      handler: run,
+      // Middleware reads the route's Mega options (e.g. `csrf: false`) from req.routeOptions.config.mega.
+      config: { mega: { app: app.name, options: def.options, meta: def.meta } } as FastifyRouteOptions['config'],
+    };
+    if (this.vhosts.enabled) route.constraints = { megaApp: this.vhosts.valueOf(app) };
+    if (options.schema) route.schema = normalizeSchema(options.schema);
+    if (typeof options.bodyLimit === 'number') route.bodyLimit = options.bodyLimit;
+    if (this.#multipart && BODY_METHODS.has(def.method)) route.preValidation = attachMultipart;
+    if (request) {
+      route.onRequest = (req: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void) =>
+        runChain(request, req, reply, req.megaCtx ?? this.ctx(req, reply, app), done);
+    }
+    if (after) {
+      route.onResponse = (req: FastifyRequest, reply: FastifyReply, done: () => void) => {
+        const ctx = req.megaCtx ?? this.ctx(req, reply, app);
+        void (async () => {
+          for (const step of after) {
+            try {
+              await step(req, reply, ctx, req.megaResult);
+            } catch (error) {
+              req.log.error({ reqId: req.id, err: error }, 'after middleware failed');
+            }
+          }
+        })();
+        done();
+      };
+    }
+    try {
+      target.route(route);
+    } catch (error) {
+      throw new MegaError(
+        'http.route_conflict',
+        `cannot register ${def.method} ${def.path} for app ${app.name}: ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
+  }
+
+  async #registerStatic(fastify: FastifyInstance): Promise<void> {
+    const apps = this.kernel.apps.filter((app) => existsSync(join(app.dir, 'public')));
+    if (!apps.length) return;
+    const { default: fastifyStatic } = await import('@fastify/static');
+    let first = true;
+    for (const app of apps) {
+      await fastify.register(fastifyStatic, {
+        root: join(app.dir, 'public'),
+        prefix: '/static/',
+        decorateReply: first,
+        index: false,
+        dotfiles: 'deny',
+        ...(this.vhosts.enabled ? { constraints: { megaApp: this.vhosts.valueOf(app) } } : {}),
+      });
+      first = false;
+    }
+  }
+
   #router(app: App, pending: RouteDefinition[]): Router {
-    const http = createHttpMethods((method, path, handler, options: RouteOptions) => {
-      pending.push({ kind: 'http', app, method, path, handler, options, meta: {} });
-    });
+    const http = createHttpMethods(
+      (method, path, handler, options) => {
+        pending.push({ kind: 'http', app, method, path, handler, options, meta: {} });
+      },
+      (middleware) => {
+        const chains = this.#chains(app);
+        const entry = <T>(fn: T): Entry<T> => ({ fn, methods: undefined });
+        if (typeof middleware === 'function') chains.before.push(entry(middleware));
+        else {
+          const m = middleware as AppMiddleware;
+          chains.before.push(...list(m.before).map(entry));
+          chains.transform.push(...list(m.transform).map(entry));
+          chains.after.push(...list(m.after).map(entry));
+        }
+      },
+    );
     const router: Record<string, unknown> = { app, http };
     for (const [name, extension] of this.#extensions) {
       router[name] = extension(app, (def) => pending.push({ ...def, app, meta: def.meta ?? {} }));
     }
     return router as unknown as Router;
   }
+}
 
-  #sendError(error: unknown, req: FastifyRequest, reply: FastifyReply): void {
-    const production = this.kernel.env === 'production';
-    let status: number;
-    let body: { code: string; message: string; details?: unknown; stack?: string };
-    if (isMegaError(error)) {
-      status = error.status;
-      body = error.toJSON();
-    } else {
-      const fe = error as FastifyError;
-      if (fe.validation) {
-        status = 400;
-        body = { code: 'validation.failed', message: fe.message, details: fe.validation.slice(0, 20) };
-      } else if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
-        status = fe.statusCode;
-        const json = fe.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || fe.code === 'FST_ERR_CTP_EMPTY_JSON_BODY';
-        body = { code: json ? 'http.invalid_json' : (FASTIFY_CODES[status] ?? 'http.bad_request'), message: fe.message };
-      } else {
-        status = 500;
-        body = { code: 'internal', message: production ? 'internal server error' : (fe?.message ?? String(error)) };
-        if (!production && fe?.stack) body.stack = fe.stack;
-      }
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
+const isThenable = (value: unknown): value is Promise<unknown> =>
+  value !== null && typeof value === 'object' && typeof (value as { then?: unknown }).then === 'function';
+
+type MultipartRequest = {
+  isMultipart(): boolean;
+  parts(): AsyncIterable<{ fields: unknown; file?: unknown; toBuffer(): Promise<Buffer> }>;
+};
+
+/** Reads a multipart body into req.body (fields as `{ value }`, files buffered within the size limit). */
+function attachMultipart(req: FastifyRequest, _reply: FastifyReply, done: (error?: Error) => void): void {
+  const mp = req as unknown as MultipartRequest;
+  if (typeof mp.isMultipart !== 'function' || !mp.isMultipart()) {
+    done();
+    return;
+  }
+  (async () => {
+    for await (const part of mp.parts()) {
+      req.body = part.fields;
+      if (part.file) await part.toBuffer();
     }
-    // One log line per failed request, with the request id pino already binds to req.log.
-    if (status >= 500) req.log.error({ err: error, code: body.code }, 'request failed');
-    else req.log.info({ code: body.code, status }, 'request rejected');
-    reply.code(status).send({ error: body });
-  }
+  })().then(() => done(), done);
 }
 
-function hostPattern(hosts: readonly string[]): RegExp {
-  const escaped = hosts.map((h) => h.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
-  return new RegExp(`^(?:${escaped.join('|')})(?::\\d+)?$`, 'i');
+function list<T>(value: T | readonly T[] | undefined): T[] {
+  if (value === undefined) return [];
+  return Array.isArray(value) ? [...value] : [value as T];
 }
 
-/** `{ data }` once: raw bodies (buffers, streams, strings) and already-enveloped objects pass through. */
-function envelope(result: unknown, reply: FastifyReply): unknown {
-  if (reply.sent || result === reply) return reply;
-  if (result === undefined) return reply.code(204).send();
-  if (typeof result === 'string' || Buffer.isBuffer(result) || result instanceof Readable || result instanceof Uint8Array) return result;
-  if (result !== null && typeof result === 'object' && 'data' in result && Object.keys(result).every((k) => k === 'data' || k === 'meta')) {
-    return result;
-  }
-  return { data: result };
+function concat<T>(a: readonly T[] | undefined, b: readonly T[] | undefined): T[] | undefined {
+  const all = [...(a ?? []), ...(b ?? [])];
+  return all.length ? all : undefined;
+}
+
+/** `query` is accepted as an alias of Fastify's `querystring`. */
+function normalizeSchema(schema: Record<string, unknown>): Record<string, unknown> {
+  if (!('query' in schema) || 'querystring' in schema) return schema;
+  const { query, ...rest } = schema;
+  return { ...rest, querystring: query };
 }

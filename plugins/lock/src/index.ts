@@ -5,17 +5,15 @@
  * `mega start --workers N`).
  */
 import { readFileSync } from 'node:fs';
-import type { App, Kernel, ServiceDeclaration } from '@mega/kernel';
-import { ConfigError, definePlugin } from '@mega/kernel';
-import type { HealthCheck } from './adapter.js';
-import { parseServiceUrl, pickAlias } from './adapter.js';
+import type { App, HealthCheck, Kernel, ServiceDeclaration } from '@mega/kernel';
+import { ConfigError, definePlugin, parseServiceUrl, pickAlias } from '@mega/kernel';
 import type { LockDriver } from './driver.js';
 import { ClusterLockDriver } from './drivers/cluster.js';
 import { MemoryLockDriver } from './drivers/memory.js';
 import { RedisLockDriver } from './drivers/redis.js';
 import { LockManager } from './lock.js';
 
-export type { HealthCheck, LatencySnapshot, OpStatsSnapshot } from './adapter.js';
+export type { HealthCheck, LatencySnapshot, OpStatsSnapshot } from '@mega/kernel';
 export type { LockDriver } from './driver.js';
 export type { LockWire } from './drivers/cluster.js';
 export { ACQUIRE_LUA, defineLockCommands, EXTEND_LUA, RELEASE_LUA } from './drivers/redis.js';

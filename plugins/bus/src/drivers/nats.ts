@@ -4,10 +4,9 @@
  * its buffer (up to its limit) and are otherwise lost: at-most-once.
  */
 import type { Logger } from '@mega/kernel';
-import { MegaError, UnavailableError } from '@mega/kernel';
+import { MegaError, redactUrl, UnavailableError } from '@mega/kernel';
 import type { Msg, NatsConnection, NodeConnectionOptions } from '@nats-io/transport-node';
 import { connect, NoRespondersError, RequestError, TimeoutError } from '@nats-io/transport-node';
-import { redactUrl } from '../adapter.js';
 import { hasWildcard } from '../subjects.js';
 import type { Deliver, Transport } from '../transport.js';
 import { noResponders, timeoutError } from './memory.js';

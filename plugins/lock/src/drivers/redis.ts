@@ -7,10 +7,9 @@
  * waiter tries, so another process polling the key gets its turn instead of starving.
  */
 import type { Logger } from '@mega/kernel';
-import { UnavailableError } from '@mega/kernel';
+import { redactUrl, UnavailableError, within } from '@mega/kernel';
 import type { Result } from 'ioredis';
 import { Redis } from 'ioredis';
-import { redactUrl, within } from '../adapter.js';
 import type { LockDriver } from '../driver.js';
 import { sleep } from '../driver.js';
 

@@ -1,0 +1,354 @@
+/**
+ * @mega/asp: application-layer AES-256-GCM on top of TLS (SPEC §5, ADR-127).
+ *
+ * - WS: every frame of a namespace listed in `asp.websocket.namespaces` is `E:` + base64url(sealed)
+ *   both ways, with a per-session key the codec derives from the master secret. Inbound frames are
+ *   opened in the kernel `wsMessage` hook; outbound envelopes are sealed by the connection's
+ *   outbound transform.
+ * - HTTP: routes in `asp.http.enabledPaths` take and return sealed bodies, signalled by a header.
+ * - Keys reach clients over their HTTP session (`ctx.asp.keys()`); `@mega/asp/client` speaks it.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { Handler, HttpServer } from '@mega/http';
+import { envelope, HTTP_STAGES } from '@mega/http';
+import type { App, Kernel, MegaContext, MegaError, RouteDefinition } from '@mega/kernel';
+import { AuthError, ConfigError, definePlugin, MegaError as MegaErrorClass, ValidationError } from '@mega/kernel';
+import type { WsConnection, WsInboundFrame, WsServer } from '@mega/ws';
+import type { ValidateFunction } from 'ajv';
+import { Ajv } from 'ajv';
+import type { AspConfig } from './config.js';
+import { configSchema } from './config.js';
+import type { SessionCrypto } from './keys.js';
+import { SessionKeys } from './keys.js';
+
+export type { AspConfig } from './config.js';
+export { SessionKeys } from './keys.js';
+
+/** Counters of ASP outcomes since boot. */
+export interface AspStats {
+  opened: number;
+  sealed: number;
+  'asp.signal': number;
+  'asp.malformed': number;
+  'asp.decrypt': number;
+  'asp.drift': number;
+  'asp.replay': number;
+}
+
+/** `ctx.asp`: the session's ASP keys, to hand to the client over its HTTP session. */
+export interface CtxAsp {
+  /** The session id ASP keys this ctx with (ctx.auth.sessionId, else ctx.session.id). */
+  readonly sessionId: string | undefined;
+  /** base64url keys for this session (loads ctx.session if needed); throws asp.no_session without one. */
+  keys(): Promise<{ ws: string; http: string }>;
+}
+
+export interface AspService {
+  stats(): AspStats;
+  /** base64url keys of a session of an app. */
+  keysFor(app: App | string, sessionId: string): { ws: string; http: string };
+  /** True when `ns` is an encrypted namespace of the app. */
+  isEncrypted(app: App | string, ns: string): boolean;
+}
+
+declare module '@mega/kernel' {
+  interface MegaServices {
+    asp: AspService;
+  }
+  interface MegaContext {
+    readonly asp: CtxAsp;
+  }
+}
+
+const NAME = '@mega/asp';
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+export const CONTENT_TYPE = 'application/x-mega-asp';
+const B64URL = /^[A-Za-z0-9_-]*$/;
+const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
+interface AppState {
+  config: Required<Pick<AspConfig, 'windowMs' | 'replayCapacity' | 'onFailure' | 'maxSessions'>> & AspConfig;
+  namespaces: Set<string>;
+  paths: string[];
+  ws: SessionKeys;
+  http: SessionKeys;
+}
+
+type MaybeSession = { id?: unknown; all?: () => Promise<unknown> };
+
+function sessionOf(ctx: MegaContext): MaybeSession | undefined {
+  try {
+    return (ctx as unknown as { session?: MaybeSession }).session;
+  } catch {
+    return undefined; // @mega/session is installed but off for this app
+  }
+}
+
+/** The session ASP keys a ctx with: `ctx.auth.sessionId` (WS `before`), else the loaded `ctx.session.id`. */
+export function sessionIdOf(ctx: MegaContext): string | undefined {
+  const auth = ctx.auth as { sessionId?: unknown } | undefined;
+  if (typeof auth?.sessionId === 'string' && auth.sessionId) return auth.sessionId;
+  const id = sessionOf(ctx)?.id;
+  return typeof id === 'string' && id ? id : undefined;
+}
+
+/** Like sessionIdOf, loading `ctx.session` (@mega/session reads its store lazily) when needed. */
+export async function resolveSessionId(ctx: MegaContext): Promise<string | undefined> {
+  const known = sessionIdOf(ctx);
+  if (known) return known;
+  const session = sessionOf(ctx);
+  if (typeof session?.all !== 'function') return undefined;
+  await session.all();
+  return typeof session.id === 'string' && session.id ? session.id : undefined;
+}
+
+/** `/a/b` matches `/a/b`; `/a/*` matches `/a` and everything below it. */
+export function pathMatches(patterns: readonly string[], path: string): boolean {
+  return patterns.some((p) => (p.endsWith('/*') ? path === p.slice(0, -2) || path.startsWith(p.slice(0, -1)) : p === path));
+}
+
+function aspError(code: string, message: string): MegaError {
+  return new MegaErrorClass(code, message, { status: code === 'asp.no_session' ? 401 : 400 });
+}
+
+export default definePlugin<undefined>({
+  name: NAME,
+  version: pkg.version,
+  kernel: '^0.1.0',
+  dependsOn: ['@mega/http', '@mega/ws'],
+  configKey: 'asp',
+  configScope: 'app',
+  configSchema,
+  setup(kernel: Kernel) {
+    const stats: AspStats = {
+      opened: 0,
+      sealed: 0,
+      'asp.signal': 0,
+      'asp.malformed': 0,
+      'asp.decrypt': 0,
+      'asp.drift': 0,
+      'asp.replay': 0,
+    };
+    const apps = new Map<string, AppState>();
+    for (const app of kernel.apps) {
+      const config = kernel.appConfig<AppState['config']>(app, 'asp');
+      const namespaces = config.websocket?.namespaces ?? [];
+      const paths = config.http?.enabledPaths ?? [];
+      const secret = config.masterSecret ?? process.env.MEGA_ASP_SECRET;
+      if (namespaces.length === 0 && paths.length === 0) continue;
+      const codec = kernel.codec;
+      let master: Buffer;
+      if (secret && Buffer.byteLength(secret) >= 32) master = Buffer.from(secret, 'utf8');
+      else if (kernel.env !== 'production' && !secret) {
+        // Development without a secret: a random one, as @mega/session does (keys change on restart).
+        kernel.log.warn({ app: app.name }, 'asp: no master secret configured; using a random one (set MEGA_ASP_SECRET)');
+        master = randomBytes(32);
+      } else {
+        throw new ConfigError(
+          'asp.config',
+          `app ${app.name} enables ASP but has no master secret of at least 32 bytes: set asp.masterSecret or MEGA_ASP_SECRET (mega plugin add @mega/asp writes one to .env)`,
+        );
+      }
+      const opts = { windowMs: config.windowMs, replayCapacity: config.replayCapacity, maxSessions: config.maxSessions };
+      apps.set(app.name, {
+        config,
+        namespaces: new Set(namespaces),
+        paths,
+        ws: new SessionKeys(codec, master, 'ws', opts),
+        http: new SessionKeys(codec, master, 'http', opts),
+      });
+    }
+    const stateOf = (app: App | string) => apps.get(typeof app === 'string' ? app : app.name);
+    const keysFor = (app: App | string, sessionId: string) => {
+      const s = stateOf(app);
+      if (!s) throw new MegaErrorClass('asp.disabled', `ASP is not enabled for app ${typeof app === 'string' ? app : app.name}`);
+      return { ws: s.ws.keyFor(sessionId).toString('base64url'), http: s.http.keyFor(sessionId).toString('base64url') };
+    };
+    kernel.provide(
+      'asp',
+      {
+        stats: () => ({ ...stats }),
+        keysFor,
+        isEncrypted: (app, ns) => stateOf(app)?.namespaces.has(ns) ?? false,
+      },
+      NAME,
+    );
+    kernel.contributeCtx(
+      'asp',
+      (ctx: MegaContext): CtxAsp => ({
+        get sessionId() {
+          return sessionIdOf(ctx);
+        },
+        async keys() {
+          const id = await resolveSessionId(ctx);
+          if (!id) throw new AuthError('asp.no_session', 'ASP keys need a session: log in first');
+          return keysFor(ctx.app, id);
+        },
+      }),
+      NAME,
+    );
+    if (apps.size === 0) return;
+
+    // One warning per second per code: failures are counted always, logged without flooding.
+    const lastWarn = new Map<string, number>();
+    const report = (code: keyof AspStats, fields: Record<string, unknown>) => {
+      stats[code]++;
+      const now = Date.now();
+      if (now - (lastWarn.get(code) ?? 0) >= 1000) {
+        lastWarn.set(code, now);
+        kernel.log.warn({ ...fields, code, count: stats[code] }, `asp: frame rejected (${code})`);
+      } else kernel.log.debug({ ...fields, code }, 'asp: frame rejected');
+    };
+
+    /** Opens `E:` + base64url text; the error says which check failed. */
+    const openText = (s: SessionCrypto, text: string, ns: string): Buffer | MegaError => {
+      if (!B64URL.test(text) || text.length % 4 === 1) return aspError('asp.malformed', 'E: frame is not base64url');
+      try {
+        return s.opener.open(Buffer.from(text, 'base64url'), ns);
+      } catch (error) {
+        const code = (error as { code?: string }).code;
+        if (code === 'asp.decrypt' || code === 'asp.drift' || code === 'asp.replay') return aspError(code, (error as Error).message);
+        return aspError('asp.malformed', (error as Error).message);
+      }
+    };
+
+    // ---------------------------------------------------------------------------------- WS
+    const ws = kernel.use<WsServer>('ws');
+    const wsState = new WeakMap<WsConnection, { s: SessionCrypto; app: AppState }>();
+    ws.onOpen((conn) => {
+      const app = apps.get(conn.app.name);
+      if (!app?.namespaces.has(conn.ns)) return;
+      const sessionId = sessionIdOf(conn.ctx);
+      if (!sessionId) throw new AuthError('asp.no_session', `${conn.ns} is an encrypted namespace: connect with a session`);
+      const s = app.ws.get(sessionId);
+      wsState.set(conn, { s, app });
+      const ns = conn.ns;
+      conn.setOutboundTransform((env) => {
+        stats.sealed++;
+        return Buffer.from(`E:${s.sealer.seal(env, ns).toString('base64url')}`, 'latin1');
+      });
+    });
+    kernel.hooks.wsMessage.tap(NAME, (frame) => {
+      const f = frame as WsInboundFrame;
+      const st = wsState.get(f.connection);
+      if (!st) return undefined;
+      const conn = f.connection;
+      const data = typeof f.data === 'string' ? Buffer.from(f.data) : f.data;
+      let result: Buffer | MegaError;
+      if (f.binary || data[0] !== 0x45 || data[1] !== 0x3a) {
+        result = aspError('asp.signal', `${conn.ns} is an encrypted namespace: send E: + base64url(sealed) text frames`);
+      } else result = openText(st.s, data.toString('latin1', 2), conn.ns);
+      if (Buffer.isBuffer(result)) {
+        stats.opened++;
+        f.data = result;
+        return undefined;
+      }
+      report(result.code as keyof AspStats, { connId: conn.id, ns: conn.ns });
+      if (st.app.config.onFailure === 'close') conn.close(1008, result.code);
+      return result;
+    });
+
+    // -------------------------------------------------------------------------------- HTTP
+    const ajv = new Ajv({ allErrors: true, strict: false });
+    kernel.hooks.route.tap(NAME, (def: RouteDefinition) => {
+      if (def.kind !== 'http') return def;
+      const app = apps.get(def.app.name);
+      if (!app || !pathMatches(app.paths, def.path)) return def;
+      return sealRoute(def, app);
+    });
+
+    const sealRoute = (def: RouteDefinition, app: AppState): RouteDefinition => {
+      const inner = def.handler as Handler;
+      const header = app.config.http?.header ?? 'x-mega-asp';
+      // The route's body schema applies to the opened body, not to the sealed text on the wire.
+      const { body: bodySchema, ...schema } = (def.options.schema ?? {}) as Record<string, unknown>;
+      let validateBody: ValidateFunction | undefined;
+      if (bodySchema && typeof bodySchema === 'object') validateBody = ajv.compile(bodySchema);
+      const handler: Handler = async (req, reply, ctx) => {
+        if (req.headers[header] !== '1') {
+          throw aspError(
+            'asp.signal',
+            `${def.path} takes ASP-sealed requests: send ${header}: 1 (and an E: body with content-type ${CONTENT_TYPE})`,
+          );
+        }
+        const sessionId = await resolveSessionId(ctx);
+        if (!sessionId) throw aspError('asp.no_session', 'ASP needs a session: log in first');
+        const s = app.http.get(sessionId);
+        const url = req.url;
+        const q = url.indexOf('?');
+        const ns = q === -1 ? url : url.slice(0, q);
+        const raw = req.body as unknown;
+        let body: unknown;
+        if (raw !== undefined && raw !== null && raw !== '') {
+          if (typeof raw !== 'string' || !raw.startsWith('E:')) {
+            report('asp.signal', { path: ns });
+            throw aspError('asp.signal', `the body must be E: + base64url(sealed) sent as ${CONTENT_TYPE}`);
+          }
+          const opened = openText(s, raw.slice(2), ns);
+          if (!Buffer.isBuffer(opened)) {
+            report(opened.code as keyof AspStats, { path: ns });
+            throw opened;
+          }
+          stats.opened++;
+          try {
+            body = opened.length ? JSON.parse(opened.toString('utf8')) : undefined;
+          } catch {
+            throw aspError('asp.malformed', 'the opened body is not JSON');
+          }
+        } else if (BODY_METHODS.has(req.method) && validateBody) body = undefined;
+        if (validateBody && !validateBody(body)) {
+          throw new ValidationError('validation.failed', 'request body does not match the schema', {
+            details: (validateBody.errors ?? [])
+              .slice(0, 20)
+              .map((e) => ({ path: e.instancePath || '/', message: e.message ?? 'is invalid' })),
+          });
+        }
+        (req as { body: unknown }).body = body;
+        const result = await inner(req, reply, ctx);
+        if (reply.sent) return reply;
+        const out = envelope(result, reply);
+        if (out === reply || reply.sent) return reply;
+        if (typeof out === 'object' && out !== null && typeof (out as { pipe?: unknown }).pipe === 'function') {
+          throw new MegaErrorClass('asp.unsupported', `${def.path}: streams cannot be sealed; return JSON, a string or a Buffer`);
+        }
+        const plain =
+          Buffer.isBuffer(out) || out instanceof Uint8Array
+            ? out
+            : Buffer.from(typeof out === 'string' ? out : JSON.stringify(out), 'utf8');
+        stats.sealed++;
+        reply.header(header, '1').type(CONTENT_TYPE);
+        return reply.send(`E:${s.sealer.seal(plain, ns).toString('base64url')}`);
+      };
+      const options = { ...def.options, ...(Object.keys(schema).length ? { schema } : { schema: undefined }) };
+      return { ...def, handler, options, meta: { ...def.meta, asp: true } };
+    };
+
+    kernel.hooks.boot.tapPromise(NAME, async () => {
+      const http = kernel.use<HttpServer>('http');
+      http.fastify.addContentTypeParser(CONTENT_TYPE, { parseAs: 'string' }, (_req, body, done) => done(null, body));
+    });
+    // After the route files loaded: a listed namespace or path without a route is most likely a typo.
+    kernel.hooks.boot.tapPromise({ name: NAME, stage: HTTP_STAGES.freeze + 60 }, async () => {
+      const http = kernel.use<HttpServer>('http');
+      for (const [name, app] of apps) {
+        for (const ns of app.namespaces) {
+          if (!ws.routes.some((r) => r.app.name === name && r.path === ns))
+            kernel.log.warn({ app: name, ns }, 'asp: encrypted namespace has no ws route');
+        }
+        for (const p of app.paths) {
+          if (!http.routes.some((r) => r.kind === 'http' && r.app.name === name && pathMatches([p], r.path))) {
+            kernel.log.warn({ app: name, path: p }, 'asp: enabled path matches no http route');
+          }
+        }
+      }
+    });
+  },
+  async configure(project) {
+    await project.addEnv(
+      'MEGA_ASP_SECRET',
+      randomBytes(32).toString('base64url'),
+      'ASP master secret (@mega/asp): keep it out of version control',
+    );
+  },
+});

@@ -1,0 +1,236 @@
+/** @mega/asp on a real server: encrypted WS namespaces and sealed HTTP bodies, spoken by @mega/asp/client. */
+import { request } from 'node:http';
+import type {} from '@mega/asp';
+import type { Kernel } from '@mega/kernel';
+import { afterEach, describe, expect, it } from 'vitest';
+import { boot, Client, project } from '../../ws/test/helpers.js';
+import { AspClient } from '../src/client.js';
+
+let running: Kernel | undefined;
+afterEach(async () => {
+  await running?.stop();
+  running = undefined;
+  delete process.env.MEGA_CODEC;
+});
+
+const SECRET = 'test-master-secret-0123456789-abcdefghij';
+
+const CHANNEL = `
+import { AuthError } from '@mega/kernel';
+export const bySession = (req: any) => {
+  const sid = new URL(req.url, 'http://x').searchParams.get('sid');
+  if (!sid) return undefined;
+  return { userId: 'u-' + sid, sessionId: sid };
+};
+export class Secret {
+  onConnect(sock: any, ctx: any) { sock.send({ type: 'hello', payload: { sessionId: ctx.auth?.sessionId } }); }
+  ['note.add'](sock: any, msg: any) { sock.send({ type: 'note.added', id: msg.id, payload: { text: msg.payload.text, len: msg.payload.text.length } }); }
+}
+`;
+const ROUTES = `
+import { Secret, bySession } from '../channel.js';
+export default (router: any) => {
+  router.ws('/ws/secret', Secret, { before: bySession, schemas: { 'note.add': { type: 'object', required: ['text'] } } });
+  router.ws('/ws/plain', Secret, { before: bySession });
+  router.http.post('/login', async (req: any, _reply: any, ctx: any) => {
+    await ctx.session.set('user', req.body.user);
+    return { user: req.body.user, keys: await ctx.asp.keys(), sessionId: ctx.session.id };
+  });
+  router.http.post('/api/notes', async (req: any, _reply: any, ctx: any) => ({ saved: req.body, user: await ctx.session.get('user') }), {
+    schema: { body: { type: 'object', required: ['title'], properties: { title: { type: 'string', maxLength: 20 } } } },
+  });
+  router.http.get('/api/notes', async () => [{ title: 'a' }, { title: 'b' }]);
+  router.http.get('/open', async () => ({ plain: true }));
+};
+`;
+
+async function start(onFailure: 'error' | 'close' = 'error', backend?: 'ts' | 'native') {
+  if (backend) process.env.MEGA_CODEC = backend;
+  const appConfig = `export default {
+    session: { secret: 'session-secret-0123456789' },
+    asp: { masterSecret: '${SECRET}', onFailure: '${onFailure}', websocket: { namespaces: ['/ws/secret'] }, http: { enabledPaths: ['/api/*'] } },
+  };\n`;
+  const b = await boot(
+    project(
+      { 'channel.ts': CHANNEL, 'routes/all.ts': ROUTES, 'app.config.ts': appConfig },
+      "['@mega/http', '@mega/session', '@mega/ws', '@mega/asp']",
+    ),
+  );
+  running = b.kernel;
+  return b;
+}
+
+function http(port: number, path: string, init: { method?: string; body?: string; headers?: Record<string, string> } = {}) {
+  return new Promise<{ status: number; headers: Record<string, any>; text: string }>((done, fail) => {
+    const req = request({ host: '127.0.0.1', port, path, method: init.method ?? 'GET', headers: init.headers }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (text += c));
+      res.on('end', () => done({ status: res.statusCode ?? 0, headers: res.headers, text }));
+    });
+    req.on('error', fail);
+    req.end(init.body);
+  });
+}
+
+/** A ws client on an encrypted namespace: raw E: frames in, opened envelopes out. */
+async function secretClient(url: string, key: string, ns = '/ws/secret', opts: { now?: () => number } = {}) {
+  const client = await AspClient.create(key, opts);
+  const c = await Client.open(url);
+  const open = async (m: Record<string, any>) => JSON.parse(await client.openFrame(m.raw, ns));
+  return { c, client, open, send: async (m: unknown) => c.ws.send(await client.sealFrame(JSON.stringify(m), ns)) };
+}
+
+describe.each(['native', 'ts'] as const)('@mega/asp over WebSocket (%s codec)', (backend) => {
+  it('carries only E: frames both ways and answers bad frames with asp.* errors', async () => {
+    const b = await start('error', backend);
+    const keys = b.kernel.use('asp').keysFor(b.kernel.apps[0] as any, 'S1');
+    const s = await secretClient(b.url('/ws/secret?sid=S1'), keys.ws);
+    const hello = await s.c.next();
+    expect(hello.raw).toMatch(/^E:[A-Za-z0-9_-]+$/);
+    expect(await s.open(hello)).toEqual({ type: 'hello', payload: { sessionId: 'S1' } });
+    await s.send({ type: 'note.add', id: 'n1', payload: { text: 'sealed hello' } });
+    expect(await s.open(await s.c.next())).toEqual({ type: 'note.added', id: 'n1', payload: { text: 'sealed hello', len: 12 } });
+
+    const errorOf = async () => (await s.open(await s.c.next())).payload.code;
+    s.c.send({ type: 'note.add', payload: { text: 'plain' } }); // plain frame on an encrypted namespace
+    expect(await errorOf()).toBe('asp.signal');
+    const good = await s.client.sealFrame(JSON.stringify({ type: 'note.add', id: 'r', payload: { text: 'once' } }), '/ws/secret');
+    s.c.ws.send(good);
+    expect((await s.open(await s.c.next())).id).toBe('r');
+    s.c.ws.send(good); // replayed
+    expect(await errorOf()).toBe('asp.replay');
+    const fresh = await s.client.sealFrame(JSON.stringify({ type: 'note.add', payload: { text: 'forged' } }), '/ws/secret');
+    const forged = Buffer.from(fresh.slice(2), 'base64url');
+    forged[forged.length - 1] = (forged[forged.length - 1] as number) ^ 1;
+    s.c.ws.send(`E:${forged.toString('base64url')}`);
+    expect(await errorOf()).toBe('asp.decrypt');
+    const stale = await AspClient.create(keys.ws, { now: () => Date.now() - 120_000 });
+    s.c.ws.send(await stale.sealFrame(JSON.stringify({ type: 'note.add', payload: { text: 'old' } }), '/ws/secret'));
+    expect(await errorOf()).toBe('asp.drift');
+    s.c.ws.send('E:not*base64');
+    expect(await errorOf()).toBe('asp.malformed');
+    s.c.ws.send(Buffer.from('E:abc'), { binary: true });
+    expect(await errorOf()).toBe('asp.signal');
+    const otherKey = b.kernel.use('asp').keysFor(b.kernel.apps[0] as any, 'S2').ws;
+    const wrong = await AspClient.create(otherKey);
+    s.c.ws.send(await wrong.sealFrame(JSON.stringify({ type: 'note.add', payload: { text: 'x' } }), '/ws/secret'));
+    expect(await errorOf()).toBe('asp.decrypt');
+    // Sealed but not an envelope / unknown type: the ws plugin's own errors, still sealed.
+    await s.send({ type: 'nope.no' });
+    expect(await errorOf()).toBe('ws.unknown_type');
+    await s.send({ type: 'note.add', payload: {} });
+    expect(await errorOf()).toBe('ws.schema');
+    const stats = b.kernel.use('asp').stats();
+    expect(stats).toMatchObject({ 'asp.signal': 2, 'asp.replay': 1, 'asp.decrypt': 2, 'asp.drift': 1, 'asp.malformed': 1 });
+    await s.c.close();
+  });
+
+  it('catches a frame replayed on another connection of the same session', async () => {
+    const b = await start('error', backend);
+    const key = b.kernel.use('asp').keysFor(b.kernel.apps[0] as any, 'S1').ws;
+    const one = await secretClient(b.url('/ws/secret?sid=S1'), key);
+    const two = await secretClient(b.url('/ws/secret?sid=S1'), key);
+    await one.c.next();
+    await two.c.next();
+    const frame = await one.client.sealFrame(JSON.stringify({ type: 'note.add', id: 'x', payload: { text: 'x' } }), '/ws/secret');
+    one.c.ws.send(frame);
+    expect((await one.open(await one.c.next())).id).toBe('x');
+    two.c.ws.send(frame);
+    expect((await two.open(await two.c.next())).payload.code).toBe('asp.replay');
+    await Promise.all([one.c.close(), two.c.close()]);
+  });
+});
+
+describe('@mega/asp policies', () => {
+  it('closes with 1008 on a bad frame when onFailure is close; refuses encrypted namespaces without a session', async () => {
+    const b = await start('close');
+    const key = b.kernel.use('asp').keysFor(b.kernel.apps[0] as any, 'S1').ws;
+    const s = await secretClient(b.url('/ws/secret?sid=S1'), key);
+    await s.c.next();
+    s.c.send({ type: 'note.add', payload: { text: 'plain' } });
+    expect(await s.c.closed).toEqual({ code: 1008, reason: 'asp.signal' });
+    const anon = await Client.open(b.url('/ws/secret'));
+    expect(await anon.closed).toEqual({ code: 1008, reason: 'asp.no_session' });
+    // A namespace not listed stays plain.
+    const plain = await Client.open(b.url('/ws/plain?sid=S1'));
+    expect(await plain.ofType('hello')).toEqual({ type: 'hello', payload: { sessionId: 'S1' } });
+    await plain.close();
+  });
+
+  it('fails boot without a master secret in production (development gets a random one)', async () => {
+    const dir = project(
+      { 'app.config.ts': "export default { asp: { websocket: { namespaces: ['/x'] } } };\n" },
+      "['@mega/http', '@mega/ws', '@mega/asp']",
+    );
+    const saved = process.env.MEGA_ASP_SECRET;
+    delete process.env.MEGA_ASP_SECRET;
+    await expect(boot(dir, 'production')).rejects.toMatchObject({ code: 'asp.config' });
+    const short = project(
+      { 'app.config.ts': "export default { asp: { masterSecret: 'too short', websocket: { namespaces: ['/x'] } } };\n" },
+      "['@mega/http', '@mega/ws', '@mega/asp']",
+    );
+    await expect(boot(short)).rejects.toMatchObject({ code: 'config.invalid' });
+    const dev = await boot(dir);
+    running = dev.kernel;
+    expect(dev.kernel.use('asp').isEncrypted(dev.kernel.apps[0] as any, '/x')).toBe(true);
+    if (saved !== undefined) process.env.MEGA_ASP_SECRET = saved;
+  });
+});
+
+describe('@mega/asp over HTTP', () => {
+  it('takes and returns sealed bodies on enabled paths, with signal, drift and replay checks', async () => {
+    const b = await start();
+    const login = await http(b.port, '/login', {
+      method: 'POST',
+      body: JSON.stringify({ user: 'ann' }),
+      headers: { 'content-type': 'application/json', origin: `http://127.0.0.1:${b.port}` },
+    });
+    expect(login.status).toBe(200);
+    const { keys } = JSON.parse(login.text).data;
+    const cookie = String(login.headers['set-cookie']).split(';')[0] as string;
+    const client = await AspClient.create(keys.http);
+    const sealedPost = async (body: string, extra: Record<string, string> = {}) =>
+      http(b.port, '/api/notes', {
+        method: 'POST',
+        body,
+        headers: { cookie, 'content-type': 'application/x-mega-asp', 'x-mega-asp': '1', origin: `http://127.0.0.1:${b.port}`, ...extra },
+      });
+
+    const body = await client.sealFrame(JSON.stringify({ title: 'secret note' }), '/api/notes');
+    const ok = await sealedPost(body);
+    expect(ok.status).toBe(200);
+    expect(ok.headers['x-mega-asp']).toBe('1');
+    expect(ok.headers['content-type']).toMatch(/application\/x-mega-asp/);
+    expect(ok.text).toMatch(/^E:/);
+    expect(JSON.parse(await client.openFrame(ok.text, '/api/notes'))).toEqual({ data: { saved: { title: 'secret note' }, user: 'ann' } });
+
+    const codeOf = (r: { text: string }) => JSON.parse(r.text).error.code;
+    const replay = await sealedPost(body);
+    expect([replay.status, codeOf(replay)]).toEqual([400, 'asp.replay']);
+    const noSignal = await http(b.port, '/api/notes', {
+      method: 'POST',
+      body,
+      headers: { cookie, 'content-type': 'application/x-mega-asp' },
+    });
+    expect([noSignal.status, codeOf(noSignal)]).toEqual([400, 'asp.signal']);
+    const plain = await sealedPost(JSON.stringify({ title: 'x' }), { 'content-type': 'application/json' });
+    expect([plain.status, codeOf(plain)]).toEqual([400, 'asp.signal']);
+    const stale = await AspClient.create(keys.http, { now: () => Date.now() + 120_000 });
+    const drift = await sealedPost(await stale.sealFrame(JSON.stringify({ title: 'x' }), '/api/notes'));
+    expect([drift.status, codeOf(drift)]).toEqual([400, 'asp.drift']);
+    const otherPath = await sealedPost(await client.sealFrame(JSON.stringify({ title: 'x' }), '/api/other'));
+    expect([otherPath.status, codeOf(otherPath)]).toEqual([400, 'asp.decrypt']);
+    const invalid = await sealedPost(await client.sealFrame(JSON.stringify({ title: 'far too long for the schema' }), '/api/notes'));
+    expect([invalid.status, codeOf(invalid)]).toEqual([400, 'validation.failed']);
+    const garbage = await sealedPost('E:***');
+    expect([garbage.status, codeOf(garbage)]).toEqual([400, 'asp.malformed']);
+    const anon = await http(b.port, '/api/notes', { headers: { 'x-mega-asp': '1' } });
+    expect([anon.status, codeOf(anon)]).toEqual([401, 'asp.no_session']);
+
+    const list = await http(b.port, '/api/notes', { headers: { cookie, 'x-mega-asp': '1' } });
+    expect(JSON.parse(await client.openFrame(list.text, '/api/notes'))).toEqual({ data: [{ title: 'a' }, { title: 'b' }] });
+    const open = await http(b.port, '/open');
+    expect(JSON.parse(open.text)).toEqual({ data: { plain: true } });
+  });
+});

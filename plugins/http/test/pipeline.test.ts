@@ -1,0 +1,416 @@
+import type { IncomingMessage } from 'node:http';
+import { request } from 'node:http';
+import { definePlugin } from '@mega/kernel';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { HttpServer, Middleware } from '../src/index.js';
+import { boot, captureLogger, stopAll } from './helpers.js';
+
+afterEach(stopAll);
+
+const APP = { 'apps/web/app.config.ts': 'export default {};' };
+
+describe('pipeline', () => {
+  it('runs request, before, handler, transform and after with one ctx object, in order', async () => {
+    const seen: string[] = [];
+    const ctxs = new Set<unknown>();
+    const tracer = definePlugin({
+      name: 'tracer',
+      version: '1.0.0',
+      dependsOn: ['@mega/http'],
+      setup(kernel) {
+        kernel.hooks.boot.tapPromise('tracer', async () => {
+          const http = kernel.use<HttpServer>('http');
+          http.use(
+            ((_req, _reply, ctx) => {
+              seen.push('plugin:request');
+              ctxs.add(ctx);
+            }) as Middleware,
+            { phase: 'request' },
+          );
+          http.use((async (_req, _reply, ctx) => {
+            seen.push('plugin:before');
+            ctxs.add(ctx);
+          }) as Middleware);
+        });
+      },
+    });
+    (globalThis as Record<string, unknown>).__seen = seen;
+    (globalThis as Record<string, unknown>).__ctxs = ctxs;
+    const { call } = await boot(
+      {
+        ...APP,
+        'apps/web/routes/a.ts': `
+const seen = (globalThis as any).__seen; const ctxs = (globalThis as any).__ctxs;
+export default (r: any) => {
+  r.http.use({ before: (_q: any, _p: any, ctx: any) => { seen.push('app:before'); ctxs.add(ctx); },
+               after: (_q: any, _p: any, ctx: any, result: any) => { seen.push('app:after ' + JSON.stringify(result)); ctxs.add(ctx); } });
+  r.http.get('/p', async (_q: any, _p: any, ctx: any) => { seen.push('handler'); ctxs.add(ctx); return { n: 1 }; }, {
+    before: [async (_q: any, _p: any, ctx: any) => { seen.push('route:before'); ctxs.add(ctx); }],
+    transform: [(_q: any, _p: any, ctx: any, result: any) => { seen.push('route:transform'); ctxs.add(ctx); return { ...result, t: true }; }],
+    after: [(_q: any, _p: any, ctx: any) => { seen.push('route:after'); ctxs.add(ctx); }],
+  });
+  r.http.get('/stop', async () => { seen.push('never'); return 1; }, {
+    before: [(_q: any, reply: any) => reply.code(401).send({ error: { code: 'auth.required', message: 'log in' } })],
+  });
+};`,
+        'apps/web/routes/b.ts': `export default (r: any) => { r.http.get('/other', async () => 'x'); };`,
+      },
+      { extra: tracer },
+    );
+    const res = await call('/p');
+    expect(res.json).toEqual({ data: { n: 1, t: true } });
+    // after middleware runs once the response is out
+    for (let i = 0; i < 100 && !seen.includes('route:after'); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(seen).toEqual([
+      'plugin:request',
+      'plugin:before',
+      'app:before',
+      'route:before',
+      'handler',
+      'route:transform',
+      'app:after {"n":1,"t":true}',
+      'route:after',
+    ]);
+    expect(ctxs.size).toBe(1);
+    seen.length = 0;
+    const stopped = await call('/stop');
+    expect([stopped.status, stopped.code]).toEqual([401, 'auth.required']);
+    expect(seen).not.toContain('never');
+    // App middleware declared in a.ts also runs for routes of b.ts.
+    seen.length = 0;
+    await call('/other');
+    expect(seen).toContain('app:before');
+  });
+
+  it('builds ctx members lazily: an untouched contribution never runs', async () => {
+    let built = 0;
+    const counter = definePlugin({
+      name: 'counter',
+      version: '1.0.0',
+      setup(kernel) {
+        kernel.contributeCtx('expensive', () => {
+          built++;
+          return 42;
+        });
+      },
+    });
+    const { call } = await boot(
+      {
+        ...APP,
+        'apps/web/routes/a.ts': `export default (r: any) => {
+  r.http.get('/cold', async () => 'cold');
+  r.http.get('/warm', async (_q: any, _p: any, ctx: any) => ctx.expensive + ctx.expensive);
+};`,
+      },
+      { extra: counter },
+    );
+    await call('/cold');
+    await call('/cold');
+    expect(built).toBe(0);
+    expect((await call('/warm')).json).toEqual({ data: 84 });
+    expect(built).toBe(1);
+  });
+
+  it('validates body, query, params and headers with compiled schemas and caps the details at 20', async () => {
+    const props = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`f${i}`, { type: 'integer' }]));
+    const { call } = await boot({
+      ...APP,
+      'apps/web/routes/a.ts': `export default (r: any) => {
+  r.http.post('/many', async () => 'ok', { schema: { body: { type: 'object', properties: ${JSON.stringify(props)} } } });
+  r.http.get('/q', async (req: any) => req.query, { schema: { query: { type: 'object', required: ['page'], properties: { page: { type: 'integer', minimum: 1 } } } } });
+  r.http.get('/u/:id', async (req: any) => req.params, { schema: { params: { type: 'object', properties: { id: { type: 'string', pattern: '^[0-9]+$' } } } } });
+  r.http.get('/h', async () => 'ok', { schema: { headers: { type: 'object', required: ['x-api-version'] } } });
+};`,
+    });
+    const body = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`f${i}`, 'nope']));
+    const many = await call('/many', { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+    expect([many.status, many.code]).toEqual([400, 'validation.failed']);
+    const error = many.json?.error as { details: Array<Record<string, unknown>>; message: string };
+    expect(error.details).toHaveLength(20);
+    expect(error.details[0]).toMatchObject({ in: 'body', path: '/f0', keyword: 'type', message: 'must be integer' });
+    expect(error.message).toBe('body/f0 must be integer (and 29 more, 10 not listed)');
+    const q = await call('/q?page=0');
+    expect([q.status, q.code, (q.error as { details: unknown[] }).details]).toEqual([
+      400,
+      'validation.failed',
+      [{ in: 'querystring', path: '/page', message: 'must be >= 1', keyword: 'minimum', params: { comparison: '>=', limit: 1 } }],
+    ]);
+    expect((await call('/q?page=2')).json).toEqual({ data: { page: 2 } });
+    const missing = await call('/q');
+    expect((missing.error as { details: Array<{ path: string }> }).details[0]?.path).toBe('/page');
+    expect((await call('/u/abc')).code).toBe('validation.failed');
+    expect((await call('/u/12')).json).toEqual({ data: { id: '12' } });
+    const h = await call('/h');
+    expect([h.status, (h.error as { details: Array<{ in: string }> }).details[0]?.in]).toEqual([400, 'headers']);
+  });
+
+  it('logs a failed request once with its request id; 500s hide the stack in production', async () => {
+    const { logger, lines } = captureLogger();
+    const { call } = await boot(
+      {
+        ...APP,
+        'apps/web/routes/a.ts': `import { ConflictError } from '@mega/kernel';
+export default (r: any) => {
+  r.http.get('/boom', async () => { throw new Error('db password is hunter2'); });
+  r.http.get('/taken', async () => { throw new ConflictError('user.taken', 'name taken'); });
+};`,
+      },
+      { env: 'production', logger },
+    );
+    const boom = await call('/boom', { headers: { 'x-request-id': 'req-abc' } });
+    expect([boom.status, boom.json]).toEqual([500, { error: { code: 'internal', message: 'internal server error' } }]);
+    expect(boom.text).not.toContain('hunter2');
+    const logged = lines.filter((l) => l.reqId === 'req-abc');
+    expect(logged).toHaveLength(1);
+    expect(logged[0]).toMatchObject({ level: 50, code: 'internal', msg: 'request failed' });
+    expect(logged[0]?.err).toMatchObject({ message: 'db password is hunter2' });
+    const taken = await call('/taken', { headers: { 'x-request-id': 'req-def' } });
+    expect([taken.status, taken.code]).toEqual([409, 'user.taken']);
+    expect(lines.filter((l) => l.reqId === 'req-def')).toHaveLength(1);
+  });
+
+  it('envelopes once and lets buffers, streams and non-JSON replies through', async () => {
+    const { call } = await boot({
+      ...APP,
+      'apps/web/routes/a.ts': `import { Readable } from 'node:stream';
+export default (r: any) => {
+  r.http.get('/env', async () => ({ data: { a: 1 } }));
+  r.http.get('/null', async () => null);
+  r.http.get('/num', async () => 7);
+  r.http.get('/buf', async (_q: any, reply: any) => { reply.type('application/octet-stream'); return Buffer.from('bytes'); });
+  r.http.get('/stream', async (_q: any, reply: any) => { reply.type('text/plain'); return Readable.from(['a', 'b']); });
+  r.http.get('/html', async (_q: any, reply: any) => reply.type('text/html').send('<p>hi</p>'));
+};`,
+    });
+    expect((await call('/env')).json).toEqual({ data: { a: 1 } });
+    expect((await call('/null')).json).toEqual({ data: null });
+    expect((await call('/num')).json).toEqual({ data: 7 });
+    expect((await call('/buf')).text).toBe('bytes');
+    expect((await call('/stream')).text).toBe('ab');
+    const html = await call('/html');
+    expect([html.text, html.headers['content-type']]).toEqual(['<p>hi</p>', 'text/html']);
+  });
+
+  it('runs an app global middleware on a raw request (WebSocket upgrades)', async () => {
+    const guard = definePlugin({
+      name: 'guard',
+      version: '1.0.0',
+      dependsOn: ['@mega/http'],
+      setup(kernel) {
+        kernel.hooks.boot.tapPromise('guard', async () => {
+          kernel.use<HttpServer>('http').use(((req, reply) => {
+            if (req.headers['x-token'] !== 'ok') return reply.code(401).send({ error: { code: 'auth.required', message: 'no' } });
+            return undefined;
+          }) as Middleware);
+        });
+      },
+    });
+    const { kernel, http } = await boot(APP, { extra: guard });
+    const app = kernel.apps[0] as (typeof kernel.apps)[number];
+    const raw = (headers: Record<string, string>) =>
+      ({ headers, method: 'GET', url: '/ws', socket: { remoteAddress: '127.0.0.1' } }) as unknown as IncomingMessage;
+    const denied = await http.runMiddleware(app, raw({}));
+    expect(denied).toMatchObject({ sent: true, status: 401, body: { error: { code: 'auth.required' } } });
+    const allowed = await http.runMiddleware(app, raw({ 'x-token': 'ok' }));
+    expect(allowed.sent).toBe(false);
+    expect(allowed.ctx.app.name).toBe('web');
+  });
+});
+
+describe('vhost', () => {
+  const VHOST = {
+    'apps/admin/app.config.ts': `export default { hosts: ['admin.test'] };`,
+    'apps/admin/routes/r.ts': `import { getApp } from '@mega/kernel';
+export default (r: any) => {
+  r.http.get('/', async (_q: any, _p: any, ctx: any) => ctx.app.name);
+  r.http.get('/only-admin', async () => 'admin-only');
+};`,
+    'apps/site/app.config.ts': `export default { hosts: ['site.test', 'www.site.test'] };`,
+    'apps/site/routes/r.ts': `import { whoIsAdmin } from '../lib.ts';
+export default (r: any) => {
+  r.http.get('/', async (_q: any, _p: any, ctx: any) => ctx.app.name);
+  r.http.get('/cross', async () => whoIsAdmin());
+};`,
+    'apps/site/lib.ts': `import { getApp } from '@mega/kernel';\nexport const whoIsAdmin = () => ({ name: getApp('admin').name, hosts: getApp('admin').hosts });\n`,
+  };
+
+  it('routes by Host, answers 404 app.unknown_host without a default app, and never leaks routes across hosts', async () => {
+    const { call } = await boot(VHOST);
+    expect((await call('/', { host: 'admin.test' })).text).toBe('admin');
+    expect((await call('/', { host: 'WWW.site.test:8080' })).text).toBe('site');
+    const unknown = await call('/', { host: 'evil.test' });
+    expect([unknown.status, unknown.code]).toEqual([404, 'app.unknown_host']);
+    const weird = await call('/', { host: 'a..b' });
+    expect([weird.status, weird.code]).toEqual([404, 'app.unknown_host']);
+    const leak = await call('/only-admin', { host: 'site.test' });
+    expect([leak.status, leak.code]).toEqual([404, 'not_found']);
+    expect((await call('/cross', { host: 'site.test' })).json).toEqual({ data: { name: 'admin', hosts: ['admin.test'] } });
+    // Plugin routes (no app) answer on every host: probes often use the pod IP.
+    expect((await call('/health', { host: '10.0.0.7:3000' })).status).toBe(200);
+  });
+
+  it('sends unknown hosts to the default app when one exists', async () => {
+    const { call } = await boot({
+      ...VHOST,
+      'apps/site/app.config.ts': 'export default {};',
+    });
+    expect((await call('/', { host: 'anything.test' })).text).toBe('site');
+    expect((await call('/', { host: 'admin.test' })).text).toBe('admin');
+    expect((await call('/only-admin', { host: 'anything.test' })).code).toBe('not_found');
+  });
+
+  it('refuses two apps claiming one host', async () => {
+    await expect(
+      boot({
+        'apps/a/app.config.ts': `export default { hosts: ['x.test'] };`,
+        'apps/b/app.config.ts': `export default { hosts: ['X.test'] };`,
+      }),
+    ).rejects.toMatchObject({ code: 'http.host_conflict' });
+  });
+});
+
+describe('bodies, limits and static files (bad input keeps the server serving)', () => {
+  const FILES = {
+    ...APP,
+    'apps/web/public/app.js': 'console.log("static");\n',
+    'apps/web/public/.secret': 'dotfile\n',
+    'apps/web/secret.txt': 'outside public\n',
+    'apps/web/routes/a.ts': `export default (r: any) => {
+  r.http.post('/form', async (req: any) => req.body);
+  r.http.post('/json', async (req: any) => req.body);
+  r.http.post('/upload', async (req: any) => ({ name: req.body.file.filename, size: (await req.body.file.toBuffer()).length, note: req.body.note.value }));
+  r.http.get('/ping', async () => 'pong');
+};`,
+  };
+  const CONFIG = `{ plugins: ['@mega/http'], server: { port: 0, host: '127.0.0.1' }, http: { bodyLimit: 1024, multipart: { fileSize: 2048, files: 1 } } }`;
+
+  function multipart(parts: Array<{ name: string; value: string; filename?: string }>) {
+    const boundary = 'XmegaBoundary';
+    const body = `${parts
+      .map(
+        (p) =>
+          `--${boundary}\r\nContent-Disposition: form-data; name="${p.name}"${p.filename ? `; filename="${p.filename}"\r\nContent-Type: application/octet-stream` : ''}\r\n\r\n${p.value}\r\n`,
+      )
+      .join('')}--${boundary}--\r\n`;
+    return { body, headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } };
+  }
+
+  it('parses forms and multipart, answers each bad input with its exact status and code', async () => {
+    const { call } = await boot(FILES, { config: CONFIG });
+    const ping = async () => expect((await call('/ping')).text).toBe('pong');
+    const form = await call('/form', {
+      method: 'POST',
+      body: 'a=1&b=two',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    });
+    expect(form.json).toEqual({ data: { a: '1', b: 'two' } });
+    const cases: Array<[string, Parameters<typeof call>[1], number, string]> = [
+      ['/json', { method: 'POST', body: '{"a":', headers: { 'content-type': 'application/json' } }, 400, 'http.invalid_json'],
+      ['/json', { method: 'POST', body: '', headers: { 'content-type': 'application/json' } }, 400, 'http.invalid_json'],
+      ['/json', { method: 'POST', body: '<a/>', headers: { 'content-type': 'application/xml' } }, 415, 'http.unsupported_media_type'],
+      [
+        '/json',
+        { method: 'POST', body: JSON.stringify({ x: 'y'.repeat(2000) }), headers: { 'content-type': 'application/json' } },
+        413,
+        'http.body_too_large',
+      ],
+      [
+        '/form',
+        { method: 'POST', body: `a=${'z'.repeat(2000)}`, headers: { 'content-type': 'application/x-www-form-urlencoded' } },
+        413,
+        'http.body_too_large',
+      ],
+      [
+        '/upload',
+        { method: 'POST', ...multipart([{ name: 'file', value: 'q'.repeat(5000), filename: 'big.bin' }]) },
+        413,
+        'http.file_too_large',
+      ],
+      [
+        '/upload',
+        {
+          method: 'POST',
+          ...multipart([
+            { name: 'file', value: 'a', filename: 'a.bin' },
+            { name: 'file2', value: 'b', filename: 'b.bin' },
+          ]),
+        },
+        413,
+        'http.too_many_files',
+      ],
+      ['/upload', { method: 'POST', body: 'garbage', headers: { 'content-type': 'multipart/form-data' } }, 400, 'http.invalid_multipart'],
+      [
+        '/upload',
+        { method: 'POST', body: '--XmegaBoundary\r\nbroken', headers: { 'content-type': 'multipart/form-data; boundary=XmegaBoundary' } },
+        400,
+        'http.invalid_multipart',
+      ],
+    ];
+    for (const [path, init, status, code] of cases) {
+      const res = await call(path, init);
+      expect([path, res.status, res.code]).toEqual([path, status, code]);
+      await ping();
+    }
+    const upload = await call('/upload', {
+      method: 'POST',
+      ...multipart([
+        { name: 'note', value: 'hello' },
+        { name: 'file', value: 'f'.repeat(100), filename: 'ok.bin' },
+      ]),
+    });
+    expect(upload.json).toEqual({ data: { name: 'ok.bin', size: 100, note: 'hello' } });
+  });
+
+  it('serves apps/<app>/public under /static and refuses path traversal', async () => {
+    const { call } = await boot(FILES, { config: CONFIG });
+    const file = await call('/static/app.js');
+    expect([file.status, file.text]).toEqual([200, 'console.log("static");\n']);
+    for (const path of [
+      '/static/../secret.txt',
+      '/static/%2e%2e/secret.txt',
+      '/static/..%2fsecret.txt',
+      '/static/.secret',
+      '/static/%2e%2e%2f%2e%2e%2fetc%2fpasswd',
+    ]) {
+      const res = await call(path);
+      expect([path, res.status, res.code]).toEqual([path, 403, 'http.forbidden']);
+      expect(res.text).not.toContain('outside public');
+    }
+    expect((await call('/static/nope.js')).code).toBe('not_found');
+    expect((await call('/ping')).text).toBe('pong');
+  });
+});
+
+describe('route conflicts', () => {
+  it('reports a duplicate body route (registered in the multipart context) with http.route_conflict', async () => {
+    await expect(
+      boot({
+        ...APP,
+        'apps/web/routes/a.ts': `export default (r: any) => { r.http.post('/x', async () => 1); r.http.post('/x', async () => 2); };`,
+      }),
+    ).rejects.toMatchObject({ code: 'http.route_conflict', plugin: '@mega/http' });
+  });
+});
+
+describe('raw protocol abuse', () => {
+  it('keeps serving after a request with a malformed Host header and a garbage request line', async () => {
+    const { http, call } = await boot({
+      ...APP,
+      'apps/web/routes/a.ts': `export default (r: any) => { r.http.get('/ping', async () => 'pong'); };`,
+    });
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request(
+        { host: '127.0.0.1', port: http.port, path: '/ping', headers: { host: 'bad host\u0001' }, agent: false },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      );
+      req.on('error', () => resolve(-1));
+      req.end();
+      setTimeout(() => reject(new Error('no answer')), 3000);
+    }).catch(() => -1);
+    expect([400, -1]).toContain(status);
+    expect((await call('/ping')).text).toBe('pong');
+  });
+});

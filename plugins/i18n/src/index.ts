@@ -1,0 +1,174 @@
+/**
+ * @mega/i18n: server-side translations per app from `apps/<app>/locales/server/<locale>.json`
+ * (nested objects become dotted keys). `ctx.locale` is negotiated once per request: `?lang=`, then
+ * the `lang` cookie, then `Accept-Language` (q-ordered; exact tag, then its language, then a sibling
+ * region), then the default locale. `ctx.t(key, vars)` looks the key up in that locale, then its
+ * base language, then the default locale, and finally returns the key itself; `{name}` placeholders
+ * are replaced from `vars`.
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import type { Kernel, MegaContext } from '@mega/kernel';
+import { definePlugin, MegaError } from '@mega/kernel';
+import { parseCookie } from 'cookie';
+
+export interface I18nConfig {
+  defaultLocale?: string;
+  /** Query parameter that picks a locale (`?lang=ko`); empty string turns it off. */
+  queryParam?: string;
+  /** Cookie that picks a locale; empty string turns it off. */
+  cookieName?: string;
+}
+
+export type Translate = (key: string, vars?: Record<string, unknown>) => string;
+
+declare module '@mega/kernel' {
+  interface MegaContext {
+    /** The negotiated locale of this request. */
+    readonly locale: string;
+    /** Translates `key` in the request's locale (with fallback) and fills `{placeholders}` from vars. */
+    readonly t: Translate;
+  }
+}
+
+type Dictionary = Map<string, string>;
+
+function flatten(value: unknown, prefix: string, into: Dictionary): void {
+  if (value && typeof value === 'object' && !Array.isArray(value)) {
+    for (const [k, v] of Object.entries(value)) flatten(v, prefix ? `${prefix}.${k}` : k, into);
+  } else if (prefix) into.set(prefix, String(value));
+}
+
+const LANGUAGE_TAG = /^[a-z]{1,8}(?:-[a-z0-9]{1,8})*$/;
+const normalize = (tag: string): string => tag.trim().replace(/_/g, '-').toLowerCase();
+
+/** Accept-Language as tags ordered by q (stable for equal q), without `*` and q=0. */
+export function parseAcceptLanguage(header: string | undefined): string[] {
+  if (!header) return [];
+  return header
+    .split(',')
+    .slice(0, 20)
+    .map((part, index) => {
+      const [tag = '', ...params] = part.split(';');
+      const q = params.map((p) => p.trim()).find((p) => p.startsWith('q='));
+      return { tag: normalize(tag), q: q ? Number(q.slice(2)) : 1, index };
+    })
+    .filter((e) => LANGUAGE_TAG.test(e.tag) && e.q > 0 && Number.isFinite(e.q))
+    .sort((a, b) => b.q - a.q || a.index - b.index)
+    .map((e) => e.tag);
+}
+
+export class Catalog {
+  readonly #dicts = new Map<string, Dictionary>();
+  /** Locale tags as written in file names, keyed by normalized tag. */
+  readonly #names = new Map<string, string>();
+  constructor(readonly defaultLocale: string) {}
+
+  add(locale: string, messages: unknown): void {
+    const dict = new Map<string, string>();
+    flatten(messages, '', dict);
+    this.#dicts.set(normalize(locale), dict);
+    this.#names.set(normalize(locale), locale);
+  }
+
+  get locales(): string[] {
+    return [...this.#names.values()];
+  }
+
+  /** The best available locale for the candidate tags, or the default. */
+  negotiate(candidates: readonly string[]): string {
+    for (const tag of candidates) {
+      const n = normalize(tag);
+      if (this.#names.has(n)) return this.#names.get(n) as string;
+      const base = n.split('-')[0] as string;
+      if (this.#names.has(base)) return this.#names.get(base) as string;
+      for (const [key, name] of this.#names) if (key.split('-')[0] === base) return name;
+    }
+    return this.defaultLocale;
+  }
+
+  translate(locale: string, key: string, vars?: Record<string, unknown>): string {
+    const n = normalize(locale);
+    const message =
+      this.#dicts.get(n)?.get(key) ??
+      this.#dicts.get(n.split('-')[0] as string)?.get(key) ??
+      this.#dicts.get(normalize(this.defaultLocale))?.get(key);
+    if (message === undefined) return key;
+    if (!vars) return message;
+    return message.replace(/\{\{?\s*([\w.]+)\s*\}?\}/g, (all, name: string) => (name in vars ? String(vars[name]) : all));
+  }
+}
+
+/** Loads `<dir>/*.json` into a catalog; a broken file fails boot with its name. */
+export function loadCatalog(dir: string, defaultLocale: string): Catalog {
+  const catalog = new Catalog(defaultLocale);
+  if (!existsSync(dir)) return catalog;
+  for (const file of readdirSync(dir)
+    .filter((f) => f.endsWith('.json'))
+    .sort()) {
+    const path = join(dir, file);
+    try {
+      catalog.add(basename(file, '.json'), JSON.parse(readFileSync(path, 'utf8')));
+    } catch (error) {
+      throw new MegaError('i18n.locale_invalid', `cannot read locale file ${path}: ${(error as Error).message}`, { cause: error });
+    }
+  }
+  return catalog;
+}
+
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+
+export default definePlugin<undefined>({
+  name: '@mega/i18n',
+  version: pkg.version,
+  kernel: '^0.1.0',
+  configKey: 'i18n',
+  configScope: 'app',
+  configSchema: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      defaultLocale: { type: 'string', minLength: 2, default: 'en' },
+      queryParam: { type: 'string', default: 'lang' },
+      cookieName: { type: 'string', default: 'lang' },
+    },
+  },
+  setup(kernel: Kernel) {
+    const catalogs = new Map<string, { catalog: Catalog; config: I18nConfig }>();
+    for (const app of kernel.apps) {
+      const config = kernel.appConfig<I18nConfig>(app, 'i18n');
+      const catalog = loadCatalog(join(app.dir, 'locales', 'server'), config.defaultLocale ?? 'en');
+      catalogs.set(app.name, { catalog, config });
+      kernel.log.debug({ app: app.name, locales: catalog.locales }, 'i18n: locales loaded');
+    }
+    kernel.contributeCtx(
+      'locale',
+      (ctx: MegaContext) => {
+        const entry = catalogs.get(ctx.app.name);
+        if (!entry) return 'en';
+        const req = ctx.source as { headers?: Record<string, string | string[] | undefined>; query?: Record<string, unknown> } | undefined;
+        const candidates: string[] = [];
+        const { queryParam, cookieName } = entry.config;
+        const fromQuery = queryParam ? req?.query?.[queryParam] : undefined;
+        if (typeof fromQuery === 'string') candidates.push(fromQuery);
+        const cookie = req?.headers?.cookie;
+        if (cookieName && typeof cookie === 'string') {
+          const fromCookie = parseCookie(cookie)[cookieName];
+          if (fromCookie) candidates.push(fromCookie);
+        }
+        const accept = req?.headers?.['accept-language'];
+        candidates.push(...parseAcceptLanguage(typeof accept === 'string' ? accept : undefined));
+        return entry.catalog.negotiate(candidates);
+      },
+      '@mega/i18n',
+    );
+    kernel.contributeCtx(
+      't',
+      (ctx: MegaContext): Translate => {
+        const entry = catalogs.get(ctx.app.name);
+        return (key, vars) => (entry ? entry.catalog.translate(ctx.locale, key, vars) : key);
+      },
+      '@mega/i18n',
+    );
+  },
+});

@@ -1,0 +1,336 @@
+/**
+ * @mega/security: on by default for every app once installed.
+ * - helmet headers (the header set is computed once per app at boot from helmet's own middleware and
+ *   copied onto each reply);
+ * - CORS: cross-origin reads denied unless `cors.origin` lists the origin; preflights answered here;
+ * - rate limit: 1000 requests/min per client IP (memory, or Redis when `services.caches.rate` exists),
+ *   429 `rate.limited` with `Retry-After`;
+ * - CSRF: unsafe methods with a JSON body need an `Origin` in the app's hosts; any other unsafe
+ *   request (forms, multipart, no body) needs a token (`ctx.csrfToken()`), GET/HEAD/OPTIONS exempt.
+ * Every rejection is logged with its reason.
+ */
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { HttpServer, Middleware } from '@mega/http';
+import type { App, Kernel, MegaContext } from '@mega/kernel';
+import { definePlugin, MegaError } from '@mega/kernel';
+import { parseCookie, stringifySetCookie } from 'cookie';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import helmet from 'helmet';
+import { Redis } from 'ioredis';
+import type { CorsConfig, CsrfConfig, RateLimitConfig, SecurityConfig } from './config.js';
+import { configSchema, DEFAULT_RATE_LIMIT } from './config.js';
+import type { RateStore } from './rate-limit.js';
+import { MemoryRateStore, RedisRateStore } from './rate-limit.js';
+
+export type { CorsConfig, CsrfConfig, RateLimitConfig, SecurityConfig } from './config.js';
+export { DEFAULT_RATE_LIMIT } from './config.js';
+export { MemoryRateStore, RedisRateStore } from './rate-limit.js';
+
+declare module '@mega/kernel' {
+  interface MegaContext {
+    /** A CSRF token for forms (`<input type="hidden" name="_csrf" value="...">`); sets the CSRF cookie when missing. */
+    csrfToken(): string;
+  }
+}
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\b/i;
+
+/** Helmet's header set for a config, captured once by running its middleware against a recording response. */
+export function helmetHeaders(options: Parameters<typeof helmet>[0]): Array<[string, string]> {
+  const headers = new Map<string, string>();
+  const res = {
+    setHeader: (name: string, value: unknown) => headers.set(name.toLowerCase(), String(value)),
+    removeHeader: (name: string) => headers.delete(name.toLowerCase()),
+    getHeader: (name: string) => headers.get(name.toLowerCase()),
+  };
+  let failure: unknown;
+  helmet(options)({} as never, res as never, (error?: unknown) => {
+    failure = error;
+  });
+  if (failure) throw failure;
+  return [...headers];
+}
+
+function reject(req: FastifyRequest, reply: FastifyReply, app: App, status: number, code: string, message: string): FastifyReply {
+  req.log.warn({ reqId: req.id, app: app.name, reason: code, ip: req.ip, method: req.method, url: req.url }, 'security: request rejected');
+  return reply.code(status).send({ error: { code, message } });
+}
+
+function sign(secret: string, value: string): string {
+  return createHmac('sha256', secret).update(value).digest('base64url');
+}
+
+function safeEqual(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+function originHost(origin: string): string | undefined {
+  try {
+    return new URL(origin).host.toLowerCase();
+  } catch {
+    return undefined;
+  }
+}
+
+interface AppPolicy {
+  app: App;
+  headers: Array<[string, string]> | undefined;
+  cors: Required<Pick<CorsConfig, 'credentials' | 'methods' | 'maxAge'>> & CorsConfig;
+  corsOrigins: Set<string> | '*';
+  rate: { store: RateStore; max: number } | undefined;
+  csrf: Required<CsrfConfig> | undefined;
+  secret: string;
+  /** Hosts an `Origin` may name for JSON writes: the app's hosts plus CORS-allowed origins. */
+  originHosts: Set<string>;
+}
+
+function requestPhase(p: AppPolicy): Middleware {
+  const { app, headers, rate, corsOrigins, cors } = p;
+  const limit = rate?.max ?? 0;
+  const limitHeader = String(limit);
+  const onCount = (req: FastifyRequest, reply: FastifyReply, count: number, resetMs: number): boolean => {
+    if (count <= limit) return true;
+    const seconds = Math.max(1, Math.ceil(resetMs / 1000));
+    reply.header('retry-after', String(seconds));
+    reply.header('x-ratelimit-limit', limitHeader);
+    reply.header('x-ratelimit-remaining', '0');
+    reply.header('x-ratelimit-reset', String(seconds));
+    reject(req, reply, app, 429, 'rate.limited', `too many requests: limit ${limit} per window, retry in ${seconds} s`);
+    return false;
+  };
+  const rest = (req: FastifyRequest, reply: FastifyReply): unknown => {
+    if (headers)
+      for (let i = 0; i < headers.length; i++) reply.header((headers[i] as [string, string])[0], (headers[i] as [string, string])[1]);
+    const origin = req.headers.origin;
+    if (origin === undefined) return undefined;
+    const allowed = corsOrigins === '*' || corsOrigins.has(origin);
+    const preflight = req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined;
+    if (allowed) {
+      reply.header('access-control-allow-origin', corsOrigins === '*' && !cors.credentials ? '*' : origin);
+      reply.header('vary', 'Origin');
+      if (cors.credentials) reply.header('access-control-allow-credentials', 'true');
+      if (cors.exposedHeaders?.length) reply.header('access-control-expose-headers', cors.exposedHeaders.join(', '));
+      if (preflight) {
+        reply.header('access-control-allow-methods', cors.methods.join(', '));
+        const asked = req.headers['access-control-request-headers'];
+        const allowHeaders = cors.allowedHeaders?.join(', ') ?? asked;
+        if (allowHeaders) reply.header('access-control-allow-headers', allowHeaders);
+        reply.header('access-control-max-age', String(cors.maxAge));
+        return reply.code(204).send();
+      }
+      return undefined;
+    }
+    if (preflight && originHost(origin) !== req.headers.host?.toLowerCase()) {
+      return reject(req, reply, app, 403, 'cors.origin_denied', `cross-origin requests from ${origin} are not allowed`);
+    }
+    return undefined;
+  };
+  if (!rate) return rest;
+  const store = rate.store;
+  return (req, reply) => {
+    const hit = store.hit(req.ip);
+    if (hit instanceof Promise) {
+      return hit.then(
+        (r) => (onCount(req, reply, r.count, r.resetMs) ? rest(req, reply) : undefined),
+        (error: unknown) => {
+          // Fail open: a rate store outage must not take the site down.
+          req.log.warn(
+            { reqId: req.id, err: error, reason: 'rate.store_unavailable' },
+            'security: rate limit store failed; request allowed',
+          );
+          return rest(req, reply);
+        },
+      );
+    }
+    return onCount(req, reply, hit.count, hit.resetMs) ? rest(req, reply) : undefined;
+  };
+}
+
+function csrfPhase(p: AppPolicy): Middleware {
+  const csrf = p.csrf as Required<CsrfConfig>;
+  const { app } = p;
+  return (req, reply) => {
+    if (SAFE_METHODS.has(req.method)) return undefined;
+    const config = (req.routeOptions.config as { mega?: { options?: { csrf?: boolean } } } | undefined)?.mega;
+    if (config?.options?.csrf === false) return undefined;
+    const type = req.headers['content-type'];
+    if (type !== undefined && JSON_TYPE.test(type)) {
+      const origin = req.headers.origin;
+      if (origin === undefined || origin === 'null') {
+        if (csrf.allowMissingOrigin && origin === undefined) return undefined;
+        return reject(req, reply, app, 403, 'csrf.origin_missing', 'JSON requests that change state must carry an Origin header');
+      }
+      const host = originHost(origin);
+      const sameHost = host !== undefined && host === req.headers.host?.toLowerCase() && app.hosts.length === 0;
+      if (host === undefined || !(sameHost || p.originHosts.has(host) || p.originHosts.has(host.replace(/:\d+$/, '')))) {
+        return reject(req, reply, app, 403, 'csrf.origin_mismatch', `Origin ${origin} is not one of this app's hosts`);
+      }
+      return undefined;
+    }
+    const body = req.body as Record<string, unknown> | undefined;
+    let token: unknown = req.headers[csrf.headerName];
+    if (token === undefined && body && typeof body === 'object') {
+      const field = body[csrf.fieldName];
+      token = field && typeof field === 'object' && 'value' in field ? (field as { value: unknown }).value : field;
+    }
+    if (typeof token !== 'string' || token === '') {
+      return reject(
+        req,
+        reply,
+        app,
+        403,
+        'csrf.missing_token',
+        `form posts need a CSRF token (field ${csrf.fieldName} or header ${csrf.headerName})`,
+      );
+    }
+    const cookieHeader = req.headers.cookie;
+    const nonce = cookieHeader ? parseCookie(cookieHeader)[csrf.cookieName] : undefined;
+    const dot = token.indexOf('.');
+    const valid =
+      dot > 0 && nonce !== undefined && safeEqual(token.slice(0, dot), nonce) && safeEqual(token.slice(dot + 1), sign(p.secret, nonce));
+    if (!valid) return reject(req, reply, app, 403, 'csrf.invalid_token', 'the CSRF token does not match this browser session');
+    return undefined;
+  };
+}
+
+function resolveSecret(kernel: Kernel, app: App, configured: string | undefined): string {
+  const secret = configured ?? process.env.MEGA_SECURITY_SECRET ?? process.env.MEGA_SECRET;
+  if (secret) return secret;
+  if (kernel.env === 'production') {
+    throw new MegaError(
+      'security.secret_missing',
+      `app ${app.name}: CSRF needs a secret in production; set security.secret in apps/${app.name}/app.config.ts or MEGA_SECURITY_SECRET`,
+    );
+  }
+  kernel.log.warn({ app: app.name }, 'security: no secret configured; using a random one (CSRF tokens will not survive a restart)');
+  return randomBytes(32).toString('base64url');
+}
+
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+
+export default definePlugin<undefined>({
+  name: '@mega/security',
+  version: pkg.version,
+  kernel: '^0.1.0',
+  dependsOn: ['@mega/http'],
+  configKey: 'security',
+  configScope: 'app',
+  configSchema,
+  setup(kernel: Kernel) {
+    const policies = new Map<string, AppPolicy>();
+    const clients = new Map<string, Redis>();
+    const stores: RateStore[] = [];
+    for (const app of kernel.apps) {
+      const config = kernel.appConfig<SecurityConfig>(app, 'security');
+      if (config.enabled === false) continue;
+      const cors = (config.cors || { origin: [] }) as AppPolicy['cors'];
+      const origins = cors.origin === '*' ? '*' : new Set(config.cors ? (cors.origin ?? []) : []);
+      const originHosts = new Set<string>(app.hosts);
+      if (origins !== '*') for (const o of origins) originHosts.add(originHost(o) ?? o);
+      // Ajv does not apply defaults inside anyOf: fill them here.
+      const csrf: Required<CsrfConfig> | undefined =
+        config.csrf === false
+          ? undefined
+          : { cookieName: 'mega_csrf', fieldName: '_csrf', headerName: 'x-csrf-token', allowMissingOrigin: false, ...config.csrf };
+      policies.set(app.name, {
+        app,
+        headers: config.helmet === false ? undefined : helmetHeaders(config.helmet),
+        cors: {
+          ...cors,
+          credentials: cors.credentials ?? false,
+          methods: cors.methods ?? ['GET', 'HEAD', 'PUT', 'PATCH', 'POST', 'DELETE'],
+          maxAge: cors.maxAge ?? 600,
+        },
+        corsOrigins: origins,
+        rate: undefined,
+        csrf,
+        secret: csrf ? resolveSecret(kernel, app, config.secret) : '',
+        originHosts,
+      });
+    }
+
+    kernel.contributeCtx(
+      'csrfToken',
+      (ctx: MegaContext) => () => {
+        const policy = policies.get(ctx.app.name);
+        if (!policy?.csrf) throw new MegaError('security.csrf_disabled', `CSRF is off for app ${ctx.app.name}`);
+        const req = ctx.source as FastifyRequest;
+        const cookieHeader = req.headers.cookie;
+        let nonce = cookieHeader ? parseCookie(cookieHeader)[policy.csrf.cookieName] : undefined;
+        if (!nonce || !/^[A-Za-z0-9_-]{16,64}$/.test(nonce)) {
+          nonce = randomBytes(18).toString('base64url');
+          ctx.reply?.header(
+            'set-cookie',
+            stringifySetCookie({
+              name: policy.csrf.cookieName,
+              value: nonce,
+              path: '/',
+              httpOnly: true,
+              sameSite: 'lax',
+              secure: kernel.env === 'production',
+            }),
+          );
+        }
+        return `${nonce}.${sign(policy.secret, nonce)}`;
+      },
+      '@mega/security',
+    );
+
+    kernel.hooks.boot.tapPromise('@mega/security', async () => {
+      const http = kernel.use<HttpServer>('http');
+      for (const policy of policies.values()) {
+        const config = kernel.appConfig<SecurityConfig>(policy.app, 'security');
+        const rate =
+          config.rateLimit === false
+            ? undefined
+            : ({ ...DEFAULT_RATE_LIMIT, cache: 'rate', ...config.rateLimit } as Required<RateLimitConfig>);
+        if (rate) {
+          const declared = kernel.config.services?.caches?.[rate.cache];
+          let store: RateStore;
+          if (declared?.driver === 'redis') {
+            let client = clients.get(rate.cache);
+            if (!client) {
+              client = await connectRedis(declared.url, rate.cache);
+              clients.set(rate.cache, client);
+            }
+            store = new RedisRateStore(client, rate.windowMs, `mega:rate:${policy.app.name}:`);
+          } else {
+            store = new MemoryRateStore(rate.windowMs);
+          }
+          stores.push(store);
+          policy.rate = { store, max: rate.max };
+        }
+        http.use(requestPhase(policy), { phase: 'request', apps: [policy.app.name] });
+        if (policy.csrf) http.use(csrfPhase(policy), { apps: [policy.app.name], methods: ['POST', 'PUT', 'PATCH', 'DELETE'] });
+      }
+    });
+
+    kernel.hooks.shutdown.tapPromise('@mega/security', async () => {
+      for (const store of stores) await store.close();
+      for (const client of clients.values()) client.disconnect();
+    });
+  },
+});
+
+async function connectRedis(url: string | undefined, alias: string): Promise<Redis> {
+  const client = new Redis(url ?? 'redis://127.0.0.1:6379', { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false });
+  client.on('error', () => undefined); // reported per request (fail open) and at boot below
+  try {
+    await client.connect();
+    await client.ping();
+  } catch (error) {
+    client.disconnect();
+    throw new MegaError(
+      'security.rate_store_unavailable',
+      `cannot reach Redis for services.caches.${alias} (${url}): ${(error as Error).message}`,
+      {
+        cause: error,
+      },
+    );
+  }
+  return client;
+}

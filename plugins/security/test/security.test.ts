@@ -1,0 +1,163 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { boot, captureLogger, stopAll } from '../../http/test/helpers.js';
+import { helmetHeaders, MemoryRateStore } from '../src/index.js';
+
+afterEach(stopAll);
+
+const config = (extra = '') => `{ plugins: ['@mega/http', '@mega/security'], server: { port: 0, host: '127.0.0.1' }${extra} }`;
+
+const ROUTES = `export default (r: any) => {
+  r.http.get('/', async () => ({ ok: true }));
+  r.http.get('/form', async (_q: any, _p: any, ctx: any) => ({ token: ctx.csrfToken() }));
+  r.http.post('/submit', async (req: any) => ({ got: req.body?.name ?? null }));
+  r.http.post('/hook', async () => 'open', { csrf: false });
+};`;
+
+function files(security = '{}', hosts = "['web.test']") {
+  return {
+    'apps/web/app.config.ts': `export default { hosts: ${hosts}, security: ${security} };`,
+    'apps/web/routes/r.ts': ROUTES,
+  };
+}
+
+const SECRET = "secret: 'a-test-secret-of-some-length'";
+
+describe('@mega/security', () => {
+  it('adds helmet headers to routes and 404s, and captures them once per app', async () => {
+    const { call } = await boot(files(`{ ${SECRET} }`), { config: config() });
+    const res = await call('/', { host: 'web.test' });
+    expect(res.status).toBe(200);
+    expect(res.headers['x-content-type-options']).toBe('nosniff');
+    expect(res.headers['content-security-policy']).toContain("default-src 'self'");
+    expect(res.headers['strict-transport-security']).toMatch(/max-age=\d+/);
+    expect(res.headers['x-powered-by']).toBeUndefined();
+    const missing = await call('/nope', { host: 'web.test' });
+    expect([missing.status, missing.headers['x-frame-options']]).toEqual([404, 'SAMEORIGIN']);
+    expect(helmetHeaders({ xFrameOptions: false }).some(([k]) => k === 'x-frame-options')).toBe(false);
+  });
+
+  it('denies cross-origin reads unless configured, and answers preflights', async () => {
+    const denied = await boot(files(`{ ${SECRET} }`), { config: config() });
+    const simple = await denied.call('/', { host: 'web.test', headers: { origin: 'https://evil.test' } });
+    expect([simple.status, simple.headers['access-control-allow-origin']]).toEqual([200, undefined]);
+    const preflight = await denied.call('/submit', {
+      method: 'OPTIONS',
+      host: 'web.test',
+      headers: { origin: 'https://evil.test', 'access-control-request-method': 'POST' },
+    });
+    expect([preflight.status, preflight.code]).toEqual([403, 'cors.origin_denied']);
+    await stopAll();
+    const open = await boot(files(`{ ${SECRET}, cors: { origin: ['https://app.test'], credentials: true } }`), { config: config() });
+    const ok = await open.call('/submit', {
+      method: 'OPTIONS',
+      host: 'web.test',
+      headers: { origin: 'https://app.test', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' },
+    });
+    expect(ok.status).toBe(204);
+    expect(ok.headers).toMatchObject({
+      'access-control-allow-origin': 'https://app.test',
+      'access-control-allow-credentials': 'true',
+      'access-control-allow-headers': 'content-type',
+    });
+    // A CORS-allowed origin may also send JSON writes.
+    const write = await open.call('/submit', {
+      method: 'POST',
+      host: 'web.test',
+      body: '{"name":"x"}',
+      headers: { 'content-type': 'application/json', origin: 'https://app.test' },
+    });
+    expect(write.json).toEqual({ data: { got: 'x' } });
+  });
+
+  it('limits each client IP per window with 429 rate.limited and Retry-After (memory)', async () => {
+    const { logger, lines } = captureLogger();
+    const { call } = await boot(files(`{ ${SECRET}, rateLimit: { max: 3, windowMs: 60000 } }`), { config: config(), logger });
+    for (let i = 0; i < 3; i++) expect((await call('/', { host: 'web.test' })).status).toBe(200);
+    const limited = await call('/', { host: 'web.test' });
+    expect([limited.status, limited.code]).toEqual([429, 'rate.limited']);
+    expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
+    expect(Number(limited.headers['retry-after'])).toBeLessThanOrEqual(60);
+    // 404s count too (scanners do not get a free pass), and another IP has its own budget.
+    expect((await call('/nope', { host: 'web.test' })).status).toBe(429);
+    expect((await call('/', { host: 'web.test', localAddress: '127.0.0.2' })).status).toBe(200);
+    expect(lines.some((l) => l.reason === 'rate.limited' && l.ip === '127.0.0.1')).toBe(true);
+  });
+
+  it('sweeps finished windows from memory', () => {
+    const store = new MemoryRateStore(10);
+    store.hit('a');
+    store.hit('b');
+    expect(store.size).toBe(2);
+    store.sweep();
+    expect(store.size).toBe(2);
+    const later = Date.now() + 20;
+    const real = Date.now;
+    Date.now = () => later;
+    try {
+      store.sweep();
+    } finally {
+      Date.now = real;
+    }
+    expect(store.size).toBe(0);
+    store.close();
+  });
+
+  it('CSRF: forms need a valid token, JSON needs an Origin in hosts, safe methods and opted-out routes pass', async () => {
+    const { logger, lines } = captureLogger();
+    const { call } = await boot(files(`{ ${SECRET} }`), { config: config(), logger });
+    const form = { 'content-type': 'application/x-www-form-urlencoded' };
+    const post = (body: string, headers: Record<string, string>) => call('/submit', { method: 'POST', host: 'web.test', body, headers });
+
+    const missing = await post('name=a', form);
+    expect([missing.status, missing.code]).toEqual([403, 'csrf.missing_token']);
+    const page = await call('/form', { host: 'web.test' });
+    const token = (page.data as { token: string }).token;
+    const cookie = String(page.headers['set-cookie']?.[0]).split(';')[0] as string;
+    expect(cookie).toMatch(/^mega_csrf=/);
+    const good = await post(`name=a&_csrf=${encodeURIComponent(token)}`, { ...form, cookie });
+    expect(good.json).toEqual({ data: { got: 'a' } });
+    const viaHeader = await post('name=h', { ...form, cookie, 'x-csrf-token': token });
+    expect(viaHeader.json).toEqual({ data: { got: 'h' } });
+    const forged = await post(`name=a&_csrf=${encodeURIComponent(`${token.split('.')[0]}.AAAA`)}`, { ...form, cookie });
+    expect([forged.status, forged.code]).toEqual([403, 'csrf.invalid_token']);
+    const otherBrowser = await post(`name=a&_csrf=${encodeURIComponent(token)}`, { ...form, cookie: 'mega_csrf=someoneelsesnonce123' });
+    expect([otherBrowser.status, otherBrowser.code]).toEqual([403, 'csrf.invalid_token']);
+    const noCookie = await post(`name=a&_csrf=${encodeURIComponent(token)}`, form);
+    expect([noCookie.status, noCookie.code]).toEqual([403, 'csrf.invalid_token']);
+
+    const json = { 'content-type': 'application/json' };
+    const noOrigin = await post('{"name":"j"}', json);
+    expect([noOrigin.status, noOrigin.code]).toEqual([403, 'csrf.origin_missing']);
+    const evil = await post('{"name":"j"}', { ...json, origin: 'https://evil.test' });
+    expect([evil.status, evil.code]).toEqual([403, 'csrf.origin_mismatch']);
+    const nullOrigin = await post('{"name":"j"}', { ...json, origin: 'null' });
+    expect([nullOrigin.status, nullOrigin.code]).toEqual([403, 'csrf.origin_missing']);
+    const same = await post('{"name":"j"}', { ...json, origin: 'http://web.test:3000' });
+    expect(same.json).toEqual({ data: { got: 'j' } });
+
+    expect((await call('/hook', { method: 'POST', host: 'web.test', body: 'x=1', headers: form })).text).toBe('open');
+    expect((await call('/', { host: 'web.test' })).status).toBe(200);
+    const reasons = lines.filter((l) => l.msg === 'security: request rejected').map((l) => l.reason);
+    expect(reasons).toEqual([
+      'csrf.missing_token',
+      'csrf.invalid_token',
+      'csrf.invalid_token',
+      'csrf.invalid_token',
+      'csrf.origin_missing',
+      'csrf.origin_mismatch',
+      'csrf.origin_missing',
+    ]);
+  });
+
+  it('refuses to boot in production without a CSRF secret, and turns off per app', async () => {
+    await expect(boot(files('{}'), { config: config(), env: 'production' })).rejects.toMatchObject({ code: 'security.secret_missing' });
+    const off = await boot(files('{ enabled: false }'), { config: config(), env: 'production' });
+    const res = await off.call('/submit', {
+      method: 'POST',
+      host: 'web.test',
+      body: 'name=z',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    });
+    expect([res.json, res.headers['x-content-type-options']]).toEqual([{ data: { got: 'z' } }, undefined]);
+  });
+});

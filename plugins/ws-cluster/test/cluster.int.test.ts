@@ -1,0 +1,108 @@
+/**
+ * ws-cluster with real processes: two `mega start` instances on the real NATS (JetStream server),
+ * real `ws` clients. Broadcast exactly once across instances, directToUser, cluster-wide list,
+ * NATS restart, SIGKILL of an instance (roster TTL), and the transport conflict at boot.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { serviceEnv } from '../../../scripts/test/service-env.js';
+import { barrier, Client, chatProject, killAll, megaStart, REPO, until, watch } from './procs.js';
+
+const { NATS_URL } = serviceEnv();
+const TTL = 1500;
+const clients: Client[] = [];
+afterAll(() => {
+  for (const c of clients) c.ws.terminate();
+  killAll();
+});
+
+const open = async (port: number, query: string) => {
+  const c = await Client.open(port, query);
+  clients.push(c);
+  return c;
+};
+const said = (c: Client, marker: string) => c.messages.filter((m) => m.type === 'chat.said' && m.payload?.text === marker).length;
+const list = async (c: Client, channel?: string) => (await c.ask('chat.list', channel ? { channel } : {})).payload as string[];
+
+describe('@mega/ws-cluster across two real instances', () => {
+  it('fans out once, directs only to the user, lists cluster-wide, survives a NATS restart and drops a killed instance within the TTL', async () => {
+    const dir = chatProject({
+      plugins: ['@mega/http', '@mega/ws', '@mega/ws-presence', '@mega/ws-cluster'],
+      global: `wsCluster: { url: ${JSON.stringify(NATS_URL)}, subjectPrefix: 'test${Date.now()}', roster: { ttlMs: ${TTL}, heartbeatMs: 300 } }`,
+    });
+    const [a, b] = await Promise.all([megaStart(dir), megaStart(dir)]);
+    const a1 = await open(a.port, 'user=ann&session=a1');
+    const a2 = await open(a.port, 'user=bob&session=a2&ch=other');
+    const b1 = await open(b.port, 'user=bob&session=b1');
+    const b2 = await open(b.port, 'user=cy&session=b2');
+
+    // Cluster-wide roster: both instances see all four sessions (metadata included), per channel too.
+    const all = ['a1|ann', 'a2|bob', 'b1|bob', 'b2|cy'];
+    await until(async () => ((await list(a1)).join() === all.join() ? true : undefined), 5000, 'roster on A');
+    expect(await list(b2)).toEqual(all);
+    expect(await list(b2, 'room')).toEqual(['a1|ann', 'b1|bob', 'b2|cy']);
+
+    // Broadcast on A reaches B's clients exactly once (a later marker from A proves delivery order).
+    a1.send('chat.say', { channel: 'room', text: 'one' });
+    a1.send('chat.say', { channel: 'room', text: 'end' });
+    for (const c of [b1, b2, a1]) await c.next((m) => m.type === 'chat.said' && m.payload.text === 'end');
+    expect([said(a1, 'one'), said(b1, 'one'), said(b2, 'one'), said(a2, 'one')]).toEqual([1, 1, 1, 0]);
+
+    // Exceptions apply on the remote instance; namespace-wide broadcast reaches every channel.
+    b2.send('chat.say', { text: 'all', except: ['a1'] });
+    b2.send('chat.say', { text: 'end2' });
+    for (const c of [a1, a2, b1]) await c.next((m) => m.type === 'chat.said' && m.payload.text === 'end2');
+    expect([said(a1, 'all'), said(a2, 'all'), said(b1, 'all'), said(b2, 'all')]).toEqual([0, 1, 1, 1]);
+
+    // directToUser('bob') reaches bob's sockets on both instances and nobody else.
+    b2.send('chat.dm', { to: 'bob', text: 'psst' });
+    await a2.next((m) => m.type === 'chat.dm');
+    await b1.next((m) => m.type === 'chat.dm');
+    b2.send('chat.dm', { to: 'ann', text: 'marker' });
+    await a1.next((m) => m.type === 'chat.dm' && m.payload.text === 'marker');
+    await barrier(b2);
+    expect(a1.count('chat.dm') + b2.count('chat.dm') + a2.count('chat.dm') + b1.count('chat.dm')).toBe(0);
+
+    // Kick through the cluster: A asks to kick B's session; B closes it with 1008.
+    const b3 = await open(b.port, 'user=dee&session=b3');
+    await until(async () => ((await list(a1)).includes('b3|dee') ? true : undefined), 5000, 'b3 on A');
+    expect((await a1.ask('chat.kick', { session: 'b3', mode: 'kick' }, 'chat.kicked')).payload.local).toBe(false);
+    expect((await b3.closed).code).toBe(1008);
+
+    // NATS restart: fan-out resumes once the clients reconnect.
+    execFileSync('bash', [join(REPO, 'scripts/services.sh'), 'restart', 'nats'], { stdio: 'ignore' });
+    await until(
+      async () => {
+        a1.send('chat.say', { channel: 'room', text: 'after-restart' });
+        await new Promise((r) => setTimeout(r, 200));
+        return said(b1, 'after-restart') > 0 ? true : undefined;
+      },
+      20_000,
+      'fan-out after the NATS restart',
+    );
+
+    // SIGKILL instance B: its members leave A's roster within the TTL (no leave was ever sent).
+    expect(await list(a1)).toEqual(['a1|ann', 'a2|bob', 'b1|bob', 'b2|cy']);
+    await b.kill('SIGKILL');
+    // Expiry is exact (TTL after the last heartbeat, see the RemoteRoster unit test); here: it happens.
+    await until(async () => ((await list(a1)).join() === 'a1|ann,a2|bob' ? true : undefined), TTL * 3, 'B members gone from A');
+    expect(a.out()).toMatch(/NATS (dis|re)connected/);
+  });
+
+  it('refuses to boot an app configuring both transports (config.cluster_transport_conflict)', async () => {
+    const dir = chatProject({
+      plugins: ['@mega/http', '@mega/ws', '@mega/ws-presence', '@mega/ws-cluster'],
+      global: `wsCluster: { url: ${JSON.stringify(NATS_URL)} }`,
+      app: "bridgeHub: { url: 'ws://127.0.0.1:9', token: 't' }",
+    });
+    const child = spawn(process.execPath, [join(REPO, 'kernel/bin/mega.js'), 'start', '--port', '0'], {
+      cwd: dir,
+      env: { ...process.env, NODE_ENV: 'test' },
+    });
+    const w = watch(child);
+    const { code } = await w.exited;
+    expect(code).not.toBe(0);
+    expect(w.out()).toContain('config.cluster_transport_conflict');
+  });
+});

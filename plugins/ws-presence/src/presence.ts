@@ -1,0 +1,321 @@
+/**
+ * Presence for one app: who is connected where. Three local indices — namespace -> connections,
+ * user -> connections, session -> connection — plus each joined connection's entry (user, session,
+ * channels, metadata). Delivery is always local first; the kernel `presence` hook is called after
+ * it so cluster transports (NATS, hub) can fan out, and local delivery never waits for them.
+ */
+import type { App, Kernel, PresenceEvent } from '@mega/kernel';
+import { MegaError, ValidationError } from '@mega/kernel';
+import type { PreparedMessage, WsConnection, WsServer } from '@mega/ws';
+
+export interface JoinOptions {
+  userId: string;
+  sessionId: string;
+  /** Logical channels inside the namespace (broadcasts can target one). */
+  channels?: readonly string[];
+  metadata?: Record<string, unknown>;
+}
+
+/** A roster entry. */
+export interface PresenceEntry {
+  sessionId: string;
+  userId: string;
+  channels: string[];
+  metadata?: Record<string, unknown>;
+}
+
+export interface PresenceMessage {
+  type: string;
+  payload?: unknown;
+}
+
+/**
+ * A cluster roster (set by a cluster transport): `list()` returns what it answers, given the local
+ * entries, so `ctx.presence.list()` is cluster-wide.
+ */
+export type RosterProvider = (ns: string, channel: string | undefined, local: PresenceEntry[]) => PresenceEntry[];
+
+export interface BroadcastOptions {
+  ns: string;
+  /** Only connections that joined this channel; every connection of the namespace when absent. */
+  channel?: string;
+  message: PresenceMessage;
+  exceptSessionIds?: readonly string[];
+}
+
+interface Entry {
+  userId: string;
+  sessionId: string;
+  channels: Set<string>;
+  metadata: Record<string, unknown> | undefined;
+}
+
+function nonEmpty(value: unknown, what: string): string {
+  if (typeof value !== 'string' || value.length === 0) throw new ValidationError('presence.invalid', `${what} must be a non-empty string`);
+  return value;
+}
+
+function checkMessage(message: PresenceMessage | undefined): PresenceMessage {
+  if (!message || typeof message.type !== 'string') throw new ValidationError('presence.invalid', 'message.type (string) is required');
+  return message;
+}
+
+export class Presence {
+  readonly #kernel: Kernel;
+  readonly #ws: WsServer;
+  readonly app: App;
+  readonly #byNs = new Map<string, Set<WsConnection>>();
+  readonly #byUser = new Map<string, Set<WsConnection>>();
+  readonly #bySession = new Map<string, WsConnection>();
+  readonly #entries = new Map<WsConnection, Entry>();
+  #roster: RosterProvider | undefined;
+
+  constructor(kernel: Kernel, ws: WsServer, app: App) {
+    this.#kernel = kernel;
+    this.#ws = ws;
+    this.app = app;
+  }
+
+  /** Local connections of a namespace (joined or not). */
+  connections(ns: string): ReadonlySet<WsConnection> {
+    return this.#byNs.get(ns) ?? new Set();
+  }
+
+  /** The entry of a joined connection. */
+  entryOf(conn: WsConnection): PresenceEntry | undefined {
+    const e = this.#entries.get(conn);
+    return e && toEntry(e);
+  }
+
+  /** Called by the plugin for every opened connection of this app. */
+  track(conn: WsConnection): void {
+    add(this.#byNs, conn.ns, conn);
+  }
+
+  /** Called by the plugin when a connection closes: removes it from every index. */
+  untrack(conn: WsConnection): void {
+    remove(this.#byNs, conn.ns, conn);
+    this.leave(conn);
+  }
+
+  /**
+   * Maps a connection to a user session. A session id already held by another connection moves to
+   * this one: the old connection is detached from the indices (with a warning), not closed.
+   */
+  joinSession(conn: WsConnection, options: JoinOptions): void {
+    if (!conn || typeof conn.sendPrepared !== 'function')
+      throw new ValidationError('presence.invalid', 'joinSession needs a WS connection');
+    const userId = nonEmpty(options?.userId, 'userId');
+    const sessionId = nonEmpty(options?.sessionId, 'sessionId');
+    const channels = options.channels ?? [];
+    if (!Array.isArray(channels) || channels.some((c) => typeof c !== 'string')) {
+      throw new ValidationError('presence.invalid', 'channels must be a list of strings');
+    }
+    if (conn.app !== this.app)
+      throw new MegaError('presence.app_mismatch', `connection ${conn.id} belongs to app ${conn.app.name}, not ${this.app.name}`);
+    if (!conn.isOpen) return;
+    const prior = this.#bySession.get(sessionId);
+    if (prior && prior !== conn) {
+      this.#kernel.log.warn(
+        { app: this.app.name, sessionId, priorConn: prior.id, conn: conn.id },
+        'presence: duplicate session id; the previous connection is detached (not closed)',
+      );
+      this.#detach(prior);
+    }
+    const current = this.#entries.get(conn);
+    if (current && (current.sessionId !== sessionId || current.userId !== userId)) this.leave(conn);
+    const entry: Entry = { userId, sessionId, channels: new Set(channels), metadata: options.metadata };
+    this.#entries.set(conn, entry);
+    this.#bySession.set(sessionId, conn);
+    add(this.#byUser, userId, conn);
+    this.#emit({
+      kind: 'join',
+      app: this.app,
+      ns: conn.ns,
+      sessionId,
+      userId,
+      channels: [...entry.channels],
+      ...(entry.metadata ? { metadata: entry.metadata } : {}),
+    });
+  }
+
+  /** Removes a connection's session mapping (it stays connected). */
+  leave(conn: WsConnection): void {
+    const e = this.#entries.get(conn);
+    if (!e) return;
+    this.#detach(conn);
+    this.#emit({ kind: 'leave', app: this.app, ns: conn.ns, sessionId: e.sessionId, userId: e.userId });
+  }
+
+  /** Replaces a session's metadata. False when the session is not joined here. */
+  updateMetadata(sessionId: string, metadata: Record<string, unknown>): boolean {
+    nonEmpty(sessionId, 'sessionId');
+    if (!metadata || typeof metadata !== 'object' || Array.isArray(metadata)) {
+      throw new ValidationError('presence.invalid', 'metadata must be an object');
+    }
+    const conn = this.#bySession.get(sessionId);
+    const e = conn && this.#entries.get(conn);
+    if (!conn || !e) return false;
+    e.metadata = metadata;
+    this.#emit({ kind: 'metadata', app: this.app, ns: conn.ns, sessionId, metadata });
+    return true;
+  }
+
+  /** Installs (or removes) the cluster roster behind `list()`; one per app. */
+  setRosterProvider(provider: RosterProvider | undefined): void {
+    this.#roster = provider;
+  }
+
+  /** Joined sessions of a namespace (optionally one channel): cluster-wide with a roster provider. */
+  list(ns: string, channel?: string): PresenceEntry[] {
+    const local = this.localList(ns, channel);
+    return this.#roster ? this.#roster(ns, channel, local) : local;
+  }
+
+  /**
+   * Closes the local connection holding `sessionId` (kick 1008, requeue 4503) and returns true; for a
+   * session not held here, emits a `disconnect` event (cluster transports route it) and returns false.
+   */
+  disconnectSession(sessionId: string, mode: 'kick' | 'requeue', reason?: string): boolean {
+    nonEmpty(sessionId, 'sessionId');
+    const conn = this.#bySession.get(sessionId);
+    if (conn) {
+      conn.close(mode === 'kick' ? 1008 : 4503, reason ?? mode);
+      return true;
+    }
+    this.#emit({ kind: 'disconnect', app: this.app, ns: '', sessionId, mode, ...(reason !== undefined ? { reason } : {}) });
+    return false;
+  }
+
+  /** Joined sessions of a namespace (optionally one channel), local to this process. */
+  localList(ns: string, channel?: string): PresenceEntry[] {
+    const out: PresenceEntry[] = [];
+    for (const conn of this.#byNs.get(ns) ?? []) {
+      const e = this.#entries.get(conn);
+      if (!e || !conn.isOpen || (channel !== undefined && !e.channels.has(channel))) continue;
+      out.push(toEntry(e));
+    }
+    return out;
+  }
+
+  /** Sessions of one user (any namespace). */
+  sessionsOf(userId: string): PresenceEntry[] {
+    const out: PresenceEntry[] = [];
+    for (const conn of this.#byUser.get(userId) ?? []) {
+      const e = this.#entries.get(conn);
+      if (e) out.push(toEntry(e));
+    }
+    return out;
+  }
+
+  /** Delivers locally (framed once), then hands the event to the `presence` hook. Returns local deliveries. */
+  broadcast(options: BroadcastOptions): number {
+    const ns = nonEmpty(options?.ns, 'ns');
+    const message = checkMessage(options.message);
+    const prepared = this.#ws.prepare({ type: message.type, ns, payload: message.payload });
+    const n = this.deliverBroadcast(ns, prepared, options.channel, options.exceptSessionIds);
+    const except = options.exceptSessionIds?.length ? [...options.exceptSessionIds] : undefined;
+    this.#emit({
+      kind: 'broadcast',
+      app: this.app,
+      ns,
+      frame: prepared.envelope,
+      ...(options.channel !== undefined ? { channel: options.channel } : {}),
+      ...(except ? { exceptSessionIds: except } : {}),
+    });
+    return n;
+  }
+
+  /** Sends only to the connections mapped to `userId` (optionally in one namespace). */
+  directToUser(userId: string, message: PresenceMessage, options: { ns?: string } = {}): number {
+    nonEmpty(userId, 'userId');
+    const m = checkMessage(message);
+    const prepared = this.#ws.prepare({ type: m.type, payload: m.payload });
+    const n = this.deliverDirect(userId, prepared, options.ns);
+    this.#emit({ kind: 'direct', app: this.app, ns: options.ns ?? '', userId, frame: prepared.envelope });
+    return n;
+  }
+
+  /** Local delivery only (cluster transports call this for events from other instances). */
+  deliverBroadcast(ns: string, message: PreparedMessage, channel?: string, exceptSessionIds?: readonly string[]): number {
+    const set = this.#byNs.get(ns);
+    if (!set) return 0;
+    const except = exceptSessionIds?.length ? new Set(exceptSessionIds) : null;
+    let n = 0;
+    for (const conn of set) {
+      if (channel !== undefined || except) {
+        const e = this.#entries.get(conn);
+        if (channel !== undefined && !e?.channels.has(channel)) continue;
+        if (except && e && except.has(e.sessionId)) continue;
+      }
+      if (conn.sendPrepared(message)) n++;
+    }
+    return n;
+  }
+
+  /** Local delivery only, to one user's connections. */
+  deliverDirect(userId: string, message: PreparedMessage, ns?: string): number {
+    let n = 0;
+    for (const conn of this.#byUser.get(userId) ?? []) {
+      if (ns !== undefined && ns !== '' && conn.ns !== ns) continue;
+      if (conn.sendPrepared(message)) n++;
+    }
+    return n;
+  }
+
+  /** Shutdown: every joined session leaves (hook events), then the indices are cleared. */
+  async close(): Promise<void> {
+    const events: PresenceEvent[] = [];
+    for (const [conn, e] of this.#entries)
+      events.push({ kind: 'leave', app: this.app, ns: conn.ns, sessionId: e.sessionId, userId: e.userId });
+    this.#entries.clear();
+    this.#bySession.clear();
+    this.#byUser.clear();
+    this.#byNs.clear();
+    const hook = this.#kernel.hooks.presence;
+    if (hook.taps.length > 0) {
+      await Promise.all(
+        events.map((ev) =>
+          hook.promise(ev).catch((error: unknown) => this.#kernel.log.warn({ err: error }, 'presence hook failed on shutdown')),
+        ),
+      );
+    }
+  }
+
+  #detach(conn: WsConnection): void {
+    const e = this.#entries.get(conn);
+    if (!e) return;
+    this.#entries.delete(conn);
+    remove(this.#byUser, e.userId, conn);
+    if (this.#bySession.get(e.sessionId) === conn) this.#bySession.delete(e.sessionId);
+  }
+
+  #emit(event: PresenceEvent): void {
+    const hook = this.#kernel.hooks.presence;
+    // taps.length, not isUsed(): the kernel's registration interceptor makes isUsed() always true.
+    if (hook.taps.length === 0) return;
+    hook
+      .promise(event)
+      .catch((error: unknown) => this.#kernel.log.warn({ err: error, kind: event.kind }, 'presence hook failed (local delivery done)'));
+  }
+}
+
+function toEntry(e: Entry): PresenceEntry {
+  return { sessionId: e.sessionId, userId: e.userId, channels: [...e.channels], ...(e.metadata ? { metadata: e.metadata } : {}) };
+}
+
+function add<K>(map: Map<K, Set<WsConnection>>, key: K, conn: WsConnection): void {
+  let set = map.get(key);
+  if (!set) {
+    set = new Set();
+    map.set(key, set);
+  }
+  set.add(conn);
+}
+
+function remove<K>(map: Map<K, Set<WsConnection>>, key: K, conn: WsConnection): void {
+  const set = map.get(key);
+  if (!set) return;
+  set.delete(conn);
+  if (set.size === 0) map.delete(key);
+}

@@ -1,0 +1,553 @@
+/**
+ * One WebSocket connection: the `sock` channels receive. It owns the socket after the handshake,
+ * parses frames, runs every inbound message through the kernel `wsMessage` hook, validates and
+ * dispatches it to the channel instance, and writes outbound frames with backpressure checks.
+ *
+ * Ordering: frames of one connection are handled in arrival order. Frames that arrive before
+ * `onConnect` resolves wait in a bounded queue; while `wsMessage` taps run (async), later frames
+ * chain behind earlier ones, with the same bound.
+ */
+import { isUtf8 } from 'node:buffer';
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type { App, Codec, Kernel, MegaContext, MegaError, WsFrame } from '@mega/kernel';
+import { isMegaError } from '@mega/kernel';
+import type { Agreement, ConnectionDeflate, SharedDeflate } from './deflate.js';
+import { buildFrame, buildHeader, closePayload, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT } from './frame.js';
+import { encodeEnvelope, type PreparedMessage } from './prepared.js';
+import { FrameReader, type FrameSink } from './receiver.js';
+import type { CompiledRoute } from './route.js';
+import { schemaDetails } from './route.js';
+import type { Channel, CloseInfo, OutboundMessage, WsMessage } from './types.js';
+
+/** Close codes (SPEC §5, RFC 6455 §7.4). */
+export const CloseCode = Object.freeze({
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  PROTOCOL_ERROR: 1002,
+  NO_STATUS: 1005,
+  ABNORMAL: 1006,
+  INVALID_DATA: 1007,
+  POLICY: 1008,
+  TOO_BIG: 1009,
+  INTERNAL: 1011,
+  TRY_AGAIN: 1013,
+  REQUEUE: 4503,
+});
+
+export const ReadyState = Object.freeze({ CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
+
+/** What @mega/ws passes through `wsMessage`: the kernel's WsFrame plus the frame kind. */
+export interface WsInboundFrame extends WsFrame {
+  connection: WsConnection;
+  /** A binary frame (the envelope protocol uses text frames only). */
+  binary: boolean;
+}
+
+/** Turns an outbound envelope into the bytes put on the wire (ASP seals here). */
+export type OutboundTransform = (envelope: Buffer) => Buffer;
+
+/** Shared by every connection of a server. */
+export interface Runtime {
+  readonly kernel: Kernel;
+  readonly codec: Codec;
+  readonly production: boolean;
+  readonly closeTimeoutMs: number;
+  readonly shared: SharedDeflate;
+  /** Bookkeeping and close listeners; returns when the connection may call onDisconnect. */
+  closed(conn: WsConnection, info: CloseInfo): void;
+}
+
+const LARGE = 16 * 1024;
+const PING = buildFrame(OP_PING, Buffer.alloc(0));
+
+type Queued = [data: Buffer, binary: boolean];
+
+function noop(): void {}
+
+export class WsConnection implements FrameSink {
+  readonly id: string;
+  readonly app: App;
+  /** The route path, which is also the namespace of this connection. */
+  readonly path: string;
+  /** The upgrade request (headers, url, remote address). */
+  readonly req: IncomingMessage;
+  readonly protocolVersion: number;
+  /** What `before` returned (also `ctx.auth`). */
+  auth: unknown = undefined;
+  /** The ctx shared by `before`, `onConnect`, handlers and `onDisconnect`. */
+  ctx!: MegaContext;
+  readyState: number = ReadyState.CONNECTING;
+  /** Set once the connection closed (1006 when the TCP connection dropped without a close frame). */
+  closeCode: number | undefined = undefined;
+  closeReason = '';
+  /** Messages that arrived compressed / went out compressed (permessage-deflate). */
+  compressedIn = 0;
+  compressedOut = 0;
+
+  readonly #rt: Runtime;
+  readonly #route: CompiledRoute;
+  #socket: Socket | null = null;
+  #reader: FrameReader | null = null;
+  #deflate: ConnectionDeflate | null = null;
+  #outbound: OutboundTransform | null = null;
+  #channel: Channel | null = null;
+  #alive = true;
+  /** Frames waiting for onConnect or for the previous frame's handler to settle. */
+  #queue: Queued[] = [];
+  /** onConnect settled successfully: frames may be handled. */
+  #ready = false;
+  /** A frame is being handled (a wsMessage tap or an async handler is pending). */
+  #busy = false;
+  /** Reading is paused because the queue is full. */
+  #paused = false;
+  /** The socket is corked until the next tick (see #put). */
+  #corked = false;
+  #closeTimer: NodeJS.Timeout | null = null;
+  #connected: Promise<boolean> | null = null;
+
+  constructor(rt: Runtime, route: CompiledRoute, id: string, req: IncomingMessage, protocolVersion: number) {
+    this.#rt = rt;
+    this.#route = route;
+    this.id = id;
+    this.app = route.app;
+    this.path = route.path;
+    this.req = req;
+    this.protocolVersion = protocolVersion;
+  }
+
+  /** Headers of the upgrade request (so request-shaped readers such as the session cookie parser work on WS ctx). */
+  get headers(): IncomingMessage['headers'] {
+    return this.req.headers;
+  }
+
+  /** The compiled route this connection came in on. */
+  get route(): CompiledRoute {
+    return this.#route;
+  }
+
+  /** Namespace of this connection (its route path). */
+  get ns(): string {
+    return this.path;
+  }
+
+  get isOpen(): boolean {
+    return this.readyState === ReadyState.OPEN;
+  }
+
+  /** Bytes written but not yet flushed to the kernel. */
+  get bufferedAmount(): number {
+    return this.#socket?.writableLength ?? 0;
+  }
+
+  /** permessage-deflate is active on this connection. */
+  get compressed(): boolean {
+    return this.#deflate !== null;
+  }
+
+  /** What permessage-deflate negotiation agreed (null when not in use). */
+  get deflateAgreement(): Agreement | null {
+    return this.#deflate?.agreement ?? null;
+  }
+
+  /** The underlying TCP socket (escape hatch). */
+  get socket(): Socket | null {
+    return this.#socket;
+  }
+
+  /** Installs the transform every outbound envelope goes through (one per connection; ASP uses it). */
+  setOutboundTransform(fn: OutboundTransform): void {
+    if (this.#outbound) throw new Error(`connection ${this.id} already has an outbound transform`);
+    this.#outbound = fn;
+  }
+
+  /** Sends one envelope (`{ type, id?, ns?, payload }`). False when the connection is not open. */
+  send(message: OutboundMessage): boolean {
+    if (this.readyState !== ReadyState.OPEN) return false;
+    return this.sendEnvelope(encodeEnvelope(this.#rt.codec, message));
+  }
+
+  /** Sends envelope bytes already built (`codec.encodeFrame`). */
+  sendEnvelope(envelope: Buffer): boolean {
+    if (this.readyState !== ReadyState.OPEN) return false;
+    const bytes = this.#outbound ? this.#outbound(envelope) : envelope;
+    const d = this.#deflate;
+    if (d !== null && bytes.length >= d.opts.threshold) {
+      this.compressedOut++;
+      return this.#writeFrame(d.deflate(bytes), true);
+    }
+    return this.#writeFrame(bytes, false);
+  }
+
+  /** Sends a message prepared once for many recipients (broadcast): the same bytes when possible. */
+  sendPrepared(message: PreparedMessage): boolean {
+    if (this.readyState !== ReadyState.OPEN) return false;
+    if (this.#outbound) return this.sendEnvelope(message.envelope);
+    const d = this.#deflate;
+    if (d !== null && message.envelope.length >= d.opts.threshold) {
+      this.compressedOut++;
+      if (d.sharedOutput) return this.#write(message.deflatedFrame(this.#rt.shared, d.agreement.serverWindowBits, d.opts.level));
+      return this.#writeFrame(d.deflate(message.envelope), true);
+    }
+    return this.#write(message.frame());
+  }
+
+  /** Sends an `error` envelope (SPEC §5); the connection stays open. */
+  sendError(code: string, message: string, id?: string, details?: unknown): boolean {
+    return this.send({ type: 'error', id: id ?? null, payload: details === undefined ? { code, message } : { code, message, details } });
+  }
+
+  /** Starts the closing handshake; the socket is destroyed if the peer does not answer in time. */
+  close(code: number = CloseCode.NORMAL, reason = ''): void {
+    if (this.readyState === ReadyState.CONNECTING) {
+      this.closeCode = code;
+      this.closeReason = reason;
+      this.readyState = ReadyState.CLOSING;
+      return;
+    }
+    if (this.readyState !== ReadyState.OPEN) return;
+    this.readyState = ReadyState.CLOSING;
+    this.closeCode = code;
+    this.closeReason = reason;
+    this.#put(buildFrame(OP_CLOSE, closePayload(code, reason)));
+    this.#armCloseTimer();
+  }
+
+  /** Drops the TCP connection without a closing handshake. */
+  terminate(): void {
+    if (this.readyState === ReadyState.CLOSED) return;
+    this.closeCode ??= CloseCode.ABNORMAL;
+    this.#socket?.destroy();
+  }
+
+  // ------------------------------------------------------------------ lifecycle (server-driven)
+
+  /** Takes over the socket after the 101 response; `head` is what arrived with the upgrade request. */
+  attach(socket: Socket, head: Buffer, deflate: ConnectionDeflate | null, channel: Channel): void {
+    this.#socket = socket;
+    this.#deflate = deflate;
+    this.#channel = channel;
+    this.#reader = new FrameReader(this, this.#route.maxPayload, deflate !== null);
+    socket.setNoDelay(true);
+    socket.setTimeout(0);
+    socket.on('data', (chunk: Buffer) => this.#reader?.push(chunk));
+    socket.on('end', () => socket.end());
+    socket.on('error', () => undefined); // 'close' follows; the error itself is the peer's business
+    socket.once('close', () => this.#finished());
+    const closedEarly = this.readyState === ReadyState.CLOSING;
+    this.readyState = ReadyState.OPEN;
+    if (closedEarly) {
+      // close() was called while the handshake was still running: send the close frame now.
+      const code = this.closeCode ?? CloseCode.NORMAL;
+      this.close(code, this.closeReason);
+      return;
+    }
+    if (head.length) this.#reader.push(head);
+  }
+
+  /** Runs onConnect; frames queued meanwhile are replayed in order once it resolves. */
+  start(): void {
+    if (this.readyState !== ReadyState.OPEN) return;
+    const channel = this.#channel as Channel;
+    this.#connected = Promise.resolve()
+      .then(() => channel.onConnect?.(this, this.ctx))
+      .then(
+        () => {
+          this.#ready = true;
+          this.#drain();
+          return true;
+        },
+        (error: unknown) => {
+          this.#queue = [];
+          this.ctx.log.error({ err: error, connId: this.id, path: this.path }, 'ws onConnect threw: closing (1011)');
+          this.close(CloseCode.INTERNAL, 'onConnect failed');
+          return false;
+        },
+      );
+  }
+
+  /** Heartbeat tick: false when the previous ping went unanswered (the connection is terminated). */
+  heartbeat(): boolean {
+    if (this.readyState !== ReadyState.OPEN) return true;
+    if (!this.#alive) {
+      this.ctx.log.debug({ connId: this.id }, 'ws heartbeat missed: terminating');
+      this.terminate();
+      return false;
+    }
+    this.#alive = false;
+    this.#write(PING);
+    return true;
+  }
+
+  #armCloseTimer(): void {
+    if (this.#closeTimer) return;
+    this.#closeTimer = setTimeout(() => this.#socket?.destroy(), this.#rt.closeTimeoutMs);
+    this.#closeTimer.unref();
+  }
+
+  #finished(): void {
+    if (this.readyState === ReadyState.CLOSED) return;
+    this.readyState = ReadyState.CLOSED;
+    if (this.#closeTimer) clearTimeout(this.#closeTimer);
+    this.#closeTimer = null;
+    this.#reader?.stop();
+    this.#queue = [];
+    const info: CloseInfo = { code: this.closeCode ?? CloseCode.ABNORMAL, reason: this.closeReason };
+    this.closeCode = info.code;
+    this.#rt.closed(this, info);
+    const channel = this.#channel;
+    if (!channel?.onDisconnect || !this.#connected) return;
+    void this.#connected.then((ok) => {
+      if (!ok) return;
+      try {
+        const r = channel.onDisconnect?.(this, this.ctx, info);
+        if (r instanceof Promise) r.catch((error: unknown) => this.ctx.log.error({ err: error, connId: this.id }, 'ws onDisconnect threw'));
+      } catch (error) {
+        this.ctx.log.error({ err: error, connId: this.id }, 'ws onDisconnect threw');
+      }
+    });
+  }
+
+  // ------------------------------------------------------------------------------ FrameSink
+
+  onMessage(binary: boolean, raw: Buffer, compressed: boolean): void {
+    if (this.readyState !== ReadyState.OPEN) return;
+    let data = raw;
+    if (compressed) {
+      this.compressedIn++;
+      try {
+        data = (this.#deflate as ConnectionDeflate).inflate(raw);
+      } catch (error) {
+        const tooLarge = isMegaError(error) && error.code === 'codec.too_large';
+        this.onViolation(tooLarge ? CloseCode.TOO_BIG : CloseCode.INVALID_DATA, tooLarge ? 'message too large' : 'invalid compressed data');
+        return;
+      }
+    }
+    if (!binary && !isUtf8(data)) {
+      this.onViolation(CloseCode.INVALID_DATA, 'text frame is not valid UTF-8');
+      return;
+    }
+    if (!this.#ready) {
+      // Before onConnect resolves the queue is a hard bound: a flood closes the connection.
+      if (this.#queue.length >= this.#route.preConnectQueue) {
+        this.ctx.log.warn({ connId: this.id, queued: this.#queue.length }, 'ws pre-connect queue overflow: closing (1013)');
+        this.#queue = [];
+        this.close(CloseCode.TRY_AGAIN, 'pre-connect queue overflow');
+        return;
+      }
+      this.#queue.push([data, binary]);
+      return;
+    }
+    if (this.#busy) {
+      // While a frame is in flight, later ones wait; past the bound we stop reading the socket so
+      // TCP pushes back on the client (only the rest of the current chunk can still arrive).
+      this.#queue.push([data, binary]);
+      if (!this.#paused && this.#queue.length >= Math.max(this.#route.preConnectQueue, 16)) {
+        this.#paused = true;
+        this.#socket?.pause();
+      }
+      return;
+    }
+    this.#run(data, binary);
+  }
+
+  onPing(data: Buffer): void {
+    if (this.readyState === ReadyState.OPEN) this.#write(buildFrame(OP_PONG, data));
+  }
+
+  onPong(): void {
+    this.#alive = true;
+  }
+
+  onCloseFrame(code: number, reason: Buffer): void {
+    if (!isUtf8(reason)) {
+      this.onViolation(CloseCode.INVALID_DATA, 'close reason is not valid UTF-8');
+      return;
+    }
+    if (this.readyState === ReadyState.OPEN) {
+      this.readyState = ReadyState.CLOSING;
+      this.closeCode = code;
+      this.closeReason = reason.toString('utf8');
+      this.#put(buildFrame(OP_CLOSE, closePayload(code === CloseCode.NO_STATUS ? undefined : code)));
+    }
+    // The peer's close answered (or started) the handshake: the server closes TCP first (RFC 6455 §7.1.1).
+    this.#socket?.end();
+    this.#armCloseTimer();
+  }
+
+  onViolation(code: number, reason: string): void {
+    this.#reader?.stop();
+    if (this.readyState === ReadyState.OPEN) {
+      this.readyState = ReadyState.CLOSING;
+      this.closeCode = code;
+      this.closeReason = reason;
+      this.#put(buildFrame(OP_CLOSE, closePayload(code, reason)));
+    }
+    this.#socket?.end();
+    this.#armCloseTimer();
+  }
+
+  // ---------------------------------------------------------------------------- inbound path
+
+  /**
+   * Handles one frame. The common case (no wsMessage taps, a synchronous handler) allocates no
+   * promise; otherwise the connection is busy until the frame is done, and later frames queue.
+   */
+  #run(data: Buffer, binary: boolean): void {
+    let pending: Promise<void> | undefined;
+    // taps.length, not isUsed(): the kernel's registration interceptor makes isUsed() always true.
+    if (this.#rt.kernel.hooks.wsMessage.taps.length > 0) pending = this.#viaHook(data, binary);
+    else pending = this.#handle(data, binary, undefined);
+    if (pending === undefined) return;
+    this.#busy = true;
+    pending.then(
+      () => this.#settled(),
+      (error: unknown) => {
+        this.ctx.log.error({ err: error, connId: this.id }, 'ws inbound frame failed');
+        this.#settled();
+      },
+    );
+  }
+
+  #settled(): void {
+    this.#busy = false;
+    this.#drain();
+  }
+
+  /** Handles queued frames in order until one goes async; resumes reading once the queue is short. */
+  #drain(): void {
+    const queue = this.#queue;
+    while (queue.length > 0 && !this.#busy && this.readyState === ReadyState.OPEN) {
+      const [data, binary] = queue.shift() as Queued;
+      this.#run(data, binary);
+    }
+    if (this.#paused && queue.length < Math.max(this.#route.preConnectQueue, 16) / 2) {
+      this.#paused = false;
+      this.#socket?.resume();
+    }
+  }
+
+  async #viaHook(data: Buffer, binary: boolean): Promise<void> {
+    if (this.readyState !== ReadyState.OPEN) return;
+    const frame: WsInboundFrame = { app: this.app, connection: this, data, ns: this.path, binary };
+    let rejected: MegaError | undefined;
+    try {
+      rejected = await this.#rt.kernel.hooks.wsMessage.promise(frame);
+    } catch (error) {
+      rejected = isMegaError(error) ? error : undefined;
+      if (!rejected) {
+        this.ctx.log.error({ err: error, connId: this.id }, 'ws wsMessage tap failed');
+        this.sendError('internal', this.#rt.production ? 'internal error' : String((error as Error)?.message ?? error));
+        return;
+      }
+    }
+    if (rejected) {
+      if (this.readyState === ReadyState.OPEN) this.sendError(rejected.code, rejected.message);
+      return;
+    }
+    if (this.readyState !== ReadyState.OPEN) return;
+    await this.#handle(typeof frame.data === 'string' ? Buffer.from(frame.data, 'utf8') : frame.data, frame.binary, frame.message);
+  }
+
+  /** Parses, validates and dispatches; returns the handler's promise when it is async. */
+  #handle(data: Buffer, binary: boolean, parsed: WsMessage | undefined): Promise<void> | undefined {
+    let msg = parsed;
+    if (msg === undefined) {
+      if (binary) {
+        this.sendError('ws.invalid_envelope', 'binary frames are not supported: send JSON envelopes as text frames');
+        return;
+      }
+      // Junk is answered without capturing stack traces: an error's stack costs ~20 us here, and
+      // nobody reads the stacks of envelope errors (they become error envelopes).
+      const limit = Error.stackTraceLimit;
+      Error.stackTraceLimit = 0;
+      try {
+        const h = this.#rt.codec.validateFrame(data);
+        msg = { type: h.type };
+        if (h.id !== undefined) msg.id = h.id;
+        if (h.ns !== undefined) msg.ns = h.ns;
+        if (h.payloadLength > 0) msg.payload = JSON.parse(data.toString('utf8', h.payloadOffset, h.payloadOffset + h.payloadLength));
+      } catch (error) {
+        const why = isMegaError(error) || error instanceof SyntaxError ? error.message : 'frame is not a valid envelope';
+        this.sendError('ws.invalid_envelope', `invalid envelope: ${why}; expected {"type":"a.b","id"?,"payload"?}`);
+        return;
+      } finally {
+        Error.stackTraceLimit = limit;
+      }
+    }
+    const route = this.#route;
+    if (!route.types.has(msg.type)) {
+      this.sendError('ws.unknown_type', `no handler for message type "${String(msg.type).slice(0, 128)}" on ${this.path}`, msg.id);
+      return;
+    }
+    const validate = route.validators.get(msg.type);
+    if (validate && !validate(msg.payload)) {
+      this.sendError('ws.schema', `payload of "${msg.type}" does not match its schema`, msg.id, schemaDetails(validate.errors));
+      return;
+    }
+    const handler = (this.#channel as unknown as Record<string, (sock: WsConnection, m: WsMessage, ctx: MegaContext) => unknown>)[msg.type];
+    const m = msg;
+    try {
+      const r = handler?.call(this.#channel, this, m, this.ctx);
+      if (r instanceof Promise) return r.then(noop, (error: unknown) => this.#handlerFailed(error, m));
+    } catch (error) {
+      this.#handlerFailed(error, m);
+    }
+    return undefined;
+  }
+
+  #handlerFailed(error: unknown, msg: WsMessage): void {
+    if (isMegaError(error)) {
+      if (error.status >= 500) this.ctx.log.error({ err: error, connId: this.id, type: msg.type }, 'ws handler failed');
+      this.sendError(error.code, error.message, msg.id, error.details);
+      return;
+    }
+    this.ctx.log.error({ err: error, connId: this.id, type: msg.type }, 'ws handler failed');
+    const message = this.#rt.production ? 'internal error' : String((error as Error)?.message ?? error);
+    this.sendError('internal', message, msg.id);
+  }
+
+  // ---------------------------------------------------------------------------- outbound path
+
+  #writeFrame(payload: Buffer, rsv1: boolean): boolean {
+    const socket = this.#socket;
+    if (!socket) return false;
+    if (payload.length < LARGE) return this.#write(buildFrame(OP_TEXT, payload, rsv1));
+    // Large payloads: header and payload written separately (no copy); the tick's cork joins them.
+    this.#put(buildHeader(OP_TEXT, payload.length, rsv1));
+    return this.#write(payload);
+  }
+
+  /**
+   * Writes with the socket corked until the end of the tick: everything sent to this connection in
+   * one tick (replies to a chunk of frames, a burst of broadcasts) leaves in one writev syscall.
+   */
+  #put(bytes: Buffer): void {
+    const socket = this.#socket;
+    if (!socket || socket.destroyed) return;
+    if (!this.#corked) {
+      this.#corked = true;
+      socket.cork();
+      process.nextTick(WsConnection.#uncork, this);
+    }
+    socket.write(bytes);
+  }
+
+  /** nextTick target of #put (static: no closure per connection). */
+  static #uncork(conn: WsConnection): void {
+    conn.#corked = false;
+    conn.#socket?.uncork();
+  }
+
+  #write(bytes: Buffer): boolean {
+    const socket = this.#socket;
+    if (!socket || socket.destroyed) return false;
+    this.#put(bytes);
+    if (socket.writableLength > this.#route.maxBufferedBytes && this.readyState === ReadyState.OPEN) {
+      this.ctx.log.warn({ connId: this.id, buffered: socket.writableLength }, 'ws slow consumer: closing (1013)');
+      this.close(CloseCode.TRY_AGAIN, 'slow consumer');
+      return false;
+    }
+    return true;
+  }
+}

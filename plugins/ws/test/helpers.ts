@@ -1,0 +1,253 @@
+/** Boots throwaway Mega projects with @mega/ws and talks to them with the `ws` client. */
+import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Kernel } from '@mega/kernel';
+import { createLogger, loadKernel } from '@mega/kernel';
+import WebSocket from 'ws';
+
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+
+export function project(files: Record<string, string>, plugins = "['@mega/http', '@mega/ws']", extraConfig = ''): string {
+  const dir = mkdtempSync(join(tmpdir(), 'mega-ws-'));
+  const all = {
+    'package.json': '{ "name": "mega-ws-test", "private": true, "type": "module" }\n',
+    'mega.config.ts': `export default { plugins: ${plugins}, server: { port: 0, host: '127.0.0.1' }, logger: { level: 'silent' }${extraConfig ? `, ${extraConfig}` : ''} };\n`,
+    'app.config.ts': 'export default {};\n',
+    ...files,
+  };
+  for (const [path, content] of Object.entries(all)) {
+    mkdirSync(dirname(join(dir, path)), { recursive: true });
+    writeFileSync(join(dir, path), content);
+  }
+  symlinkSync(join(REPO, 'node_modules'), join(dir, 'node_modules'));
+  return dir;
+}
+
+export interface Booted {
+  kernel: Kernel;
+  port: number;
+  url(path: string): string;
+}
+
+export async function boot(dir: string, env?: string): Promise<Booted> {
+  const kernel = await loadKernel({
+    dir,
+    logger: createLogger({ level: (process.env.MEGA_TEST_LOG ?? 'silent') as 'silent' }),
+    ...(env ? { env } : {}),
+  });
+  await kernel.start();
+  const port = kernel.use<{ port: number }>('http').port;
+  return { kernel, port, url: (path) => `ws://127.0.0.1:${port}${path}` };
+}
+
+/** A `ws` client that collects parsed messages and waits for them. */
+export class Client {
+  readonly messages: Array<Record<string, any>> = [];
+  /** Response headers of the handshake. */
+  headers: Record<string, string | string[] | undefined> = {};
+  closed: Promise<{ code: number; reason: string }>;
+  #waiters: Array<{ pred: (m: Record<string, any>) => boolean; done: (m: Record<string, any>) => void }> = [];
+  constructor(readonly ws: WebSocket) {
+    ws.on('message', (data, isBinary) => {
+      const text = isBinary ? `<binary ${(data as Buffer).length}>` : data.toString();
+      let m: Record<string, any>;
+      try {
+        m = JSON.parse(text);
+      } catch {
+        m = { raw: text };
+      }
+      this.messages.push(m);
+      this.#waiters = this.#waiters.filter((w) => {
+        if (!w.pred(m)) return true;
+        w.done(m);
+        return false;
+      });
+    });
+    this.closed = new Promise((r) => ws.on('close', (code, reason) => r({ code, reason: reason.toString() })));
+  }
+  static async open(url: string, options: WebSocket.ClientOptions & { protocols?: string | string[] } = {}): Promise<Client> {
+    const { protocols, ...rest } = options;
+    const ws = new WebSocket(url, protocols, rest);
+    const c = new Client(ws);
+    ws.once('upgrade', (res) => (c.headers = res.headers));
+    await new Promise<void>((ok, fail) => {
+      ws.once('open', () => ok());
+      ws.once('error', fail);
+      ws.once('unexpected-response', (_req, res) =>
+        fail(Object.assign(new Error(`HTTP ${res.statusCode}`), { status: res.statusCode, res })),
+      );
+    });
+    return c;
+  }
+  send(m: unknown): void {
+    this.ws.send(typeof m === 'string' ? m : JSON.stringify(m));
+  }
+  next(pred: (m: Record<string, any>) => boolean = () => true, timeoutMs = 5000): Promise<Record<string, any>> {
+    const found = this.messages.find(pred);
+    if (found) {
+      this.messages.splice(this.messages.indexOf(found), 1);
+      return Promise.resolve(found);
+    }
+    return new Promise((done, fail) => {
+      const timer = setTimeout(
+        () => fail(new Error(`no matching message within ${timeoutMs} ms; got ${JSON.stringify(this.messages).slice(0, 500)}`)),
+        timeoutMs,
+      );
+      this.#waiters.push({
+        pred,
+        done: (m) => {
+          clearTimeout(timer);
+          this.messages.splice(this.messages.indexOf(m), 1);
+          done(m);
+        },
+      });
+    });
+  }
+  ofType(type: string, timeoutMs?: number) {
+    return this.next((m) => m.type === type, timeoutMs);
+  }
+  close(): Promise<{ code: number; reason: string }> {
+    this.ws.close();
+    return this.closed;
+  }
+}
+
+/** Resolves with the HTTP status of a refused upgrade, and its JSON body. */
+export function refused(
+  url: string,
+  options: WebSocket.ClientOptions & { protocols?: string | string[] } = {},
+): Promise<{ status: number; body: any }> {
+  const { protocols, ...rest } = options;
+  const ws = new WebSocket(url, protocols, rest);
+  return new Promise((done, fail) => {
+    ws.once('open', () => fail(new Error('upgrade unexpectedly succeeded')));
+    ws.once('unexpected-response', (_req, res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => (text += c));
+      res.on('end', () => done({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : undefined }));
+    });
+    ws.once('error', () => undefined);
+  });
+}
+
+/** A hand-rolled client for what `ws` refuses to send: unmasked frames, bad opcodes, no pongs. */
+export class RawClient {
+  readonly frames: Array<{ opcode: number; rsv1: boolean; payload: Buffer }> = [];
+  #buf = Buffer.alloc(0);
+  #waiters: Array<() => void> = [];
+  ended: Promise<void>;
+  response = '';
+  private constructor(readonly socket: import('node:net').Socket) {
+    this.ended = new Promise((r) => socket.once('close', () => r()));
+  }
+  static async open(port: number, path: string, extraHeaders: Record<string, string> = {}): Promise<RawClient> {
+    const net = await import('node:net');
+    const socket = net.connect(port, '127.0.0.1');
+    const c = new RawClient(socket);
+    socket.on('error', () => undefined);
+    await new Promise<void>((r) => socket.once('connect', () => r()));
+    const headers = {
+      Host: `127.0.0.1:${port}`,
+      Upgrade: 'websocket',
+      Connection: 'Upgrade',
+      'Sec-WebSocket-Key': Buffer.from('0123456789abcdef').toString('base64'),
+      'Sec-WebSocket-Version': '13',
+      ...extraHeaders,
+    };
+    socket.write(
+      `GET ${path} HTTP/1.1\r\n${Object.entries(headers)
+        .map(([k, v]) => `${k}: ${v}\r\n`)
+        .join('')}\r\n`,
+    );
+    let head = Buffer.alloc(0);
+    await new Promise<void>((done, fail) => {
+      const onData = (chunk: Buffer) => {
+        head = Buffer.concat([head, chunk]);
+        const end = head.indexOf('\r\n\r\n');
+        if (end === -1) return;
+        socket.off('data', onData);
+        c.response = head.subarray(0, end).toString();
+        if (!c.response.startsWith('HTTP/1.1 101')) return fail(new Error(c.response));
+        socket.on('data', (d: Buffer) => c.#push(d));
+        c.#push(head.subarray(end + 4));
+        done();
+      };
+      socket.on('data', onData);
+    });
+    return c;
+  }
+  #push(d: Buffer): void {
+    this.#buf = Buffer.concat([this.#buf, d]);
+    for (;;) {
+      const b = this.#buf;
+      if (b.length < 2) break;
+      let len = (b[1] as number) & 0x7f;
+      let off = 2;
+      if (len === 126) {
+        if (b.length < 4) break;
+        len = b.readUInt16BE(2);
+        off = 4;
+      } else if (len === 127) {
+        if (b.length < 10) break;
+        len = Number(b.readBigUInt64BE(2));
+        off = 10;
+      }
+      if (b.length < off + len) break;
+      this.frames.push({ opcode: (b[0] as number) & 0x0f, rsv1: ((b[0] as number) & 0x40) !== 0, payload: b.subarray(off, off + len) });
+      this.#buf = b.subarray(off + len);
+    }
+    for (const w of this.#waiters.splice(0)) w();
+  }
+  /** Writes one frame; masked unless told otherwise. */
+  frame(opcode: number, payload: Buffer | string, opts: { mask?: boolean; fin?: boolean; rsv?: number } = {}): void {
+    const data = typeof payload === 'string' ? Buffer.from(payload) : payload;
+    const mask = opts.mask ?? true;
+    const len = data.length;
+    const head = Buffer.alloc(len < 126 ? 2 : len < 65536 ? 4 : 10);
+    head[0] = ((opts.fin ?? true) ? 0x80 : 0) | ((opts.rsv ?? 0) << 4) | opcode;
+    if (len < 126) head[1] = len;
+    else if (len < 65536) {
+      head[1] = 126;
+      head.writeUInt16BE(len, 2);
+    } else {
+      head[1] = 127;
+      head.writeBigUInt64BE(BigInt(len), 2);
+    }
+    if (!mask) {
+      this.socket.write(Buffer.concat([head, data]));
+      return;
+    }
+    head[1] = (head[1] as number) | 0x80;
+    const key = Buffer.from([1, 2, 3, 4]);
+    const masked = Buffer.from(data);
+    for (let i = 0; i < masked.length; i++) masked[i] = (masked[i] as number) ^ (key[i & 3] as number);
+    this.socket.write(Buffer.concat([head, key, masked]));
+  }
+  async nextFrame(pred: (f: { opcode: number; payload: Buffer }) => boolean = () => true, timeoutMs = 5000) {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const i = this.frames.findIndex(pred);
+      if (i !== -1) return this.frames.splice(i, 1)[0] as { opcode: number; rsv1: boolean; payload: Buffer };
+      if (Date.now() > deadline) throw new Error(`no matching frame; have ${this.frames.map((f) => f.opcode).join(',')}`);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, 50);
+        this.#waiters.push(() => {
+          clearTimeout(t);
+          r();
+        });
+      });
+    }
+  }
+  /** Completes a closing handshake from the client side. */
+  async close(): Promise<void> {
+    this.frame(8, Buffer.from([0x03, 0xe8]));
+    await this.ended;
+  }
+  /** The close code the server sent (waits for the close frame). */
+  async closeCode(timeoutMs = 5000): Promise<number> {
+    const f = await this.nextFrame((x) => x.opcode === 8, timeoutMs);
+    return f.payload.length >= 2 ? f.payload.readUInt16BE(0) : 1005;
+  }
+}
