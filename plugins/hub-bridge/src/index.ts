@@ -58,6 +58,7 @@ export const configSchema = {
       },
     },
     compression: { type: 'boolean', default: false },
+    requeueClientsOnDrain: { type: 'boolean', default: true },
     connectTimeoutMs: { type: 'integer', minimum: 100, default: 5000 },
   },
 };

@@ -30,6 +30,11 @@ export interface BridgeHubConfig {
   /** Ask for the `deflate` capability (frames >= 1 KiB sent compressed). */
   compression: boolean;
   connectTimeoutMs: number;
+  /**
+   * When the hub drains (closes the link with 4503), close this instance's client sockets with 4503
+   * too, so clients reconnect (possibly elsewhere) and keep their session (SPEC §5: requeue).
+   */
+  requeueClientsOnDrain: boolean;
 }
 
 export type LinkState = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'failed' | 'stopped';
@@ -330,6 +335,11 @@ export class HubLink {
             'hub-bridge: the hub refused this bridge; not retrying (fix the config)',
           );
           return;
+        }
+        if (wasUp && code === 4503 && cfg.requeueClientsOnDrain) {
+          const sessions = [...this.local.keys()];
+          this.#log.warn({ sessions: sessions.length }, 'hub-bridge: hub draining; requeueing local clients (4503)');
+          for (const id of sessions) this.#presence.disconnectSession(id, 'requeue', 'hub draining');
         }
         if (wasUp) {
           this.#log.warn({ code, reason, url: cfg.url }, 'hub-bridge: link lost; reconnecting (local delivery continues)');

@@ -148,17 +148,23 @@ describe('@mega/hub-bridge with the real hub and two instances', () => {
     a1.send('chat.say', { channel: 'room', text: 'back' });
     await b1.next((m) => m.type === 'chat.said' && m.payload.text === 'back');
 
-    // SIGTERM: the hub drains with 4503 and exits 0; bridges see 4503 and recover on the next hub.
+    // SIGTERM: the hub drains with 4503 and exits 0; bridges see 4503 and requeue their clients (4503,
+    // keep the session); the clients come back with the same sessions and presence is whole again.
     hub.proc.kill('SIGTERM');
     expect((await hub.exited).code).toBe(0);
-    await until(async () => ((await bridge(a1)).lastClose?.code === 4503 ? true : undefined), 5000, 'A saw 4503');
-    expect((await bridge(b1)).lastClose).toEqual({ code: 4503, reason: 'hub.draining' });
+    for (const c of [a1, a2, b1, b2]) expect((await c.closed).code).toBe(4503);
     hub = await hubAt(port);
-    await connects(a1, 3);
-    await connects(b1, 3);
-    b2.send('chat.say', { channel: 'room', text: 'recovered' });
-    await a1.next((m) => m.type === 'chat.said' && m.payload.text === 'recovered');
-    expect(await hubPresence(hub.url)).toEqual(before);
+    const r1 = await open(a.port, 'user=ann&session=a1');
+    expect((await bridge(r1)).lastClose).toEqual({ code: 4503, reason: 'hub.draining' });
+    await open(a.port, 'user=bob&session=a2&ch=other');
+    const r3 = await open(b.port, 'user=bob&session=b1');
+    const r4 = await open(b.port, 'user=cy&session=b2');
+    expect((await bridge(r3)).lastClose).toEqual({ code: 4503, reason: 'hub.draining' });
+    await connects(r1, 3);
+    await connects(r3, 3);
+    await until(async () => ((await hubPresence(hub.url)).join() === before.join() ? true : undefined), 5000, 'presence after requeue');
+    r4.send('chat.say', { channel: 'room', text: 'recovered' });
+    await r1.next((m) => m.type === 'chat.said' && m.payload.text === 'recovered');
   });
 
   it('a bad token is fatal and not retried; a hub down at boot does not stop boot and is joined later', async () => {
