@@ -61,7 +61,7 @@ async function run(transport: 'nats' | 'hub'): Promise<Result> {
   let dir: string;
   if (transport === 'hub') {
     const port = await freePort();
-    const child = spawn(join(REPO, 'target/release/mega-hub'), [], {
+    const child = spawn(join(process.env.CARGO_TARGET_DIR ?? join(REPO, 'target'), 'release/mega-hub'), [], {
       env: { PATH: process.env.PATH ?? '', MEGA_WSHUB_TOKENS: 'bench', MEGA_WSHUB_PORT: String(port) },
     });
     const w = watch(child);

@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s ==\n' "$*"; }
 
+# Rust builds share one target dir outside the clone, so a fresh clone reuses earlier builds; a
+# machine without it simply builds from scratch.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mega/cargo-target}"
+
+
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 if [ "$node_major" -lt 22 ]; then
   echo "scripts/test.sh: Node $(node -v) is too old; run it through npm (npm test), which uses the pinned Node 24" >&2
