@@ -3,7 +3,8 @@
  * shares — operation stats with latency percentiles, alias resolution with `adapter.unknown_alias`,
  * URL checks and redaction — kept here so each adapter plugin does not carry a copy.
  */
-import { ConfigError, MegaError } from './errors.js';
+import { ConfigError, MegaError, PluginError } from './errors.js';
+import type { Kernel } from './kernel.js';
 
 /** A readiness check: resolves when the dependency answers, rejects (with a MegaError) when not. */
 export type HealthCheck = () => Promise<void>;
@@ -135,4 +136,73 @@ export function within<T>(promise: Promise<T>, ms: number, error: () => Error): 
       timer = setTimeout(() => reject(error()), ms);
     }),
   ]).finally(() => clearTimeout(timer));
+}
+
+/* ---- ctx.db(alias?): one registry shared by every database plugin (db-postgres, db-mongo) ---- */
+
+export interface DbAdapter {
+  readonly alias: string;
+  readonly driver: string;
+  stats(): unknown;
+  check(): Promise<void>;
+}
+
+export interface DbRegistry {
+  readonly aliases: string[];
+  get(alias?: string): DbAdapter;
+  add(db: DbAdapter): void;
+}
+
+const DEFAULT_ALIAS = 'primary';
+
+/** Which plugin serves which `services.dbs.<alias>.driver`. */
+export const DB_DRIVERS: Record<string, string> = {
+  postgres: '@mega/db-postgres',
+  postgresql: '@mega/db-postgres',
+  pg: '@mega/db-postgres',
+  pglite: '@mega/db-postgres',
+  mongodb: '@mega/db-mongo',
+  mongo: '@mega/db-mongo',
+};
+
+export function dbRegistry(kernel: Kernel, plugin: string): DbRegistry {
+  if (kernel.has('dbs')) return kernel.use<DbRegistry>('dbs');
+  const dbs = new Map<string, DbAdapter>();
+  const registry: DbRegistry = {
+    get aliases() {
+      return [...dbs.keys()];
+    },
+    get: (alias) => dbs.get(pickAlias('dbs', [...dbs.keys()], alias, DEFAULT_ALIAS)) as DbAdapter,
+    add: (db) => void dbs.set(db.alias, db),
+  };
+  kernel.provide('dbs', registry, plugin);
+  const dbOf = (alias?: string) => registry.get(alias);
+  kernel.contributeCtx('db', () => dbOf, plugin);
+  kernel.contributeApp('db', () => dbOf);
+  return registry;
+}
+
+/** This plugin's aliases; a driver no plugin knows, or whose plugin is not loaded, stops boot. */
+export function ownAliases(kernel: Kernel, plugin: string): string[] {
+  const loaded = new Set(kernel.plugins.map((p) => p.name));
+  const mine: string[] = [];
+  for (const [alias, decl] of Object.entries(kernel.config.services?.dbs ?? {})) {
+    const owner = DB_DRIVERS[decl.driver];
+    if (!owner) {
+      throw new ConfigError(
+        'adapter.unknown_driver',
+        `services.dbs.${alias}: unknown driver "${decl.driver}" (known: ${Object.keys(DB_DRIVERS).join(', ')})`,
+        { details: { kind: 'dbs', alias, driver: decl.driver, known: Object.keys(DB_DRIVERS) } },
+      );
+    }
+    if (owner === plugin) mine.push(alias);
+    else if (!loaded.has(owner)) {
+      throw new PluginError(
+        'adapter.plugin_missing',
+        `services.dbs.${alias} uses driver "${decl.driver}", served by ${owner}, which is not in plugins; run: mega plugin add ${owner}`,
+        { plugin, details: { kind: 'dbs', alias, driver: decl.driver, plugin: owner } },
+      );
+    }
+  }
+  return mine;
 }

@@ -1,7 +1,7 @@
 /** Public API of @mega/kernel. */
 
-export type { HealthCheck, LatencySnapshot, OpStatsSnapshot } from './adapters.js';
-export { OpStats, parseServiceUrl, pickAlias, redactUrl, within } from './adapters.js';
+export type { DbAdapter, DbRegistry, HealthCheck, LatencySnapshot, OpStatsSnapshot } from './adapters.js';
+export { DB_DRIVERS, dbRegistry, OpStats, ownAliases, parseServiceUrl, pickAlias, redactUrl, within } from './adapters.js';
 export type { App, AppBase, AppExtensions } from './apps.js';
 export { getApp, listApps } from './apps.js';
 export type { CodecMode, LoadCodecOptions } from './codec/index.js';

@@ -4,15 +4,13 @@
  */
 import { readFileSync } from 'node:fs';
 import type { HealthCheck, Kernel } from '@mega/kernel';
-import { definePlugin } from '@mega/kernel';
+import { dbRegistry, definePlugin, ownAliases } from '@mega/kernel';
 import type { MongoDeclaration } from './mongo.js';
 import { MongoDb } from './mongo.js';
-import { dbRegistry, ownAliases } from './registry.js';
 
-export type { HealthCheck, LatencySnapshot, OpStatsSnapshot } from '@mega/kernel';
+export type { DbAdapter, DbRegistry, HealthCheck, LatencySnapshot, OpStatsSnapshot } from '@mega/kernel';
 export type { MongoDeclaration, MongoStats } from './mongo.js';
 export { MongoDb } from './mongo.js';
-export type { DbAdapter, DbRegistry } from './registry.js';
 
 const NAME = '@mega/db-mongo';
 

@@ -6,15 +6,13 @@
  */
 import { readFileSync } from 'node:fs';
 import type { HealthCheck, Kernel } from '@mega/kernel';
-import { definePlugin } from '@mega/kernel';
+import { dbRegistry, definePlugin, ownAliases } from '@mega/kernel';
 import type { PostgresDeclaration } from './postgres.js';
 import { checkPostgresDeclaration, PostgresDb } from './postgres.js';
-import { dbRegistry, ownAliases } from './registry.js';
 
-export type { HealthCheck, LatencySnapshot, OpStatsSnapshot } from '@mega/kernel';
+export type { DbAdapter, DbRegistry, HealthCheck, LatencySnapshot, OpStatsSnapshot } from '@mega/kernel';
 export type { DbStats, PostgresDeclaration, Queryable, QueryResult } from './postgres.js';
 export { PostgresDb } from './postgres.js';
-export type { DbAdapter, DbRegistry } from './registry.js';
 
 const NAME = '@mega/db-postgres';
 
