@@ -1,16 +1,22 @@
 /**
  * `npm run bench:http`: hello-world JSON throughput of
  *   (a) bare Fastify, (b) Mega with only @mega/http, (c) Mega with @mega/security + @mega/session,
- * each server in its own process, autocannon in this one (a separate process, as it must be on a
- * 2-core machine). Rounds are interleaved (a b c, a b c, ...) so drift hits every variant alike;
- * the median of the rounds is reported with the ratios b/a and c/a.
+ * served by one server process on one port per variant, autocannon in this one (a separate process,
+ * as it must be on a 2-core machine). Rounds are interleaved (a b c, a b c, ...) so drift hits every
+ * variant alike; the median of the rounds is reported with the ratios b/a and c/a.
  *
- * Throughput on a shared 2-core machine moves with whatever else runs, so each server also reports
- * its own CPU time (process.cpuUsage) around every run: CPU microseconds per request is printed
- * beside req/s, and the ratios are also given on that load-robust basis (a_cpu / b_cpu).
+ * One server process for all variants: on a shared machine, two processes measured minutes apart
+ * differ by tens of percent for reasons unrelated to the code (a bare Fastify measured 45 us of CPU
+ * per request in its own process and 64 us in another, same machine, same hour). In one process,
+ * heap, JIT and scheduling luck are shared. BENCH_ISOLATED=1 runs one process per variant instead.
  *
- * Options (env): BENCH_SECONDS (5), BENCH_ROUNDS (3), BENCH_CONNECTIONS (32), BENCH_WARMUP_SECONDS (2).
- * Internal: `node scripts/bench-http.ts --serve a|b|c` runs one server and prints `READY <port>`.
+ * The server also reports its CPU time (process.cpuUsage) around every run: CPU microseconds per
+ * request is printed beside req/s, and the ratios are also given on that basis (a_cpu / b_cpu),
+ * from the least disturbed round.
+ *
+ * Options (env): BENCH_SECONDS (5), BENCH_ROUNDS (3), BENCH_CONNECTIONS (32), BENCH_WARMUP_SECONDS (2),
+ * BENCH_ISOLATED, BENCH_EXTRA (adds d: c with helmet off).
+ * Internal: `node scripts/bench-http.ts --serve a,b,c` runs those servers, prints `READY a=<port> ...`.
  */
 
 import type { ChildProcess } from 'node:child_process';
@@ -26,12 +32,14 @@ const VARIANTS = {
   b: 'Mega, @mega/http only',
   c: 'Mega + security + session',
   d: 'c without helmet headers',
+  e: 'Fastify + pino logger',
 } as const;
 type Variant = keyof typeof VARIANTS;
 /** d (BENCH_EXTRA=1) shows how much of c's cost is the ~660 bytes of helmet headers per response. */
-const RUN: Variant[] = process.env.BENCH_EXTRA ? ['a', 'b', 'c', 'd'] : ['a', 'b', 'c'];
+/** e (BENCH_EXTRA=1): bare Fastify given a pino logger (request logging off), what most real Fastify apps run. */
+const RUN: Variant[] = process.env.BENCH_EXTRA ? ['a', 'b', 'c', 'd', 'e'] : ['a', 'b', 'c'];
 
-function megaProject(withSecurity: boolean, helmet = true): string {
+function megaProject(app: string, withSecurity: boolean, helmet = true): string {
   const dir = mkdtempSync(join(tmpdir(), 'mega-bench-'));
   const plugins = withSecurity ? "['@mega/http', '@mega/security', '@mega/session']" : "['@mega/http']";
   // The rate limiter runs (counting every request) but with a ceiling the benchmark never reaches:
@@ -42,8 +50,8 @@ function megaProject(withSecurity: boolean, helmet = true): string {
   const files: Record<string, string> = {
     'package.json': '{ "name": "mega-bench", "private": true, "type": "module" }\n',
     'mega.config.ts': `export default { plugins: ${plugins}, server: { port: 0, host: '127.0.0.1' }, logger: { level: 'warn' } };\n`,
-    'apps/bench/app.config.ts': appConfig,
-    'apps/bench/routes/index.ts': "export default (router: any) => { router.http.get('/', async () => ({ hello: 'world' })); };\n",
+    [`apps/${app}/app.config.ts`]: appConfig,
+    [`apps/${app}/routes/index.ts`]: "export default (router: any) => { router.http.get('/', async () => ({ hello: 'world' })); };\n",
   };
   for (const [path, content] of Object.entries(files)) {
     mkdirSync(dirname(join(dir, path)), { recursive: true });
@@ -53,9 +61,8 @@ function megaProject(withSecurity: boolean, helmet = true): string {
   return dir;
 }
 
-async function serve(variant: Variant): Promise<void> {
-  let port: number;
-  if (variant === 'a') {
+async function serveOne(variant: Variant): Promise<number> {
+  if (variant === 'a' || variant === 'e') {
     const { default: Fastify } = (await import(pathToFileURL(join(REPO, 'node_modules/fastify/fastify.js')).href)) as {
       default: (opts?: object) => {
         get(path: string, handler: () => Promise<unknown>): void;
@@ -63,20 +70,34 @@ async function serve(variant: Variant): Promise<void> {
         server: { address(): { port: number } };
       };
     };
-    const app = Fastify();
+    let options = {};
+    if (variant === 'e') {
+      const { pino } = (await import(pathToFileURL(join(REPO, 'node_modules/pino/pino.js')).href)) as { pino: (o: object) => object };
+      const { LogController } = (await import(pathToFileURL(join(REPO, 'node_modules/fastify/fastify.js')).href)) as {
+        LogController: new (o: object) => object;
+      };
+      options = { loggerInstance: pino({ level: 'warn' }), logController: new LogController({ disableRequestLogging: true }) };
+    }
+    const app = Fastify(options);
     app.get('/', async () => ({ hello: 'world' }));
     await app.listen({ port: 0, host: '127.0.0.1' });
-    port = app.server.address().port;
-  } else {
-    const dir = megaProject(variant === 'c' || variant === 'd', variant !== 'd');
+    return app.server.address().port;
+  }
+  {
+    const dir = megaProject(`bench${variant}`, variant === 'c' || variant === 'd', variant !== 'd');
     process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
     const kernelModule = (await import(pathToFileURL(join(REPO, 'kernel/dist/index.js')).href)) as {
       loadKernel(opts: object): Promise<{ start(): Promise<void>; use(name: string): { port: number } }>;
     };
     const kernel = await kernelModule.loadKernel({ dir, env: 'production' });
     await kernel.start();
-    port = kernel.use('http').port;
+    return kernel.use('http').port;
   }
+}
+
+async function serve(variants: Variant[]): Promise<void> {
+  const ports: string[] = [];
+  for (const v of variants) ports.push(`${v}=${await serveOne(v)}`);
   // A clean exit on SIGINT, so `node --cpu-prof scripts/bench-http.ts --serve c` writes its profile.
   process.on('SIGINT', () => process.exit(0));
   // The parent asks for this process's CPU time around each run: one line in, one line out.
@@ -85,7 +106,7 @@ async function serve(variant: Variant): Promise<void> {
     const { user, system } = process.cpuUsage();
     process.stdout.write(`CPU ${user + system}\n`);
   });
-  process.stdout.write(`READY ${port}\n`);
+  process.stdout.write(`READY ${ports.join(' ')}\n`);
 }
 
 interface Server {
@@ -95,9 +116,9 @@ interface Server {
   cpu(): Promise<number>;
 }
 
-function start(variant: Variant): Promise<Server> {
+function start(variants: Variant[]): Promise<Server[]> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--serve', variant], {
+    const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--serve', variants.join(',')], {
       stdio: ['pipe', 'pipe', 'inherit'],
       env: { ...process.env, NODE_ENV: 'production' },
     });
@@ -115,11 +136,16 @@ function start(variant: Variant): Promise<Server> {
       while (nl !== -1) {
         const line = out.slice(0, nl);
         out = out.slice(nl + 1);
-        const ready_ = /^READY (\d+)/.exec(line);
         const used = /^CPU (\d+)/.exec(line);
-        if (ready_ && !ready) {
+        if (line.startsWith('READY ') && !ready) {
           ready = true;
-          resolvePromise({ variant, port: Number(ready_[1]), child, cpu });
+          const ports = new Map(
+            line
+              .slice(6)
+              .split(' ')
+              .map((kv) => kv.split('=') as [string, string]),
+          );
+          resolvePromise(variants.map((variant) => ({ variant, port: Number(ports.get(variant)), child, cpu })));
         } else if (used && waiting) {
           const w = waiting;
           waiting = undefined;
@@ -128,7 +154,9 @@ function start(variant: Variant): Promise<Server> {
         nl = out.indexOf('\n');
       }
     });
-    child.on('exit', (code) => reject(new Error(`server ${variant} exited with ${code} before it was ready`)));
+    child.on('exit', (code) => {
+      if (!ready) reject(new Error(`server ${variants.join(',')} exited with ${code} before it was ready`));
+    });
   });
 }
 
@@ -159,20 +187,23 @@ async function main(): Promise<void> {
   const warmup = Number(process.env.BENCH_WARMUP_SECONDS ?? 2);
   const servers: Server[] = [];
   try {
-    for (const v of RUN) servers.push(await start(v));
+    if (process.env.BENCH_ISOLATED) for (const v of RUN) servers.push(...(await start([v])));
+    else servers.push(...(await start(RUN)));
     console.log(
-      `bench:http  ${rounds} rounds x ${seconds} s, ${connections} connections, warm-up ${warmup} s each; node ${process.version}`,
+      `bench:http  ${rounds} rounds x ${seconds} s, ${connections} connections, warm-up ${warmup} s each; ${process.env.BENCH_ISOLATED ? 'one process per variant' : 'one server process'}; node ${process.version}`,
     );
     for (const s of servers) {
       const check = await fetch(`http://127.0.0.1:${s.port}/`).then((r) => r.text());
       console.log(`  ${s.variant}) ${VARIANTS[s.variant].padEnd(28)} GET / -> ${check}`);
       await load(s.port, warmup, connections);
     }
-    const rates: Record<Variant, number[]> = { a: [], b: [], c: [], d: [] };
-    const cpus: Record<Variant, number[]> = { a: [], b: [], c: [], d: [] };
+    const rates: Record<Variant, number[]> = { a: [], b: [], c: [], d: [], e: [] };
+    const cpus: Record<Variant, number[]> = { a: [], b: [], c: [], d: [], e: [] };
     for (let round = 1; round <= rounds; round++) {
       const line: string[] = [];
-      for (const s of servers) {
+      // The order rotates every round so that no variant always runs first (or right after another).
+      const order = servers.map((_, i) => servers[(i + round - 1) % servers.length] as Server);
+      for (const s of order) {
         const before = await s.cpu();
         const r = await load(s.port, seconds, connections);
         const used = (await s.cpu()) - before;
@@ -197,7 +228,12 @@ async function main(): Promise<void> {
     const verdict = (x: number, goal: number) => (x >= goal ? 'met' : 'MISSED');
     const ba = rate('b') / rate('a');
     const ca = rate('c') / rate('a');
-    console.log(`\nbest-round ratios: b/a = ${(top('b') / top('a')).toFixed(3)}, c/a = ${(top('c') / top('a')).toFixed(3)}`);
+    // Each round measures a, b, c back to back: the ratio within a round shares that round's conditions.
+    const paired = (v: Variant) => median(rates[v].map((x, i) => x / (rates.a[i] as number)));
+    console.log(
+      `\nper-round paired ratios (median): b/a = ${paired('b').toFixed(3)}, c/a = ${paired('c').toFixed(3)}${RUN.includes('d') ? `, d/a = ${paired('d').toFixed(3)}, e/a = ${paired('e').toFixed(3)}, b/e = ${median(rates.b.map((x, i) => x / (rates.e[i] as number))).toFixed(3)}` : ''}`,
+    );
+    console.log(`best-round ratios: b/a = ${(top('b') / top('a')).toFixed(3)}, c/a = ${(top('c') / top('a')).toFixed(3)}`);
     const bac = cpu('a') / cpu('b');
     const cac = cpu('a') / cpu('c');
     console.log(
@@ -218,7 +254,7 @@ async function main(): Promise<void> {
 
 const at = process.argv.indexOf('--serve');
 if (at !== -1) {
-  serve(process.argv[at + 1] as Variant).catch((error: unknown) => {
+  serve((process.argv[at + 1] ?? '').split(',') as Variant[]).catch((error: unknown) => {
     console.error(error);
     process.exit(1);
   });

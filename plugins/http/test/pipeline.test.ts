@@ -169,6 +169,20 @@ export default (r: any) => {
     expect(lines.filter((l) => l.reqId === 'req-def')).toHaveLength(1);
   });
 
+  it('gives Fastify the kernel logger only with requestLogging: one line per request, req.log bound to the id', async () => {
+    const { logger, lines } = captureLogger();
+    const { call } = await boot(
+      {
+        ...APP,
+        'apps/web/routes/a.ts': `export default (r: any) => { r.http.get('/hi', async (req: any) => { req.log.info('from handler'); return 'hi'; }); };`,
+      },
+      { logger, config: `{ plugins: ['@mega/http'], server: { port: 0, host: '127.0.0.1' }, http: { requestLogging: true } }` },
+    );
+    await call('/hi', { headers: { 'x-request-id': 'log-1' } });
+    const mine = lines.filter((l) => l.reqId === 'log-1').map((l) => l.msg);
+    expect(mine).toEqual(['incoming request', 'from handler', 'request completed']);
+  });
+
   it('envelopes once and lets buffers, streams and non-JSON replies through', async () => {
     const { call } = await boot({
       ...APP,
@@ -180,6 +194,8 @@ export default (r: any) => {
   r.http.get('/buf', async (_q: any, reply: any) => { reply.type('application/octet-stream'); return Buffer.from('bytes'); });
   r.http.get('/stream', async (_q: any, reply: any) => { reply.type('text/plain'); return Readable.from(['a', 'b']); });
   r.http.get('/html', async (_q: any, reply: any) => reply.type('text/html').send('<p>hi</p>'));
+  r.http.get('/later', async (_q: any, reply: any) => { setTimeout(() => reply.send({ late: true }), 5); return reply; });
+  r.http.get('/string-throw', async () => { throw 'not an Error'; });
 };`,
     });
     expect((await call('/env')).json).toEqual({ data: { a: 1 } });
@@ -187,6 +203,9 @@ export default (r: any) => {
     expect((await call('/num')).json).toEqual({ data: 7 });
     expect((await call('/buf')).text).toBe('bytes');
     expect((await call('/stream')).text).toBe('ab');
+    expect((await call('/later')).json).toEqual({ late: true });
+    const thrown = await call('/string-throw');
+    expect([thrown.status, thrown.code]).toEqual([500, 'internal']);
     const html = await call('/html');
     expect([html.text, html.headers['content-type']]).toEqual(['<p>hi</p>', 'text/html']);
   });

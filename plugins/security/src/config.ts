@@ -34,6 +34,12 @@ export interface SecurityConfig {
   enabled?: boolean;
   /** Helmet options, or false. */
   helmet?: false | HelmetOptions;
+  /**
+   * `'documents'` (default): HTML, text and files get helmet's full set; JSON responses get the
+   * headers that still apply to them (HSTS, nosniff, CORP, X-Frame-Options) and
+   * `Content-Security-Policy: default-src 'none'; frame-ancestors 'none'`. `'all'`: the full set everywhere.
+   */
+  helmetScope?: 'documents' | 'all';
   cors?: false | CorsConfig;
   rateLimit?: false | RateLimitConfig;
   csrf?: false | CsrfConfig;
@@ -49,6 +55,7 @@ export const configSchema = {
   properties: {
     enabled: { type: 'boolean', default: true },
     helmet: { anyOf: [{ const: false }, { type: 'object' }], default: {} },
+    helmetScope: { enum: ['documents', 'all'], default: 'documents' },
     cors: {
       anyOf: [
         { const: false },

@@ -53,8 +53,20 @@ export function helmetHeaders(options: Parameters<typeof helmet>[0]): Array<[str
   return [...headers];
 }
 
+/** Helmet headers that still mean something on a JSON response (no browser renders it as a document). */
+const API_HEADERS = new Set(['strict-transport-security', 'x-content-type-options', 'cross-origin-resource-policy', 'x-frame-options']);
+/** The CSP of JSON responses: nothing may load, nothing may frame (OWASP REST security headers). */
+export const API_CSP = "default-src 'none'; frame-ancestors 'none'";
+
+/** The subset of a helmet header set sent with JSON responses when `helmetScope` is `'documents'`. */
+export function apiHeaders(all: ReadonlyArray<[string, string]>): Array<[string, string]> {
+  const subset = all.filter(([k]) => API_HEADERS.has(k));
+  if (all.some(([k]) => k === 'content-security-policy')) subset.push(['content-security-policy', API_CSP]);
+  return subset;
+}
+
 function reject(req: FastifyRequest, reply: FastifyReply, app: App, status: number, code: string, message: string): FastifyReply {
-  req.log.warn({ reqId: req.id, app: app.name, reason: code, ip: req.ip, method: req.method, url: req.url }, 'security: request rejected');
+  app.log.warn({ reqId: req.id, reason: code, ip: req.ip, method: req.method, url: req.url }, 'security: request rejected');
   return reply.code(status).send({ error: { code, message } });
 }
 
@@ -78,7 +90,9 @@ function originHost(origin: string): string | undefined {
 
 interface AppPolicy {
   app: App;
+  /** Helmet's full set (documents: HTML, text, files) and the set for JSON responses. */
   headers: Array<[string, string]> | undefined;
+  jsonHeaders: Array<[string, string]> | undefined;
   cors: Required<Pick<CorsConfig, 'credentials' | 'methods' | 'maxAge'>> & CorsConfig;
   corsOrigins: Set<string> | '*';
   rate: { store: RateStore; max: number } | undefined;
@@ -89,7 +103,7 @@ interface AppPolicy {
 }
 
 function requestPhase(p: AppPolicy): Middleware {
-  const { app, headers, rate, corsOrigins, cors } = p;
+  const { app, rate, corsOrigins, cors } = p;
   const limit = rate?.max ?? 0;
   const limitHeader = String(limit);
   const onCount = (req: FastifyRequest, reply: FastifyReply, count: number, resetMs: number): boolean => {
@@ -103,8 +117,6 @@ function requestPhase(p: AppPolicy): Middleware {
     return false;
   };
   const rest = (req: FastifyRequest, reply: FastifyReply): unknown => {
-    if (headers)
-      for (let i = 0; i < headers.length; i++) reply.header((headers[i] as [string, string])[0], (headers[i] as [string, string])[1]);
     const origin = req.headers.origin;
     if (origin === undefined) return undefined;
     const allowed = corsOrigins === '*' || corsOrigins.has(origin);
@@ -138,7 +150,7 @@ function requestPhase(p: AppPolicy): Middleware {
         (r) => (onCount(req, reply, r.count, r.resetMs) ? rest(req, reply) : undefined),
         (error: unknown) => {
           // Fail open: a rate store outage must not take the site down.
-          req.log.warn(
+          app.log.warn(
             { reqId: req.id, err: error, reason: 'rate.store_unavailable' },
             'security: rate limit store failed; request allowed',
           );
@@ -232,13 +244,15 @@ export default definePlugin<undefined>({
       const originHosts = new Set<string>(app.hosts);
       if (origins !== '*') for (const o of origins) originHosts.add(originHost(o) ?? o);
       // Ajv does not apply defaults inside anyOf: fill them here.
+      const full = config.helmet === false ? undefined : helmetHeaders(config.helmet);
       const csrf: Required<CsrfConfig> | undefined =
         config.csrf === false
           ? undefined
           : { cookieName: 'mega_csrf', fieldName: '_csrf', headerName: 'x-csrf-token', allowMissingOrigin: false, ...config.csrf };
       policies.set(app.name, {
         app,
-        headers: config.helmet === false ? undefined : helmetHeaders(config.helmet),
+        headers: full,
+        jsonHeaders: full && (config.helmetScope ?? 'documents') === 'documents' ? apiHeaders(full) : full,
         cors: {
           ...cors,
           credentials: cors.credentials ?? false,
@@ -307,6 +321,21 @@ export default definePlugin<undefined>({
         http.use(requestPhase(policy), { phase: 'request', apps: [policy.app.name] });
         if (policy.csrf) http.use(csrfPhase(policy), { apps: [policy.app.name], methods: ['POST', 'PUT', 'PATCH', 'DELETE'] });
       }
+    });
+
+    // Helmet headers go on in onSend, when the content type is known, for every response of an app
+    // (routes, errors, 404s, static files): the full set for documents, a short one for JSON.
+    kernel.hooks.boot.tapPromise('@mega/security', async () => {
+      if (![...policies.values()].some((p) => p.headers)) return;
+      const http = kernel.use<HttpServer>('http');
+      http.fastify.addHook('onSend', (req, reply, payload, done) => {
+        const app = req.megaCtx?.app ?? http.appForHost(req.headers.host);
+        const policy = app && policies.get(app.name);
+        const type = reply.getHeader('content-type');
+        const list = policy && (typeof type === 'string' && JSON_TYPE.test(type) ? policy.jsonHeaders : policy.headers);
+        if (list) for (let i = 0; i < list.length; i++) reply.header((list[i] as [string, string])[0], (list[i] as [string, string])[1]);
+        done(null, payload);
+      });
     });
 
     kernel.hooks.shutdown.tapPromise('@mega/security', async () => {

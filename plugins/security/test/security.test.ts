@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { boot, captureLogger, stopAll } from '../../http/test/helpers.js';
-import { helmetHeaders, MemoryRateStore } from '../src/index.js';
+import { API_CSP, apiHeaders, helmetHeaders, MemoryRateStore } from '../src/index.js';
 
 afterEach(stopAll);
 
@@ -23,17 +23,39 @@ function files(security = '{}', hosts = "['web.test']") {
 const SECRET = "secret: 'a-test-secret-of-some-length'";
 
 describe('@mega/security', () => {
-  it('adds helmet headers to routes and 404s, and captures them once per app', async () => {
-    const { call } = await boot(files(`{ ${SECRET} }`), { config: config() });
-    const res = await call('/', { host: 'web.test' });
-    expect(res.status).toBe(200);
-    expect(res.headers['x-content-type-options']).toBe('nosniff');
-    expect(res.headers['content-security-policy']).toContain("default-src 'self'");
-    expect(res.headers['strict-transport-security']).toMatch(/max-age=\d+/);
-    expect(res.headers['x-powered-by']).toBeUndefined();
+  it('adds helmet headers to every response: the full set on documents, the JSON subset on JSON', async () => {
+    const { call } = await boot(
+      {
+        ...files(`{ ${SECRET} }`),
+        'apps/web/routes/html.ts': `export default (r: any) => { r.http.get('/page', async (_q: any, reply: any) => reply.type('text/html').send('<p>hi</p>')); };`,
+        'apps/web/public/app.js': 'console.log(1);\n',
+      },
+      { config: config() },
+    );
+    const json = await call('/', { host: 'web.test' });
+    expect(json.status).toBe(200);
+    expect(json.headers).toMatchObject({
+      'x-content-type-options': 'nosniff',
+      'content-security-policy': API_CSP,
+      'x-frame-options': 'SAMEORIGIN',
+      'cross-origin-resource-policy': 'same-origin',
+    });
+    expect(json.headers['strict-transport-security']).toMatch(/max-age=\d+/);
+    expect(json.headers['referrer-policy']).toBeUndefined();
+    const page = await call('/page', { host: 'web.test' });
+    expect(page.headers['content-security-policy']).toContain("default-src 'self'");
+    expect(page.headers).toMatchObject({ 'referrer-policy': 'no-referrer', 'cross-origin-opener-policy': 'same-origin' });
+    const file = await call('/static/app.js', { host: 'web.test' });
+    expect([file.status, file.headers['content-security-policy']]).toEqual([200, expect.stringContaining("default-src 'self'")]);
     const missing = await call('/nope', { host: 'web.test' });
-    expect([missing.status, missing.headers['x-frame-options']]).toEqual([404, 'SAMEORIGIN']);
+    expect([missing.status, missing.headers['x-frame-options'], missing.headers['x-powered-by']]).toEqual([404, 'SAMEORIGIN', undefined]);
     expect(helmetHeaders({ xFrameOptions: false }).some(([k]) => k === 'x-frame-options')).toBe(false);
+    expect(apiHeaders(helmetHeaders({ contentSecurityPolicy: false })).map(([k]) => k)).not.toContain('content-security-policy');
+  });
+
+  it("sends helmet's full set on JSON too with helmetScope: 'all'", async () => {
+    const { call } = await boot(files(`{ ${SECRET}, helmetScope: 'all' }`), { config: config() });
+    expect((await call('/', { host: 'web.test' })).headers['content-security-policy']).toContain("default-src 'self'");
   });
 
   it('denies cross-origin reads unless configured, and answers preflights', async () => {
