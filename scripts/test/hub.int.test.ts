@@ -227,7 +227,9 @@ describe('mega ws-hub', () => {
     mkdirSync(join(root, 'sidecar', 'src'), { recursive: true });
     writeFileSync(join(root, 'Cargo.toml'), '');
     writeFileSync(join(root, 'sidecar', 'src', 'main.rs'), '');
-    const bin = hubBinaryPath(root);
+    // A fake binary inside the temporary root: never the shared CARGO_TARGET_DIR's real one.
+    const bin = join(root, 'target', 'release', 'mega-hub');
+    expect(hubBinaryPath(root)).toBe(process.env.CARGO_TARGET_DIR ? join(process.env.CARGO_TARGET_DIR, 'release', 'mega-hub') : bin);
     expect(hubBinaryStale(root, bin)).toBe(true);
     mkdirSync(dirname(bin), { recursive: true });
     writeFileSync(bin, '');
