@@ -185,6 +185,11 @@ describe('mega-hub links', () => {
   });
 });
 
+function cargoTargetEnv(): Record<string, string> {
+  const dir = process.env.CARGO_TARGET_DIR;
+  return dir ? { CARGO_TARGET_DIR: dir } : {};
+}
+
 describe('mega ws-hub', () => {
   const runner = (cwd: string, env: Record<string, string>) =>
     spawn(
@@ -196,7 +201,9 @@ describe('mega ws-hub', () => {
          const io = { cwd: process.cwd(), stdout: (s) => console.log(s), stderr: (s) => console.error(s) };
          process.exitCode = await wsHubCommand([], io);`,
       ],
-      { cwd, env: { PATH: process.env.PATH ?? '', ...env } },
+      // CARGO_TARGET_DIR passes through: without it the wrapper looks for the binary under the clone's
+      // own target/ and, on a clean clone, starts a cold cargo build inside the test.
+      { cwd, env: { PATH: process.env.PATH ?? '', ...cargoTargetEnv(), ...env } },
     );
 
   it('runs the hub with the project .env, forwards SIGTERM and returns its exit code', async () => {
@@ -205,6 +212,10 @@ describe('mega ws-hub', () => {
     writeFileSync(join(dir, '.env'), 'MEGA_WSHUB_TOKENS=from-dotenv\nMEGA_WSHUB_PORT=1\n');
     const p = runner(dir, { MEGA_WSHUB_PORT: '0' }); // the real environment wins over .env
     let out = '';
+    let err = '';
+    p.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+    });
     const port = await new Promise<number>((resolve, reject) => {
       p.stdout.on('data', (d: Buffer) => {
         out += d.toString();
@@ -220,6 +231,8 @@ describe('mega ws-hub', () => {
     p.kill('SIGTERM');
     expect((await c.closed).code).toBe(4503);
     expect(await exit).toBe(0);
+    // The binary ensureHubBinary() just built is the one the wrapper found: it did not build again.
+    expect(err).not.toContain('building the hub');
   });
 
   it('calls the binary stale when it is missing or older than a hub source', () => {
