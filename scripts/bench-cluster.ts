@@ -9,8 +9,10 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import WebSocket from 'ws';
-import type { Msg } from '../plugins/ws-cluster/test/procs.ts';
-import { Client, chatProject, freePort, killAll, megaStart, REPO, watch } from '../plugins/ws-cluster/test/procs.ts';
+import type { Msg } from './test/chat-cluster.ts';
+import { Client, chatProject } from './test/chat-cluster.ts';
+import { freePort, killAll, megaStart, watch } from './test/procs.ts';
+import { REPO } from './test/project.ts';
 import { serviceEnv } from './test/service-env.ts';
 
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 500);

@@ -9,6 +9,7 @@
 // MEGA_FUZZ_CODEC=<path to codec/index.js> points at another build of the facade.
 import { fork } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { mulberry32 } from './test/wire.ts';
 
 const args = process.argv.slice(2);
 const opt = (name, def) => {
@@ -16,18 +17,6 @@ const opt = (name, def) => {
   return i >= 0 ? Number(args[i + 1]) : def;
 };
 const CODES = new Set(['codec.malformed', 'codec.too_large', 'codec.closed', 'asp.decrypt', 'asp.drift', 'asp.replay']);
-
-/** mulberry32: deterministic, so a failing case is reproducible from (seed, index). */
-function rng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function child(seed, from, to, only) {
   // Stack capture dominates the cost of the millions of expected errors; a failure is reproducible
@@ -51,7 +40,7 @@ async function child(seed, from, to, only) {
     Buffer.from('{"type":"a","payload":[1,-2.5e3,"\\u00e9",{"k":[true,false,null]}]}'),
   ];
   const serverSeeds = [ts.encodeServerFrame({ kind: 2, type: 'presence.join', ns: '/x', target: 'u1', origin: 'n1', payload: text(2) })];
-  const rand = rng(seed ^ from);
+  const rand = mulberry32(seed ^ from);
   const int = (n) => Math.floor(rand() * n);
   const pick = (list) => list[int(list.length)];
   function mutate(base) {

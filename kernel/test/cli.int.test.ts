@@ -2,52 +2,13 @@
  * The `mega` CLI as users run it: real processes, real sockets, real signals.
  */
 
-import type { ChildProcess } from 'node:child_process';
-import { spawn } from 'node:child_process';
-import { request } from 'node:http';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { REPO, tempProject } from './helpers.js';
+import { freePort, httpGet as get, killAll, runMega as mega, until as poll } from '../../scripts/test/procs.js';
+import { REPO, writeProject } from '../../scripts/test/project.js';
 
-const MEGA = join(REPO, 'kernel/bin/mega.js');
-const children: ChildProcess[] = [];
-afterEach(() => {
-  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-});
+afterEach(killAll);
 
-interface Run {
-  child: ChildProcess;
-  out: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  waitFor: (re: RegExp, timeoutMs?: number) => Promise<RegExpMatchArray>;
-}
-
-function mega(args: string[], cwd: string, env: Record<string, string> = {}): Run {
-  const child = spawn(process.execPath, [MEGA, ...args], {
-    cwd,
-    env: { ...process.env, NODE_ENV: 'test', MEGA_LOG_LEVEL: 'info', ...env },
-  });
-  children.push(child);
-  let out = '';
-  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
-    child.on('exit', (code, signal) => r({ code, signal })),
-  );
-  const waitFor = async (re: RegExp, timeoutMs = 20_000) => {
-    const end = Date.now() + timeoutMs;
-    for (;;) {
-      const m = re.exec(out);
-      if (m) return m;
-      if (Date.now() > end) throw new Error(`timed out waiting for ${re} in output:\n${out}`);
-      if (child.exitCode !== null) throw new Error(`process exited (${child.exitCode}) before ${re}:\n${out}`);
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  };
-  return { child, out: () => out, exited, waitFor };
-}
-
-const freePort = () => 20000 + Math.floor(Math.random() * 20000);
 const alive = (pid: number) => {
   try {
     process.kill(pid, 0);
@@ -57,33 +18,6 @@ const alive = (pid: number) => {
   }
 };
 
-/** A fresh connection per request (no keep-alive), so cluster balancing can pick another worker. */
-function get(port: number, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, agent: false }, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-async function poll<T>(fn: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch {
-      // not up yet
-    }
-    if (Date.now() > end) throw new Error('poll timed out');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 const PID_PROJECT = {
   'mega.config.ts': `export default { plugins: ['@mega/http'] };\n`,
   'apps/web/app.config.ts': 'export default {};\n',
@@ -92,7 +26,7 @@ const PID_PROJECT = {
 
 describe('mega CLI', () => {
   it('starts apps/simple, serves hello, echo and /health, prints the banner, and exits 0 on SIGTERM', async () => {
-    const port = freePort();
+    const port = await freePort();
     const started = performance.now();
     const run = mega(['start', '--port', String(port)], join(REPO, 'apps/simple'));
     const first = await poll(async () => {
@@ -117,8 +51,8 @@ describe('mega CLI', () => {
   });
 
   it('cluster: replaces a SIGKILLed worker, and SIGTERM drains every process with exit 0', async () => {
-    const dir = tempProject(PID_PROJECT);
-    const port = freePort();
+    const dir = writeProject(PID_PROJECT);
+    const port = await freePort();
     const run = mega(['start', '--workers', '2', '--port', String(port)], dir);
     await run.waitFor(/worker 1 ready pid=(\d+)/);
     await run.waitFor(/worker 2 ready pid=(\d+)/);
@@ -147,12 +81,12 @@ describe('mega CLI', () => {
   });
 
   it('a second signal forces exit while shutdown hangs', async () => {
-    const dir = tempProject({
+    const dir = writeProject({
       ...PID_PROJECT,
       'mega.config.ts': `export default { plugins: ['@mega/http', './slow.ts'], lifecycle: { shutdownTimeoutMs: 60000 } };\n`,
       'slow.ts': `import { definePlugin } from '@mega/kernel';\nexport default definePlugin({ name: 'slow', version: '1.0.0', setup(k) { k.hooks.shutdown.tapPromise('slow', () => new Promise(() => {})); } });\n`,
     });
-    const port = freePort();
+    const port = await freePort();
     const run = mega(['start', '--port', String(port)], dir);
     await run.waitFor(/ready in \d+ ms/);
     run.child.kill('SIGINT');
@@ -162,7 +96,7 @@ describe('mega CLI', () => {
   });
 
   it('reports a broken config with file and line and exits 1', async () => {
-    const dir = tempProject({
+    const dir = writeProject({
       'mega.config.ts': `export default {\n  plugins: [,,\n};\n`,
       'apps/web/app.config.ts': 'export default {};\n',
     });

@@ -1,15 +1,15 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { writeProject } from '../../scripts/test/project.js';
 import { loadProject } from '../src/config.js';
 import { loadKernel } from '../src/kernel.js';
 import { createLogger } from '../src/logger.js';
-import { tempProject } from './helpers.js';
 
 const GLOBAL = `import { defineConfig } from '@mega/kernel';\nexport default defineConfig({ server: { port: 0 } });\n`;
 
 describe('config loading', () => {
   it('loads mega.config.ts and every app config without a build step', async () => {
-    const dir = tempProject({
+    const dir = writeProject({
       'mega.config.ts': GLOBAL,
       'apps/web/app.config.ts': `export default { hosts: ['web.test'] as string[] };\n`,
       'apps/admin/app.config.ts': `const hosts: string[] = ['admin.test'];\nexport default { hosts };\n`,
@@ -23,29 +23,29 @@ describe('config loading', () => {
   });
 
   it('treats app.config.ts beside mega.config.ts as a single-app project named after its package', async () => {
-    const dir = tempProject({ 'mega.config.ts': GLOBAL, 'app.config.ts': 'export default {};\n' });
+    const dir = writeProject({ 'mega.config.ts': GLOBAL, 'app.config.ts': 'export default {};\n' });
     const project = await loadProject(dir);
     expect(project.apps).toEqual([{ name: 'mega-test-project', dir, config: {}, file: join(dir, 'app.config.ts') }]);
-    const both = tempProject({ 'mega.config.ts': `export default { apps: ['x'] };\n`, 'app.config.ts': 'export default {};\n' });
+    const both = writeProject({ 'mega.config.ts': `export default { apps: ['x'] };\n`, 'app.config.ts': 'export default {};\n' });
     await expect(loadProject(both)).rejects.toMatchObject({ code: 'config.invalid', details: { errors: [{ path: '/apps' }] } });
   });
 
   it('reports a syntax error with file and line', async () => {
-    const dir = tempProject({ 'mega.config.ts': `export default {\n  server: {\n    port: : 3000\n  }\n};\n` });
+    const dir = writeProject({ 'mega.config.ts': `export default {\n  server: {\n    port: : 3000\n  }\n};\n` });
     const error = await loadProject(dir).catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'config.syntax', details: { line: 3 } });
     expect((error as Error).message).toMatch(/mega\.config\.ts:3/);
   });
 
   it('reports a syntax error in an app config with that file', async () => {
-    const dir = tempProject({ 'mega.config.ts': GLOBAL, 'apps/web/app.config.ts': `export default { hosts: [ };\n` });
+    const dir = writeProject({ 'mega.config.ts': GLOBAL, 'apps/web/app.config.ts': `export default { hosts: [ };\n` });
     const error = await loadProject(dir).catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'config.syntax' });
     expect((error as { details: { file: string } }).details.file).toMatch(/apps\/web\/app\.config\.ts$/);
   });
 
   it('rejects wrong types with every error path and the file', async () => {
-    const dir = tempProject({
+    const dir = writeProject({
       'mega.config.ts': `export default { server: { port: 'eighty', host: 1 }, logger: { level: 'loud' }, apps: 'web' };\n`,
     });
     const error = await loadProject(dir).catch((e: unknown) => e);
@@ -55,14 +55,14 @@ describe('config loading', () => {
   });
 
   it('rejects a default export that is not an object', async () => {
-    const dir = tempProject({ 'mega.config.ts': `export default 42;\n` });
+    const dir = writeProject({ 'mega.config.ts': `export default 42;\n` });
     await expect(loadProject(dir)).rejects.toMatchObject({ code: 'config.invalid' });
-    const empty = tempProject({ 'mega.config.ts': `export const x = 1;\n` });
+    const empty = writeProject({ 'mega.config.ts': `export const x = 1;\n` });
     await expect(loadProject(empty)).rejects.toMatchObject({ code: 'config.invalid' });
   });
 
   it('enforces scope: app-only key in mega.config.ts', async () => {
-    const dir = tempProject({ 'mega.config.ts': `export default { hosts: ['a.test'] };\n` });
+    const dir = writeProject({ 'mega.config.ts': `export default { hosts: ['a.test'] };\n` });
     await expect(loadProject(dir)).rejects.toMatchObject({
       code: 'config.scope_violation',
       details: { key: 'hosts', file: 'mega.config.ts', belongsIn: 'apps/<name>/app.config.ts' },
@@ -70,7 +70,7 @@ describe('config loading', () => {
   });
 
   it('enforces scope: global-only key in an app config', async () => {
-    const dir = tempProject({ 'mega.config.ts': GLOBAL, 'apps/web/app.config.ts': `export default { plugins: ['@mega/http'] };\n` });
+    const dir = writeProject({ 'mega.config.ts': GLOBAL, 'apps/web/app.config.ts': `export default { plugins: ['@mega/http'] };\n` });
     const error = await loadProject(dir).catch((e: unknown) => e);
     expect(error).toMatchObject({
       code: 'config.scope_violation',
@@ -80,15 +80,15 @@ describe('config loading', () => {
   });
 
   it('fails clearly when an app listed in apps does not exist, and when no config exists', async () => {
-    const dir = tempProject({ 'mega.config.ts': `export default { apps: ['ghost'] };\n` });
+    const dir = writeProject({ 'mega.config.ts': `export default { apps: ['ghost'] };\n` });
     await expect(loadProject(dir)).rejects.toMatchObject({ code: 'config.invalid' });
-    const none = tempProject({ 'README.md': 'x' });
+    const none = writeProject({ 'README.md': 'x' });
     await expect(loadProject(none)).rejects.toMatchObject({ code: 'config.not_found' });
   });
 
   it('loads .env without overriding variables already set', async () => {
     process.env.MEGA_TEST_KEEP = 'from-env';
-    const dir = tempProject({
+    const dir = writeProject({
       'mega.config.ts': `export default { server: { port: Number(process.env.MEGA_TEST_PORT) } };\n`,
       '.env': 'MEGA_TEST_PORT=4567\nMEGA_TEST_KEEP=from-file\n',
     });
@@ -98,7 +98,7 @@ describe('config loading', () => {
   });
 
   it('names a plugin that is not installed and how to add it', async () => {
-    const dir = tempProject({ 'mega.config.ts': `export default { plugins: ['@mega/does-not-exist'] };\n` });
+    const dir = writeProject({ 'mega.config.ts': `export default { plugins: ['@mega/does-not-exist'] };\n` });
     await expect(loadKernel({ dir, logger: createLogger({ level: 'silent' }) })).rejects.toMatchObject({
       code: 'plugin.not_installed',
       message: expect.stringContaining('mega plugin add @mega/does-not-exist'),
@@ -108,7 +108,7 @@ describe('config loading', () => {
   it('survives garbage config files without crashing the loader', async () => {
     const garbage = ['\u0000\u0001\u0002', '}}}{{{', 'export default (', '\uFFFF'.repeat(100), 'export default { a: 1 } }'];
     for (const content of garbage) {
-      const dir = tempProject({ 'mega.config.ts': content });
+      const dir = writeProject({ 'mega.config.ts': content });
       const error = await loadProject(dir).catch((e: unknown) => e);
       expect(error, JSON.stringify(content)).toMatchObject({ code: expect.stringMatching(/^config\./) });
     }

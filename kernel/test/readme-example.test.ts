@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { REPO, writeProject } from '../../scripts/test/project.js';
 import type { Kernel } from '../src/kernel.js';
 import { loadKernel } from '../src/kernel.js';
 import { createLogger } from '../src/logger.js';
-import { REPO, tempProject } from './helpers.js';
 
 /** The "Write your own plugin" example from kernel/README.md, verbatim. */
 function readmeExample(): string {
@@ -19,7 +19,7 @@ describe('kernel/README.md plugin example', () => {
   afterAll(() => kernel?.stop());
 
   it('boots as a project plugin, wraps routes through the route hook and adds its header', async () => {
-    const dir = tempProject({
+    const dir = writeProject({
       'mega.config.ts': `export default { plugins: ['@mega/http', './plugins/response-time.ts'], server: { port: 0, host: '127.0.0.1' } };\n`,
       'plugins/response-time.ts': readmeExample(),
       'apps/web/app.config.ts': 'export default {};\n',

@@ -52,19 +52,3 @@ export async function stopAll(): Promise<void> {
   running.clear();
   await Promise.all(all.map((k) => k.stop()));
 }
-
-/** Polls `fn` until it returns a value other than undefined (or throws after `timeoutMs`). */
-export async function until<T>(fn: () => T | undefined | Promise<T | undefined>, timeoutMs = 15_000, what = 'condition'): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}

@@ -3,10 +3,7 @@
  * Chromium contexts (Debian's chromium via playwright-core) chatting over the encrypted namespace,
  * and a Node client checking the last-30 replay. Screenshot: .artifacts/chat.png.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
-import { request } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
@@ -14,6 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { AspClient } from '../../../plugins/asp/src/client.js';
 import { ARTIFACTS, type LaunchedBrowser, launchChromium } from '../../../scripts/test/browser.js';
+import { type CallInit, call } from '../../../scripts/test/http-kernel.js';
+import { freePort, runMega, type Watched } from '../../../scripts/test/procs.js';
 import { serviceEnv } from '../../../scripts/test/service-env.js';
 
 /** The page-side global the evaluate callbacks use (this test program has no DOM lib). */
@@ -24,34 +23,12 @@ const APP = join(REPO, 'apps/chat');
 const RUN = Math.random().toString(36).slice(2, 7);
 
 let dir: string;
-let child: ChildProcess;
+let mega: Watched | undefined;
 let base: string;
 let port: number;
 let chrome: LaunchedBrowser;
-let output = '';
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
-function http(path: string, init: { method?: string; body?: string; headers?: Record<string, string> } = {}) {
-  return new Promise<{ status: number; headers: Record<string, any>; text: string }>((done, fail) => {
-    const req = request({ host: '127.0.0.1', port, path, method: init.method ?? 'GET', headers: init.headers }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c));
-      res.on('end', () => done({ status: res.statusCode ?? 0, headers: res.headers, text }));
-    });
-    req.on('error', fail);
-    req.end(init.body);
-  });
-}
+const http = (path: string, init?: CallInit) => call(port, path, init);
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'mega-chat-'));
@@ -61,39 +38,21 @@ beforeAll(async () => {
   symlinkSync(join(REPO, 'node_modules'), join(dir, 'node_modules'));
   port = await freePort();
   base = `http://127.0.0.1:${port}`;
-  child = spawn(process.execPath, [join(REPO, 'kernel/bin/mega.js'), 'start', '--port', String(port)], {
-    cwd: dir,
-    env: {
-      ...process.env,
-      NODE_ENV: 'development',
-      CHAT_DATABASE_URL: serviceEnv().DATABASE_URL,
-      MEGA_ASP_SECRET: 'chat-test-asp-master-secret-0123456789abcdef',
-      MEGA_SESSION_SECRET: 'chat-test-session-secret',
-      MEGA_SECURITY_SECRET: 'chat-test-security-secret',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  mega = runMega(['start', '--port', String(port)], dir, {
+    NODE_ENV: 'development',
+    CHAT_DATABASE_URL: serviceEnv().DATABASE_URL,
+    MEGA_ASP_SECRET: 'chat-test-asp-master-secret-0123456789abcdef',
+    MEGA_SESSION_SECRET: 'chat-test-session-secret',
+    MEGA_SECURITY_SECRET: 'chat-test-security-secret',
   });
-  child.stdout?.on('data', (d) => (output += d));
-  child.stderr?.on('data', (d) => (output += d));
-  for (let i = 0; ; i++) {
-    const up = await http('/health').then(
-      (r) => r.status === 200,
-      () => false,
-    );
-    if (up) break;
-    if (child.exitCode !== null || i > 600) throw new Error(`mega start did not come up:\n${output}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await mega.waitFor(/ready in \d+ ms/, 60_000);
+  expect((await http('/health')).status).toBe(200);
   chrome = await launchChromium();
 }, 120_000);
 
 afterAll(async () => {
   await chrome?.close();
-  if (child && child.exitCode === null) {
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    await exited;
-  }
+  await mega?.kill('SIGTERM');
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -176,7 +135,7 @@ describe('apps/chat over HTTP and WS from Node', () => {
     expect([missing.status, JSON.parse(missing.text).error.code]).toEqual([403, 'csrf.missing_token']);
     const res = await http('/register', { method: 'POST', body: form, headers });
     expect(res.status).toBe(303);
-    const session = ([] as string[]).concat(res.headers['set-cookie']).find((c) => c.startsWith('chat_sid=')) as string;
+    const session = ([] as string[]).concat(res.headers['set-cookie'] ?? []).find((c) => c.startsWith('chat_sid=')) as string;
     const cookie = `${csrfCookie}; ${session.split(';')[0]}`;
     const me = JSON.parse((await http('/api/me', { headers: { cookie } })).text).data;
     expect(me.store).toBe('database');

@@ -1,9 +1,9 @@
 /** @mega/asp on a real server: encrypted WS namespaces and sealed HTTP bodies, spoken by @mega/asp/client. */
-import { request } from 'node:http';
 import type {} from '@mega/asp';
 import type { Kernel } from '@mega/kernel';
 import { afterEach, describe, expect, it } from 'vitest';
-import { boot, Client, project } from '../../ws/test/helpers.js';
+import { call } from '../../../scripts/test/http-kernel.js';
+import { boot, Client, project } from '../../../scripts/test/ws-kernel.js';
 import { AspClient } from '../src/client.js';
 
 let running: Kernel | undefined;
@@ -60,18 +60,7 @@ async function start(onFailure: 'error' | 'close' = 'error', backend?: 'ts' | 'n
   return b;
 }
 
-function http(port: number, path: string, init: { method?: string; body?: string; headers?: Record<string, string> } = {}) {
-  return new Promise<{ status: number; headers: Record<string, any>; text: string }>((done, fail) => {
-    const req = request({ host: '127.0.0.1', port, path, method: init.method ?? 'GET', headers: init.headers }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c));
-      res.on('end', () => done({ status: res.statusCode ?? 0, headers: res.headers, text }));
-    });
-    req.on('error', fail);
-    req.end(init.body);
-  });
-}
+const http = call;
 
 /** A ws client on an encrypted namespace: raw E: frames in, opened envelopes out. */
 async function secretClient(url: string, key: string, ns = '/ws/secret', opts: { now?: () => number } = {}) {

@@ -2,7 +2,8 @@
 import { getApp } from '@mega/kernel';
 import { connect } from '@nats-io/transport-node';
 import { afterEach, describe, expect, it } from 'vitest';
-import { makeKernel, startKernel, stopAll, until } from '../../../scripts/test/mega-kernel.js';
+import { makeKernel, startKernel, stopAll } from '../../../scripts/test/mega-kernel.js';
+import { until } from '../../../scripts/test/procs.js';
 import { restartService } from '../../../scripts/test/restart.js';
 import { serviceEnv } from '../../../scripts/test/service-env.js';
 import bus from '../src/index.js';

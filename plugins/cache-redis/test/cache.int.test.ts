@@ -1,7 +1,8 @@
 /** @mega/cache-redis against the real Redis from scripts/services.sh, restart included. */
 import { getApp } from '@mega/kernel';
 import { afterEach, describe, expect, it } from 'vitest';
-import { makeKernel, startKernel, stopAll, until } from '../../../scripts/test/mega-kernel.js';
+import { makeKernel, startKernel, stopAll } from '../../../scripts/test/mega-kernel.js';
+import { until } from '../../../scripts/test/procs.js';
 import { restartService } from '../../../scripts/test/restart.js';
 import { serviceEnv } from '../../../scripts/test/service-env.js';
 import cache from '../src/index.js';

@@ -1,6 +1,6 @@
 import { definePlugin } from '@mega/kernel';
 import { afterEach, describe, expect, it } from 'vitest';
-import { boot, stopAll } from '../../http/test/helpers.js';
+import { boot, stopAll } from '../../../scripts/test/http-kernel.js';
 import type { HealthRegistry } from '../src/index.js';
 
 afterEach(stopAll);

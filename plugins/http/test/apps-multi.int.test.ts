@@ -4,9 +4,10 @@ import { join } from 'node:path';
 import type { Kernel } from '@mega/kernel';
 import { createLogger, getApp, loadKernel } from '@mega/kernel';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CallInit } from '../../../scripts/test/http-kernel.js';
+import { call } from '../../../scripts/test/http-kernel.js';
+import { REPO } from '../../../scripts/test/project.js';
 import type { HttpServer } from '../src/index.js';
-import type { CallInit } from './helpers.js';
-import { call, REPO } from './helpers.js';
 
 const DIR = join(REPO, 'apps/multi');
 let kernel: Kernel;

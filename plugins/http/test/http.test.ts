@@ -1,73 +1,10 @@
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
-import type { IncomingHttpHeaders } from 'node:http';
-import { request } from 'node:http';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import type { Kernel, PluginDefinition } from '@mega/kernel';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createLogger, definePlugin, loadKernel } from '@mega/kernel';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { HttpServer } from '../src/index.js';
+import { boot, project, stopAll } from '../../../scripts/test/http-kernel.js';
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-let running: Kernel | undefined;
-afterEach(async () => {
-  await running?.stop();
-  running = undefined;
-});
-
-function project(files: Record<string, string>, plugins = "['@mega/http']"): string {
-  const dir = mkdtempSync(join(tmpdir(), 'mega-http-'));
-  const all = {
-    'package.json': '{ "name": "mega-http-test", "private": true, "type": "module" }\n',
-    'mega.config.ts': `export default { plugins: ${plugins}, server: { port: 0, host: '127.0.0.1' } };\n`,
-    ...files,
-  };
-  for (const [path, content] of Object.entries(all)) {
-    mkdirSync(dirname(join(dir, path)), { recursive: true });
-    writeFileSync(join(dir, path), content);
-  }
-  symlinkSync(join(REPO, 'node_modules'), join(dir, 'node_modules'));
-  return dir;
-}
-
-async function boot(files: Record<string, string>, options: { env?: string; extra?: PluginDefinition } = {}) {
-  const dir = project(files);
-  const kernel = await loadKernel({ dir, logger: createLogger({ level: 'silent' }), ...(options.env ? { env: options.env } : {}) });
-  if (options.extra) (kernel as unknown as { plugins: PluginDefinition[] }).plugins.push(options.extra);
-  running = kernel;
-  await kernel.start();
-  const http = kernel.use<HttpServer>('http');
-  // node:http rather than fetch: fetch refuses to set the Host header, which vhost tests need.
-  const call = (path: string, init: { method?: string; body?: string; headers?: Record<string, string>; host?: string } = {}) =>
-    new Promise<{ status: number; headers: IncomingHttpHeaders; text: string; json: Record<string, unknown> | undefined }>((done, fail) => {
-      const req = request(
-        {
-          host: '127.0.0.1',
-          port: http.port,
-          path,
-          method: init.method ?? 'GET',
-          headers: { ...init.headers, ...(init.host ? { host: init.host } : {}) },
-        },
-        (res) => {
-          let text = '';
-          res.setEncoding('utf8');
-          res.on('data', (c: string) => (text += c));
-          res.on('end', () =>
-            done({
-              status: res.statusCode ?? 0,
-              headers: res.headers,
-              text,
-              json: res.headers['content-type']?.includes('json') ? (JSON.parse(text) as Record<string, unknown>) : undefined,
-            }),
-          );
-        },
-      );
-      req.on('error', fail);
-      req.end(init.body);
-    });
-  return { kernel, http, call };
-}
+afterEach(stopAll);
 
 const ROUTES = `
 import { MegaError, NotFoundError } from '@mega/kernel';
@@ -119,7 +56,7 @@ describe('@mega/http', () => {
     const prod = await boot({ 'apps/web/app.config.ts': 'export default {};', 'apps/web/routes/main.ts': ROUTES }, { env: 'production' });
     const crash = await prod.call('/crash');
     expect([crash.status, crash.json]).toEqual([500, { error: { code: 'internal', message: 'internal server error' } }]);
-    await running?.stop();
+    await stopAll();
     const dev = await boot({ 'apps/web/app.config.ts': 'export default {};', 'apps/web/routes/main.ts': ROUTES }, { env: 'development' });
     const devCrash = await dev.call('/crash');
     expect(devCrash.json?.error).toMatchObject({

@@ -2,8 +2,8 @@ import type { IncomingMessage } from 'node:http';
 import { request } from 'node:http';
 import { definePlugin } from '@mega/kernel';
 import { afterEach, describe, expect, it } from 'vitest';
+import { boot, captureLogger, stopAll } from '../../../scripts/test/http-kernel.js';
 import type { HttpServer, Middleware } from '../src/index.js';
-import { boot, captureLogger, stopAll } from './helpers.js';
 
 afterEach(stopAll);
 

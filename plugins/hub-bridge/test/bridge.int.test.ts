@@ -7,9 +7,9 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { Client, chatProject, expectClusterRouting, roster as list } from '../../../scripts/test/chat-cluster.js';
 import { startHub } from '../../../scripts/test/hub-harness.js';
-import type { Proc } from '../../ws-cluster/test/procs.js';
-import { barrier, Client, chatProject, freePort, killAll, megaStart, until } from '../../ws-cluster/test/procs.js';
+import { freePort, killAll, megaStart, type Proc, until } from '../../../scripts/test/procs.js';
 
 const hubs: Array<{ stop: () => Promise<void> }> = [];
 const clients: Client[] = [];
@@ -37,8 +37,6 @@ const open = async (port: number, query: string) => {
   clients.push(c);
   return c;
 };
-const said = (c: Client, text: string) => c.messages.filter((m) => m.type === 'chat.said' && m.payload?.text === text).length;
-const list = async (c: Client) => (await c.ask('chat.list')).payload as string[];
 type Status = { state: string; connects: number; attempts: number; lastClose?: { code: number; reason: string } };
 const bridge = async (c: Client): Promise<Status> =>
   Object.values((await c.ask('admin.status')).payload.bridge as Record<string, Status>)[0] as Status;
@@ -101,26 +99,8 @@ describe('@mega/hub-bridge with the real hub and two instances', () => {
     await until(async () => ((await list(a1)).join() === everyone.join() ? true : undefined), 5000, 'cluster roster on A');
     expect(await list(b1)).toEqual(everyone);
 
-    // Channel broadcast on A: B's room members get it exactly once; A's other-channel client does not.
-    a1.send('chat.say', { channel: 'room', text: 'one' });
-    a1.send('chat.say', { channel: 'room', text: 'end' });
-    for (const c of [b1, b2, a1]) await c.next((m) => m.type === 'chat.said' && m.payload.text === 'end');
-    expect([said(a1, 'one'), said(b1, 'one'), said(b2, 'one'), said(a2, 'one')]).toEqual([1, 1, 1, 0]);
-
-    // Namespace-wide broadcast from B with an exception that lives on A.
-    b2.send('chat.say', { text: 'all', except: ['a1'] });
-    b2.send('chat.say', { text: 'end2' });
-    for (const c of [a1, a2, b1]) await c.next((m) => m.type === 'chat.said' && m.payload.text === 'end2');
-    expect([said(a1, 'all'), said(a2, 'all'), said(b1, 'all'), said(b2, 'all')]).toEqual([0, 1, 1, 1]);
-
-    // directToUser('bob') from B: bob's sockets on both instances, nobody else.
-    b2.send('chat.dm', { to: 'bob', text: 'psst' });
-    await a2.next((m) => m.type === 'chat.dm');
-    await b1.next((m) => m.type === 'chat.dm');
-    b2.send('chat.dm', { to: 'ann', text: 'marker' });
-    await a1.next((m) => m.type === 'chat.dm' && m.payload.text === 'marker');
-    await barrier(b2);
-    expect(a1.count('chat.dm') + a2.count('chat.dm') + b1.count('chat.dm') + b2.count('chat.dm')).toBe(0);
+    // Broadcast exactly once, remote exceptions, directToUser across instances.
+    await expectClusterRouting(a1, a2, b1, b2);
 
     // Kick and requeue through the hub: A asks, B closes its client with 1008 / 4503.
     const b3 = await open(b.port, 'user=dee&session=b3');

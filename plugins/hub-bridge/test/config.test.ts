@@ -1,7 +1,7 @@
 /** Config errors of both cluster transports, in-process (setup fails before anything connects). */
 import { createLogger, loadKernel } from '@mega/kernel';
 import { describe, expect, it } from 'vitest';
-import { chatProject } from '../../ws-cluster/test/procs.js';
+import { chatProject } from '../../../scripts/test/chat-cluster.js';
 
 async function boot(o: { plugins: string[]; global?: string; app?: string }): Promise<unknown> {
   const kernel = await loadKernel({ dir: chatProject(o), logger: createLogger({ level: 'silent' }) });

@@ -3,18 +3,11 @@
  * requests cross workers through the primary, locks are exclusive across workers with growing
  * fencing tokens, and a worker killed while holding a lock releases it.
  */
-import type { ChildProcess } from 'node:child_process';
-import { spawn } from 'node:child_process';
-import { request } from 'node:http';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { REPO, tempProject } from '../../../kernel/test/helpers.js';
+import { freePort, httpGet as get, killAll, runMega, until } from '../../../scripts/test/procs.js';
+import { writeProject } from '../../../scripts/test/project.js';
 
-const MEGA = join(REPO, 'kernel/bin/mega.js');
-const children: ChildProcess[] = [];
-afterEach(() => {
-  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-});
+afterEach(killAll);
 
 const ROUTES = `
 const received: unknown[] = [];
@@ -49,70 +42,43 @@ export default (r: any) => {
 };
 `;
 
-function get(port: number, path: string): Promise<{ status: number; json: { data?: any; error?: any } }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, agent: false }, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(body) }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-async function poll<T>(fn: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch {
-      // not there yet
-    }
-    if (Date.now() > end) throw new Error('poll timed out');
-    await new Promise((r) => setTimeout(r, 30));
-  }
-}
-
 describe('cluster bus and lock drivers (mega start --workers 2)', () => {
   it('bus messages and requests cross workers; locks are exclusive across workers; a dead holder releases', async () => {
-    const dir = tempProject({
+    const dir = writeProject({
       'mega.config.ts': `export default { plugins: ['@mega/http', '@mega/bus', '@mega/lock'] };\n`,
       'apps/web/app.config.ts': 'export default {};\n',
       'apps/web/routes/index.ts': ROUTES,
     });
-    const port = 20000 + Math.floor(Math.random() * 20000);
-    const child = spawn(process.execPath, [MEGA, 'start', '--workers', '2', '--port', String(port)], {
-      cwd: dir,
-      env: { ...process.env, NODE_ENV: 'test', MEGA_LOG_LEVEL: 'warn' },
-    });
-    children.push(child);
-    let out = '';
-    child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
-    await poll(async () => ((out.match(/worker \d ready/g) ?? []).length >= 2 ? true : undefined), 30_000).catch(() => {
-      throw new Error(`workers did not start:\n${out}`);
-    });
+    const port = await freePort();
+    const run = runMega(['start', '--workers', '2', '--port', String(port)], dir, { MEGA_LOG_LEVEL: 'warn' });
+    await run.waitFor(/worker \d ready[\s\S]*worker \d ready/, 30_000);
     const pids = new Set<number>();
-    await poll(async () => {
-      const r = await get(port, '/pid');
-      expect(r.json.data).toMatchObject({ bus: 'cluster', lock: 'cluster' });
-      pids.add(r.json.data.pid);
-      return pids.size === 2 ? true : undefined;
-    });
+    await until(
+      async () => {
+        const r = await get(port, '/pid');
+        expect(r.json.data).toMatchObject({ bus: 'cluster', lock: 'cluster' });
+        pids.add(r.json.data.pid);
+        return pids.size === 2 ? true : undefined;
+      },
+      20_000,
+      'both workers answering',
+    );
 
     // Every emit reaches the subscribers of both workers, whichever worker emitted it.
     for (let n = 0; n < 10; n++) await get(port, `/emit?n=${n}`);
     const seenBy = new Map<number, number[]>();
-    await poll(async () => {
-      const r = await get(port, '/received');
-      seenBy.set(
-        r.json.data.pid,
-        (r.json.data.received as Array<{ n: number }>).map((m) => m.n).sort((a, b) => a - b),
-      );
-      return seenBy.size === 2 && [...seenBy.values()].every((ns) => ns.length === 10) ? true : undefined;
-    });
+    await until(
+      async () => {
+        const r = await get(port, '/received');
+        seenBy.set(
+          r.json.data.pid,
+          (r.json.data.received as Array<{ n: number }>).map((m) => m.n).sort((a, b) => a - b),
+        );
+        return seenBy.size === 2 && [...seenBy.values()].every((ns) => ns.length === 10) ? true : undefined;
+      },
+      20_000,
+      'every emit on both workers',
+    );
     for (const ns of seenBy.values()) expect(ns).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     const who = await get(port, '/who');
     expect(pids.has(who.json.data.answer)).toBe(true);
@@ -131,15 +97,18 @@ describe('cluster bus and lock drivers (mega start --workers 2)', () => {
     // A worker killed while holding a lease: the primary releases it and the next taker gets it.
     const held = (await get(port, '/hold')).json.data;
     process.kill(held.pid, 'SIGKILL');
-    const taken = await poll(async () => {
-      const r = await get(port, '/take');
-      return r.status === 200 ? r.json.data : undefined;
-    }, 30_000);
+    const taken = await until(
+      async () => {
+        const r = await get(port, '/take');
+        return r.status === 200 ? r.json.data : undefined;
+      },
+      30_000,
+      "the dead holder's lock taken",
+    );
     expect(taken.token).toBeGreaterThan(held.token);
     expect(taken.pid).not.toBe(held.pid);
 
-    child.kill('SIGTERM');
-    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
-    expect(code).toBe(0);
+    run.child.kill('SIGTERM');
+    expect((await run.exited).code).toBe(0);
   });
 });

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
-import { boot, stopAll } from '../../http/test/helpers.js';
+import { boot, stopAll } from '../../../scripts/test/http-kernel.js';
 import { RedisRateStore } from '../src/index.js';
 
 afterEach(stopAll);

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { boot, captureLogger, stopAll } from '../../http/test/helpers.js';
+import { boot, captureLogger, stopAll } from '../../../scripts/test/http-kernel.js';
 import { API_CSP, apiHeaders, helmetHeaders, MemoryRateStore } from '../src/index.js';
 
 afterEach(stopAll);

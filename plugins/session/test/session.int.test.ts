@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
-import { boot, stopAll } from '../../http/test/helpers.js';
+import { boot, stopAll } from '../../../scripts/test/http-kernel.js';
 import { jar, sessionFiles } from './fixtures.js';
 
 afterEach(stopAll);

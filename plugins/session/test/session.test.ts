@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { boot, captureLogger, stopAll } from '../../http/test/helpers.js';
+import { boot, captureLogger, stopAll } from '../../../scripts/test/http-kernel.js';
 import type { SessionService } from '../src/index.js';
 import { FileSessionStore, signId, unsignId } from '../src/index.js';
 import { jar, sessionFiles } from './fixtures.js';

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { boot, stopAll } from '../../http/test/helpers.js';
+import { boot, stopAll } from '../../../scripts/test/http-kernel.js';
 
 afterEach(stopAll);
 

@@ -3,11 +3,13 @@
  * real `ws` clients. Broadcast exactly once across instances, directToUser, cluster-wide list,
  * NATS restart, SIGKILL of an instance (roster TTL), and the transport conflict at boot.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { Client, chatProject, expectClusterRouting, roster as list, said } from '../../../scripts/test/chat-cluster.js';
+import { killAll, megaStart, runMega, until } from '../../../scripts/test/procs.js';
+import { REPO } from '../../../scripts/test/project.js';
 import { serviceEnv } from '../../../scripts/test/service-env.js';
-import { barrier, Client, chatProject, killAll, megaStart, REPO, until, watch } from './procs.js';
 
 const { NATS_URL } = serviceEnv();
 const TTL = 1500;
@@ -22,8 +24,6 @@ const open = async (port: number, query: string) => {
   clients.push(c);
   return c;
 };
-const said = (c: Client, marker: string) => c.messages.filter((m) => m.type === 'chat.said' && m.payload?.text === marker).length;
-const list = async (c: Client, channel?: string) => (await c.ask('chat.list', channel ? { channel } : {})).payload as string[];
 
 describe('@mega/ws-cluster across two real instances', () => {
   it('fans out once, directs only to the user, lists cluster-wide, survives a NATS restart and drops a killed instance within the TTL', async () => {
@@ -43,26 +43,8 @@ describe('@mega/ws-cluster across two real instances', () => {
     expect(await list(b2)).toEqual(all);
     expect(await list(b2, 'room')).toEqual(['a1|ann', 'b1|bob', 'b2|cy']);
 
-    // Broadcast on A reaches B's clients exactly once (a later marker from A proves delivery order).
-    a1.send('chat.say', { channel: 'room', text: 'one' });
-    a1.send('chat.say', { channel: 'room', text: 'end' });
-    for (const c of [b1, b2, a1]) await c.next((m) => m.type === 'chat.said' && m.payload.text === 'end');
-    expect([said(a1, 'one'), said(b1, 'one'), said(b2, 'one'), said(a2, 'one')]).toEqual([1, 1, 1, 0]);
-
-    // Exceptions apply on the remote instance; namespace-wide broadcast reaches every channel.
-    b2.send('chat.say', { text: 'all', except: ['a1'] });
-    b2.send('chat.say', { text: 'end2' });
-    for (const c of [a1, a2, b1]) await c.next((m) => m.type === 'chat.said' && m.payload.text === 'end2');
-    expect([said(a1, 'all'), said(a2, 'all'), said(b1, 'all'), said(b2, 'all')]).toEqual([0, 1, 1, 1]);
-
-    // directToUser('bob') reaches bob's sockets on both instances and nobody else.
-    b2.send('chat.dm', { to: 'bob', text: 'psst' });
-    await a2.next((m) => m.type === 'chat.dm');
-    await b1.next((m) => m.type === 'chat.dm');
-    b2.send('chat.dm', { to: 'ann', text: 'marker' });
-    await a1.next((m) => m.type === 'chat.dm' && m.payload.text === 'marker');
-    await barrier(b2);
-    expect(a1.count('chat.dm') + b2.count('chat.dm') + a2.count('chat.dm') + b1.count('chat.dm')).toBe(0);
+    // Broadcast exactly once, remote exceptions, directToUser across instances.
+    await expectClusterRouting(a1, a2, b1, b2);
 
     // Kick through the cluster: A asks to kick B's session; B closes it with 1008.
     const b3 = await open(b.port, 'user=dee&session=b3');
@@ -96,11 +78,7 @@ describe('@mega/ws-cluster across two real instances', () => {
       global: `wsCluster: { url: ${JSON.stringify(NATS_URL)} }`,
       app: "bridgeHub: { url: 'ws://127.0.0.1:9', token: 't' }",
     });
-    const child = spawn(process.execPath, [join(REPO, 'kernel/bin/mega.js'), 'start', '--port', '0'], {
-      cwd: dir,
-      env: { ...process.env, NODE_ENV: 'test' },
-    });
-    const w = watch(child);
+    const w = runMega(['start', '--port', '0'], dir);
     const { code } = await w.exited;
     expect(code).not.toBe(0);
     expect(w.out()).toContain('config.cluster_transport_conflict');

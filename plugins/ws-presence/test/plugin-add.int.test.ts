@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Kernel } from '@mega/kernel';
 import { afterAll, describe, expect, it } from 'vitest';
-import { boot, Client } from '../../ws/test/helpers.js';
+import { boot, Client } from '../../../scripts/test/ws-kernel.js';
 
 const REPO = join(import.meta.dirname, '../../..');
 const run = promisify(execFile);

@@ -1,7 +1,7 @@
 import type { Kernel } from '@mega/kernel';
 import type {} from '@mega/ws-presence';
 import { afterEach, describe, expect, it } from 'vitest';
-import { boot, Client, project } from '../../ws/test/helpers.js';
+import { boot, Client, project } from '../../../scripts/test/ws-kernel.js';
 
 let running: Kernel | undefined;
 afterEach(async () => {

@@ -3,8 +3,8 @@ import type { Kernel } from '@mega/kernel';
 import { createLogger, loadKernel } from '@mega/kernel';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
+import { Client, chatProject } from '../../../scripts/test/chat-cluster.js';
 import { serviceEnv } from '../../../scripts/test/service-env.js';
-import { Client, chatProject } from '../../ws-cluster/test/procs.js';
 import { channelKey, RedisRoster } from '../src/index.js';
 
 const { REDIS_URL } = serviceEnv();

@@ -3,7 +3,7 @@ import type { Kernel } from '@mega/kernel';
 import type { WsConnection } from '@mega/ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LaunchedBrowser, launchChromium } from '../../../scripts/test/browser.js';
-import { boot, project } from './helpers.js';
+import { boot, project } from '../../../scripts/test/ws-kernel.js';
 
 const CHANNEL = `
 export class Echo {

@@ -2,9 +2,9 @@ import { constants, inflateRawSync } from 'node:zlib';
 import type { Kernel } from '@mega/kernel';
 import { loadCodec } from '@mega/kernel';
 import { afterEach, describe, expect, it } from 'vitest';
+import { boot, Client, project, RawClient } from '../../../scripts/test/ws-kernel.js';
 import { COMPRESSION_DEFAULTS, negotiateDeflate } from '../src/deflate.js';
 import { parseExtensions } from '../src/handshake.js';
-import { boot, Client, project, RawClient } from './helpers.js';
 
 let running: Kernel | undefined;
 afterEach(async () => {

@@ -7,22 +7,11 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { Kernel } from '@mega/kernel';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { boot, Client, project, RawClient } from './helpers.js';
+import { mulberry32 } from '../../../scripts/test/wire.js';
+import { boot, Client, project, RawClient } from '../../../scripts/test/ws-kernel.js';
 
 const SEED = Number(process.env.MEGA_FUZZ_SEED ?? Date.now() % 2 ** 31);
 const FRAMES = 100_000;
-
-/** mulberry32: small, seeded, reproducible (the seed is in the test name). */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const CHANNEL = `
 export class Fuzz {
@@ -123,7 +112,7 @@ function generator(random: () => number) {
 
 describe(`ws fuzz (seed ${SEED})`, () => {
   it(`answers ${FRAMES.toLocaleString('en')} random frames exactly as documented and keeps memory bounded`, async () => {
-    const next = generator(rng(SEED));
+    const next = generator(mulberry32(SEED));
     const c = await Client.open(url('/fuzz'));
     const heapBefore = heapAfterGc();
     const tally = new Map<string, number>();
@@ -178,7 +167,7 @@ describe(`ws fuzz (seed ${SEED})`, () => {
   }, 60_000);
 
   it('ends random bytes on raw sockets with a protocol close code (or waits for more), and keeps serving', async () => {
-    const random = rng(SEED ^ 0x5eed);
+    const random = mulberry32(SEED ^ 0x5eed);
     const seen = new Map<number, number>();
     for (let i = 0; i < 300; i++) {
       const raw = await RawClient.open(port, '/fuzz');

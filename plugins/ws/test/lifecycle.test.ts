@@ -1,6 +1,6 @@
 import type { Kernel } from '@mega/kernel';
 import { afterEach, describe, expect, it } from 'vitest';
-import { boot, Client, project, RawClient, refused } from './helpers.js';
+import { boot, Client, project, RawClient, refused } from '../../../scripts/test/ws-kernel.js';
 
 let running: Kernel | undefined;
 afterEach(async () => {

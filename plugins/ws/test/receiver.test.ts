@@ -1,6 +1,7 @@
 /** The frame parser on its own: any chunking gives the same result; violations map to close codes. */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { wsFrame } from '../../../scripts/test/wire.js';
 import { negotiateProtocol, parseExtensions } from '../src/handshake.js';
 import { FrameReader, type FrameSink } from '../src/receiver.js';
 
@@ -14,25 +15,6 @@ function sink(events: Event[]): FrameSink {
     onCloseFrame: (code, reason) => events.push(['close', code, reason.toString()]),
     onViolation: (code, reason) => events.push(['violation', code, reason]),
   };
-}
-
-/** A masked client frame. */
-function frame(opcode: number, payload: Buffer, opts: { fin?: boolean; rsv1?: boolean; mask?: number[] } = {}): Buffer {
-  const len = payload.length;
-  const head = Buffer.alloc(len < 126 ? 2 : len < 65536 ? 4 : 10);
-  head[0] = ((opts.fin ?? true) ? 0x80 : 0) | (opts.rsv1 ? 0x40 : 0) | opcode;
-  if (len < 126) head[1] = 0x80 | len;
-  else if (len < 65536) {
-    head[1] = 0x80 | 126;
-    head.writeUInt16BE(len, 2);
-  } else {
-    head[1] = 0x80 | 127;
-    head.writeBigUInt64BE(BigInt(len), 2);
-  }
-  const key = Buffer.from(opts.mask ?? [0x11, 0x22, 0x33, 0x44]);
-  const body = Buffer.from(payload);
-  for (let i = 0; i < body.length; i++) body[i] = (body[i] as number) ^ (key[i & 3] as number);
-  return Buffer.concat([head, key, body]);
 }
 
 /** The reader unmasks in place (it owns socket chunks), so each run gets its own copy. */
@@ -51,16 +33,16 @@ function feed(input: Buffer, cuts: number[], max = 1 << 20, rsv1 = true): Event[
 
 describe('FrameReader', () => {
   const stream = Buffer.concat([
-    frame(1, Buffer.from('{"type":"a.b"}')),
-    frame(9, Buffer.from('ping!')),
-    frame(1, Buffer.from('frag'), { fin: false, rsv1: true }),
-    frame(10, Buffer.from('pong in the middle')),
-    frame(0, Buffer.from('mented'), { fin: false }),
-    frame(0, Buffer.alloc(0)),
-    frame(2, Buffer.alloc(70_000, 7)),
-    frame(1, Buffer.alloc(300, 0x61)),
-    frame(8, Buffer.from([0x03, 0xe8, 0x6f, 0x6b])),
-    frame(1, Buffer.from('after close: ignored')),
+    wsFrame(1, Buffer.from('{"type":"a.b"}')),
+    wsFrame(9, Buffer.from('ping!')),
+    wsFrame(1, Buffer.from('frag'), { fin: false, rsv: 4 }),
+    wsFrame(10, Buffer.from('pong in the middle')),
+    wsFrame(0, Buffer.from('mented'), { fin: false }),
+    wsFrame(0, Buffer.alloc(0)),
+    wsFrame(2, Buffer.alloc(70_000, 7)),
+    wsFrame(1, Buffer.alloc(300, 0x61)),
+    wsFrame(8, Buffer.from([0x03, 0xe8, 0x6f, 0x6b])),
+    wsFrame(1, Buffer.from('after close: ignored')),
   ]);
   const expected: Event[] = [
     ['message', false, '{"type":"a.b"}', false],
@@ -94,16 +76,16 @@ describe('FrameReader', () => {
   it('maps violations to close codes and stops', () => {
     const cases: Array<[string, Buffer, number, number?]> = [
       ['unmasked', Buffer.from([0x81, 0x01, 0x61]), 1002],
-      ['reserved opcode', frame(3, Buffer.from('x')), 1002],
-      ['reserved control opcode', frame(0xb, Buffer.from('x')), 1002],
-      ['rsv1 without extension', frame(1, Buffer.from('x'), { rsv1: true }), 1002],
-      ['rsv1 on control', frame(9, Buffer.from('x'), { rsv1: true }), 1002],
-      ['oversize single', frame(1, Buffer.alloc(101)), 1009, 100],
-      ['oversize fragments', Buffer.concat([frame(1, Buffer.alloc(60), { fin: false }), frame(0, Buffer.alloc(60))]), 1009, 100],
+      ['reserved opcode', wsFrame(3, Buffer.from('x')), 1002],
+      ['reserved control opcode', wsFrame(0xb, Buffer.from('x')), 1002],
+      ['rsv1 without extension', wsFrame(1, Buffer.from('x'), { rsv: 4 }), 1002],
+      ['rsv1 on control', wsFrame(9, Buffer.from('x'), { rsv: 4 }), 1002],
+      ['oversize single', wsFrame(1, Buffer.alloc(101)), 1009, 100],
+      ['oversize fragments', Buffer.concat([wsFrame(1, Buffer.alloc(60), { fin: false }), wsFrame(0, Buffer.alloc(60))]), 1009, 100],
       ['64-bit length over 2^53', Buffer.from([0x82, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), 1009],
-      ['close code 1005 on the wire', frame(8, Buffer.from([0x03, 0xed])), 1002],
-      ['close code 2999', frame(8, Buffer.from([0x0b, 0xb7])), 1002],
-      ['binary inside a text message', Buffer.concat([frame(1, Buffer.from('a'), { fin: false }), frame(2, Buffer.from('b'))]), 1002],
+      ['close code 1005 on the wire', wsFrame(8, Buffer.from([0x03, 0xed])), 1002],
+      ['close code 2999', wsFrame(8, Buffer.from([0x0b, 0xb7])), 1002],
+      ['binary inside a text message', Buffer.concat([wsFrame(1, Buffer.from('a'), { fin: false }), wsFrame(2, Buffer.from('b'))]), 1002],
     ];
     for (const [name, bytes, code, max] of cases) {
       const events = feed(bytes, [], max ?? 1 << 20, name !== 'rsv1 without extension');

@@ -1,28 +1,20 @@
 /** Boots throwaway Mega projects with @mega/ws and talks to them with the `ws` client. */
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Kernel } from '@mega/kernel';
 import { createLogger, loadKernel } from '@mega/kernel';
 import WebSocket from 'ws';
-
-export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+import { Inbox } from './inbox.js';
+import { writeProject } from './project.js';
+import { wsFrame } from './wire.js';
 
 export function project(files: Record<string, string>, plugins = "['@mega/http', '@mega/ws']", extraConfig = ''): string {
-  const dir = mkdtempSync(join(tmpdir(), 'mega-ws-'));
-  const all = {
-    'package.json': '{ "name": "mega-ws-test", "private": true, "type": "module" }\n',
-    'mega.config.ts': `export default { plugins: ${plugins}, server: { port: 0, host: '127.0.0.1' }, logger: { level: 'silent' }${extraConfig ? `, ${extraConfig}` : ''} };\n`,
-    'app.config.ts': 'export default {};\n',
-    ...files,
-  };
-  for (const [path, content] of Object.entries(all)) {
-    mkdirSync(dirname(join(dir, path)), { recursive: true });
-    writeFileSync(join(dir, path), content);
-  }
-  symlinkSync(join(REPO, 'node_modules'), join(dir, 'node_modules'));
-  return dir;
+  return writeProject(
+    {
+      'mega.config.ts': `export default { plugins: ${plugins}, server: { port: 0, host: '127.0.0.1' }, logger: { level: 'silent' }${extraConfig ? `, ${extraConfig}` : ''} };\n`,
+      'app.config.ts': 'export default {};\n',
+      ...files,
+    },
+    'mega-ws-',
+  );
 }
 
 export interface Booted {
@@ -42,14 +34,13 @@ export async function boot(dir: string, env?: string): Promise<Booted> {
   return { kernel, port, url: (path) => `ws://127.0.0.1:${port}${path}` };
 }
 
-/** A `ws` client that collects parsed messages and waits for them. */
-export class Client {
-  readonly messages: Array<Record<string, any>> = [];
+/** A `ws` client that collects parsed messages (`{ raw }` for non-JSON) and waits for them. */
+export class Client extends Inbox<Record<string, any>> {
   /** Response headers of the handshake. */
   headers: Record<string, string | string[] | undefined> = {};
   closed: Promise<{ code: number; reason: string }>;
-  #waiters: Array<{ pred: (m: Record<string, any>) => boolean; done: (m: Record<string, any>) => void }> = [];
   constructor(readonly ws: WebSocket) {
+    super();
     ws.on('message', (data, isBinary) => {
       const text = isBinary ? `<binary ${(data as Buffer).length}>` : data.toString();
       let m: Record<string, any>;
@@ -58,12 +49,7 @@ export class Client {
       } catch {
         m = { raw: text };
       }
-      this.messages.push(m);
-      this.#waiters = this.#waiters.filter((w) => {
-        if (!w.pred(m)) return true;
-        w.done(m);
-        return false;
-      });
+      this.deliver(m);
     });
     this.closed = new Promise((r) => ws.on('close', (code, reason) => r({ code, reason: reason.toString() })));
   }
@@ -83,27 +69,6 @@ export class Client {
   }
   send(m: unknown): void {
     this.ws.send(typeof m === 'string' ? m : JSON.stringify(m));
-  }
-  next(pred: (m: Record<string, any>) => boolean = () => true, timeoutMs = 5000): Promise<Record<string, any>> {
-    const found = this.messages.find(pred);
-    if (found) {
-      this.messages.splice(this.messages.indexOf(found), 1);
-      return Promise.resolve(found);
-    }
-    return new Promise((done, fail) => {
-      const timer = setTimeout(
-        () => fail(new Error(`no matching message within ${timeoutMs} ms; got ${JSON.stringify(this.messages).slice(0, 500)}`)),
-        timeoutMs,
-      );
-      this.#waiters.push({
-        pred,
-        done: (m) => {
-          clearTimeout(timer);
-          this.messages.splice(this.messages.indexOf(m), 1);
-          done(m);
-        },
-      });
-    });
   }
   ofType(type: string, timeoutMs?: number) {
     return this.next((m) => m.type === type, timeoutMs);
@@ -200,30 +165,10 @@ export class RawClient {
     }
     for (const w of this.#waiters.splice(0)) w();
   }
-  /** Writes one frame; masked unless told otherwise. */
+  /** Writes one frame; masked with key 01 02 03 04 unless told otherwise. */
   frame(opcode: number, payload: Buffer | string, opts: { mask?: boolean; fin?: boolean; rsv?: number } = {}): void {
-    const data = typeof payload === 'string' ? Buffer.from(payload) : payload;
-    const mask = opts.mask ?? true;
-    const len = data.length;
-    const head = Buffer.alloc(len < 126 ? 2 : len < 65536 ? 4 : 10);
-    head[0] = ((opts.fin ?? true) ? 0x80 : 0) | ((opts.rsv ?? 0) << 4) | opcode;
-    if (len < 126) head[1] = len;
-    else if (len < 65536) {
-      head[1] = 126;
-      head.writeUInt16BE(len, 2);
-    } else {
-      head[1] = 127;
-      head.writeBigUInt64BE(BigInt(len), 2);
-    }
-    if (!mask) {
-      this.socket.write(Buffer.concat([head, data]));
-      return;
-    }
-    head[1] = (head[1] as number) | 0x80;
-    const key = Buffer.from([1, 2, 3, 4]);
-    const masked = Buffer.from(data);
-    for (let i = 0; i < masked.length; i++) masked[i] = (masked[i] as number) ^ (key[i & 3] as number);
-    this.socket.write(Buffer.concat([head, key, masked]));
+    const { mask, ...rest } = opts;
+    this.socket.write(wsFrame(opcode, payload, { ...rest, mask: mask === false ? false : [1, 2, 3, 4] }));
   }
   async nextFrame(pred: (f: { opcode: number; payload: Buffer }) => boolean = () => true, timeoutMs = 5000) {
     const deadline = Date.now() + timeoutMs;

@@ -1,35 +1,19 @@
 /** Test helpers shared by the HTTP-facing plugins: throwaway projects, a booted kernel, raw HTTP calls, captured logs. */
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import type { Kernel, PluginDefinition } from '@mega/kernel';
 import { createLogger, loadKernel } from '@mega/kernel';
 import { pino } from 'pino';
-import type { HttpServer } from '../src/index.js';
-
-export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+import type { HttpServer } from '../../plugins/http/src/index.js';
+import { writeProject } from './project.js';
 
 /** Writes a project; `config` is the body of mega.config.ts's default export (a TS object literal). */
 export function project(
   files: Record<string, string>,
   config = "{ plugins: ['@mega/http'], server: { port: 0, host: '127.0.0.1' } }",
 ): string {
-  const dir = mkdtempSync(join(tmpdir(), 'mega-http-'));
-  const all = {
-    'package.json': '{ "name": "mega-http-test", "private": true, "type": "module" }\n',
-    'mega.config.ts': `export default ${config};\n`,
-    ...files,
-  };
-  for (const [path, content] of Object.entries(all)) {
-    mkdirSync(dirname(join(dir, path)), { recursive: true });
-    writeFileSync(join(dir, path), content);
-  }
-  symlinkSync(join(REPO, 'node_modules'), join(dir, 'node_modules'));
-  return dir;
+  return writeProject({ 'mega.config.ts': `export default ${config};\n`, ...files }, 'mega-http-');
 }
 
 export interface Response {
