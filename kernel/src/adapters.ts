@@ -42,6 +42,19 @@ export class OpStats {
     this.#ring[this.#next++ & (RING - 1)] = ms;
   }
 
+  /** Runs one operation, recording its latency and whether it threw (the error is rethrown). */
+  async time<T>(run: () => Promise<T>): Promise<T> {
+    const started = performance.now();
+    try {
+      const value = await run();
+      this.record(performance.now() - started, false);
+      return value;
+    } catch (error) {
+      this.record(performance.now() - started, true);
+      throw error;
+    }
+  }
+
   snapshot(): OpStatsSnapshot {
     const n = Math.min(this.#next, RING);
     const sorted = Array.from(this.#ring.subarray(0, n)).sort((a, b) => a - b);

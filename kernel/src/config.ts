@@ -5,6 +5,7 @@
  * Keys have a home: a global-only key in an app file, or an app-only key in the global file, stops
  * boot with `config.scope_violation` naming the key, the file, and the file where it belongs.
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join, relative, resolve } from 'node:path';
 import type { ErrorObject } from 'ajv';
@@ -312,4 +313,41 @@ export async function loadProject(dir: string, options: { only?: string[]; scope
     apps.push({ name, dir: appDir, config: appConfig as AppConfig, file: appFile });
   }
   return { dir, file, config: megaConfig, apps };
+}
+
+export interface AppSecretSpec {
+  /** The app config key that holds it, named in messages: `session.secret`. */
+  configKey: string;
+  /** The environment variable read when the app config has none. */
+  envVar: string;
+  /** The error code when production has none, or one is too short. */
+  code: string;
+  /** What it protects, for messages: `sessions`. */
+  purpose: string;
+  /** Fall back to the project-wide MEGA_SECRET too (default true). */
+  shared?: boolean;
+  minBytes?: number;
+}
+
+/**
+ * A plugin's per-app signing or key secret: app config, then its env variable (then MEGA_SECRET).
+ * Production without one fails boot; development gets a random one with a warning, because
+ * nothing signed with it survives a restart.
+ */
+export function resolveAppSecret(
+  kernel: { env: string; log: { warn(obj: object, msg: string): void } },
+  appName: string,
+  configured: string | undefined,
+  spec: AppSecretSpec,
+): string {
+  const secret = configured ?? process.env[spec.envVar] ?? (spec.shared === false ? undefined : process.env.MEGA_SECRET);
+  const where = `set ${spec.configKey} in apps/${appName}/app.config.ts or ${spec.envVar}`;
+  if (secret !== undefined && Buffer.byteLength(secret) < (spec.minBytes ?? 1)) {
+    throw new ConfigError(spec.code, `app ${appName}: the ${spec.purpose} secret must be at least ${spec.minBytes} bytes; ${where}`);
+  }
+  if (secret) return secret;
+  if (kernel.env === 'production')
+    throw new ConfigError(spec.code, `app ${appName}: ${spec.purpose} need a secret in production; ${where}`);
+  kernel.log.warn({ app: appName }, `no ${spec.configKey} configured; using a random one (${spec.purpose} will not survive a restart)`);
+  return randomBytes(32).toString('base64url');
 }

@@ -4,6 +4,7 @@
  * Dependencies are resolved at load time (registration order does not matter) by a DFS that
  * rejects cycles and missing plugins with coded errors.
  */
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -45,6 +46,11 @@ export interface PluginDefinition<C = unknown> {
 }
 
 const PLUGIN_BRAND = Symbol.for('mega.plugin');
+
+/** The version in the package.json at `url`: `packageVersion(new URL('../package.json', import.meta.url))`. */
+export function packageVersion(url: URL): string {
+  return (JSON.parse(readFileSync(url, 'utf8')) as { version: string }).version;
+}
 
 export function definePlugin<C = unknown>(definition: PluginDefinition<C>): PluginDefinition<C> {
   if (typeof definition?.name !== 'string' || !definition.name) {

@@ -1,7 +1,8 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { writeProject } from '../../scripts/test/project.js';
-import { loadProject } from '../src/config.js';
+import { OpStats } from '../src/adapters.js';
+import { loadProject, resolveAppSecret } from '../src/config.js';
 import { loadKernel } from '../src/kernel.js';
 import { createLogger } from '../src/logger.js';
 
@@ -112,5 +113,58 @@ describe('config loading', () => {
       const error = await loadProject(dir).catch((e: unknown) => e);
       expect(error, JSON.stringify(content)).toMatchObject({ code: expect.stringMatching(/^config\./) });
     }
+  });
+});
+
+describe('resolveAppSecret', () => {
+  const spec = { configKey: 'thing.secret', envVar: 'MEGA_THING_SECRET_TEST', code: 'thing.secret_missing', purpose: 'things' };
+  const kernel = (env: string) => {
+    const warnings: string[] = [];
+    return { env, warnings, log: { warn: (_o: object, msg: string) => void warnings.push(msg) } };
+  };
+
+  it('prefers the app config, then its variable, then MEGA_SECRET unless told not to share', () => {
+    const k = kernel('production');
+    process.env.MEGA_THING_SECRET_TEST = 'from-env';
+    process.env.MEGA_SECRET = 'shared';
+    try {
+      expect(resolveAppSecret(k, 'web', 'from-config', spec)).toBe('from-config');
+      expect(resolveAppSecret(k, 'web', undefined, spec)).toBe('from-env');
+      delete process.env.MEGA_THING_SECRET_TEST;
+      expect(resolveAppSecret(k, 'web', undefined, spec)).toBe('shared');
+      expect(() => resolveAppSecret(k, 'web', undefined, { ...spec, shared: false })).toThrow(
+        expect.objectContaining({ code: 'thing.secret_missing', message: expect.stringContaining('MEGA_THING_SECRET_TEST') }),
+      );
+    } finally {
+      delete process.env.MEGA_THING_SECRET_TEST;
+      delete process.env.MEGA_SECRET;
+    }
+  });
+
+  it('fails boot in production, warns and makes a random one in development, and refuses short secrets anywhere', () => {
+    expect(() => resolveAppSecret(kernel('production'), 'web', undefined, spec)).toThrow(
+      expect.objectContaining({ code: 'thing.secret_missing', message: expect.stringContaining('apps/web/app.config.ts') }),
+    );
+    const dev = kernel('development');
+    const a = resolveAppSecret(dev, 'web', undefined, spec);
+    const b = resolveAppSecret(dev, 'web', undefined, spec);
+    expect(a).not.toBe(b);
+    expect(Buffer.byteLength(a)).toBeGreaterThanOrEqual(32);
+    expect(dev.warnings).toHaveLength(2);
+    expect(dev.warnings[0]).toContain('thing.secret');
+    expect(() => resolveAppSecret(dev, 'web', 'short', { ...spec, minBytes: 32 })).toThrow(
+      expect.objectContaining({ code: 'thing.secret_missing', message: expect.stringContaining('at least 32 bytes') }),
+    );
+  });
+});
+
+describe('OpStats.time', () => {
+  it('records latency and failures and rethrows the error unchanged', async () => {
+    const stats = new OpStats();
+    expect(await stats.time(async () => 7)).toBe(7);
+    const boom = new Error('boom');
+    await expect(stats.time(async () => Promise.reject(boom))).rejects.toBe(boom);
+    const snap = stats.snapshot();
+    expect([snap.operations, snap.errors, snap.latency.count]).toEqual([2, 1, 2]);
   });
 });

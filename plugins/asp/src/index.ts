@@ -9,11 +9,10 @@
  * - Keys reach clients over their HTTP session (`ctx.asp.keys()`); `@mega/asp/client` speaks it.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { Handler, HttpServer } from '@mega/http';
 import { envelope, HTTP_STAGES } from '@mega/http';
 import type { App, Kernel, MegaContext, MegaError, RouteDefinition } from '@mega/kernel';
-import { AuthError, ConfigError, definePlugin, MegaError as MegaErrorClass, ValidationError } from '@mega/kernel';
+import { AuthError, definePlugin, MegaError as MegaErrorClass, packageVersion, resolveAppSecret, ValidationError } from '@mega/kernel';
 import type { WsConnection, WsInboundFrame, WsServer } from '@mega/ws';
 import type { ValidateFunction } from 'ajv';
 import { Ajv } from 'ajv';
@@ -62,7 +61,6 @@ declare module '@mega/kernel' {
 }
 
 const NAME = '@mega/asp';
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 export const CONTENT_TYPE = 'application/x-mega-asp';
 const B64URL = /^[A-Za-z0-9_-]*$/;
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -114,7 +112,7 @@ function aspError(code: string, message: string): MegaError {
 
 export default definePlugin<undefined>({
   name: NAME,
-  version: pkg.version,
+  version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.1.0',
   dependsOn: ['@mega/http', '@mega/ws'],
   configKey: 'asp',
@@ -135,21 +133,20 @@ export default definePlugin<undefined>({
       const config = kernel.appConfig<AppState['config']>(app, 'asp');
       const namespaces = config.websocket?.namespaces ?? [];
       const paths = config.http?.enabledPaths ?? [];
-      const secret = config.masterSecret ?? process.env.MEGA_ASP_SECRET;
       if (namespaces.length === 0 && paths.length === 0) continue;
       const codec = kernel.codec;
-      let master: Buffer;
-      if (secret && Buffer.byteLength(secret) >= 32) master = Buffer.from(secret, 'utf8');
-      else if (kernel.env !== 'production' && !secret) {
-        // Development without a secret: a random one, as @mega/session does (keys change on restart).
-        kernel.log.warn({ app: app.name }, 'asp: no master secret configured; using a random one (set MEGA_ASP_SECRET)');
-        master = randomBytes(32);
-      } else {
-        throw new ConfigError(
-          'asp.config',
-          `app ${app.name} enables ASP but has no master secret of at least 32 bytes: set asp.masterSecret or MEGA_ASP_SECRET (mega plugin add @mega/asp writes one to .env)`,
-        );
-      }
+      // Its own secret only (no MEGA_SECRET fallback): the session keys of every client derive from it.
+      const master = Buffer.from(
+        resolveAppSecret(kernel, app.name, config.masterSecret, {
+          configKey: 'asp.masterSecret',
+          envVar: 'MEGA_ASP_SECRET',
+          code: 'asp.config',
+          purpose: 'ASP session keys',
+          shared: false,
+          minBytes: 32,
+        }),
+        'utf8',
+      );
       const opts = { windowMs: config.windowMs, replayCapacity: config.replayCapacity, maxSessions: config.maxSessions };
       apps.set(app.name, {
         config,

@@ -1,12 +1,5 @@
-/**
- * @mega/bus: `ctx.bus.emit/on/request` per app, with subject prefixes (`<app>.` by default) so apps
- * sharing a transport are isolated, and `getApp(name).bus` to reach another app on purpose.
- * Drivers: memory (in-process), nats (`services.buses.<alias> = { driver: 'nats', url }`) and
- * cluster (IPC through the primary of `mega start --workers N`). Delivery is at-most-once.
- */
-import { readFileSync } from 'node:fs';
 import type { App, HealthCheck, Kernel } from '@mega/kernel';
-import { ConfigError, definePlugin, parseServiceUrl, pickAlias } from '@mega/kernel';
+import { ConfigError, definePlugin, packageVersion, parseServiceUrl, pickAlias } from '@mega/kernel';
 import { Bus } from './bus.js';
 import { ClusterTransport, inCluster } from './drivers/cluster.js';
 import { MemoryTransport } from './drivers/memory.js';
@@ -59,11 +52,9 @@ export const configSchema = {
   },
 };
 
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
-
 export default definePlugin<undefined>({
   name: NAME,
-  version: pkg.version,
+  version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.1.0',
   configKey: 'bus',
   configScope: 'app',

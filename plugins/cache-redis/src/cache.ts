@@ -147,13 +147,9 @@ export class RedisCache {
   }
 
   async #op<T>(name: string, key: string, run: () => Promise<T>): Promise<T> {
-    const started = performance.now();
     try {
-      const value = await run();
-      this.#stats.record(performance.now() - started, false);
-      return value;
+      return await this.#stats.time(run);
     } catch (error) {
-      this.#stats.record(performance.now() - started, true);
       if (error instanceof MegaError) throw error;
       if ((error as Error).name === 'ReplyError') {
         throw new MegaError('cache.failed', `cache "${this.alias}" ${name}${key ? ` "${key}"` : ''}: ${(error as Error).message}`, {

@@ -1,11 +1,5 @@
-/**
- * @mega/cache-redis: Redis caches declared by alias in `services.caches.<alias> = { driver: 'redis',
- * url }`, reached as `ctx.cache(alias?)` and `getApp(name).cache(alias?)`. Each alias is one ioredis
- * client, connected at boot and closed at shutdown.
- */
-import { readFileSync } from 'node:fs';
 import type { HealthCheck, Kernel } from '@mega/kernel';
-import { ConfigError, definePlugin, pickAlias, type UnavailableError } from '@mega/kernel';
+import { ConfigError, definePlugin, packageVersion, pickAlias, type UnavailableError } from '@mega/kernel';
 import type { RedisCacheDeclaration } from './cache.js';
 import { RedisCache } from './cache.js';
 
@@ -52,11 +46,9 @@ declare module '@mega/kernel' {
   }
 }
 
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
-
 export default definePlugin({
   name: NAME,
-  version: pkg.version,
+  version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.1.0',
   setup(kernel: Kernel) {
     const registry = new CacheRegistry();

@@ -1,10 +1,5 @@
-/**
- * @mega/db-mongo: MongoDB databases declared by alias in `services.dbs.<alias> = { driver: 'mongodb',
- * url }`, reached as `ctx.db<MongoDb>(alias)` / `getApp(name).db(alias)` (shared with @mega/db-postgres).
- */
-import { readFileSync } from 'node:fs';
 import type { HealthCheck, Kernel } from '@mega/kernel';
-import { dbRegistry, definePlugin, ownAliases } from '@mega/kernel';
+import { dbRegistry, definePlugin, ownAliases, packageVersion } from '@mega/kernel';
 import type { MongoDeclaration } from './mongo.js';
 import { MongoDb } from './mongo.js';
 
@@ -29,11 +24,9 @@ declare module '@mega/kernel' {
   }
 }
 
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
-
 export default definePlugin({
   name: NAME,
-  version: pkg.version,
+  version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.1.0',
   setup(kernel: Kernel) {
     const log = kernel.log.child({ plugin: NAME });

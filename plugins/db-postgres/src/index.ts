@@ -1,12 +1,5 @@
-/**
- * @mega/db-postgres: PostgreSQL databases declared by alias in `services.dbs.<alias> = { driver:
- * 'postgres', url }`, reached as `ctx.db(alias?)` / `getApp(name).db(alias?)`. Without a URL (or
- * with no database declared at all) it runs embedded PGlite under `.mega/pglite/<alias>`, so
- * `mega start` needs no server.
- */
-import { readFileSync } from 'node:fs';
 import type { HealthCheck, Kernel } from '@mega/kernel';
-import { dbRegistry, definePlugin, ownAliases } from '@mega/kernel';
+import { dbRegistry, definePlugin, ownAliases, packageVersion } from '@mega/kernel';
 import type { PostgresDeclaration } from './postgres.js';
 import { checkPostgresDeclaration, PostgresDb } from './postgres.js';
 
@@ -33,11 +26,9 @@ declare module '@mega/kernel' {
   }
 }
 
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
-
 export default definePlugin({
   name: NAME,
-  version: pkg.version,
+  version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.1.0',
   // PGlite's first start runs initdb in WebAssembly: seconds on a busy machine.
   bootTimeoutMs: 60_000,

@@ -233,16 +233,10 @@ export class PostgresDb implements Queryable {
     };
   }
 
-  async #timed<T>(sql: string, run: () => Promise<T>): Promise<T> {
-    const started = performance.now();
-    try {
-      const value = await run();
-      this.#stats.record(performance.now() - started, false);
-      return value;
-    } catch (error) {
-      this.#stats.record(performance.now() - started, true);
+  #timed<T>(sql: string, run: () => Promise<T>): Promise<T> {
+    return this.#stats.time(run).catch((error: unknown) => {
       throw this.#error(error, sql);
-    }
+    });
   }
 
   #error(error: unknown, sql: string): MegaError {

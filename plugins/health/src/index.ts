@@ -1,14 +1,6 @@
-/**
- * @mega/health: `GET /health` (liveness: the process answers) and `GET /ready` (readiness: the
- * kernel is running and every registered check passes). Checks run in parallel, each bounded by its
- * timeout (5 s default), so one hung dependency turns readiness 503 without blocking the others.
- * Readiness turns 503 as soon as shutdown begins; `drainDelayMs` keeps the listener open that long
- * so load balancers see the 503 before connections are refused.
- */
-import { readFileSync } from 'node:fs';
 import type { HttpServer } from '@mega/http';
 import type { Kernel } from '@mega/kernel';
-import { definePlugin } from '@mega/kernel';
+import { definePlugin, packageVersion } from '@mega/kernel';
 
 export interface HealthConfig {
   /** Include each check's result (and error message) in /ready answers. Off by default: it can leak internals. */
@@ -98,11 +90,9 @@ async function runCheck(fn: HealthCheck, timeoutMs: number): Promise<CheckResult
   }
 }
 
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
-
 export default definePlugin<HealthConfig>({
   name: '@mega/health',
-  version: pkg.version,
+  version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.1.0',
   dependsOn: ['@mega/http'],
   configKey: 'health',

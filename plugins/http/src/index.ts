@@ -5,9 +5,8 @@
  * `{ error: { code, message, details? } }` with the MegaError's status.
  */
 
-import { readFileSync } from 'node:fs';
 import type { App, Kernel } from '@mega/kernel';
-import { definePlugin } from '@mega/kernel';
+import { definePlugin, packageVersion } from '@mega/kernel';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { HttpConfig } from './config.js';
 import { configSchema } from './config.js';
@@ -46,14 +45,12 @@ declare module '@mega/kernel' {
   }
 }
 
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
-
 /** Boot stages of @mega/http: other plugins add middleware and routes before 500 / 900. */
 export const HTTP_STAGES = { create: 0, loadRoutes: 500, freeze: 900, listen: 1000 } as const;
 
 export default definePlugin<HttpConfig>({
   name: '@mega/http',
-  version: pkg.version,
+  version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.1.0',
   configKey: 'http',
   configScope: 'global',

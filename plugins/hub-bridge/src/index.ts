@@ -1,13 +1,5 @@
-/**
- * @mega/hub-bridge: links each app that configures `bridgeHub` (app.config.ts) to the mega-hub
- * sidecar. Local presence events go to the hub after local delivery; the hub's broadcasts, directs
- * and disconnects (kick 1008, requeue 4503) are delivered to local sockets. One connect attempt at
- * boot (a failure is a warning), then background reconnects with jittered exponential backoff and a
- * presence resync on every connect. Link state is a service (`hub-bridge`), never a readiness gate.
- */
-import { readFileSync } from 'node:fs';
 import type { App, Kernel } from '@mega/kernel';
-import { ConfigError, definePlugin } from '@mega/kernel';
+import { ConfigError, definePlugin, packageVersion } from '@mega/kernel';
 import type { PresenceService } from '@mega/ws-presence';
 import type { BridgeHubConfig, LinkStatus } from './link.js';
 import { HubLink } from './link.js';
@@ -35,7 +27,6 @@ interface HealthRegistry {
 }
 
 const NAME = '@mega/hub-bridge';
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
 const id = { type: 'string', minLength: 1, maxLength: 256 };
 export const configSchema = {
@@ -65,7 +56,7 @@ export const configSchema = {
 
 export default definePlugin<BridgeHubConfig>({
   name: NAME,
-  version: pkg.version,
+  version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.1.0',
   dependsOn: ['@mega/ws-presence'],
   configKey: 'bridgeHub',

@@ -9,7 +9,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { Kernel, MegaContext } from '@mega/kernel';
-import { definePlugin, MegaError } from '@mega/kernel';
+import { definePlugin, MegaError, packageVersion } from '@mega/kernel';
 import { parseCookie } from 'cookie';
 
 export interface I18nConfig {
@@ -116,11 +116,9 @@ export function loadCatalog(dir: string, defaultLocale: string): Catalog {
   return catalog;
 }
 
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
-
 export default definePlugin<undefined>({
   name: '@mega/i18n',
-  version: pkg.version,
+  version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.1.0',
   configKey: 'i18n',
   configScope: 'app',

@@ -1,12 +1,5 @@
-/**
- * @mega/lock: `ctx.lock.with(key, { ttl, waitMs }, fn)`, `acquire/extend/release`, `stats()`, per
- * app (keys prefixed `<app>:`), reached as `ctx.lock` or `getApp(name).lock`. Every lease carries
- * a fencing token. Drivers: memory, redis (a `services.caches` alias) and cluster (the primary of
- * `mega start --workers N`).
- */
-import { readFileSync } from 'node:fs';
 import type { App, HealthCheck, Kernel, ServiceDeclaration } from '@mega/kernel';
-import { ConfigError, definePlugin, parseServiceUrl, pickAlias } from '@mega/kernel';
+import { ConfigError, definePlugin, packageVersion, parseServiceUrl, pickAlias } from '@mega/kernel';
 import type { LockDriver } from './driver.js';
 import { ClusterLockDriver } from './drivers/cluster.js';
 import { MemoryLockDriver } from './drivers/memory.js';
@@ -64,11 +57,9 @@ export const configSchema = {
   },
 };
 
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
-
 export default definePlugin<undefined>({
   name: NAME,
-  version: pkg.version,
+  version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.1.0',
   configKey: 'lock',
   configScope: 'app',

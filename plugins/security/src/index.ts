@@ -10,10 +10,9 @@
  * Every rejection is logged with its reason.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { HttpServer, Middleware } from '@mega/http';
 import type { App, Kernel, MegaContext } from '@mega/kernel';
-import { definePlugin, MegaError } from '@mega/kernel';
+import { definePlugin, MegaError, packageVersion, resolveAppSecret } from '@mega/kernel';
 import { parseCookie, stringifySetCookie } from 'cookie';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import helmet from 'helmet';
@@ -209,24 +208,9 @@ function csrfPhase(p: AppPolicy): Middleware {
   };
 }
 
-function resolveSecret(kernel: Kernel, app: App, configured: string | undefined): string {
-  const secret = configured ?? process.env.MEGA_SECURITY_SECRET ?? process.env.MEGA_SECRET;
-  if (secret) return secret;
-  if (kernel.env === 'production') {
-    throw new MegaError(
-      'security.secret_missing',
-      `app ${app.name}: CSRF needs a secret in production; set security.secret in apps/${app.name}/app.config.ts or MEGA_SECURITY_SECRET`,
-    );
-  }
-  kernel.log.warn({ app: app.name }, 'security: no secret configured; using a random one (CSRF tokens will not survive a restart)');
-  return randomBytes(32).toString('base64url');
-}
-
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
-
 export default definePlugin<undefined>({
   name: '@mega/security',
-  version: pkg.version,
+  version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.1.0',
   dependsOn: ['@mega/http'],
   configKey: 'security',
@@ -262,7 +246,14 @@ export default definePlugin<undefined>({
         corsOrigins: origins,
         rate: undefined,
         csrf,
-        secret: csrf ? resolveSecret(kernel, app, config.secret) : '',
+        secret: csrf
+          ? resolveAppSecret(kernel, app.name, config.secret, {
+              configKey: 'security.secret',
+              envVar: 'MEGA_SECURITY_SECRET',
+              code: 'security.secret_missing',
+              purpose: 'CSRF tokens',
+            })
+          : '',
         originHosts,
       });
     }

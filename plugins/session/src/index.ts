@@ -1,16 +1,8 @@
-/**
- * @mega/session: cookie sessions per app. `ctx.session` is built on first access; the cookie is
- * parsed and the store read only when a method is called, so routes that never touch the session
- * pay nothing. The cookie holds `<id>.<HMAC-SHA256 signature>`; a bad signature is ignored (logged)
- * and the visitor gets a fresh session.
- */
-import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 // Brings the http plugin's ctx members (ctx.reply) into scope.
 import type {} from '@mega/http';
-import type { App, Kernel, ServiceDeclaration } from '@mega/kernel';
-import { definePlugin, MegaError } from '@mega/kernel';
+import type { Kernel, ServiceDeclaration } from '@mega/kernel';
+import { definePlugin, MegaError, packageVersion, resolveAppSecret } from '@mega/kernel';
 import type { FastifyRequest } from 'fastify';
 import { Redis } from 'ioredis';
 import type { SessionRuntime } from './session.js';
@@ -48,8 +40,6 @@ declare module '@mega/kernel' {
   }
 }
 
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
-
 const configSchema = {
   type: 'object',
   additionalProperties: false,
@@ -86,19 +76,6 @@ const configSchema = {
   },
 } as const;
 
-function resolveSecret(kernel: Kernel, app: App, configured: string | undefined): string {
-  const secret = configured ?? process.env.MEGA_SESSION_SECRET ?? process.env.MEGA_SECRET;
-  if (secret) return secret;
-  if (kernel.env === 'production') {
-    throw new MegaError(
-      'session.secret_missing',
-      `app ${app.name}: sessions need a secret in production; set session.secret in apps/${app.name}/app.config.ts or MEGA_SESSION_SECRET`,
-    );
-  }
-  kernel.log.warn({ app: app.name }, 'session: no secret configured; using a random one (sessions will not survive a restart)');
-  return randomBytes(32).toString('base64url');
-}
-
 async function connectRedis(url: string, what: string): Promise<Redis> {
   const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 2 });
   client.on('error', () => undefined); // surfaced by the failing command
@@ -116,7 +93,7 @@ async function connectRedis(url: string, what: string): Promise<Redis> {
 
 export default definePlugin<undefined>({
   name: '@mega/session',
-  version: pkg.version,
+  version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.1.0',
   dependsOn: ['@mega/http'],
   configKey: 'session',
@@ -128,7 +105,15 @@ export default definePlugin<undefined>({
     for (const app of kernel.apps) {
       const config = kernel.appConfig<SessionConfig>(app, 'session');
       if (config.enabled === false) continue;
-      configs.set(app.name, { ...config, secret: resolveSecret(kernel, app, config.secret) });
+      configs.set(app.name, {
+        ...config,
+        secret: resolveAppSecret(kernel, app.name, config.secret, {
+          configKey: 'session.secret',
+          envVar: 'MEGA_SESSION_SECRET',
+          code: 'session.secret_missing',
+          purpose: 'sessions',
+        }),
+      });
     }
 
     kernel.provide('sessions', { storeOf: (app: string) => runtimes.get(app)?.store }, '@mega/session');

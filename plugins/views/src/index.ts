@@ -5,12 +5,12 @@
  * `text/html`. Templates see their data as `it`, plus `it.t(key, vars)` when @mega/i18n is installed
  * and `it.csrfToken()` when @mega/security is.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 // Brings the http plugin's ctx members (ctx.reply) into scope.
 import type {} from '@mega/http';
 import type { Kernel, MegaContext } from '@mega/kernel';
-import { definePlugin, MegaError } from '@mega/kernel';
+import { definePlugin, MegaError, packageVersion } from '@mega/kernel';
 import { Eta } from 'eta';
 
 export interface ViewsConfig {
@@ -35,11 +35,9 @@ declare module '@mega/kernel' {
   }
 }
 
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
-
 export default definePlugin<undefined>({
   name: '@mega/views',
-  version: pkg.version,
+  version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.1.0',
   dependsOn: ['@mega/http'],
   configKey: 'views',

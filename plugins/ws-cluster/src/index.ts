@@ -1,15 +1,5 @@
-/**
- * @mega/ws-cluster: the NATS cluster transport for @mega/ws-presence. Every presence event of an
- * app is published once on `<subjectPrefix>.<app>` (codec server frames) and delivered locally by
- * every other instance; each instance drops its own echo by instance id. A cluster-wide roster per
- * namespace is kept from join/leave/metadata events and periodic heartbeats (full member lists),
- * each member expiring `ttlMs` after the last message that carried it, so a SIGKILLed instance's
- * members vanish within the TTL. At-most-once and best-effort: a NATS failure never blocks local
- * delivery (ws-presence delivers first) and is logged.
- */
-import { readFileSync } from 'node:fs';
 import type { App, Kernel, PresenceEvent } from '@mega/kernel';
-import { ConfigError, definePlugin, isMegaError } from '@mega/kernel';
+import { ConfigError, definePlugin, isMegaError, packageVersion } from '@mega/kernel';
 import { PreparedMessage } from '@mega/ws';
 import type { Presence, PresenceService } from '@mega/ws-presence';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
@@ -54,7 +44,6 @@ declare module '@mega/kernel' {
 }
 
 const NAME = '@mega/ws-cluster';
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
 const configSchema = {
   type: 'object',
@@ -117,7 +106,7 @@ function natsUrl(kernel: Kernel, config: WsClusterConfig): string {
 
 export default definePlugin<WsClusterConfig>({
   name: NAME,
-  version: pkg.version,
+  version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.1.0',
   dependsOn: ['@mega/ws-presence'],
   configKey: 'wsCluster',

@@ -1,12 +1,5 @@
-/**
- * @mega/ws-presence: local presence indices (namespace, user, session) over @mega/ws connections,
- * `joinSession`, `broadcast` (local first, then the kernel `presence` hook), `directToUser`,
- * `updateMetadata`, and `ctx.presence` bound to the connection. Roster entries go away on
- * disconnect; on shutdown every session leaves before @mega/ws closes the sockets (1001).
- */
-import { readFileSync } from 'node:fs';
 import type { App, Kernel, MegaContext } from '@mega/kernel';
-import { definePlugin, MegaError } from '@mega/kernel';
+import { definePlugin, MegaError, packageVersion } from '@mega/kernel';
 import type { WsServer } from '@mega/ws';
 import { WsConnection } from '@mega/ws';
 import type { BroadcastOptions, JoinOptions, PresenceEntry, PresenceMessage } from './presence.js';
@@ -48,7 +41,6 @@ declare module '@mega/kernel' {
 }
 
 const NAME = '@mega/ws-presence';
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
 function bind(presence: Presence, conn: WsConnection | undefined): CtxPresence {
   const needConn = (what: string): WsConnection => {
@@ -78,7 +70,7 @@ function bind(presence: Presence, conn: WsConnection | undefined): CtxPresence {
 
 export default definePlugin({
   name: NAME,
-  version: pkg.version,
+  version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.1.0',
   dependsOn: ['@mega/ws'],
   setup(kernel: Kernel) {

@@ -1,12 +1,5 @@
-/**
- * @mega/ws-roster-redis: keeps each app's presence roster in Redis (one hash per namespace and per
- * namespace channel) from the kernel `presence` hook, refreshing every local member in one
- * pipeline per interval, so several instances or hubs read one roster. Redis failures are logged and
- * never touch local delivery.
- */
-import { readFileSync } from 'node:fs';
 import type { App, Kernel } from '@mega/kernel';
-import { ConfigError, definePlugin } from '@mega/kernel';
+import { ConfigError, definePlugin, packageVersion } from '@mega/kernel';
 import type { PresenceEntry } from '@mega/ws-presence';
 import { Redis } from 'ioredis';
 import type { RosterWrite } from './roster.js';
@@ -41,7 +34,6 @@ declare module '@mega/kernel' {
 }
 
 const NAME = '@mega/ws-roster-redis';
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
 /** Hash names: `<app>:<ns>` for the namespace, `<app>:<ns>#<channel>` per channel. */
 export const channelKey = (app: string, ns: string, channel?: string) =>
@@ -49,7 +41,7 @@ export const channelKey = (app: string, ns: string, channel?: string) =>
 
 export default definePlugin<WsRosterConfig>({
   name: NAME,
-  version: pkg.version,
+  version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.1.0',
   dependsOn: ['@mega/ws-presence'],
   configKey: 'wsRoster',

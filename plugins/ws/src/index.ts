@@ -1,14 +1,7 @@
-/**
- * @mega/ws: WebSocket channels on the @mega/http server. `router.ws(path, ChannelClass, options)`
- * in route files; envelope v1 with `mega.v<N>` negotiation; per-type schemas compiled at boot;
- * every inbound frame through the kernel `wsMessage` hook; heartbeat, backpressure, pre-connect
- * queue; broadcast framed once; permessage-deflate through the codec.
- */
-import { readFileSync } from 'node:fs';
 import type { HttpServer } from '@mega/http';
 import { HTTP_STAGES } from '@mega/http';
 import type { Kernel } from '@mega/kernel';
-import { definePlugin } from '@mega/kernel';
+import { definePlugin, packageVersion } from '@mega/kernel';
 import type { WsConfig } from './config.js';
 import { configSchema } from './config.js';
 import { WsServer } from './server.js';
@@ -51,11 +44,10 @@ declare module '@mega/http' {
 }
 
 const NAME = '@mega/ws';
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
 export default definePlugin<WsConfig>({
   name: NAME,
-  version: pkg.version,
+  version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.1.0',
   dependsOn: ['@mega/http'],
   configKey: 'ws',
