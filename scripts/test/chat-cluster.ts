@@ -142,7 +142,8 @@ export async function expectClusterRouting(a1: Client, a2: Client, b1: Client, b
 
   b2.send('chat.say', { text: 'all', except: ['a1'] });
   b2.send('chat.say', { text: 'end2' });
-  for (const c of [a1, a2, b1]) await c.next((m) => m.type === 'chat.said' && m.payload.text === 'end2');
+  // The sender's own copy too: its socket is read independently of the others'.
+  for (const c of [a1, a2, b1, b2]) await c.next((m) => m.type === 'chat.said' && m.payload.text === 'end2');
   deepStrictEqual([said(a1, 'all'), said(a2, 'all'), said(b1, 'all'), said(b2, 'all')], [0, 1, 1, 1]);
 
   b2.send('chat.dm', { to: 'bob', text: 'psst' });
