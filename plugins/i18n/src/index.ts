@@ -4,7 +4,8 @@
  * the `lang` cookie, then `Accept-Language` (q-ordered; exact tag, then its language, then a sibling
  * region), then the default locale. `ctx.t(key, vars)` looks the key up in that locale, then its
  * base language, then the default locale, and finally returns the key itself; `{name}` placeholders
- * are replaced from `vars`.
+ * are replaced from `vars`. A numeric `vars.count` picks a plural form (`key.zero`, the locale's CLDR
+ * category such as `key.one` / `key.few`, then `key.other`) before the plain key.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
@@ -89,13 +90,41 @@ export class Catalog {
 
   translate(locale: string, key: string, vars?: Record<string, unknown>): string {
     const n = normalize(locale);
-    const message =
-      this.#dicts.get(n)?.get(key) ??
-      this.#dicts.get(n.split('-')[0] as string)?.get(key) ??
-      this.#dicts.get(normalize(this.defaultLocale))?.get(key);
+    const chain = [n, n.split('-')[0] as string, normalize(this.defaultLocale)];
+    const count = vars?.count;
+    let message: string | undefined;
+    if (typeof count === 'number' && Number.isFinite(count)) {
+      // Plural forms are sub-keys: `zero` (an explicit 0, any language), then the CLDR category of
+      // the locale whose dictionary has the key (one, two, few, many), then `other`.
+      for (const tag of chain) {
+        const dict = this.#dicts.get(tag);
+        if (!dict) continue;
+        message =
+          (count === 0 ? dict.get(`${key}.zero`) : undefined) ?? dict.get(`${key}.${this.#plural(tag, count)}`) ?? dict.get(`${key}.other`);
+        if (message !== undefined) break;
+      }
+    }
+    message ??=
+      this.#dicts.get(chain[0] as string)?.get(key) ??
+      this.#dicts.get(chain[1] as string)?.get(key) ??
+      this.#dicts.get(chain[2] as string)?.get(key);
     if (message === undefined) return key;
     if (!vars) return message;
     return message.replace(/\{\{?\s*([\w.]+)\s*\}?\}/g, (all, name: string) => (name in vars ? String(vars[name]) : all));
+  }
+
+  readonly #rules = new Map<string, Intl.PluralRules>();
+  #plural(tag: string, count: number): string {
+    let rules = this.#rules.get(tag);
+    if (!rules) {
+      try {
+        rules = new Intl.PluralRules(tag);
+      } catch {
+        rules = new Intl.PluralRules('en'); // a file name that is not a valid BCP 47 tag
+      }
+      this.#rules.set(tag, rules);
+    }
+    return rules.select(count);
   }
 }
 

@@ -28,6 +28,30 @@ describe('@mega/i18n', () => {
     expect(c.translate('en', 'hi', {})).toBe('Hello {name}');
   });
 
+  it('picks plural forms by the CLDR category of the locale that has the key, with zero and other', () => {
+    const c = new Catalog('en');
+    c.add('en', { items: { zero: 'no items', one: '{count} item', other: '{count} items' }, plain: 'just {count}' });
+    c.add('pl', { files: { one: '{count} plik', few: '{count} pliki', many: '{count} plików', other: '{count} pliku' } });
+    c.add('ko', { items: { other: '항목 {count}개' } });
+    c.add('x-bad_tag', { items: { one: 'one', other: 'many' } });
+    expect([0, 1, 2].map((count) => c.translate('en', 'items', { count }))).toEqual(['no items', '1 item', '2 items']);
+    expect([1, 3, 5, 22, 1.5].map((count) => c.translate('pl', 'files', { count }))).toEqual([
+      '1 plik',
+      '3 pliki',
+      '5 plików',
+      '22 pliki',
+      '1.5 pliku',
+    ]);
+    // Korean has only "other"; no "zero" key there, so 0 is "other" too (not the English fallback).
+    expect(c.translate('ko', 'items', { count: 0 })).toBe('항목 0개');
+    // A locale without the key falls back to the default locale's forms, with its rules.
+    expect(c.translate('pl', 'items', { count: 1 })).toBe('1 item');
+    expect(c.translate('en', 'plain', { count: 3 })).toBe('just 3');
+    expect(c.translate('en', 'items', { count: Number.NaN })).toBe('items');
+    expect(c.translate('en', 'items', { count: '2' })).toBe('items');
+    expect(c.translate('x-bad_tag', 'items', { count: 1 })).toBe('one');
+  });
+
   it('gives each request ctx.t and ctx.locale from ?lang, the lang cookie or Accept-Language', async () => {
     const { call } = await boot(
       {
