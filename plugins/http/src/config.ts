@@ -13,7 +13,18 @@ export interface HttpConfig {
   /** `application/x-www-form-urlencoded` bodies (HTML forms). */
   formBody?: boolean;
   /** `multipart/form-data` bodies; `false` turns the parser off. Fields and files land in `req.body`. */
-  multipart?: false | { fileSize?: number; files?: number; fields?: number; parts?: number };
+  multipart?:
+    | false
+    | {
+        fileSize?: number;
+        files?: number;
+        fields?: number;
+        parts?: number;
+        /** `disk` (default): files stream to temporary files; `memory`: buffered within fileSize. */
+        storage?: 'disk' | 'memory';
+        /** Where disk storage puts temporary files (default `<os tmpdir>/mega-uploads`). */
+        tmpDir?: string;
+      };
   /** Validation failures list at most this many details (the rest are counted in the message). */
   maxValidationDetails?: number;
 }
@@ -41,6 +52,8 @@ export const configSchema = {
             files: { type: 'integer', minimum: 0, default: 10 },
             fields: { type: 'integer', minimum: 0, default: 100 },
             parts: { type: 'integer', minimum: 1, default: 1000 },
+            storage: { enum: ['disk', 'memory'], default: 'disk' },
+            tmpDir: { type: 'string', minLength: 1 },
           },
         },
       ],

@@ -30,6 +30,7 @@ export type {
 } from './router.js';
 export type { MiddlewarePhase, UseOptions } from './server.js';
 export { HttpServer } from './server.js';
+export type { UploadedFile, UploadStorage } from './uploads.js';
 export { normalizeHost } from './vhost.js';
 
 declare module '@mega/kernel' {

@@ -5,7 +5,8 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
-import { join, relative } from 'node:path';
+import { tmpdir } from 'node:os';
+import { join, relative, resolve } from 'node:path';
 import type { App, Kernel, MegaContext, RouteDefinition } from '@mega/kernel';
 import { importModule, MegaError } from '@mega/kernel';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest, RouteOptions as FastifyRouteOptions } from 'fastify';
@@ -16,6 +17,7 @@ import { mapError } from './errors.js';
 import { envelope, runChain, runSteps } from './pipeline.js';
 import type { After, AppMiddleware, Handler, HttpRouteOptions, Middleware, Router, RouterExtension, Transform } from './router.js';
 import { createHttpMethods } from './router.js';
+import { multipartReader } from './uploads.js';
 import { VirtualHosts } from './vhost.js';
 
 declare module 'fastify' {
@@ -75,6 +77,7 @@ export class HttpServer {
   #global = new Map<string, AppChains>();
   #seq = 0;
   #multipart: ((child: FastifyInstance) => Promise<void>) | undefined;
+  #readMultipart: ReturnType<typeof multipartReader> | undefined;
   readonly vhosts: VirtualHosts;
   readonly #maxDetails: number;
 
@@ -275,6 +278,10 @@ export class HttpServer {
       // context it is registered in, which GET routes should not pay for.
       const { default: multipart } = await import('@fastify/multipart');
       const limits = this.config.multipart ?? {};
+      this.#readMultipart = multipartReader(
+        limits.storage ?? 'disk',
+        limits.tmpDir ? resolve(this.kernel.dir, limits.tmpDir) : join(tmpdir(), 'mega-uploads'),
+      );
       this.#multipart = async (child: FastifyInstance) => {
         await child.register(multipart, {
           // Fields and files reach req.body through attachMultipart (preValidation of body routes).
@@ -460,7 +467,7 @@ export class HttpServer {
     if (this.vhosts.enabled) route.constraints = { megaApp: this.vhosts.valueOf(app) };
     if (options.schema) route.schema = normalizeSchema(options.schema);
     if (typeof options.bodyLimit === 'number') route.bodyLimit = options.bodyLimit;
-    if (this.#multipart && BODY_METHODS.has(def.method)) route.preValidation = attachMultipart;
+    if (this.#multipart && this.#readMultipart && BODY_METHODS.has(def.method)) route.preValidation = this.#readMultipart;
     if (request) {
       route.onRequest = (req: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void) =>
         runChain(request, req, reply, req.megaCtx ?? this.ctx(req, reply, app), done);
@@ -543,26 +550,6 @@ function asError(error: unknown): Error {
 
 const isThenable = (value: unknown): value is Promise<unknown> =>
   value !== null && typeof value === 'object' && typeof (value as { then?: unknown }).then === 'function';
-
-type MultipartRequest = {
-  isMultipart(): boolean;
-  parts(): AsyncIterable<{ fields: unknown; file?: unknown; toBuffer(): Promise<Buffer> }>;
-};
-
-/** Reads a multipart body into req.body (fields as `{ value }`, files buffered within the size limit). */
-function attachMultipart(req: FastifyRequest, _reply: FastifyReply, done: (error?: Error) => void): void {
-  const mp = req as unknown as MultipartRequest;
-  if (typeof mp.isMultipart !== 'function' || !mp.isMultipart()) {
-    done();
-    return;
-  }
-  (async () => {
-    for await (const part of mp.parts()) {
-      req.body = part.fields;
-      if (part.file) await part.toBuffer();
-    }
-  })().then(() => done(), done);
-}
 
 function list<T>(value: T | readonly T[] | undefined): T[] {
   if (value === undefined) return [];

@@ -1,8 +1,13 @@
+import { mkdtempSync, readdirSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { request } from 'node:http';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { definePlugin } from '@mega/kernel';
 import { afterEach, describe, expect, it } from 'vitest';
 import { boot, captureLogger, stopAll } from '../../../scripts/test/http-kernel.js';
+import { until } from '../../../scripts/test/procs.js';
 import type { HttpServer, Middleware } from '../src/index.js';
 
 afterEach(stopAll);
@@ -378,6 +383,62 @@ describe('bodies, limits and static files (bad input keeps the server serving)',
       ]),
     });
     expect(upload.json).toEqual({ data: { name: 'ok.bin', size: 100, note: 'hello' } });
+  });
+
+  it('streams uploaded files to private temporary files, deleted when the response closes; memory storage on request', async () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'mega-uploads-test-'));
+    const routes = `import { existsSync, statSync } from 'node:fs';
+export default (r: any) => {
+  r.http.post('/upload', async (req: any) => {
+    const f = req.body.file;
+    const chunks: Buffer[] = [];
+    for await (const c of f.stream()) chunks.push(c);
+    return { path: f.path ?? null, exists: f.path ? existsSync(f.path) : null, mode: f.path ? statSync(f.path).mode & 0o777 : null, size: f.size, text: (await f.toBuffer()).toString(), streamed: Buffer.concat(chunks).toString(), note: req.body.note.value };
+  });
+  r.http.post('/fail', async (req: any) => { throw new Error('handler failed after ' + req.body.file.size + ' bytes'); });
+};`;
+    const config = (multipart: string) =>
+      `{ plugins: ['@mega/http'], server: { port: 0, host: '127.0.0.1' }, logger: { level: 'silent' }, http: { multipart: ${multipart} } }`;
+    const body = multipart([
+      { name: 'note', value: 'hi' },
+      { name: 'file', value: 'x'.repeat(300_000), filename: 'big.bin' },
+    ]);
+    const disk = await boot(
+      { ...FILES, 'apps/web/routes/a.ts': routes },
+      { config: config(`{ fileSize: 1000000, tmpDir: ${JSON.stringify(tmp)} }`) },
+    );
+    const res = await disk.call('/upload', { method: 'POST', ...body });
+    expect(res.status).toBe(200);
+    const { path, exists, mode, size, text, streamed, note } = res.data;
+    expect([exists, mode, size, note]).toEqual([true, 0o600, 300_000, 'hi']);
+    expect(path.startsWith(tmp)).toBe(true);
+    expect([text.length, streamed.length]).toEqual([300_000, 300_000]);
+    await until(() => (readdirSync(tmp).length === 0 ? true : undefined), 5000, 'the temporary file deleted');
+    // A failing handler, a file over the limit: nothing stays behind either.
+    expect((await disk.call('/fail', { method: 'POST', ...body })).status).toBe(500);
+    const tooBig = multipart([{ name: 'file', value: 'y'.repeat(2_000_000), filename: 'huge.bin' }]);
+    expect((await disk.call('/upload', { method: 'POST', ...tooBig })).code).toBe('http.file_too_large');
+    await until(() => (readdirSync(tmp).length === 0 ? true : undefined), 5000, 'no temporary file left');
+    // A client that disconnects halfway through a file.
+    const half = body.body.slice(0, 150_000);
+    const socket = connect(disk.http.port, '127.0.0.1');
+    await new Promise<void>((r) => socket.once('connect', () => r()));
+    socket.write(
+      `POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: ${body.headers['content-type']}\r\nContent-Length: ${Buffer.byteLength(body.body)}\r\n\r\n${half}`,
+    );
+    await until(() => (readdirSync(tmp).length === 1 ? true : undefined), 5000, 'the upload spooling');
+    socket.destroy();
+    await until(() => (readdirSync(tmp).length === 0 ? true : undefined), 5000, 'the aborted upload deleted');
+    await stopAll();
+
+    const memory = await boot(
+      { ...FILES, 'apps/web/routes/a.ts': routes },
+      { config: config(`{ storage: 'memory', tmpDir: ${JSON.stringify(tmp)} }`) },
+    );
+    const inMemory = await memory.call('/upload', { method: 'POST', ...body });
+    expect(inMemory.data).toMatchObject({ path: null, size: 300_000, note: 'hi' });
+    expect([inMemory.data.text.length, inMemory.data.streamed.length]).toEqual([300_000, 300_000]);
+    expect(readdirSync(tmp)).toEqual([]);
   });
 
   it('serves apps/<app>/public under /static and refuses path traversal', async () => {
