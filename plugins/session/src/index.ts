@@ -21,6 +21,8 @@ export interface SessionConfig {
   secret?: string;
   /** Session lifetime, rolled on every write. */
   ttlMs?: number;
+  /** Extend a session read in the second half of its lifetime (default true). */
+  rolling?: boolean;
   cookie?: { path?: string; domain?: string; httpOnly?: boolean; sameSite?: 'lax' | 'strict' | 'none'; secure?: boolean };
   store?: { driver: 'file'; dir?: string; cleanupIntervalMs?: number } | { driver: 'redis'; url?: string; cache?: string; prefix?: string };
 }
@@ -48,6 +50,7 @@ const configSchema = {
     cookieName: { type: 'string', pattern: '^[A-Za-z0-9_-]+$', default: 'mega_sid' },
     secret: { type: 'string', minLength: 16 },
     ttlMs: { type: 'integer', minimum: 1000, default: 86_400_000 },
+    rolling: { type: 'boolean', default: true },
     cookie: {
       type: 'object',
       additionalProperties: false,
@@ -159,6 +162,7 @@ export default definePlugin<undefined>({
           cookieName: config.cookieName ?? 'mega_sid',
           secret: config.secret as string,
           ttlMs: config.ttlMs ?? 86_400_000,
+          rolling: config.rolling ?? true,
           cookie: {
             path: cookie.path ?? '/',
             httpOnly: cookie.httpOnly ?? true,

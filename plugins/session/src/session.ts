@@ -19,6 +19,8 @@ export interface SessionRuntime {
   cookieName: string;
   secret: string;
   ttlMs: number;
+  /** Re-save a session read in the second half of its lifetime, so active users stay signed in. */
+  rolling: boolean;
   cookie: CookieOptions;
 }
 
@@ -65,10 +67,12 @@ export class Session {
         this.log.info({ reason: 'session.invalid_cookie' }, 'session: ignoring a session cookie with a bad signature');
         return;
       }
-      const data = await this.runtime.store.get(id);
-      if (data === undefined) return;
+      const stored = await this.runtime.store.get(id);
+      if (stored === undefined) return;
       this.#id = id;
-      this.#data = data;
+      this.#data = stored.data;
+      // Rolling without a write per request: only a read past half the lifetime extends it.
+      if (this.runtime.rolling && stored.expiresAt - Date.now() < this.runtime.ttlMs / 2) await this.#save();
     })();
     return this.#loaded;
   }

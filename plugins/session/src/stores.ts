@@ -5,8 +5,14 @@ import type { Redis } from 'ioredis';
 
 export type SessionData = Record<string, unknown>;
 
+/** A loaded session and when the store will forget it (ms since the epoch). */
+export interface StoredSession {
+  data: SessionData;
+  expiresAt: number;
+}
+
 export interface SessionStore {
-  get(id: string): Promise<SessionData | undefined>;
+  get(id: string): Promise<StoredSession | undefined>;
   set(id: string, data: SessionData, ttlMs: number): Promise<void>;
   destroy(id: string): Promise<void>;
   close(): Promise<void>;
@@ -49,7 +55,7 @@ export class FileSessionStore implements SessionStore {
     return join(this.dir, `${id}.json`);
   }
 
-  async get(id: string): Promise<SessionData | undefined> {
+  async get(id: string): Promise<StoredSession | undefined> {
     let record: FileRecord;
     try {
       record = JSON.parse(await readFile(this.#file(id), 'utf8')) as FileRecord;
@@ -60,7 +66,7 @@ export class FileSessionStore implements SessionStore {
       await this.destroy(id);
       return undefined;
     }
-    return record.data;
+    return { data: record.data, expiresAt: record.expiresAt };
   }
 
   async set(id: string, data: SessionData, ttlMs: number): Promise<void> {
@@ -114,12 +120,20 @@ export class RedisSessionStore implements SessionStore {
     private readonly ownsClient: boolean,
   ) {}
 
-  async get(id: string): Promise<SessionData | undefined> {
+  async get(id: string): Promise<StoredSession | undefined> {
     if (!SESSION_ID.test(id)) return undefined;
-    const raw = await this.redis.get(this.prefix + id);
-    if (raw === null) return undefined;
+    // One round trip for the value and its remaining lifetime.
+    const replies = await this.redis
+      .multi()
+      .get(this.prefix + id)
+      .pttl(this.prefix + id)
+      .exec();
+    const raw = replies?.[0]?.[1];
+    const pttl = replies?.[1]?.[1];
+    if (typeof raw !== 'string') return undefined;
     try {
-      return JSON.parse(raw) as SessionData;
+      const data = JSON.parse(raw) as SessionData;
+      return { data, expiresAt: typeof pttl === 'number' && pttl >= 0 ? Date.now() + pttl : Number.POSITIVE_INFINITY };
     } catch {
       return undefined;
     }

@@ -29,7 +29,13 @@ describe('@mega/session (redis store, real Redis)', () => {
       const ttl = await redis.pttl(`${prefix}${after}`);
       expect(ttl).toBeGreaterThan(100_000);
       expect(ttl).toBeLessThanOrEqual(120_000);
-      expect((await call('/me', { headers: browser.header })).json).toEqual({ data: { user: 'grace', sid: after } });
+      const fresh = await call('/me', { headers: browser.header });
+      expect([fresh.json, fresh.headers['set-cookie']]).toEqual([{ data: { user: 'grace', sid: after } }, undefined]);
+      // Rolling: a read in the second half of the lifetime re-saves it (one GET+PTTL round trip).
+      await redis.pexpire(`${prefix}${after}`, 30_000);
+      const rolled = await call('/me', { headers: browser.header });
+      expect(String(rolled.headers['set-cookie'])).toMatch(/mega_sid=.*Max-Age=120/);
+      expect(await redis.pttl(`${prefix}${after}`)).toBeGreaterThan(100_000);
       await call('/logout', { method: 'POST', headers: { ...browser.header, 'content-type': 'application/json' }, body: '{}' });
       expect(await redis.exists(`${prefix}${after}`)).toBe(0);
     } finally {

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { boot, captureLogger, stopAll } from '../../../scripts/test/http-kernel.js';
@@ -75,6 +75,31 @@ describe('@mega/session (file store)', () => {
     expect(unsignId('k1-secret-value-xx', 'short.sig')).toBeUndefined();
   });
 
+  it('rolls a session read in the second half of its lifetime, and only then; rolling: false never does', async () => {
+    for (const rolling of [true, false]) {
+      const { call, dir } = await boot(sessionFiles(`{ secret: 'a-session-secret-for-tests', rolling: ${rolling} }`), { config: CONFIG });
+      const browser = jar();
+      const login = await call('/login', { method: 'POST', body: '{"user":"lin"}', headers: { 'content-type': 'application/json' } });
+      browser.take(login.headers['set-cookie'] as string[]);
+      const file = join(dir, '.mega/sessions/web', `${login.data.after}.json`);
+      const expiresAt = () => JSON.parse(readFileSync(file, 'utf8')).expiresAt as number;
+      expect((await call('/me', { headers: browser.header })).headers['set-cookie']).toBeUndefined();
+      // Ten seconds left of a one-day session.
+      writeFileSync(file, JSON.stringify({ expiresAt: Date.now() + 10_000, data: { user: 'lin' } }));
+      const late = await call('/me', { headers: browser.header });
+      expect(late.data.user).toBe('lin');
+      if (rolling) {
+        expect(String(late.headers['set-cookie'])).toMatch(/mega_sid=.*Max-Age=86400/);
+        expect(expiresAt()).toBeGreaterThan(Date.now() + 86_000_000);
+        expect((await call('/me', { headers: browser.header })).headers['set-cookie']).toBeUndefined();
+      } else {
+        expect(late.headers['set-cookie']).toBeUndefined();
+        expect(expiresAt()).toBeLessThan(Date.now() + 10_001);
+      }
+      await stopAll();
+    }
+  });
+
   it('scans for expired files hourly by default; cleanupIntervalMs: 0 opts out', async () => {
     const { kernel, dir } = await boot(sessionFiles(), { config: CONFIG });
     const store = kernel.use<SessionService>('sessions').storeOf('web') as FileSessionStore;
@@ -87,7 +112,7 @@ describe('@mega/session (file store)', () => {
     writeFileSync(join(store.dir, 'garbage.json'), '{not json');
     expect(await store.cleanup()).toBe(2);
     expect(readdirSync(store.dir)).toEqual([`${live}.json`]);
-    expect(await store.get(live)).toEqual({ a: 1 });
+    expect((await store.get(live))?.data).toEqual({ a: 1 });
     await stopAll();
     expect(store.scanning).toBe(false);
 
