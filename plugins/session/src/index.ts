@@ -11,7 +11,7 @@ import type { SessionStore } from './stores.js';
 import { DEFAULT_FILE_CLEANUP_INTERVAL_MS, FileSessionStore, RedisSessionStore } from './stores.js';
 
 export { Session, signId, unsignId } from './session.js';
-export type { SessionData, SessionStore } from './stores.js';
+export type { SessionData, SessionStore, StoredSession } from './stores.js';
 export { DEFAULT_FILE_CLEANUP_INTERVAL_MS, FileSessionStore, RedisSessionStore } from './stores.js';
 
 export interface SessionConfig {
