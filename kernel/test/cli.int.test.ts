@@ -2,6 +2,7 @@
  * The `mega` CLI as users run it: real processes, real sockets, real signals.
  */
 
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort, httpGet as get, killAll, runMega as mega, until as poll } from '../../scripts/test/procs.js';
@@ -103,6 +104,44 @@ describe('mega CLI', () => {
     const run = mega(['start'], dir);
     expect((await run.exited).code).toBe(1);
     expect(run.out()).toMatch(/\[config\.syntax\] syntax error in .*mega\.config\.ts:\d+/);
+  });
+
+  it('--watch restarts the app on a source change, waits out a broken edit, ignores runtime state, and stops on SIGTERM', async () => {
+    const route = (text: string) =>
+      `export default (r: any) => { r.http.get('/v', async () => ({ v: ${JSON.stringify(text)}, pid: process.pid })); };\n`;
+    const dir = writeProject({
+      'mega.config.ts': `export default { plugins: ['@mega/http'] };\n`,
+      'apps/web/app.config.ts': 'export default {};\n',
+      'apps/web/routes/v.ts': route('one'),
+    });
+    const port = await freePort();
+    const run = mega(['start', '--watch', '--port', String(port)], dir);
+    const version = async () => (await get(port, '/v')).json?.data as { v: string; pid: number } | undefined;
+    const first = await poll(async () => ((await version())?.v === 'one' ? await version() : undefined), 30_000);
+    expect(run.out()).toContain('mega start --watch: watching');
+
+    // Runtime state under .mega/ and unrelated files do not restart it.
+    mkdirSync(join(dir, '.mega'), { recursive: true });
+    writeFileSync(join(dir, '.mega', 'state.json'), '{}');
+    writeFileSync(join(dir, 'notes.txt'), 'x');
+    await new Promise((r) => setTimeout(r, 600));
+    expect((await version())?.pid).toBe(first?.pid);
+
+    writeFileSync(join(dir, 'apps/web/routes/v.ts'), route('two'));
+    const second = await poll(async () => ((await version())?.v === 'two' ? await version() : undefined), 30_000);
+    expect(second?.pid).not.toBe(first?.pid);
+    expect(run.out()).toMatch(/apps\/web\/routes\/v\.ts changed; restarting/);
+
+    // A broken edit: the app fails to boot and the watcher waits; the fix brings it back.
+    writeFileSync(join(dir, 'apps/web/routes/v.ts'), 'export default (r: any) => { r.http.get(\n');
+    await run.waitFor(/the app exited \(1\); waiting for a change/, 30_000);
+    writeFileSync(join(dir, 'apps/web/routes/v.ts'), route('three'));
+    const third = await poll(async () => ((await version())?.v === 'three' ? await version() : undefined), 30_000);
+
+    run.child.kill('SIGTERM');
+    expect(await run.exited).toEqual({ code: 0, signal: null });
+    expect(alive(third?.pid as number)).toBe(false);
+    expect((await mega(['start', '--watch', '--workers', '2'], dir).exited).code).toBe(2);
   });
 
   it('prints help, and exits 2 with help on an unknown command or flag', async () => {

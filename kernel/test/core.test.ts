@@ -108,3 +108,33 @@ describe('services and ctx', () => {
     await kernel.stop();
   });
 });
+
+describe('mega start --watch path filter', () => {
+  it('watches sources, config, templates and .env files; ignores dependencies, build output, runtime state and junk', async () => {
+    const { isWatchedPath } = await import('../src/cli/watch.js');
+    for (const p of [
+      'mega.config.ts',
+      'apps/web/routes/a.ts',
+      'lib/x.mjs',
+      'apps/web/locales/server/en.json',
+      'views/a.eta',
+      '.env',
+      '.env.local',
+      'apps\\web\\r.ts',
+    ])
+      expect([p, isWatchedPath(p)]).toEqual([p, true]);
+    for (const p of [
+      'node_modules/x/index.js',
+      'kernel/dist/a.js',
+      '.mega/pglite/primary/base.json',
+      '.git/HEAD',
+      'notes.txt',
+      'a.ts~',
+      '.a.ts.swp',
+      'apps/web/public/logo.png',
+      '',
+      'env',
+    ])
+      expect([p, isWatchedPath(p)]).toEqual([p, false]);
+  });
+});

@@ -4,7 +4,7 @@ import type { CliIO } from './io.js';
 const HELP = `Usage: mega <command> [options]
 
 Commands:
-  start                 boot the project in this directory (--port, --workers, --app)
+  start                 boot the project in this directory (--port, --workers, --app, --watch)
   plugin add <name>     install a plugin and its dependencies, add them to mega.config.ts
   plugin remove <name>  remove a plugin (refused while another depends on it)
   plugin list           installed and available plugins

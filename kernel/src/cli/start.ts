@@ -19,6 +19,7 @@ Boots the Mega project in the current directory (the nearest mega.config.ts upwa
 Options:
   --port <n>       listen port (default: PORT env, server.port, 3000)
   --workers <n>    fork n worker processes with node:cluster (or MEGA_CLUSTER_WORKERS)
+  --watch          development: restart when a source file of the project changes
   --app <name>     run only this app (repeatable); inside apps/<name> that app is the default
   --env <name>     NODE_ENV to use (default: development)
   -h, --help       show this help`;
@@ -31,6 +32,7 @@ export async function startCommand(argv: string[], io: CliIO): Promise<number> {
       workers: { type: 'string' },
       app: { type: 'string', multiple: true },
       env: { type: 'string' },
+      watch: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -44,6 +46,7 @@ export async function startCommand(argv: string[], io: CliIO): Promise<number> {
   const port = values.port === undefined ? undefined : parsePositiveInt(values.port, '--port', 0);
   const workersRaw = values.workers ?? process.env.MEGA_CLUSTER_WORKERS;
   const workers = workersRaw === undefined ? 0 : parsePositiveInt(workersRaw, '--workers', 1);
+  if (values.watch && workers > 0) throw new CliUsageError('--watch and --workers do not go together: watch mode runs one process');
   if (workers > 0 && cluster.isPrimary) {
     return runPrimary({ workers, io });
   }
@@ -51,6 +54,10 @@ export async function startCommand(argv: string[], io: CliIO): Promise<number> {
   if (!dir) {
     io.stderr(`mega start: no mega.config.ts in ${io.cwd} or above. Create one (see README) or cd into a Mega project.`);
     return 1;
+  }
+  if (values.watch) {
+    const { runWatch } = await import('./watch.js');
+    return runWatch({ dir, args: argv.filter((a) => a !== '--watch'), io });
   }
   // Inside apps/<name>/..., run that app unless --app says otherwise.
   const inside = relative(dir, io.cwd).split(sep);
