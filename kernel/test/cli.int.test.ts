@@ -144,6 +144,27 @@ describe('mega CLI', () => {
     expect((await mega(['start', '--watch', '--workers', '2'], dir).exited).code).toBe(2);
   });
 
+  it('mega routes lists every route with app, hosts, kind and middleware, as a table or JSON', async () => {
+    const table = mega(['routes'], join(REPO, 'apps/multi'));
+    expect((await table.exited).code).toBe(0);
+    expect(table.out()).toMatch(/^APP\s+METHOD\s+PATH\s+KIND\s+MIDDLEWARE$/m);
+    expect(table.out()).toMatch(/^admin \(admin\.localhost\)\s+GET\s+\/dashboard\s+http\s+before: requireAdmin$/m);
+    expect(table.out()).toMatch(/^admin \(admin\.localhost\)\s+POST\s+\/login\s+http\s+schema: body$/m);
+    const json = mega(['routes', '--json', '--app', 'web'], join(REPO, 'apps/multi'));
+    expect((await json.exited).code).toBe(0);
+    const rows = JSON.parse(json.out()) as Array<{ app: string; method: string; path: string; kind: string }>;
+    expect(rows.length).toBeGreaterThan(0);
+    expect(new Set(rows.map((r) => r.app))).toEqual(new Set(['web']));
+    const chat = mega(['routes', '--json'], join(REPO, 'apps/chat'));
+    expect((await chat.exited).code).toBe(0);
+    expect(JSON.parse(chat.out())).toContainEqual(expect.objectContaining({ kind: 'ws', path: '/ws/chat', before: ['requireUser'] }));
+    const bare = writeProject({ 'mega.config.ts': 'export default { plugins: [] };\n', 'app.config.ts': 'export default {};\n' });
+    const none = mega(['routes'], bare);
+    expect((await none.exited).code).toBe(1);
+    expect(none.out()).toContain('@mega/http is not installed');
+    expect((await mega(['routes', '--nope'], bare).exited).code).toBe(2);
+  });
+
   it('prints help, and exits 2 with help on an unknown command or flag', async () => {
     const help = mega(['--help'], REPO);
     expect((await help.exited).code).toBe(0);

@@ -8,6 +8,7 @@ Commands:
   plugin add <name>     install a plugin and its dependencies, add them to mega.config.ts
   plugin remove <name>  remove a plugin (refused while another depends on it)
   plugin list           installed and available plugins
+  routes                list every HTTP and WebSocket route with its app and middleware (--json)
   ws-hub                run the hub sidecar (builds it with cargo when needed)
   bench codec           native vs TypeScript codec, side by side (--json)
   help [command]        show help
@@ -30,6 +31,10 @@ export async function main(argv: string[]): Promise<number> {
     case 'plugin': {
       const { pluginCommand } = await import('./plugin-cmd.js');
       return pluginCommand(rest, io);
+    }
+    case 'routes': {
+      const { routesCommand } = await import('./routes.js');
+      return routesCommand(rest, io);
     }
     case 'ws-hub': {
       const { wsHubCommand } = await import('./ws-hub.js');
