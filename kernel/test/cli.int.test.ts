@@ -2,7 +2,8 @@
  * The `mega` CLI as users run it: real processes, real sockets, real signals.
  */
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort, httpGet as get, killAll, runMega as mega, until as poll } from '../../scripts/test/procs.js';
@@ -163,6 +164,55 @@ describe('mega CLI', () => {
     expect((await none.exited).code).toBe(1);
     expect(none.out()).toContain('@mega/http is not installed');
     expect((await mega(['routes', '--nope'], bare).exited).code).toBe(2);
+  });
+
+  it('mega new writes a project that mega start serves and TypeScript accepts; refuses a non-empty dir and bad names', async () => {
+    const parent = writeProject({});
+    const created = mega(['new', 'shop-front'], parent);
+    expect((await created.exited).code).toBe(0);
+    expect(created.out()).toContain('npm install');
+    const dir = join(parent, 'shop-front');
+    expect(readdirSync(dir).sort()).toEqual(['.gitignore', 'app.config.ts', 'controllers', 'mega.config.ts', 'package.json', 'routes']);
+    expect(JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'))).toMatchObject({ name: 'shop-front', type: 'module' });
+    symlinkSync(join(REPO, 'node_modules'), join(dir, 'node_modules'));
+    const port = await freePort();
+    const run = mega(['start', '--port', String(port)], dir);
+    const home = await poll(async () => {
+      const r = await get(port, '/');
+      return r.status === 200 ? r : undefined;
+    }, 30_000);
+    expect(home.json).toEqual({ data: { message: 'Hello from shop-front', app: 'shop-front' } });
+    run.child.kill('SIGTERM');
+    expect((await run.exited).code).toBe(0);
+    // The generated TypeScript typechecks against the real packages.
+    writeFileSync(
+      join(dir, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          strict: true,
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          target: 'ES2023',
+          noEmit: true,
+          skipLibCheck: true,
+          types: ['node'],
+        },
+        include: ['**/*.ts'],
+        exclude: ['node_modules'],
+      }),
+    );
+    const tsc = await new Promise<number | null>((done) =>
+      execFile(process.execPath, [join(REPO, 'node_modules/typescript/bin/tsc'), '-p', dir], (error) =>
+        done(error ? ((error as { code?: number }).code ?? 1) : 0),
+      ),
+    );
+    expect(tsc).toBe(0);
+
+    const again = mega(['new', 'shop-front'], parent);
+    expect((await again.exited).code).toBe(1);
+    expect(again.out()).toContain('is not empty');
+    expect((await mega(['new', 'Bad Name!'], parent).exited).code).toBe(2);
+    expect((await mega(['new'], parent).exited).code).toBe(2);
   });
 
   it('prints help, and exits 2 with help on an unknown command or flag', async () => {

@@ -4,6 +4,7 @@ import type { CliIO } from './io.js';
 const HELP = `Usage: mega <command> [options]
 
 Commands:
+  new <dir>             create a project (package.json, configs, a route and a controller)
   start                 boot the project in this directory (--port, --workers, --app, --watch)
   plugin add <name>     install a plugin and its dependencies, add them to mega.config.ts
   plugin remove <name>  remove a plugin (refused while another depends on it)
@@ -31,6 +32,10 @@ export async function main(argv: string[]): Promise<number> {
     case 'plugin': {
       const { pluginCommand } = await import('./plugin-cmd.js');
       return pluginCommand(rest, io);
+    }
+    case 'new': {
+      const { newCommand } = await import('./new.js');
+      return newCommand(rest, io);
     }
     case 'routes': {
       const { routesCommand } = await import('./routes.js');
