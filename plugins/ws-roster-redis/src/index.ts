@@ -15,6 +15,11 @@ export interface WsRosterConfig {
   prefix: string;
   ttlMs: number;
   refreshMs?: number;
+  /**
+   * Serve `ctx.presence.list()` cluster-wide from a local mirror of the Redis roster, pulled every
+   * refresh interval (replaces a transport's roster for `list()`; default false).
+   */
+  mirror?: boolean;
 }
 
 export interface AppRoster {
@@ -54,6 +59,7 @@ export default definePlugin<WsRosterConfig>({
       prefix: { type: 'string', default: 'mega:roster:' },
       ttlMs: { type: 'integer', minimum: 100, default: 30_000 },
       refreshMs: { type: 'integer', minimum: 50 },
+      mirror: { type: 'boolean', default: false },
     },
   },
   setup(kernel: Kernel, config: WsRosterConfig) {
@@ -107,6 +113,22 @@ export default definePlugin<WsRosterConfig>({
       }
     });
 
+    // The mirror: namespace hash -> live members, pulled each tick for the namespaces asked about or
+    // joined here. list() stays synchronous (ws-presence's contract) and lags by one refresh at most.
+    const mirrors = new Map<string, PresenceEntry[]>();
+    const wanted = new Set<string>();
+    const pull = async () => {
+      for (const [app, m] of local) for (const { ns } of m.values()) wanted.add(channelKey(app, ns));
+      await Promise.all(
+        [...wanted].map(async (key) => {
+          mirrors.set(
+            key,
+            (await roster.list(key)).map((x) => x.member),
+          );
+        }),
+      );
+    };
+
     let timer: NodeJS.Timeout | undefined;
     kernel.provide(
       'ws-roster',
@@ -126,11 +148,29 @@ export default definePlugin<WsRosterConfig>({
       await redis
         .connect()
         .catch((error: unknown) => log.warn({ err: error, url }, 'ws-roster-redis: redis unreachable at boot; retrying'));
+      if (config.mirror) {
+        // In boot, after every plugin's setup: this provider replaces a transport's (ws-cluster, hub-bridge).
+        const presence = kernel.use('presence');
+        for (const app of kernel.apps) {
+          presence.of(app).setRosterProvider((ns, channel, mine) => {
+            const key = channelKey(app.name, ns);
+            const snapshot = mirrors.get(key);
+            if (!snapshot) {
+              wanted.add(key);
+              return mine;
+            }
+            const ids = new Set(mine.map((e) => e.sessionId));
+            const remote = snapshot.filter((e) => !ids.has(e.sessionId) && (channel === undefined || e.channels.includes(channel)));
+            return remote.length === 0 ? mine : mine.concat(remote);
+          });
+        }
+      }
       timer = setInterval(
         () => {
           const all: RosterWrite<PresenceEntry>[] = [];
           for (const [app, m] of local) for (const { ns, entry } of m.values()) all.push(...writes(app, ns, entry));
           roster.refresh(all).catch(fail('refresh'));
+          if (config.mirror) pull().catch(fail('mirror pull'));
         },
         config.refreshMs ?? Math.max(50, Math.floor(config.ttlMs / 3)),
       );

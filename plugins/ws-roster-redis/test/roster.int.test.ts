@@ -4,6 +4,7 @@ import { createLogger, loadKernel } from '@mega/kernel';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Client, chatProject } from '../../../scripts/test/chat-cluster.js';
+import { killAll, megaStart } from '../../../scripts/test/procs.js';
 import { serviceEnv } from '../../../scripts/test/service-env.js';
 import { channelKey, RedisRoster } from '../src/index.js';
 
@@ -13,6 +14,7 @@ const prefix = `test:roster:${Date.now()}:`;
 const kernels: Kernel[] = [];
 afterAll(async () => {
   for (const k of kernels) await k.stop();
+  killAll();
   const keys = await redis.keys(`${prefix}*`);
   if (keys.length) await redis.del(...keys);
   redis.disconnect();
@@ -78,5 +80,28 @@ describe('@mega/ws-roster-redis plugin', () => {
     expect(await names('vip')).toEqual([]);
     await c2.close();
     expect(await until('')).toBe('');
+  });
+
+  it('mirror: ctx.presence.list() on each instance is the cluster-wide roster from Redis, leaves included', async () => {
+    const mirrorPrefix = `${prefix}mirror:`;
+    const dir = chatProject({
+      plugins: ['@mega/http', '@mega/ws', '@mega/ws-presence', '@mega/ws-roster-redis'],
+      global: `wsRoster: { url: ${JSON.stringify(REDIS_URL)}, prefix: ${JSON.stringify(mirrorPrefix)}, ttlMs: 3000, refreshMs: 100, mirror: true }`,
+    });
+    // Two real instances of the same app (one process cannot register an app name twice).
+    const ports = (await Promise.all([megaStart(dir), megaStart(dir)])).map((proc) => proc.port);
+    const a = await Client.open(ports[0] as number, 'user=ann&session=m1&ch=room,vip');
+    const b = await Client.open(ports[1] as number, 'user=bob&session=m2&ch=room');
+    const list = async (c: Client, channel?: string) => (await c.ask('chat.list', channel ? { channel } : {})).payload as string[];
+    const settle = async (c: Client, want: string[], channel?: string) => {
+      for (let i = 0; i < 100 && (await list(c, channel)).join() !== want.join(); i++) await new Promise((r) => setTimeout(r, 30));
+      return list(c, channel);
+    };
+    expect(await settle(a, ['m1|ann', 'm2|bob'])).toEqual(['m1|ann', 'm2|bob']);
+    expect(await settle(b, ['m1|ann', 'm2|bob'])).toEqual(['m1|ann', 'm2|bob']);
+    expect(await list(b, 'vip')).toEqual(['m1|ann']);
+    await b.close();
+    expect(await settle(a, ['m1|ann'])).toEqual(['m1|ann']);
+    await a.close();
   });
 });
