@@ -22,6 +22,7 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { readFrames } from './test/wire.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -237,26 +238,7 @@ class Conn {
       this.#count(d);
       return;
     }
-    this.#buf = this.#buf.length ? Buffer.concat([this.#buf, d]) : d;
-    for (;;) {
-      const b = this.#buf;
-      if (b.length < 2) return;
-      let len = (b[1] as number) & 0x7f;
-      let off = 2;
-      if (len === 126) {
-        if (b.length < 4) return;
-        len = b.readUInt16BE(2);
-        off = 4;
-      } else if (len === 127) {
-        if (b.length < 10) return;
-        len = Number(b.readBigUInt64BE(2));
-        off = 10;
-      }
-      if (b.length < off + len) return;
-      const payload = b.subarray(off, off + len);
-      this.#buf = b.subarray(off + len);
-      this.onFrame(payload, ((b[0] as number) & 0x40) !== 0);
-    }
+    this.#buf = readFrames(this.#buf.length ? Buffer.concat([this.#buf, d]) : d, (f) => this.onFrame(f.payload, f.rsv1));
   }
   /** Counts frames without keeping payloads (broadcast receivers). */
   #count(d: Buffer): void {

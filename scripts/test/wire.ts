@@ -42,3 +42,36 @@ export function mulberry32(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+export interface ServerFrame {
+  opcode: number;
+  rsv1: boolean;
+  payload: Buffer;
+}
+
+/**
+ * Splits unmasked (server-to-client) frames off the front of `buf`, handing each to `onFrame`;
+ * returns the incomplete tail to keep for the next chunk.
+ */
+export function readFrames(buf: Buffer, onFrame: (frame: ServerFrame) => void): Buffer {
+  let b = buf;
+  for (;;) {
+    if (b.length < 2) return b;
+    let len = (b[1] as number) & 0x7f;
+    let off = 2;
+    if (len === 126) {
+      if (b.length < 4) return b;
+      len = b.readUInt16BE(2);
+      off = 4;
+    } else if (len === 127) {
+      if (b.length < 10) return b;
+      len = Number(b.readBigUInt64BE(2));
+      off = 10;
+    }
+    if (b.length < off + len) return b;
+    const head = b[0] as number;
+    const payload = b.subarray(off, off + len);
+    b = b.subarray(off + len);
+    onFrame({ opcode: head & 0x0f, rsv1: (head & 0x40) !== 0, payload });
+  }
+}

@@ -4,7 +4,7 @@ import { createLogger, loadKernel } from '@mega/kernel';
 import WebSocket from 'ws';
 import { Inbox } from './inbox.js';
 import { writeProject } from './project.js';
-import { wsFrame } from './wire.js';
+import { readFrames, wsFrame } from './wire.js';
 
 export function project(files: Record<string, string>, plugins = "['@mega/http', '@mega/ws']", extraConfig = ''): string {
   return writeProject(
@@ -100,7 +100,7 @@ export function refused(
 /** A hand-rolled client for what `ws` refuses to send: unmasked frames, bad opcodes, no pongs. */
 export class RawClient {
   readonly frames: Array<{ opcode: number; rsv1: boolean; payload: Buffer }> = [];
-  #buf = Buffer.alloc(0);
+  #buf: Buffer = Buffer.alloc(0);
   #waiters: Array<() => void> = [];
   ended: Promise<void>;
   response = '';
@@ -144,25 +144,7 @@ export class RawClient {
     return c;
   }
   #push(d: Buffer): void {
-    this.#buf = Buffer.concat([this.#buf, d]);
-    for (;;) {
-      const b = this.#buf;
-      if (b.length < 2) break;
-      let len = (b[1] as number) & 0x7f;
-      let off = 2;
-      if (len === 126) {
-        if (b.length < 4) break;
-        len = b.readUInt16BE(2);
-        off = 4;
-      } else if (len === 127) {
-        if (b.length < 10) break;
-        len = Number(b.readBigUInt64BE(2));
-        off = 10;
-      }
-      if (b.length < off + len) break;
-      this.frames.push({ opcode: (b[0] as number) & 0x0f, rsv1: ((b[0] as number) & 0x40) !== 0, payload: b.subarray(off, off + len) });
-      this.#buf = b.subarray(off + len);
-    }
+    this.#buf = readFrames(Buffer.concat([this.#buf, d]), (f) => this.frames.push(f));
     for (const w of this.#waiters.splice(0)) w();
   }
   /** Writes one frame; masked with key 01 02 03 04 unless told otherwise. */
