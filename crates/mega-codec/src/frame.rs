@@ -236,47 +236,35 @@ impl<'a> Scanner<'a> {
         self.ws();
         Ok(())
     }
+    /// An object or array body after its opening byte: comma-separated `item`s, then `close`.
+    fn items(&mut self, close: u8, mut item: impl FnMut(&mut Self) -> Result<()>) -> Result<()> {
+        self.enter()?;
+        if self.peek()? != close {
+            loop {
+                item(self)?;
+                self.ws();
+                if self.peek()? != b',' {
+                    break;
+                }
+                self.i += 1;
+                self.ws();
+            }
+        }
+        self.expect(close)?;
+        self.depth -= 1;
+        Ok(())
+    }
     fn value(&mut self) -> Result<()> {
         match self.peek()? {
             b'"' => self.string().map(|_| ()),
-            b'{' => {
-                self.enter()?;
-                if self.peek()? != b'}' {
-                    loop {
-                        self.string()?;
-                        self.ws();
-                        self.expect(b':')?;
-                        self.ws();
-                        self.value()?;
-                        self.ws();
-                        if self.peek()? != b',' {
-                            break;
-                        }
-                        self.i += 1;
-                        self.ws();
-                    }
-                }
-                self.expect(b'}')?;
-                self.depth -= 1;
-                Ok(())
-            }
-            b'[' => {
-                self.enter()?;
-                if self.peek()? != b']' {
-                    loop {
-                        self.value()?;
-                        self.ws();
-                        if self.peek()? != b',' {
-                            break;
-                        }
-                        self.i += 1;
-                        self.ws();
-                    }
-                }
-                self.expect(b']')?;
-                self.depth -= 1;
-                Ok(())
-            }
+            b'{' => self.items(b'}', |p| {
+                p.string()?;
+                p.ws();
+                p.expect(b':')?;
+                p.ws();
+                p.value()
+            }),
+            b'[' => self.items(b']', Self::value),
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
             b'n' => self.literal(b"null"),
