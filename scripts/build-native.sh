@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Builds the mega-codec addon in release mode and puts it where the kernel looks for it:
-# kernel/native/mega-codec.<platform-arch-abi>.node (e.g. linux-x64-gnu). The kernel falls back to
+# packages/codec/native/mega-codec.<platform-arch-abi>.node (e.g. linux-x64-gnu). The kernel falls back to
 # its TS codec when the file is missing, so this step is optional for development.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-mkdir -p kernel/native
+mkdir -p packages/codec/native
 # --no-js: the kernel has its own loader (version check + TS fallback), not the generated one;
 # the generated .d.ts goes to target/ for reference (the facade types the binding by hand).
 npx napi build --platform --release --no-js \
   --cwd crates/mega-napi \
-  --output-dir "$root/kernel/native" \
+  --output-dir "$root/packages/codec/native" \
   --dts ../../target/mega-codec.d.ts "$@"
-ls -l kernel/native/*.node
+ls -l packages/codec/native/*.node

@@ -24,7 +24,7 @@ async function child(seed, from, to, only) {
   Error.stackTraceLimit = 0;
   const url = process.env.MEGA_FUZZ_CODEC
     ? pathToFileURL(process.env.MEGA_FUZZ_CODEC).href
-    : new URL('../kernel/dist/codec/index.js', import.meta.url).href;
+    : new URL('../packages/codec/dist/index.js', import.meta.url).href;
   const { createTsCodec, loadCodec } = await import(url);
   const { isMegaError } = await import(new URL('../errors.js', url).href);
   const backends = [createTsCodec(), loadCodec({ mode: 'native', routing: false })];

@@ -104,3 +104,15 @@ export function toMegaError(value: unknown, code = 'internal'): MegaError {
   const message = value instanceof Error ? value.message : String(value);
   return new MegaError(code, message, { cause: value });
 }
+
+/** Rejects with `error()` when `promise` has not settled within `ms` (0 or Infinity: no bound). The one timeout helper. */
+export function within<T>(promise: Promise<T>, ms: number, error: () => Error): Promise<T> {
+  if (!(ms > 0) || !Number.isFinite(ms)) return promise;
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(error()), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}

@@ -1,14 +1,15 @@
 /**
  * The kernel's hook points. One frozen object; only the kernel and the plugin that owns a call
- * site call `call*`/`promise`, everybody else taps, and only during setup/boot.
+ * site call `call*`/`promise`; plugins tap through their bound `api.tap`, during setup or boot.
  *
- * Every tap is wrapped once, at registration, by an interceptor: errors are rethrown with the
- * plugin (tap name) and hook name, boot taps get a timeout, shutdown taps are bounded and ordered
- * in reverse dependency order. Wrapping at registration keeps the call path free of extra work.
+ * Every tap is wrapped once, at registration, by an interceptor: the tap name must be a loaded
+ * plugin (so failures and shutdown order are attributed), errors are rethrown with plugin and hook,
+ * boot taps get a timeout, shutdown taps are bounded and run in reverse dependency order. Wrapping
+ * at registration keeps the call path free of extra work.
  */
 import { AsyncParallelHook, AsyncSeriesBailHook, AsyncSeriesHook, SyncWaterfallHook } from 'tapable';
 import type { App } from './apps.js';
-import { isMegaError, MegaError, PluginError } from './errors.js';
+import { isMegaError, MegaError, PluginError, within } from './errors.js';
 import type { Kernel } from './kernel.js';
 
 /** Options a route carries; plugins add their own keys (security, schemas, tracing). */
@@ -38,9 +39,9 @@ export interface WsFrame {
   app: App;
   /** The connection object of the WS plugin; opaque to the kernel. */
   connection: unknown;
-  /** Raw bytes or text as received. Taps that decrypt/decompress replace it. */
+  /** Raw bytes or text as received, before any parsing. Taps that decrypt/decompress replace it. */
   data: Buffer | string;
-  /** Parsed envelope, set by the tap that parses. */
+  /** Parsed envelope, set by the tap that parses (the WS plugin, at stage 0). */
   message?: { type: string; id?: string; ns?: string; payload?: unknown };
   /** Namespace (channel path) the frame arrived on. */
   ns: string;
@@ -69,7 +70,7 @@ export interface ShutdownContext {
 }
 
 export interface MegaHooks {
-  /** Plugins register services, adapters, routes, channels. Stage >= 1000 runs after all others (listen). */
+  /** Plugins connect, register routes/channels, listen. Stage >= 1000 runs after all others (listen). */
   readonly boot: AsyncSeriesHook<[Kernel]>;
   /** Each route definition; taps return the (possibly replaced) definition. */
   readonly route: SyncWaterfallHook<[RouteDefinition]>;
@@ -85,9 +86,26 @@ export interface MegaHooks {
 
 export type HookName = keyof MegaHooks;
 
+/** What a tap of each hook receives and returns (`api.tap(hook, fn)`). */
+export interface HookFns {
+  boot: (kernel: Kernel) => void | Promise<void>;
+  route: (route: RouteDefinition) => RouteDefinition;
+  wsMessage: (frame: WsFrame) => MegaError | undefined | Promise<MegaError | undefined>;
+  presence: (event: PresenceEvent) => void | Promise<void>;
+  job: (event: JobEvent) => void | Promise<void>;
+  shutdown: (context: ShutdownContext) => void | Promise<void>;
+}
+
+export interface TapOptions {
+  /** Lower runs first (tapable stage); `boot` taps at >= 1000 run after every other boot tap. */
+  stage?: number;
+  /** Run before the taps of these plugins (e.g. `before: '@mega/ws'` to see frames before parsing). */
+  before?: string | string[];
+}
+
 export interface HookPolicy {
-  /** Load-order index of a plugin by name; unknown names (kernel, tests) sort first. */
-  orderOf(plugin: string): number;
+  /** Load-order index of a plugin by name, or undefined for a name that is not a loaded plugin. */
+  orderOf(plugin: string): number | undefined;
   bootTimeoutMs(plugin: string): number;
   shutdownTimeoutMs: number;
   /** True once the kernel is running: taps after that are refused. */
@@ -95,36 +113,36 @@ export interface HookPolicy {
   onShutdownError(plugin: string, error: unknown): void;
 }
 
+/**
+ * A tap's failure with plugin and hook attached. A MegaError keeps its code (a deliberate boot
+ * failure such as `adapter.unavailable`); anything else is `internal`, so callers that answer
+ * clients (WS, HTTP) never forward a plugin's raw message as a rejection.
+ */
 export function wrapPluginError(error: unknown, plugin: string, hook: string): PluginError {
   if (error instanceof PluginError && error.plugin !== undefined) return error;
   const message = error instanceof Error ? error.message : String(error);
-  const code = isMegaError(error) ? error.code : 'plugin.failed';
-  return new PluginError(code, `[${plugin}] ${hook}: ${message}`, {
+  const mega = isMegaError(error);
+  return new PluginError(mega ? error.code : 'internal', `[${plugin}] ${hook}: ${message}`, {
     plugin,
     hook,
     cause: error,
-    details: isMegaError(error) ? error.details : undefined,
-    ...(isMegaError(error) ? { status: error.status } : {}),
+    ...(mega ? { details: error.details, status: error.status } : {}),
   });
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
-  if (!(ms > 0) || !Number.isFinite(ms)) return promise;
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(onTimeout()), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 type AnyFn = (...args: unknown[]) => unknown;
 type WrappableTap = { name: string; type: 'sync' | 'async' | 'promise'; fn: AnyFn; stage?: number };
 
 function wrapTap(hook: HookName, tap: WrappableTap, policy: HookPolicy): WrappableTap {
-  if (policy.frozen()) {
-    throw new MegaError('hooks.frozen', `[${tap.name}] cannot tap "${hook}" after the kernel started; tap during setup or boot`);
-  }
   const plugin = tap.name;
+  if (policy.frozen()) {
+    throw new MegaError('hooks.frozen', `[${plugin}] cannot tap "${hook}" after the kernel started; tap during setup or boot`);
+  }
+  if (policy.orderOf(plugin) === undefined) {
+    throw new MegaError('hooks.unknown_tap', `tap "${plugin}" on "${hook}" is not a loaded plugin; tap through api.tap in a plugin's setup`, {
+      details: { tap: plugin, hook },
+    });
+  }
   const inner = tap.fn;
   if (tap.type === 'sync') {
     return {
@@ -138,47 +156,24 @@ function wrapTap(hook: HookName, tap: WrappableTap, policy: HookPolicy): Wrappab
       },
     };
   }
-  // Normalise callback-style taps to promises so one wrapper fits all.
-  const asPromise: (...args: unknown[]) => Promise<unknown> =
-    tap.type === 'promise'
-      ? (...args) => Promise.resolve().then(() => inner(...args))
-      : (...args) =>
-          new Promise((resolve, reject) => {
-            inner(...args, (err: unknown, result: unknown) => (err ? reject(err) : resolve(result)));
-          });
+  const asPromise = (...args: unknown[]) => Promise.resolve().then(() => inner(...args));
+  const rethrow = (error: unknown) => {
+    throw wrapPluginError(error, plugin, hook);
+  };
   let run: (...args: unknown[]) => Promise<unknown>;
   let stage = tap.stage;
   if (hook === 'boot') {
-    run = (...args) =>
-      withTimeout(
-        asPromise(...args),
-        policy.bootTimeoutMs(plugin),
-        () =>
-          new PluginError('plugin.boot_timeout', `[${plugin}] boot did not finish within ${policy.bootTimeoutMs(plugin)} ms`, {
-            plugin,
-            hook,
-          }),
-      ).catch((error: unknown) => {
-        throw wrapPluginError(error, plugin, hook);
-      });
+    const ms = policy.bootTimeoutMs(plugin);
+    const timeout = () => new PluginError('plugin.boot_timeout', `[${plugin}] boot did not finish within ${ms} ms`, { plugin, hook });
+    run = (...args) => within(asPromise(...args), ms, timeout).catch(rethrow);
   } else if (hook === 'shutdown') {
     // Later-loaded plugins stop first; a failing or hung step is reported and the next one still runs.
-    stage = (tap.stage ?? 0) - policy.orderOf(plugin);
-    run = (...args) =>
-      withTimeout(
-        asPromise(...args),
-        policy.shutdownTimeoutMs,
-        () =>
-          new PluginError('plugin.shutdown_timeout', `[${plugin}] shutdown step exceeded ${policy.shutdownTimeoutMs} ms`, {
-            plugin,
-            hook,
-          }),
-      ).catch((error: unknown) => policy.onShutdownError(plugin, error));
+    stage = (tap.stage ?? 0) - (policy.orderOf(plugin) ?? 0);
+    const ms = policy.shutdownTimeoutMs;
+    const timeout = () => new PluginError('plugin.shutdown_timeout', `[${plugin}] shutdown step exceeded ${ms} ms`, { plugin, hook });
+    run = (...args) => within(asPromise(...args), ms, timeout).catch((error: unknown) => policy.onShutdownError(plugin, error));
   } else {
-    run = (...args) =>
-      asPromise(...args).catch((error: unknown) => {
-        throw wrapPluginError(error, plugin, hook);
-      });
+    run = (...args) => asPromise(...args).catch(rethrow);
   }
   return { ...tap, type: 'promise', fn: run, ...(stage === undefined ? {} : { stage }) };
 }
@@ -202,4 +197,15 @@ export function createHooks(policy: HookPolicy): MegaHooks {
     });
   }
   return Object.freeze(hooks);
+}
+
+/** Taps `fn` on `hook` under the plugin's name: the one place a tap is made (api.tap). */
+export function tapHook<H extends HookName>(hooks: MegaHooks, plugin: string, hook: H, fn: HookFns[H], options: TapOptions = {}): void {
+  const tap = { name: plugin, ...(options.stage === undefined ? {} : { stage: options.stage }), ...(options.before ? { before: options.before } : {}) };
+  const target = hooks[hook] as unknown as {
+    tap(o: typeof tap, f: HookFns[H]): void;
+    tapPromise(o: typeof tap, f: HookFns[H]): void;
+  };
+  if (hook === 'route') target.tap(tap, fn);
+  else target.tapPromise(tap, fn);
 }

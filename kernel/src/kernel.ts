@@ -1,30 +1,31 @@
 /**
  * The kernel: owns config, the plugin list, the app registry, the service registry, ctx
- * contributions and the lifecycle (setup -> boot -> running -> shutdown). Everything else is a plugin.
+ * contributions and the lifecycle (validate -> setup -> boot -> running -> shutdown). It knows no
+ * plugin by name; plugins reach it through the `PluginApi` bound to each of them.
  */
 
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { type Codec, loadCodec } from '@mega/codec';
 import type { App, AppBase } from './apps.js';
 import { registerApp, unregisterApp } from './apps.js';
-import { loadCodec } from './codec/index.js';
-import type { Codec } from './codec/types.js';
-import type { AppConfig, LoadedApp, MegaConfig } from './config.js';
-import { APP_ONLY_KEYS, GLOBAL_ONLY_KEYS, loadProject } from './config.js';
+import type { AppConfig, LoadedApp, MegaConfig, ServiceDeclaration } from './config.js';
+import { loadProject } from './config.js';
 import type { ContextInit, MegaContext } from './context.js';
 import { ContextFactory } from './context.js';
-import { ConfigError, MegaError, PluginError } from './errors.js';
+import { MegaError, PluginError } from './errors.js';
 import type { MegaHooks } from './hooks.js';
-import { createHooks, wrapPluginError } from './hooks.js';
+import { createHooks, tapHook, wrapPluginError } from './hooks.js';
 import type { Logger } from './logger.js';
 import { createLogger } from './logger.js';
-import type { PluginDefinition } from './plugin.js';
-import { checkKernelRange, importPlugin, isPluginDefinition, orderPlugins, validatePluginConfig } from './plugin.js';
+import type { AnyPlugin, HealthCheck, PluginApi } from './plugin.js';
+import { checkKernelRange, importPlugin, isPluginDefinition, orderPlugins } from './plugin.js';
+import { validateConfig } from './schema.js';
 
 export const KERNEL_VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string })
   .version;
 
-/** Services plugins provide to each other (`kernel.provide('http', server)`). Extend by declaration merging. */
+/** Services plugins provide to each other (`api.provide('http', server)`). Extend by declaration merging. */
 // biome-ignore lint/suspicious/noEmptyInterface: extended by plugins through declaration merging
 export interface MegaServices {}
 
@@ -36,12 +37,18 @@ export interface KernelOptions {
   config: MegaConfig;
   apps: LoadedApp[];
   /** Already-resolved plugin definitions, in any order. */
-  plugins: PluginDefinition[];
+  plugins: readonly AnyPlugin[];
   /** Files the config came from, for error messages. */
   configFile?: string;
   env?: string;
   port?: number;
   logger?: Logger;
+}
+
+export interface HealthEntry {
+  readonly name: string;
+  readonly plugin: string;
+  readonly check: HealthCheck;
 }
 
 const DEFAULT_BOOT_TIMEOUT_MS = 10_000;
@@ -56,7 +63,7 @@ export class Kernel {
   readonly config: Readonly<MegaConfig>;
   readonly configFile: string;
   /** Plugins in dependency order. */
-  readonly plugins: readonly PluginDefinition[];
+  readonly plugins: readonly AnyPlugin[];
   readonly apps: readonly App[];
   /** Resolved listen options (CLI flag > PORT env > config > 3000). */
   readonly server: { port: number; host: string };
@@ -64,7 +71,8 @@ export class Kernel {
   #state: KernelState = 'created';
   #services = new Map<string, { value: unknown; plugin: string }>();
   #ctx = new ContextFactory();
-  #appConfigs = new Map<string, Map<string, unknown>>();
+  #health: HealthEntry[] = [];
+  #problems: Error[] = [];
   #stopping: Promise<void> | undefined;
   #order: Map<string, number>;
   #codec: Codec | undefined;
@@ -75,7 +83,7 @@ export class Kernel {
     this.config = options.config;
     this.configFile = options.configFile ?? 'mega.config.ts';
     this.log = options.logger ?? createLogger(options.config.logger, this.env);
-    this.plugins = orderPlugins(options.plugins);
+    this.plugins = orderPlugins(options.plugins, this.#problems);
     this.#order = new Map(this.plugins.map((p, i) => [p.name, i + 1]));
     const envPort = process.env.PORT ?? process.env.MEGA_PORT;
     this.server = {
@@ -85,7 +93,7 @@ export class Kernel {
     const lifecycle = options.config.lifecycle ?? {};
     const byName = new Map(this.plugins.map((p) => [p.name, p]));
     this.hooks = createHooks({
-      orderOf: (name) => this.#order.get(name) ?? 0,
+      orderOf: (name) => this.#order.get(name),
       bootTimeoutMs: (name) => byName.get(name)?.bootTimeoutMs ?? lifecycle.bootTimeoutMs ?? DEFAULT_BOOT_TIMEOUT_MS,
       shutdownTimeoutMs: lifecycle.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS,
       frozen: () => this.#state === 'running',
@@ -109,30 +117,15 @@ export class Kernel {
     return this.#state === 'running';
   }
 
-  provide<K extends keyof MegaServices & string>(name: K, value: MegaServices[K], plugin?: string): void;
-  provide(name: string, value: unknown, plugin?: string): void;
-  provide(name: string, value: unknown, plugin = 'unknown'): void {
-    const existing = this.#services.get(name);
-    if (existing) {
-      throw new MegaError('service.duplicate', `service "${name}" is already provided by ${existing.plugin}`, {
-        details: { name, by: existing.plugin },
-      });
-    }
-    this.#services.set(name, { value, plugin });
-  }
-
   use<K extends keyof MegaServices & string>(name: K): MegaServices[K];
   use<T>(name: string): T;
   use(name: string): unknown {
     const entry = this.#services.get(name);
     if (!entry) {
-      throw new MegaError(
-        'service.missing',
-        `no plugin provides service "${name}" (provided: ${[...this.#services.keys()].join(', ') || 'none'})`,
-        {
-          details: { name, provided: [...this.#services.keys()] },
-        },
-      );
+      const provided = [...this.#services.keys()];
+      throw new MegaError('service.missing', `no plugin provides service "${name}" (provided: ${provided.join(', ') || 'none'})`, {
+        details: { name, provided },
+      });
     }
     return entry.value;
   }
@@ -141,52 +134,37 @@ export class Kernel {
     return this.#services.has(name);
   }
 
-  /** Adds a lazy member to every ctx (`ctx.<name>`), computed on first access per ctx. */
-  contributeCtx<K extends keyof MegaContext & string>(name: K, factory: (ctx: MegaContext) => MegaContext[K], plugin?: string): void;
-  contributeCtx(name: string, factory: (ctx: MegaContext) => unknown, plugin?: string): void;
-  contributeCtx(name: string, factory: (ctx: MegaContext) => unknown, plugin?: string): void {
-    this.#ctx.contribute(name, factory, plugin);
+  /** Readiness checks registered with `api.health`, in registration order. */
+  healthChecks(): readonly HealthEntry[] {
+    return this.#health;
   }
 
   createContext(app: App, init: Partial<ContextInit> = {}): MegaContext {
     return this.#ctx.create(app, { id: init.id ?? randomUUID(), source: init.source });
   }
 
-  /** Adds a lazy member to every app (`getApp('admin').bus`). */
-  contributeApp(name: string, factory: (app: App) => unknown): void {
-    for (const app of this.apps) {
-      let value: unknown;
-      let made = false;
-      Object.defineProperty(app, name, {
-        enumerable: true,
-        configurable: false,
-        get: () => {
-          if (!made) {
-            value = factory(app);
-            made = true;
-          }
-          return value;
-        },
-      });
-    }
-  }
-
-  /** An app-scoped plugin's validated config for one app (defaults applied). */
-  appConfig<T>(app: App | string, key: string): T {
-    const name = typeof app === 'string' ? app : app.name;
-    return this.#appConfigs.get(name)?.get(key) as T;
-  }
-
-  /** setup (dependency order) -> boot hook -> running. On failure, already-booted plugins are shut down. */
+  /**
+   * validate (kernel range, dependencies, every config key of every plugin and app, drivers,
+   * secrets: all problems reported together) -> setup (dependency order) -> boot hook -> running.
+   * On a boot failure, already-booted plugins are shut down.
+   */
   async start(): Promise<void> {
     if (this.#state !== 'created') throw new MegaError('kernel.state', `kernel cannot start from state ${this.#state}`);
+    const problems: Error[] = [...this.#problems];
+    for (const plugin of this.plugins) {
+      const range = checkKernelRange(plugin, this.version);
+      if (range) problems.push(range);
+    }
+    const validated = validateConfig({ plugins: this.plugins, config: this.config, apps: this.apps, configFile: this.configFile, env: this.env, log: this.log });
+    problems.push(...validated.problems);
+    if (problems.length) throw combine(problems);
+
     this.#state = 'setup';
     try {
       for (const plugin of this.plugins) {
-        checkKernelRange(plugin, this.version);
-        const config = this.#pluginConfig(plugin);
+        const api = this.#api(plugin, (app) => validated.apps.get(typeof app === 'string' ? app : app.name)?.get(plugin.name) ?? {});
         try {
-          await plugin.setup(this, config as never);
+          await plugin.setup(api as PluginApi<never>, (validated.global.get(plugin.name) ?? {}) as never);
         } catch (error) {
           throw wrapPluginError(error, plugin.name, 'setup');
         }
@@ -216,40 +194,56 @@ export class Kernel {
     return this.#stopping;
   }
 
-  #pluginConfig(plugin: PluginDefinition): unknown {
-    const key = plugin.configKey;
-    if (!key) return undefined;
-    const global = this.config as Record<string, unknown>;
-    if ((plugin.configScope ?? 'global') === 'global') {
-      for (const app of this.apps) {
-        if (key in app.config) {
-          throw new ConfigError(
-            'config.scope_violation',
-            `"${key}" (${plugin.name}) is not allowed in apps/${app.name}/app.config.ts; it belongs in ${this.configFile}`,
-            {
-              details: { key, file: `apps/${app.name}/app.config.ts`, belongsIn: this.configFile },
-            },
-          );
+  /** The API handed to one plugin's setup: everything it registers is attributed to it. */
+  #api(plugin: AnyPlugin, appConfig: (app: App | string) => Record<string, unknown>): PluginApi {
+    const name = plugin.name;
+    const kernel = this;
+    const services = this.#services;
+    const drivers = plugin.drivers ?? {};
+    return Object.freeze({
+      name,
+      kernel,
+      log: this.log.child({ plugin: name }),
+      tap: (hook, fn, options) => tapHook(kernel.hooks, name, hook, fn, options),
+      onShutdown: (fn) => tapHook(kernel.hooks, name, 'shutdown', fn),
+      provide(service: string, value: unknown) {
+        const existing = services.get(service);
+        if (existing) {
+          throw new MegaError('service.duplicate', `[${name}] service "${service}" is already provided by ${existing.plugin}`, {
+            details: { name: service, by: existing.plugin },
+          });
         }
-      }
-      return validatePluginConfig(plugin, global[key], this.configFile);
-    }
-    if (key in global) {
-      throw new ConfigError(
-        'config.scope_violation',
-        `"${key}" (${plugin.name}) is not allowed in ${this.configFile}; it belongs in apps/<name>/app.config.ts`,
-        {
-          details: { key, file: this.configFile, belongsIn: 'apps/<name>/app.config.ts' },
-        },
-      );
-    }
+        services.set(service, { value, plugin: name });
+      },
+      use: (service: string) => kernel.use(service),
+      has: (service) => kernel.has(service),
+      contributeCtx: (member: string, factory: (ctx: MegaContext) => unknown) => kernel.#ctx.contribute(member, factory, name),
+      contributeApp: (member, factory) => kernel.#contributeApp(member, factory),
+      appConfig,
+      services: (kind) =>
+        Object.entries((kernel.config.services?.[kind] ?? {}) as Record<string, ServiceDeclaration>).filter(([, d]) =>
+          (drivers[kind] ?? []).includes(d.driver),
+        ),
+      health: (check, fn) => void kernel.#health.push({ name: check, plugin: name, check: fn }),
+    } satisfies PluginApi);
+  }
+
+  #contributeApp(name: string, factory: (app: App) => unknown): void {
     for (const app of this.apps) {
-      const value = validatePluginConfig(plugin, (app.config as Record<string, unknown>)[key], `apps/${app.name}/app.config.ts`);
-      const map = this.#appConfigs.get(app.name) ?? new Map<string, unknown>();
-      this.#appConfigs.set(app.name, map);
-      map.set(key, value);
+      let value: unknown;
+      let made = false;
+      Object.defineProperty(app, name, {
+        enumerable: true,
+        configurable: false,
+        get: () => {
+          if (!made) {
+            value = factory(app);
+            made = true;
+          }
+          return value;
+        },
+      });
     }
-    return undefined;
   }
 
   #makeApp(loaded: LoadedApp): App {
@@ -266,6 +260,18 @@ export class Kernel {
   }
 }
 
+/** One error for every problem found before setup: the first one's code, every message listed. */
+function combine(problems: Error[]): Error {
+  const [first] = problems;
+  if (problems.length === 1 && first) return first;
+  const lines = problems.map((p) => `  - ${(p as Partial<MegaError>).code ? `[${(p as MegaError).code}] ` : ''}${p.message}`);
+  const head = first as MegaError;
+  return new PluginError(head.code ?? 'config.invalid', `${problems.length} problems stop boot:\n${lines.join('\n')}`, {
+    cause: head,
+    details: { problems: problems.map((p) => ({ code: (p as MegaError).code, message: p.message, details: (p as MegaError).details })) },
+  });
+}
+
 export interface LoadKernelOptions {
   dir: string;
   /** Only these apps (default: all of the project's). */
@@ -275,23 +281,25 @@ export interface LoadKernelOptions {
   logger?: Logger;
 }
 
+/** Imports the plugins a project lists (package names or inline definitions), in listed order. */
+export async function loadPlugins(config: MegaConfig, dir: string, file: string): Promise<AnyPlugin[]> {
+  const plugins: AnyPlugin[] = [];
+  for (const entry of config.plugins ?? []) {
+    if (typeof entry === 'string') plugins.push(await importPlugin(entry, dir));
+    else if (isPluginDefinition(entry)) plugins.push(entry);
+    else throw new PluginError('plugin.invalid', `an inline plugin in ${file} was not made with definePlugin({...})`);
+  }
+  return plugins;
+}
+
 /** Loads `mega.config.ts`, the app configs and every listed plugin, and builds a kernel (not started). */
 export async function loadKernel(options: LoadKernelOptions): Promise<Kernel> {
-  const project = await loadProject(options.dir, {
-    ...(options.only ? { only: options.only } : {}),
-    scope: { globalOnly: GLOBAL_ONLY_KEYS, appOnly: APP_ONLY_KEYS },
-  });
-  const plugins: PluginDefinition[] = [];
-  for (const entry of project.config.plugins ?? []) {
-    if (typeof entry === 'string') plugins.push(await importPlugin(entry, project.dir));
-    else if (isPluginDefinition(entry)) plugins.push(entry as PluginDefinition);
-    else throw new PluginError('plugin.invalid', `an inline plugin in ${project.file} was not made with definePlugin({...})`);
-  }
+  const project = await loadProject(options.dir, options.only ? { only: options.only } : {});
   return new Kernel({
     dir: project.dir,
     config: project.config,
     apps: project.apps,
-    plugins,
+    plugins: await loadPlugins(project.config, project.dir, project.file),
     configFile: 'mega.config.ts',
     ...(options.env ? { env: options.env } : {}),
     ...(options.port !== undefined ? { port: options.port } : {}),

@@ -1,20 +1,24 @@
 /**
- * The plugin contract and loader. A plugin is a plain object made by `definePlugin` (no base
- * class): metadata the loader checks before anything runs, and a `setup` that taps hooks.
- * Dependencies are resolved at load time (registration order does not matter) by a DFS that
- * rejects cycles and missing plugins with coded errors.
+ * The plugin contract. A plugin is a frozen, branded plain object made by `definePlugin`: metadata
+ * and declarations the kernel checks before anything runs (kernel range, dependencies, config
+ * schemas, drivers), and a `setup(api, config)` that receives an API already bound to the plugin.
+ * Dependencies are resolved at load time (listed order does not matter) by a DFS that names cycles.
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { ValidateFunction } from 'ajv';
+import type { Static, TObject } from '@sinclair/typebox';
 import semver from 'semver';
-import { ajv, importModule, invalidConfig, schemaErrors } from './config.js';
+import type { App } from './apps.js';
+import { importModule, type ServiceDeclaration } from './config.js';
+import type { ContextContribution, MegaContext } from './context.js';
 import { PluginError } from './errors.js';
-import type { Kernel } from './kernel.js';
+import type { HookFns, HookName, MegaHooks, ShutdownContext, TapOptions } from './hooks.js';
+import type { Kernel, MegaServices } from './kernel.js';
+import type { Logger } from './logger.js';
 
-/** What `configure(project)` may do when `mega plugin add` installs a plugin. */
+/** What `configure(project)` (run by `mega plugin add`) and generators may do to a project. */
 export interface ProjectEditor {
   readonly dir: string;
   /** Adds `key: value` to mega.config.ts (or an app config) unless present; keeps formatting. */
@@ -26,24 +30,109 @@ export interface ProjectEditor {
   log(message: string): void;
 }
 
-export interface PluginDefinition<C = unknown> {
-  /** Package name, e.g. `@mega/http`. Also the tap name of every tap this plugin makes. */
+/** A readiness check: resolves when the dependency answers, rejects (with a MegaError) when not. */
+export type HealthCheck = () => Promise<void>;
+
+/** Terminal I/O handed to CLI commands. */
+export interface CliIO {
+  cwd: string;
+  stdout(line: string): void;
+  stderr(line: string): void;
+}
+
+/** A `mega <name>` subcommand contributed by a plugin; `run` resolves to the exit code. */
+export interface CliCommand {
+  summary: string;
+  run(argv: string[], io: CliIO): Promise<number>;
+}
+
+/** A `mega generate <kind> <name>` kind contributed by a plugin. */
+export interface Generator {
+  summary: string;
+  run(name: string, project: ProjectEditor, options: Record<string, string | boolean>): Promise<void>;
+}
+
+/** The minimum of a node:cluster worker a primary handler needs. */
+export interface PrimaryWorker {
+  readonly id: number;
+  isConnected(): boolean;
+  send(message: unknown): boolean;
+}
+
+/**
+ * The cluster-primary half of a plugin (`mega start --workers N`): messages whose `type` equals
+ * `channel` are handed to `handle`; `exited` runs when a worker dies.
+ */
+export interface PrimaryHandler {
+  readonly channel: string;
+  handle(worker: PrimaryWorker, message: unknown): void;
+  exited?(worker: PrimaryWorker): void;
+}
+
+/** A plugin's config declaration: the top-level keys it owns in each file, as TypeBox objects. */
+export interface PluginConfigSchemas<G extends TObject, A extends TObject> {
+  /** Keys of mega.config.ts; their validated value (defaults applied) is `setup`'s `config`. */
+  global?: G;
+  /** Keys of each app.config.ts; read one app's validated value with `api.appConfig(app)`. */
+  app?: A;
+}
+
+/** The API a plugin's `setup` receives, bound to that plugin: nothing it does names itself. */
+export interface PluginApi<A = Record<string, unknown>> {
+  /** This plugin's name. */
+  readonly name: string;
+  /** The kernel: apps, env, dir, config, server, codec, state; `hooks` for call sites this plugin owns. */
+  readonly kernel: Kernel;
+  /** Child logger with `{ plugin: name }`. */
+  readonly log: Logger;
+  /** Taps a kernel hook under this plugin's name (errors are attributed; boot bounded; shutdown ordered). */
+  tap<H extends HookName>(hook: H, fn: HookFns[H], options?: TapOptions): void;
+  /** A shutdown step (the `shutdown` hook, reverse dependency order). */
+  onShutdown(fn: (context: ShutdownContext) => void | Promise<void>): void;
+  /** Publishes a service to other plugins (`service.duplicate` if taken). Type it by merging into `MegaServices`. */
+  provide<K extends keyof MegaServices & string>(name: K, value: MegaServices[K]): void;
+  provide(name: string, value: unknown): void;
+  use<K extends keyof MegaServices & string>(name: K): MegaServices[K];
+  use<T>(name: string): T;
+  has(name: string): boolean;
+  /** A lazy `ctx.<name>`, built on first access per request or connection. */
+  contributeCtx<K extends keyof MegaContext & string>(name: K, factory: ContextContribution<MegaContext[K]>): void;
+  contributeCtx(name: string, factory: ContextContribution): void;
+  /** A lazy `getApp(name).<name>`. */
+  contributeApp(name: string, factory: (app: App) => unknown): void;
+  /** One app's validated value of this plugin's app-scoped keys (defaults applied). */
+  appConfig(app: App | string): A;
+  /** `services.<kind>` entries whose driver this plugin declared in `drivers`. */
+  services(kind: string): Array<[alias: string, declaration: ServiceDeclaration]>;
+  /** A readiness check reported by `/ready` (`@mega/health`) under `name`. */
+  health(name: string, check: HealthCheck): void;
+}
+
+export interface PluginDefinition<G extends TObject = TObject, A extends TObject = TObject> {
+  /** Package name, e.g. `@mega/http`; every tap, service and log line of the plugin carries it. */
   readonly name: string;
   readonly version: string;
   /** Semver range of kernels this plugin supports. */
   readonly kernel?: string;
   /** Plugins that must be loaded (and set up) before this one. */
   readonly dependsOn?: readonly string[];
-  /** Config key this plugin reads, and which file it lives in. */
-  readonly configKey?: string;
-  readonly configScope?: 'global' | 'app';
-  /** JSON Schema of the value under `configKey`; defaults in it are applied. */
-  readonly configSchema?: Record<string, unknown>;
-  /** Boot timeout for this plugin's boot taps (ms); default from `lifecycle.bootTimeoutMs` (10 s). */
+  readonly config?: PluginConfigSchemas<G, A>;
+  /** `services.<kind>.<alias>.driver` values this plugin serves, e.g. `{ dbs: ['postgres'] }`. */
+  readonly drivers?: Readonly<Record<string, readonly string[]>>;
+  /** `mega <name>` subcommands. */
+  readonly commands?: Readonly<Record<string, CliCommand>>;
+  /** `mega generate <kind>` kinds. */
+  readonly generators?: Readonly<Record<string, Generator>>;
+  /** The cluster primary's half of this plugin. */
+  readonly primary?: () => PrimaryHandler;
+  /** Boot timeout for this plugin's boot taps (ms); default `lifecycle.bootTimeoutMs` (10 s). */
   readonly bootTimeoutMs?: number;
-  setup(kernel: Kernel, config: C): void | Promise<void>;
+  setup(api: PluginApi<Static<A>>, config: Static<G>): void | Promise<void>;
   configure?(project: ProjectEditor): void | Promise<void>;
 }
+
+/** A definition of any config shape, for lists of plugins. */
+export type AnyPlugin = PluginDefinition<TObject, TObject>;
 
 const PLUGIN_BRAND = Symbol.for('mega.plugin');
 
@@ -52,12 +141,14 @@ export function packageVersion(url: URL): string {
   return (JSON.parse(readFileSync(url, 'utf8')) as { version: string }).version;
 }
 
-export function definePlugin<C = unknown>(definition: PluginDefinition<C>): PluginDefinition<C> {
+export function definePlugin<G extends TObject = TObject, A extends TObject = TObject>(
+  definition: PluginDefinition<G, A>,
+): PluginDefinition<G, A> {
   if (typeof definition?.name !== 'string' || !definition.name) {
     throw new PluginError('plugin.invalid', 'definePlugin needs a non-empty name');
   }
   if (typeof definition.setup !== 'function') {
-    throw new PluginError('plugin.invalid', `[${definition.name}] definePlugin needs a setup(kernel, config) function`, {
+    throw new PluginError('plugin.invalid', `[${definition.name}] definePlugin needs a setup(api, config) function`, {
       plugin: definition.name,
     });
   }
@@ -65,12 +156,12 @@ export function definePlugin<C = unknown>(definition: PluginDefinition<C>): Plug
   return Object.freeze(definition);
 }
 
-export function isPluginDefinition(value: unknown): value is PluginDefinition {
+export function isPluginDefinition(value: unknown): value is AnyPlugin {
   return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[PLUGIN_BRAND] === true;
 }
 
 /** Imports a plugin package from the project directory (so the project's node_modules win). */
-export async function importPlugin(name: string, projectDir: string): Promise<PluginDefinition> {
+export async function importPlugin(name: string, projectDir: string): Promise<AnyPlugin> {
   let resolved: string;
   try {
     resolved = createRequire(join(projectDir, 'package.json')).resolve(name);
@@ -95,77 +186,53 @@ export async function importPlugin(name: string, projectDir: string): Promise<Pl
 
 /**
  * Orders plugins so every dependency comes before its dependents (DFS, listed order kept
- * otherwise). Throws `plugin.missing_dependency`, `plugin.cycle` (with the cycle path) and
- * `plugin.duplicate`.
+ * otherwise). Problems (`plugin.duplicate`, `plugin.missing_dependency`, `plugin.cycle` with the
+ * cycle path) are collected, not thrown, so boot can report them with every other problem.
  */
-export function orderPlugins(plugins: readonly PluginDefinition[]): PluginDefinition[] {
-  const byName = new Map<string, PluginDefinition>();
+export function orderPlugins(plugins: readonly AnyPlugin[], problems: Error[] = []): AnyPlugin[] {
+  const byName = new Map<string, AnyPlugin>();
   for (const p of plugins) {
-    if (byName.has(p.name)) throw new PluginError('plugin.duplicate', `plugin "${p.name}" is listed twice`, { plugin: p.name });
-    byName.set(p.name, p);
+    if (byName.has(p.name)) problems.push(new PluginError('plugin.duplicate', `plugin "${p.name}" is listed twice`, { plugin: p.name }));
+    else byName.set(p.name, p);
   }
   const done = new Set<string>();
   const path: string[] = [];
-  const ordered: PluginDefinition[] = [];
-  const visit = (p: PluginDefinition): void => {
+  const ordered: AnyPlugin[] = [];
+  const visit = (p: AnyPlugin): void => {
     if (done.has(p.name)) return;
     const at = path.indexOf(p.name);
     if (at !== -1) {
       const cycle = [...path.slice(at), p.name];
-      throw new PluginError('plugin.cycle', `plugin dependency cycle: ${cycle.join(' -> ')}`, { plugin: p.name, details: { cycle } });
+      problems.push(new PluginError('plugin.cycle', `plugin dependency cycle: ${cycle.join(' -> ')}`, { plugin: p.name, details: { cycle } }));
+      return;
     }
     path.push(p.name);
     for (const dep of p.dependsOn ?? []) {
       const target = byName.get(dep);
-      if (!target) {
-        throw new PluginError(
-          'plugin.missing_dependency',
-          `plugin "${p.name}" depends on "${dep}", which is not in plugins; run: mega plugin add ${dep}`,
-          {
+      if (target) visit(target);
+      else {
+        problems.push(
+          new PluginError('plugin.missing_dependency', `plugin "${p.name}" depends on "${dep}", which is not in plugins; run: mega plugin add ${dep}`, {
             plugin: p.name,
             details: { plugin: p.name, missing: dep },
-          },
+          }),
         );
       }
-      visit(target);
     }
     path.pop();
     done.add(p.name);
     ordered.push(p);
   };
-  for (const p of plugins) visit(p);
+  for (const p of byName.values()) visit(p);
   return ordered;
 }
 
-export function checkKernelRange(plugin: PluginDefinition, kernelVersion: string): void {
+export function checkKernelRange(plugin: AnyPlugin, kernelVersion: string): PluginError | undefined {
   if (plugin.kernel && !semver.satisfies(kernelVersion, plugin.kernel, { includePrerelease: true })) {
-    throw new PluginError('plugin.kernel_range', `plugin "${plugin.name}" needs kernel ${plugin.kernel}, this is ${kernelVersion}`, {
+    return new PluginError('plugin.kernel_range', `plugin "${plugin.name}" needs kernel ${plugin.kernel}, this is ${kernelVersion}`, {
       plugin: plugin.name,
       details: { required: plugin.kernel, actual: kernelVersion },
     });
   }
-}
-
-const compiled = new WeakMap<object, ValidateFunction>();
-
-/** Validates (and fills defaults into) a plugin's config value; every error with its path. */
-export function validatePluginConfig(plugin: PluginDefinition, value: unknown, file: string): unknown {
-  if (!plugin.configSchema || !plugin.configKey) return value;
-  let validate = compiled.get(plugin.configSchema);
-  if (!validate) {
-    validate = ajv.compile(plugin.configSchema);
-    compiled.set(plugin.configSchema, validate);
-  }
-  const data = value === undefined ? {} : structuredCloneSafe(value);
-  if (!validate(data)) throw invalidConfig(file, schemaErrors(validate.errors, `/${plugin.configKey}`));
-  return data;
-}
-
-/** Copies plain config data so defaults do not leak into the user's objects; functions are kept by reference. */
-function structuredCloneSafe(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(structuredCloneSafe);
-  if (value && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, structuredCloneSafe(v)]));
-  }
-  return value;
+  return undefined;
 }

@@ -6,13 +6,14 @@
 
 import type { Worker } from 'node:cluster';
 import cluster from 'node:cluster';
+import type { PrimaryHandler } from '../plugin.js';
 import type { CliIO } from './io.js';
-import { createBusRelay } from './primary-bus.js';
-import { createLockTable } from './primary-lock.js';
 
 export interface PrimaryOptions {
   workers: number;
   io: CliIO;
+  /** The cluster-primary halves of the project's plugins (bus relay, lock table, ...). */
+  handlers?: readonly PrimaryHandler[];
   /** How long workers get to drain before SIGKILL. */
   drainTimeoutMs?: number;
 }
@@ -30,17 +31,16 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
   let stopping = false;
   let bootFailures = 0;
   const slots = new Map<number, { worker: Worker; started: number; backoff: number; ready: boolean }>();
-  // Cluster drivers of @mega/bus and @mega/lock: the primary relays messages and holds the lock table.
-  const bus = createBusRelay();
-  const locks = createLockTable();
+  // Plugins' primary halves, by message channel (e.g. the bus relay and the lock table).
+  const handlers = new Map((options.handlers ?? []).map((h) => [h.channel, h]));
 
   return new Promise<number>((resolve) => {
     const fork = (slot: number, backoff: number) => {
       const worker = cluster.fork({ MEGA_WORKER_SLOT: String(slot) });
       slots.set(slot, { worker, started: Date.now(), backoff, ready: false });
       worker.on('message', (msg: { type?: string; ms?: number }) => {
-        if (msg?.type === 'mega:bus') bus.handle(worker, msg as Parameters<typeof bus.handle>[1]);
-        else if (msg?.type === 'mega:lock') locks.handle(worker, msg as Parameters<typeof locks.handle>[1]);
+        const handler = msg?.type === undefined ? undefined : handlers.get(msg.type);
+        if (handler) handler.handle(worker, msg);
         else if (msg?.type === 'mega:ready') {
           const entry = slots.get(slot);
           if (entry) entry.ready = true;
@@ -49,8 +49,7 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
         }
       });
       worker.on('exit', (code, signal) => {
-        bus.exited(worker);
-        locks.exited(worker);
+        for (const h of handlers.values()) h.exited?.(worker);
         const entry = slots.get(slot);
         if (stopping || entry?.worker !== worker) return;
         if (!entry.ready && ++bootFailures >= MAX_BOOT_FAILURES) {

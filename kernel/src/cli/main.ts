@@ -10,9 +10,12 @@ Commands:
   plugin remove <name>  remove a plugin (refused while another depends on it)
   plugin list           installed and available plugins
   routes                list every HTTP and WebSocket route with its app and middleware (--json)
-  ws-hub                run the hub sidecar (builds it with cargo when needed)
+  generate <kind> <n>   scaffold a file of a kind a plugin contributes (mega generate lists them)
   bench codec           native vs TypeScript codec, side by side (--json)
   help [command]        show help
+
+Plugins add commands of their own (e.g. ws-hub from @mega/hub-bridge); inside a project,
+"mega help" lists them.
 
 Run "mega <command> --help" for a command's options.`;
 
@@ -41,13 +44,14 @@ export async function main(argv: string[]): Promise<number> {
       const { routesCommand } = await import('./routes.js');
       return routesCommand(rest, io);
     }
-    case 'ws-hub': {
-      const { wsHubCommand } = await import('./ws-hub.js');
-      return wsHubCommand(rest, io);
+    case 'generate':
+    case 'g': {
+      const { generateCommand } = await import('./contributed.js');
+      return generateCommand(rest, io);
     }
     case 'bench': {
       if (rest[0] === 'codec') {
-        const { benchCodec } = await import('./bench-codec.js');
+        const { benchCodec } = await import('@mega/codec/bench');
         return benchCodec(rest.slice(1));
       }
       io.stderr(`mega bench: unknown target "${rest[0] ?? ''}" (available: codec)`);
@@ -59,6 +63,7 @@ export async function main(argv: string[]): Promise<number> {
     case '-h':
       if (rest[0]) return main([rest[0], '--help']);
       io.stdout(HELP);
+      await import('./contributed.js').then((m) => m.listCommands(io));
       return command === undefined ? 2 : 0;
     case '--version':
     case '-v': {
@@ -66,9 +71,13 @@ export async function main(argv: string[]): Promise<number> {
       io.stdout(KERNEL_VERSION);
       return 0;
     }
-    default:
+    default: {
+      const { runContributed } = await import('./contributed.js');
+      const code = await runContributed(command, rest, io);
+      if (code !== undefined) return code;
       io.stderr(`mega: unknown command "${command}"\n\n${HELP}`);
       return 2;
+    }
   }
 }
 

@@ -14,7 +14,7 @@ import semver from 'semver';
 import { CONFIG_NAMES, findProjectDir } from '../config.js';
 import { ConfigError, isMegaError, PluginError } from '../errors.js';
 import { KERNEL_VERSION } from '../kernel.js';
-import type { PluginDefinition } from '../plugin.js';
+import type { AnyPlugin as PluginDefinition } from '../plugin.js';
 import { checkKernelRange, importPlugin } from '../plugin.js';
 import type { CliIO } from './io.js';
 import { addPlugins, hasKey, listedPlugins, removePlugin } from './plugin/config-edit.js';
@@ -173,7 +173,8 @@ async function add(specs: string[], ctx: Ctx): Promise<number> {
         cause: error,
       });
     });
-    checkKernelRange(def, KERNEL_VERSION);
+    const range = checkKernelRange(def, KERNEL_VERSION);
+    if (range) throw range;
     for (const dep of def.dependsOn ?? []) await visit(dep, dep, name);
     path.pop();
     defs.set(name, def);
@@ -201,7 +202,7 @@ async function add(specs: string[], ctx: Ctx): Promise<number> {
     ctx.out(`+ ${name}@${def.version}${why}`);
     if (def.configure) {
       try {
-        await def.configure(createProjectEditor({ dir: ctx.dir, configFile: ctx.file, say: ctx.out }));
+        await def.configure(createProjectEditor({ dir: ctx.dir, configFile: ctx.file, say: ctx.out, plugin: def }));
       } catch (error) {
         const reason = error instanceof Error ? error.message : String(error);
         throw new PluginError(
@@ -364,9 +365,10 @@ async function remove(specs: string[], ctx: Ctx): Promise<number> {
   await writeFile(ctx.file, source);
   for (const name of names) {
     ctx.out(`- ${name} removed from plugins in ${ctx.rel}`);
-    const key = defs.get(name)?.configKey;
-    if (key && hasKey(source, ctx.rel, [key]))
-      ctx.out(`  its config key "${key}" stays in ${ctx.rel}; delete it when you no longer need it`);
+    for (const key of Object.keys(defs.get(name)?.config?.global?.properties ?? {})) {
+      if (hasKey(source, ctx.rel, [key]))
+        ctx.out(`  its config key "${key}" stays in ${ctx.rel}; delete it before the next boot (keys no plugin declares fail with config.unknown_key)`);
+    }
   }
   ctx.out(`The npm package${names.length > 1 ? 's stay' : ' stays'} installed; to uninstall: npm uninstall ${names.join(' ')}`);
   return 0;

@@ -5,10 +5,11 @@
 import cluster from 'node:cluster';
 import { relative, sep } from 'node:path';
 import { parseArgs } from 'node:util';
-import { findProjectDir } from '../config.js';
+import { findProjectDir, loadProject } from '../config.js';
 import { isMegaError } from '../errors.js';
 import type { Kernel } from '../kernel.js';
-import { loadKernel } from '../kernel.js';
+import { loadKernel, loadPlugins } from '../kernel.js';
+import type { PrimaryHandler } from '../plugin.js';
 import { runPrimary } from './cluster.js';
 import type { CliIO } from './io.js';
 
@@ -47,13 +48,21 @@ export async function startCommand(argv: string[], io: CliIO): Promise<number> {
   const workersRaw = values.workers ?? process.env.MEGA_CLUSTER_WORKERS;
   const workers = workersRaw === undefined ? 0 : parsePositiveInt(workersRaw, '--workers', 1);
   if (values.watch && workers > 0) throw new CliUsageError('--watch and --workers do not go together: watch mode runs one process');
-  if (workers > 0 && cluster.isPrimary) {
-    return runPrimary({ workers, io });
-  }
   const dir = findProjectDir(io.cwd);
   if (!dir) {
     io.stderr(`mega start: no mega.config.ts in ${io.cwd} or above. Create one (see README) or cd into a Mega project.`);
     return 1;
+  }
+  if (workers > 0 && cluster.isPrimary) {
+    let handlers: PrimaryHandler[];
+    try {
+      const project = await loadProject(dir);
+      handlers = (await loadPlugins(project.config, project.dir, project.file)).flatMap((p) => (p.primary ? [p.primary()] : []));
+    } catch (error) {
+      io.stderr(formatError(error));
+      return 1;
+    }
+    return runPrimary({ workers, io, handlers });
   }
   if (values.watch) {
     const { runWatch } = await import('./watch.js');

@@ -113,7 +113,7 @@ function aspError(code: string, message: string): MegaError {
 export default definePlugin<undefined>({
   name: NAME,
   version: packageVersion(new URL('../package.json', import.meta.url)),
-  kernel: '^0.1.0',
+  kernel: '^0.2.0',
   dependsOn: ['@mega/http', '@mega/ws'],
   configKey: 'asp',
   configScope: 'app',

@@ -55,7 +55,7 @@ export const configSchema = {
 export default definePlugin<undefined>({
   name: NAME,
   version: packageVersion(new URL('../package.json', import.meta.url)),
-  kernel: '^0.1.0',
+  kernel: '^0.2.0',
   configKey: 'bus',
   configScope: 'app',
   configSchema,

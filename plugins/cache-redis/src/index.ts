@@ -49,7 +49,7 @@ declare module '@mega/kernel' {
 export default definePlugin({
   name: NAME,
   version: packageVersion(new URL('../package.json', import.meta.url)),
-  kernel: '^0.1.0',
+  kernel: '^0.2.0',
   setup(kernel: Kernel) {
     const registry = new CacheRegistry();
     const checks: Record<string, HealthCheck> = {};

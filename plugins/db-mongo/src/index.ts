@@ -27,7 +27,7 @@ declare module '@mega/kernel' {
 export default definePlugin({
   name: NAME,
   version: packageVersion(new URL('../package.json', import.meta.url)),
-  kernel: '^0.1.0',
+  kernel: '^0.2.0',
   setup(kernel: Kernel) {
     const log = kernel.log.child({ plugin: NAME });
     const declared = kernel.config.services?.dbs ?? {};

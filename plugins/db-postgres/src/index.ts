@@ -29,7 +29,7 @@ declare module '@mega/kernel' {
 export default definePlugin({
   name: NAME,
   version: packageVersion(new URL('../package.json', import.meta.url)),
-  kernel: '^0.1.0',
+  kernel: '^0.2.0',
   // PGlite's first start runs initdb in WebAssembly: seconds on a busy machine.
   bootTimeoutMs: 60_000,
   setup(kernel: Kernel) {

@@ -93,7 +93,7 @@ async function runCheck(fn: HealthCheck, timeoutMs: number): Promise<CheckResult
 export default definePlugin<HealthConfig>({
   name: '@mega/health',
   version: packageVersion(new URL('../package.json', import.meta.url)),
-  kernel: '^0.1.0',
+  kernel: '^0.2.0',
   dependsOn: ['@mega/http'],
   configKey: 'health',
   configScope: 'global',

@@ -52,7 +52,7 @@ export const HTTP_STAGES = { create: 0, loadRoutes: 500, freeze: 900, listen: 10
 export default definePlugin<HttpConfig>({
   name: '@mega/http',
   version: packageVersion(new URL('../package.json', import.meta.url)),
-  kernel: '^0.1.0',
+  kernel: '^0.2.0',
   configKey: 'http',
   configScope: 'global',
   configSchema,

@@ -57,7 +57,7 @@ export const configSchema = {
 export default definePlugin<BridgeHubConfig>({
   name: NAME,
   version: packageVersion(new URL('../package.json', import.meta.url)),
-  kernel: '^0.1.0',
+  kernel: '^0.2.0',
   dependsOn: ['@mega/ws-presence'],
   configKey: 'bridgeHub',
   configScope: 'app',

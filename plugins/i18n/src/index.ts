@@ -148,7 +148,7 @@ export function loadCatalog(dir: string, defaultLocale: string): Catalog {
 export default definePlugin<undefined>({
   name: '@mega/i18n',
   version: packageVersion(new URL('../package.json', import.meta.url)),
-  kernel: '^0.1.0',
+  kernel: '^0.2.0',
   configKey: 'i18n',
   configScope: 'app',
   configSchema: {

@@ -211,7 +211,7 @@ function csrfPhase(p: AppPolicy): Middleware {
 export default definePlugin<undefined>({
   name: '@mega/security',
   version: packageVersion(new URL('../package.json', import.meta.url)),
-  kernel: '^0.1.0',
+  kernel: '^0.2.0',
   dependsOn: ['@mega/http'],
   configKey: 'security',
   configScope: 'app',

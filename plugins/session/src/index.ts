@@ -97,7 +97,7 @@ async function connectRedis(url: string, what: string): Promise<Redis> {
 export default definePlugin<undefined>({
   name: '@mega/session',
   version: packageVersion(new URL('../package.json', import.meta.url)),
-  kernel: '^0.1.0',
+  kernel: '^0.2.0',
   dependsOn: ['@mega/http'],
   configKey: 'session',
   configScope: 'app',

@@ -38,7 +38,7 @@ declare module '@mega/kernel' {
 export default definePlugin<undefined>({
   name: '@mega/views',
   version: packageVersion(new URL('../package.json', import.meta.url)),
-  kernel: '^0.1.0',
+  kernel: '^0.2.0',
   dependsOn: ['@mega/http'],
   configKey: 'views',
   configScope: 'app',

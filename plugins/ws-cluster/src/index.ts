@@ -107,7 +107,7 @@ function natsUrl(kernel: Kernel, config: WsClusterConfig): string {
 export default definePlugin<WsClusterConfig>({
   name: NAME,
   version: packageVersion(new URL('../package.json', import.meta.url)),
-  kernel: '^0.1.0',
+  kernel: '^0.2.0',
   dependsOn: ['@mega/ws-presence'],
   configKey: 'wsCluster',
   configScope: 'global',

@@ -71,7 +71,7 @@ function bind(presence: Presence, conn: WsConnection | undefined): CtxPresence {
 export default definePlugin({
   name: NAME,
   version: packageVersion(new URL('../package.json', import.meta.url)),
-  kernel: '^0.1.0',
+  kernel: '^0.2.0',
   dependsOn: ['@mega/ws'],
   setup(kernel: Kernel) {
     const ws = kernel.use<WsServer>('ws');

@@ -47,7 +47,7 @@ export const channelKey = (app: string, ns: string, channel?: string) =>
 export default definePlugin<WsRosterConfig>({
   name: NAME,
   version: packageVersion(new URL('../package.json', import.meta.url)),
-  kernel: '^0.1.0',
+  kernel: '^0.2.0',
   dependsOn: ['@mega/ws-presence'],
   configKey: 'wsRoster',
   configSchema: {

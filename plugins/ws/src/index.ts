@@ -48,7 +48,7 @@ const NAME = '@mega/ws';
 export default definePlugin<WsConfig>({
   name: NAME,
   version: packageVersion(new URL('../package.json', import.meta.url)),
-  kernel: '^0.1.0',
+  kernel: '^0.2.0',
   dependsOn: ['@mega/http'],
   configKey: 'ws',
   configScope: 'global',

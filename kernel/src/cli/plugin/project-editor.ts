@@ -6,9 +6,10 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
-import { APP_CONFIG_NAMES, APP_ONLY_KEYS, GLOBAL_ONLY_KEYS } from '../../config.js';
+import { APP_CONFIG_NAMES } from '../../config.js';
 import { ConfigError } from '../../errors.js';
-import type { ProjectEditor } from '../../plugin.js';
+import type { AnyPlugin, ProjectEditor } from '../../plugin.js';
+import { CoreAppConfig, CoreGlobalConfig } from '../../schema.js';
 import { addDefault } from './config-edit.js';
 
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -19,10 +20,19 @@ export interface EditorOptions {
   configFile: string;
   /** Prints one line of progress. */
   say: (line: string) => void;
+  /** The plugin being configured: its declared keys decide which file a key belongs in. */
+  plugin?: AnyPlugin;
 }
 
 export function createProjectEditor(options: EditorOptions): ProjectEditor {
   const { configFile, say } = options;
+  const keys = (scope: 'global' | 'app') =>
+    new Set([
+      ...Object.keys((scope === 'global' ? CoreGlobalConfig : CoreAppConfig).properties),
+      ...Object.keys(options.plugin?.config?.[scope]?.properties ?? {}),
+    ]);
+  const globalKeys = keys('global');
+  const appKeys = keys('app');
   const dir = resolve(options.dir);
   const rel = (path: string) => relative(dir, path) || path;
   // configure() may fire edits without awaiting each one; file edits are read-modify-write, so run them in turn.
@@ -53,12 +63,12 @@ export function createProjectEditor(options: EditorOptions): ProjectEditor {
         const path = key.split('.');
         const top = path[0] ?? '';
         // Fail here, not at the next boot: a key in the wrong file is a config.scope_violation.
-        if (app !== undefined && GLOBAL_ONLY_KEYS.has(top)) {
+        if (app !== undefined && globalKeys.has(top)) {
           throw new ConfigError('config.scope_violation', `"${top}" belongs in ${rel(configFile)}, not in an app config`, {
             details: { key, app },
           });
         }
-        if (app === undefined && APP_ONLY_KEYS.has(top)) {
+        if (app === undefined && appKeys.has(top)) {
           throw new ConfigError('config.scope_violation', `"${top}" belongs in apps/<name>/app.config.ts, not in ${rel(configFile)}`, {
             details: { key },
           });

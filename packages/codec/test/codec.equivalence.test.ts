@@ -3,8 +3,8 @@
 // typed error from both.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type Codec, createTsCodec, loadCodec } from '../src/codec/index.js';
-import { isMegaError } from '../src/errors.js';
+import { type Codec, createTsCodec, loadCodec } from '../src/index.js';
+import { isMegaError } from '../src/types.js';
 
 const CODES = new Set(['codec.malformed', 'codec.too_large', 'codec.closed', 'asp.decrypt', 'asp.drift', 'asp.replay']);
 

@@ -3,8 +3,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { loadCodec } from '../src/codec/index.js';
-import { isMegaError } from '../src/errors.js';
+import { loadCodec } from '../src/index.js';
+import { isMegaError } from '../src/types.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mega-codec-'));
 const fakeAddon = join(dir, 'fake.cjs');

@@ -3,7 +3,31 @@
  * Failures are MegaErrors: codec.malformed, codec.too_large, codec.invalid_argument, codec.closed,
  * asp.decrypt, asp.drift, asp.replay, asp.exhausted.
  */
-import { MegaError } from '../errors.js';
+/**
+ * The codec sits below the kernel (the kernel depends on it), so it cannot import MegaError; its
+ * errors carry the same global brand and fields, so `isMegaError` and the envelope treat them alike.
+ */
+const BRAND = Symbol.for('mega.error');
+
+export class CodecError extends Error {
+  readonly code: string;
+  readonly status: number;
+  readonly details: unknown = undefined;
+  constructor(code: string, message: string, options: { cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'MegaError';
+    this.code = code;
+    this.status = code.startsWith('asp.') ? 401 : code.endsWith('.too_large') ? 413 : 500;
+    Object.defineProperty(this, BRAND, { value: true });
+  }
+  toJSON(): { code: string; message: string } {
+    return { code: this.code, message: this.message };
+  }
+}
+
+export function isMegaError(value: unknown): value is CodecError {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
+}
 
 export type CodecBackend = 'native' | 'ts';
 export type AspScope = 'ws' | 'http';
@@ -64,8 +88,8 @@ export interface Codec {
 
 export const DEFAULTS = Object.freeze({ windowMs: 60_000, replayCapacity: 16_384, maxOutput: 16 * 1024 * 1024, level: 6, windowBits: 15 });
 
-export function codecError(code: string, message: string, cause?: unknown): MegaError {
-  return new MegaError(code, message, cause === undefined ? {} : { cause });
+export function codecError(code: string, message: string, cause?: unknown): CodecError {
+  return new CodecError(code, message, cause === undefined ? {} : { cause });
 }
 
 /** Integers both backends hold exactly (Rust u64 from a double), refused alike when out of range. */

@@ -1,5 +1,5 @@
 /**
- * Codec facade: `loadCodec()` returns the native addon (kernel/native/mega-codec.<platform>.node)
+ * Codec facade: `loadCodec()` returns the native addon (packages/codec/native/mega-codec.<platform>.node)
  * when present and built from this package's version, else the TS backend, saying why once at debug
  * level. `MEGA_CODEC=auto|native|ts` picks the mode; `MEGA_CODEC_ADDON=<path>` overrides the file.
  */
@@ -7,22 +7,22 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { MegaError } from '../errors.js';
 import { type Binding, createNativeCodec } from './native.js';
 import { createTsCodec } from './ts.js';
 import type { Codec } from './types.js';
+import { CodecError } from './types.js';
 
 export { createNativeCodec } from './native.js';
 export { createTsCodec } from './ts.js';
 export type * from './types.js';
-export { DEFAULTS as CODEC_DEFAULTS } from './types.js';
+export { CodecError, DEFAULTS as CODEC_DEFAULTS, isMegaError } from './types.js';
 
 export type CodecMode = 'auto' | 'native' | 'ts';
 export interface LoadCodecOptions {
   mode?: CodecMode;
   /** pino-compatible; gets the one fallback line. */
   log?: { debug(obj: object, msg: string): void };
-  /** Addon file; default MEGA_CODEC_ADDON, then kernel/native/. */
+  /** Addon file; default MEGA_CODEC_ADDON, then packages/codec/native/. */
   addonPath?: string;
   /** Size-class routing (default on; MEGA_CODEC_ROUTING=0 turns it off). */
   routing?: boolean;
@@ -67,7 +67,7 @@ export const ROUTING = Object.freeze({ tsOnly: ['encodeFrame', 'encodeServerFram
 export function loadCodec(opts: LoadCodecOptions = {}): Codec {
   const mode = opts.mode ?? ((process.env.MEGA_CODEC || 'auto') as CodecMode);
   if (mode !== 'auto' && mode !== 'native' && mode !== 'ts') {
-    throw new MegaError('codec.invalid_argument', `MEGA_CODEC must be auto, native or ts (got "${mode}")`);
+    throw new CodecError('codec.invalid_argument', `MEGA_CODEC must be auto, native or ts (got "${mode}")`);
   }
   if (mode === 'ts') return createTsCodec('forced (MEGA_CODEC=ts or mode "ts")');
   let native: Codec;
@@ -76,7 +76,7 @@ export function loadCodec(opts: LoadCodecOptions = {}): Codec {
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err);
     if (mode === 'native')
-      throw new MegaError('codec.native_unavailable', `native codec requested but unavailable: ${why}`, { cause: err });
+      throw new CodecError('codec.native_unavailable', `native codec requested but unavailable: ${why}`, { cause: err });
     const reason = `native addon unavailable: ${why}`;
     opts.log?.debug({ err }, `codec: using the TS backend (${reason})`);
     return createTsCodec(reason);

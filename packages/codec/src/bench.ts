@@ -4,7 +4,7 @@
  * time; the TS baseline is node:crypto/node:zlib, not pure JS.
  */
 import { readFileSync } from 'node:fs';
-import { type Codec, createTsCodec, loadCodec } from '../codec/index.js';
+import { type Codec, createTsCodec, loadCodec } from './index.js';
 
 const SIZES = [64, 1024, 16 * 1024, 256 * 1024];
 const KEY = Buffer.alloc(32, 0x5a);

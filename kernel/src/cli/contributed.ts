@@ -1,0 +1,51 @@
+/**
+ * Commands and generators contributed by the project's plugins (`commands`, `generators` in
+ * definePlugin). The project's plugin list is read without booting anything: the plugins are
+ * imported, never set up.
+ */
+import { parseArgs } from 'node:util';
+import { findProjectDir, loadProject } from '../config.js';
+import { loadPlugins } from '../kernel.js';
+import type { AnyPlugin } from '../plugin.js';
+import type { CliIO } from './io.js';
+import { createProjectEditor } from './plugin/project-editor.js';
+
+async function projectPlugins(io: CliIO): Promise<{ dir: string; file: string; plugins: AnyPlugin[] } | undefined> {
+  const dir = findProjectDir(io.cwd);
+  if (!dir) return undefined;
+  const project = await loadProject(dir);
+  return { dir: project.dir, file: project.file, plugins: await loadPlugins(project.config, project.dir, project.file) };
+}
+
+/** Runs `mega <command>` when a plugin of the project contributes it; undefined when none does. */
+export async function runContributed(command: string, argv: string[], io: CliIO): Promise<number | undefined> {
+  const project = await projectPlugins(io).catch(() => undefined);
+  const owner = project?.plugins.find((p) => p.commands?.[command]);
+  return owner?.commands?.[command]?.run(argv, io);
+}
+
+export async function listCommands(io: CliIO): Promise<void> {
+  const project = await projectPlugins(io).catch(() => undefined);
+  const rows = (project?.plugins ?? []).flatMap((p) => Object.entries(p.commands ?? {}).map(([name, c]) => `  ${name.padEnd(22)}${c.summary} (${p.name})`));
+  if (rows.length) io.stdout(`\nCommands from this project's plugins:\n${rows.join('\n')}`);
+}
+
+/** `mega generate <kind> <name> [--app a] [--force]`: a generator a plugin declares. */
+export async function generateCommand(argv: string[], io: CliIO): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, strict: false });
+  const project = await projectPlugins(io);
+  if (!project) {
+    io.stderr(`mega generate: no mega.config.ts in ${io.cwd} or above (create a project with: mega new <dir>)`);
+    return 1;
+  }
+  const kinds = project.plugins.flatMap((p) => Object.entries(p.generators ?? {}).map(([kind, g]) => ({ kind, g, plugin: p.name })));
+  const [kind, name] = positionals;
+  const found = kinds.find((k) => k.kind === kind);
+  if (!kind || !name || !found) {
+    if (kind && !found) io.stderr(`mega generate: unknown kind "${kind}"`);
+    io.stdout(`Usage: mega generate <kind> <name>\n\nKinds from this project's plugins:\n${kinds.map((k) => `  ${k.kind.padEnd(14)}${k.g.summary} (${k.plugin})`).join('\n') || '  none'}`);
+    return kind && name ? 2 : kind ? 2 : 0;
+  }
+  await found.g.run(name, createProjectEditor({ dir: project.dir, configFile: project.file, say: io.stdout }), values as Record<string, string | boolean>);
+  return 0;
+}

@@ -1,0 +1,305 @@
+/**
+ * Config schemas, declared once. The kernel's own keys and every plugin's keys are TypeBox objects
+ * (one source for the JSON Schema, the static type and the defaults); before any plugin runs, the
+ * kernel checks both config files against them and reports every problem together: unknown keys
+ * (with a close match), keys in the wrong file, schema errors with their paths, services whose
+ * driver no loaded plugin serves, and secrets that are missing or too short.
+ *
+ * TypeBox over zod/valibot: its schemas are plain JSON Schema, so the same Ajv that validates
+ * route bodies validates config, and `Static<>` gives the type without a second declaration.
+ */
+import { randomBytes } from 'node:crypto';
+import { type StringOptions, type TObject, type TSchema, type TString, Type } from '@sinclair/typebox';
+import type { ErrorObject } from 'ajv';
+import { Ajv } from 'ajv';
+import type { App } from './apps.js';
+import type { MegaConfig, ServiceDeclaration } from './config.js';
+import { ConfigError, MegaError } from './errors.js';
+import type { Logger } from './logger.js';
+import type { AnyPlugin } from './plugin.js';
+
+/** One Ajv instance for the kernel (each instance costs ~30 ms of cold start to set up). */
+export const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true });
+
+const SECRET = 'x-mega-secret';
+
+export interface SecretSpec {
+  /** Environment variable read when the config file has no value. */
+  env: string;
+  /** What it protects, for messages: `sessions`. */
+  purpose: string;
+  /** Minimum length in bytes, enforced on the file value and the environment value alike (default 16). */
+  minBytes?: number;
+  /** Error code when missing in production or too short (default `config.secret`). */
+  code?: string;
+  /** Fall back to the project-wide MEGA_SECRET (default true). */
+  shared?: boolean;
+  /** Missing in production is left to the plugin (it needs the secret only for an opt-in feature). */
+  optional?: boolean;
+}
+
+/**
+ * A secret config value. Filled from `spec.env` (then MEGA_SECRET) when the file has none, checked
+ * for `minBytes`; missing in production fails boot, in development a random one is used with a
+ * warning. Its value never appears in an error or log line.
+ */
+export function Secret(spec: SecretSpec, options: StringOptions = {}): TString {
+  return Type.String({ ...options, [SECRET]: spec });
+}
+
+const ServiceDecl = Type.Object({ driver: Type.String({ minLength: 1 }), url: Type.Optional(Type.String()), optional: Type.Optional(Type.Boolean()) });
+
+/** The kernel's own keys of mega.config.ts. */
+export const CoreGlobalConfig = Type.Object({
+  apps: Type.Optional(Type.Array(Type.String({ pattern: '^[a-z0-9][a-z0-9_-]*$' }))),
+  plugins: Type.Optional(Type.Array(Type.Unknown())),
+  services: Type.Optional(Type.Record(Type.String(), Type.Record(Type.String(), ServiceDecl))),
+  server: Type.Optional(
+    Type.Object(
+      {
+        port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+        host: Type.Optional(Type.String()),
+        trustProxy: Type.Optional(Type.Boolean()),
+        bodyLimit: Type.Optional(Type.Integer({ minimum: 1 })),
+      },
+      { additionalProperties: false },
+    ),
+  ),
+  logger: Type.Optional(
+    Type.Object({
+      level: Type.Optional(Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)))),
+      pretty: Type.Optional(Type.Boolean()),
+      redact: Type.Optional(Type.Array(Type.String())),
+    }),
+  ),
+  lifecycle: Type.Optional(
+    Type.Object({ bootTimeoutMs: Type.Optional(Type.Integer({ minimum: 1 })), shutdownTimeoutMs: Type.Optional(Type.Integer({ minimum: 1 })) }),
+  ),
+});
+
+/** The kernel's own keys of app.config.ts. */
+export const CoreAppConfig = Type.Object({ hosts: Type.Optional(Type.Array(Type.String({ minLength: 1 }))) });
+
+const KERNEL = '@mega/kernel';
+const compiled = new WeakMap<object, ReturnType<typeof ajv.compile>>();
+
+function validator(schema: TObject) {
+  let validate = compiled.get(schema);
+  if (!validate) {
+    validate = ajv.compile(schema);
+    compiled.set(schema, validate);
+  }
+  return validate;
+}
+
+/** Turns ajv errors into `{ path, message }` pairs. */
+export function schemaErrors(errors: ErrorObject[] | null | undefined, prefix = ''): Array<{ path: string; message: string }> {
+  return (errors ?? []).map((e) => ({
+    path: `${prefix}${e.instancePath || ''}` || '/',
+    message: `${e.message ?? 'is invalid'}${e.params && 'allowedValues' in e.params ? ` (${(e.params.allowedValues as unknown[]).join(', ')})` : ''}`,
+  }));
+}
+
+/** Levenshtein distance, for "did you mean" on unknown keys. */
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0] as number;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const next = Math.min((row[j] as number) + 1, (row[j - 1] as number) + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = row[j] as number;
+      row[j] = next;
+    }
+  }
+  return row[b.length] as number;
+}
+
+export function closest(word: string, candidates: Iterable<string>): string | undefined {
+  let best: string | undefined;
+  let bestD = Math.max(2, Math.floor(word.length / 3)) + 1;
+  for (const c of candidates) {
+    const d = distance(word.toLowerCase(), c.toLowerCase());
+    if (d < bestD) {
+      best = c;
+      bestD = d;
+    }
+  }
+  return best;
+}
+
+export interface ValidatedConfig {
+  /** Plugin name -> its global keys, validated, defaults applied (what `setup` receives). */
+  global: Map<string, Record<string, unknown>>;
+  /** App name -> plugin name -> that app's validated keys. */
+  apps: Map<string, Map<string, Record<string, unknown>>>;
+  problems: MegaError[];
+}
+
+interface Input {
+  plugins: readonly AnyPlugin[];
+  config: MegaConfig;
+  apps: ReadonlyArray<Pick<App, 'name'> & { config: object; file?: string | undefined }>;
+  configFile: string;
+  env: string;
+  log: Logger;
+}
+
+/** Copies plain config data so defaults do not leak into the user's objects; functions are kept by reference. */
+function clonePlain(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(clonePlain);
+  if (value && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, clonePlain(v)]));
+  }
+  return value;
+}
+
+/** Validates both config files against the kernel's and every plugin's schemas; collects every problem. */
+export function validateConfig(input: Input): ValidatedConfig {
+  const problems: MegaError[] = [];
+  const owners = { global: new Map<string, string>(), app: new Map<string, string>() };
+  const schemas = new Map<string, { global?: TObject; app?: TObject }>([[KERNEL, { global: CoreGlobalConfig, app: CoreAppConfig }]]);
+  for (const p of input.plugins) if (p.config) schemas.set(p.name, p.config);
+  for (const [plugin, decl] of schemas) {
+    for (const scope of ['global', 'app'] as const) {
+      for (const key of Object.keys(decl[scope]?.properties ?? {})) {
+        const taken = owners[scope].get(key);
+        if (taken) {
+          problems.push(new ConfigError('plugin.config_conflict', `"${key}" is declared by both ${taken} and ${plugin}`, { details: { key, plugins: [taken, plugin] } }));
+        } else owners[scope].set(key, plugin);
+      }
+    }
+  }
+  const appFile = (app: Input['apps'][number]) => app.file ?? `apps/${app.name}/app.config.ts`;
+  const checkKeys = (file: string, values: object, scope: 'global' | 'app') => {
+    const other = scope === 'global' ? 'app' : 'global';
+    for (const key of Object.keys(values)) {
+      if (owners[scope].has(key)) continue;
+      const owner = owners[other].get(key);
+      if (owner) {
+        const belongsIn = scope === 'global' ? 'apps/<name>/app.config.ts' : input.configFile;
+        problems.push(
+          new ConfigError('config.scope_violation', `"${key}" (${owner}) is not allowed in ${file}; it belongs in ${belongsIn}`, {
+            details: { key, file, belongsIn },
+          }),
+        );
+        continue;
+      }
+      const hint = closest(key, [...owners.global.keys(), ...owners.app.keys()]);
+      problems.push(
+        new ConfigError(
+          'config.unknown_key',
+          `${file}: unknown key "${key}"${hint ? ` (did you mean "${hint}"?)` : ''}; no loaded plugin declares it (add its plugin to plugins, or remove the key)`,
+          { details: { key, file, ...(hint ? { suggestion: hint } : {}) } },
+        ),
+      );
+    }
+  };
+  const validate = (plugin: string, schema: TObject, values: Record<string, unknown>, file: string, app?: string) => {
+    const data: Record<string, unknown> = {};
+    for (const key of Object.keys(schema.properties)) if (values[key] !== undefined) data[key] = clonePlain(values[key]);
+    const check = validator(schema);
+    if (!check(data)) {
+      const errors = schemaErrors(check.errors);
+      problems.push(
+        new ConfigError('config.invalid', `invalid configuration in ${file}: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`, {
+          details: { file, plugin, errors },
+        }),
+      );
+    }
+    resolveSecrets(schema, data, { file, app, env: input.env, log: input.log, problems });
+    return data;
+  };
+
+  const globalValues = input.config as Record<string, unknown>;
+  checkKeys(input.configFile, globalValues, 'global');
+  for (const app of input.apps) checkKeys(appFile(app), app.config, 'app');
+
+  const result: ValidatedConfig = { global: new Map(), apps: new Map(), problems };
+  for (const [plugin, decl] of schemas) {
+    if (decl.global) result.global.set(plugin, validate(plugin, decl.global, globalValues, input.configFile));
+    if (!decl.app) continue;
+    for (const app of input.apps) {
+      const map = result.apps.get(app.name) ?? new Map<string, Record<string, unknown>>();
+      result.apps.set(app.name, map);
+      map.set(plugin, validate(plugin, decl.app, app.config as Record<string, unknown>, appFile(app), app.name));
+    }
+  }
+  checkDrivers(input.plugins, input.config.services ?? {}, problems);
+  return result;
+}
+
+/** Every `services.<kind>.<alias>.driver` must be declared by a loaded plugin. */
+function checkDrivers(plugins: readonly AnyPlugin[], services: Record<string, Record<string, ServiceDeclaration>>, problems: MegaError[]): void {
+  for (const [kind, aliases] of Object.entries(services)) {
+    if (!aliases || typeof aliases !== 'object') continue;
+    const known = plugins.flatMap((p) => p.drivers?.[kind] ?? []);
+    for (const [alias, decl] of Object.entries(aliases)) {
+      const driver = decl?.driver;
+      if (typeof driver === 'string' && known.includes(driver)) continue;
+      problems.push(
+        new ConfigError(
+          'adapter.unknown_driver',
+          `services.${kind}.${alias}: no loaded plugin serves driver "${driver}" (${known.length ? `known: ${known.join(', ')}` : `no plugin serves services.${kind}`}); add the plugin for it to plugins`,
+          { details: { kind, alias, driver, known } },
+        ),
+      );
+    }
+  }
+}
+
+interface SecretScope {
+  file: string;
+  app: string | undefined;
+  env: string;
+  log: Logger;
+  problems: MegaError[];
+}
+
+function resolveSecrets(schema: TSchema, data: Record<string, unknown>, scope: SecretScope, path = ''): void {
+  const props = (schema as Partial<TObject>).properties;
+  if (!props) return;
+  for (const [key, sub] of Object.entries(props)) {
+    const where = path ? `${path}.${key}` : key;
+    const spec = (sub as Record<string, unknown>)[SECRET] as SecretSpec | undefined;
+    if (!spec) {
+      const value = data[key];
+      if (value && typeof value === 'object' && !Array.isArray(value)) resolveSecrets(sub, value as Record<string, unknown>, scope, where);
+      else if (value === undefined && (sub as Partial<TObject>).properties && hasSecret(sub)) {
+        const fresh: Record<string, unknown> = {};
+        resolveSecrets(sub, fresh, scope, where);
+        if (Object.keys(fresh).length) data[key] = fresh;
+      }
+      continue;
+    }
+    const code = spec.code ?? 'config.secret';
+    const fromFile = typeof data[key] === 'string' ? (data[key] as string) : undefined;
+    const source = fromFile !== undefined ? `${where} in ${scope.file}` : spec.env;
+    const value = fromFile ?? process.env[spec.env] ?? (spec.shared === false ? undefined : process.env.MEGA_SECRET);
+    const how = `set ${where} in ${scope.file} or ${spec.env}`;
+    const minBytes = spec.minBytes ?? 16;
+    if (value !== undefined && Buffer.byteLength(value) < minBytes) {
+      scope.problems.push(
+        new ConfigError(code, `${scope.app ? `app ${scope.app}: ` : ''}the ${spec.purpose} secret (from ${source}) must be at least ${minBytes} bytes; ${how}`, {
+          details: { key: where, file: scope.file, minBytes },
+        }),
+      );
+    } else if (value !== undefined) data[key] = value;
+    else if (scope.env === 'production') {
+      if (!spec.optional) {
+        scope.problems.push(
+          new ConfigError(code, `${scope.app ? `app ${scope.app}: ` : ''}${spec.purpose} need a secret in production; ${how}`, {
+            details: { key: where, file: scope.file },
+          }),
+        );
+      }
+    } else {
+      scope.log.warn({ app: scope.app }, `no ${where} configured; using a random one (${spec.purpose} will not survive a restart)`);
+      data[key] = randomBytes(32).toString('base64url');
+    }
+  }
+}
+
+function hasSecret(schema: TSchema): boolean {
+  return Object.values((schema as Partial<TObject>).properties ?? {}).some((s) => SECRET in s || hasSecret(s));
+}

@@ -1,0 +1,248 @@
+/**
+ * Service adapters by alias (`services.<kind>.<alias>`): the plumbing every data plugin shares —
+ * one connect/close/health skeleton (`AdapterSet`), operation stats with latency percentiles, alias
+ * resolution with `adapter.unknown_alias`, URL checks and redaction, the one timeout helper — kept
+ * here so each adapter plugin does not carry a copy.
+ */
+import type { App, PluginApi } from '@mega/kernel';
+import { ConfigError, MegaError } from '@mega/kernel';
+
+export { within } from '@mega/kernel';
+
+export interface LatencySnapshot {
+  count: number;
+  meanMs: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
+
+export interface OpStatsSnapshot {
+  operations: number;
+  errors: number;
+  latency: LatencySnapshot;
+}
+
+const RING = 1024;
+
+/** Counts operations and errors; keeps the last 1,024 latencies for percentiles (O(1) per record). */
+export class OpStats {
+  operations = 0;
+  errors = 0;
+  #totalMs = 0;
+  #maxMs = 0;
+  #ring = new Float64Array(RING);
+  #next = 0;
+
+  record(ms: number, failed: boolean): void {
+    this.operations++;
+    if (failed) this.errors++;
+    this.#totalMs += ms;
+    if (ms > this.#maxMs) this.#maxMs = ms;
+    this.#ring[this.#next++ & (RING - 1)] = ms;
+  }
+
+  /** Runs one operation, recording its latency and whether it threw (the error is rethrown). */
+  async time<T>(run: () => Promise<T>): Promise<T> {
+    const started = performance.now();
+    try {
+      const value = await run();
+      this.record(performance.now() - started, false);
+      return value;
+    } catch (error) {
+      this.record(performance.now() - started, true);
+      throw error;
+    }
+  }
+
+  snapshot(): OpStatsSnapshot {
+    const n = Math.min(this.#next, RING);
+    const sorted = Array.from(this.#ring.subarray(0, n)).sort((a, b) => a - b);
+    const at = (q: number) => round(sorted[Math.min(n - 1, Math.floor(q * n))] ?? 0);
+    return {
+      operations: this.operations,
+      errors: this.errors,
+      latency: {
+        count: this.operations,
+        meanMs: round(this.operations ? this.#totalMs / this.operations : 0),
+        p50Ms: at(0.5),
+        p99Ms: at(0.99),
+        maxMs: round(this.#maxMs),
+      },
+    };
+  }
+}
+
+const round = (ms: number) => Math.round(ms * 1000) / 1000;
+
+/**
+ * `postgres://user:secret@host/db` -> `postgres://user:***@host/db`, for every URL in a message or
+ * log line. Comma-separated server lists (NATS) and a bare `:token@` are redacted too.
+ */
+export function redactUrl(url: string): string;
+export function redactUrl(url: string | undefined): string | undefined;
+export function redactUrl(url: string | undefined): string | undefined {
+  if (!url) return url;
+  if (url.includes(',')) return url.split(',').map((part) => redactUrl(part.trim())).join(',');
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    else if (u.username && !u.password && /^(nats|tls):$/.test(u.protocol)) u.username = '***';
+    return u.toString();
+  } catch {
+    return url.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@');
+  }
+}
+
+/** Parses a service URL; a malformed one or a wrong scheme stops boot naming the alias. */
+export function parseServiceUrl(kind: string, alias: string, url: unknown, schemes: readonly string[]): URL {
+  const where = `services.${kind}.${alias}.url`;
+  if (typeof url !== 'string' || !url) {
+    throw new ConfigError('adapter.invalid_url', `${where} is missing; expected ${schemes.map((s) => `${s}//...`).join(' or ')}`, {
+      details: { kind, alias, url },
+    });
+  }
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new ConfigError('adapter.invalid_url', `${where} is not a valid URL: "${redactUrl(url)}"`, {
+      details: { kind, alias, url: redactUrl(url) },
+    });
+  }
+  if (!schemes.includes(parsed.protocol)) {
+    throw new ConfigError(
+      'adapter.invalid_url',
+      `${where} must start with ${schemes.join(' or ')} (got "${parsed.protocol}" in "${redactUrl(url)}")`,
+      { details: { kind, alias, url: redactUrl(url), schemes } },
+    );
+  }
+  return parsed;
+}
+
+/**
+ * Picks an alias: the one asked for, else `preferred`, else the only one. Unknown names throw
+ * `adapter.unknown_alias` listing the known ones; several without a default throw `adapter.ambiguous_alias`.
+ */
+export function pickAlias(kind: string, known: readonly string[], alias: string | undefined, preferred: string): string {
+  if (alias !== undefined) {
+    if (known.includes(alias)) return alias;
+    throw new MegaError(
+      'adapter.unknown_alias',
+      `no ${kind} alias "${alias}" (known: ${known.join(', ') || 'none'}); declare it in mega.config.ts under services.${kind}.${alias}`,
+      { details: { kind, alias, known: [...known] } },
+    );
+  }
+  if (known.includes(preferred)) return preferred;
+  if (known.length === 1) return known[0] as string;
+  if (known.length === 0) {
+    throw new MegaError('adapter.unknown_alias', `no ${kind} is declared; add services.${kind}.${preferred} to mega.config.ts`, {
+      details: { kind, alias: preferred, known: [] },
+    });
+  }
+  throw new MegaError(
+    'adapter.ambiguous_alias',
+    `several ${kind} are declared (${known.join(', ')}) and none is called "${preferred}"; pass the alias explicitly`,
+    { details: { kind, known: [...known] } },
+  );
+}
+
+/** One connection to a declared service, owned by the plugin that serves its driver. */
+export interface Adapter {
+  readonly alias: string;
+  connect(): Promise<void>;
+  close(): Promise<void>;
+  /** Resolves when the service answers (a round trip), rejects with a MegaError when not. */
+  check(): Promise<void>;
+}
+
+export interface AdapterSetOptions {
+  /** `services.<kind>`: dbs, caches, buses. */
+  kind: string;
+  /** The alias used when none is given and several exist. */
+  preferred: string;
+  /** Health check names: `<label>:<alias>` (default: the kind without its plural s). */
+  label?: string;
+}
+
+/**
+ * The adapter-plugin skeleton: every alias of one kind this plugin owns. `attach(api)` connects
+ * them all at boot (a declaration with `optional: true` only warns and the adapter keeps trying),
+ * registers one health check per alias, and closes them all at shutdown.
+ */
+export class AdapterSet<A extends Adapter> {
+  readonly #items = new Map<string, { adapter: A; optional: boolean }>();
+  readonly #options: AdapterSetOptions;
+
+  constructor(options: AdapterSetOptions) {
+    this.#options = options;
+  }
+
+  add(adapter: A, optional = false): A {
+    this.#items.set(adapter.alias, { adapter, optional });
+    return adapter;
+  }
+
+  get aliases(): string[] {
+    return [...this.#items.keys()];
+  }
+
+  /** The adapter called `alias`; without one, the preferred alias or the only one. */
+  get(alias?: string): A {
+    const name = pickAlias(this.#options.kind, this.aliases, alias, this.#options.preferred);
+    return (this.#items.get(name) as { adapter: A }).adapter;
+  }
+
+  all(): A[] {
+    return [...this.#items.values()].map((i) => i.adapter);
+  }
+
+  attach(api: PluginApi<unknown>): this {
+    const label = this.#options.label ?? this.#options.kind.replace(/s$/, '');
+    for (const { adapter } of this.#items.values()) api.health(`${label}:${adapter.alias}`, () => adapter.check());
+    api.tap('boot', async () => {
+      await Promise.all(
+        [...this.#items.values()].map(async ({ adapter, optional }) => {
+          try {
+            await adapter.connect();
+          } catch (error) {
+            if (!optional) throw error;
+            api.log.warn({ err: error, alias: adapter.alias }, `${(error as Error).message}; optional, retrying in the background`);
+          }
+        }),
+      );
+    });
+    api.onShutdown(async () => {
+      await Promise.all(this.all().map((a) => a.close()));
+    });
+    return this;
+  }
+}
+
+/**
+ * A registry several plugins share for one kind (`ctx.db(alias?)` holds PostgreSQL and MongoDB
+ * aliases alike): the first plugin to ask creates it and contributes the ctx and app members.
+ */
+export interface AdapterRegistry<T> {
+  readonly aliases: string[];
+  get(alias?: string): T;
+  add(alias: string, adapter: T): void;
+}
+
+export function sharedRegistry<T>(api: PluginApi<unknown>, kind: string, member: string, preferred: string): AdapterRegistry<T> {
+  const service = `adapters:${kind}`;
+  if (api.has(service)) return api.use<AdapterRegistry<T>>(service);
+  const items = new Map<string, T>();
+  const registry: AdapterRegistry<T> = {
+    get aliases() {
+      return [...items.keys()];
+    },
+    get: (alias) => items.get(pickAlias(kind, [...items.keys()], alias, preferred)) as T,
+    add: (alias, adapter) => void items.set(alias, adapter),
+  };
+  api.provide(service, registry);
+  const of = (alias?: string) => registry.get(alias);
+  api.contributeCtx(member, () => of);
+  api.contributeApp(member, (_app: App) => of);
+  return registry;
+}
