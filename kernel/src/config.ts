@@ -148,7 +148,10 @@ export async function loadProject(dir: string, options: { only?: string[] } = {}
   const rel = (p: string) => relative(dir, p) || basename(p);
   const megaConfig = config as MegaConfig;
   // `apps` decides which files to read, so its shape is checked here; every other key at boot.
-  if (megaConfig.apps !== undefined && !(Array.isArray(megaConfig.apps) && megaConfig.apps.every((a) => /^[a-z0-9][a-z0-9_-]*$/.test(String(a))))) {
+  if (
+    megaConfig.apps !== undefined &&
+    !(Array.isArray(megaConfig.apps) && megaConfig.apps.every((a) => /^[a-z0-9][a-z0-9_-]*$/.test(String(a))))
+  ) {
     throw invalidConfig(rel(file), [{ path: '/apps', message: 'must be a list of app directory names' }]);
   }
 

@@ -55,36 +55,22 @@ export class MegaError extends Error {
   }
 }
 
-export class ValidationError extends MegaError {
-  static override defaultStatus = 400;
-}
-export class AuthError extends MegaError {
-  static override defaultStatus = 401;
-}
-export class ForbiddenError extends MegaError {
-  static override defaultStatus = 403;
-}
-export class NotFoundError extends MegaError {
-  static override defaultStatus = 404;
-}
-export class ConflictError extends MegaError {
-  static override defaultStatus = 409;
-}
-export class TooLargeError extends MegaError {
-  static override defaultStatus = 413;
-}
-export class RateLimitError extends MegaError {
-  static override defaultStatus = 429;
-}
-export class UnavailableError extends MegaError {
-  static override defaultStatus = 503;
-}
+/** A MegaError subclass whose codes all answer with one HTTP status. */
+const withStatus = (status: number) =>
+  class extends MegaError {
+    static override defaultStatus: number | undefined = status;
+  };
+export class ValidationError extends withStatus(400) {}
+export class AuthError extends withStatus(401) {}
+export class ForbiddenError extends withStatus(403) {}
+export class NotFoundError extends withStatus(404) {}
+export class ConflictError extends withStatus(409) {}
+export class TooLargeError extends withStatus(413) {}
+export class RateLimitError extends withStatus(429) {}
+export class UnavailableError extends withStatus(503) {}
 /** Configuration and plugin-contract failures: they stop boot, so the status only matters in tests. */
-export class ConfigError extends MegaError {
-  static override defaultStatus = 500;
-}
-export class PluginError extends MegaError {
-  static override defaultStatus = 500;
+export class ConfigError extends withStatus(500) {}
+export class PluginError extends withStatus(500) {
   readonly plugin: string | undefined;
   readonly hook: string | undefined;
   constructor(code: string, message: string, options: MegaErrorOptions & { plugin?: string; hook?: string } = {}) {

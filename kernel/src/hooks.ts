@@ -139,9 +139,13 @@ function wrapTap(hook: HookName, tap: WrappableTap, policy: HookPolicy): Wrappab
     throw new MegaError('hooks.frozen', `[${plugin}] cannot tap "${hook}" after the kernel started; tap during setup or boot`);
   }
   if (policy.orderOf(plugin) === undefined) {
-    throw new MegaError('hooks.unknown_tap', `tap "${plugin}" on "${hook}" is not a loaded plugin; tap through api.tap in a plugin's setup`, {
-      details: { tap: plugin, hook },
-    });
+    throw new MegaError(
+      'hooks.unknown_tap',
+      `tap "${plugin}" on "${hook}" is not a loaded plugin; tap through api.tap in a plugin's setup`,
+      {
+        details: { tap: plugin, hook },
+      },
+    );
   }
   const inner = tap.fn;
   if (tap.type === 'sync') {
@@ -201,11 +205,6 @@ export function createHooks(policy: HookPolicy): MegaHooks {
 
 /** Taps `fn` on `hook` under the plugin's name: the one place a tap is made (api.tap). */
 export function tapHook<H extends HookName>(hooks: MegaHooks, plugin: string, hook: H, fn: HookFns[H], options: TapOptions = {}): void {
-  const tap = { name: plugin, ...(options.stage === undefined ? {} : { stage: options.stage }), ...(options.before ? { before: options.before } : {}) };
-  const target = hooks[hook] as unknown as {
-    tap(o: typeof tap, f: HookFns[H]): void;
-    tapPromise(o: typeof tap, f: HookFns[H]): void;
-  };
-  if (hook === 'route') target.tap(tap, fn);
-  else target.tapPromise(tap, fn);
+  const target = hooks[hook] as unknown as Record<'tap' | 'tapPromise', (tap: TapOptions & { name: string }, f: HookFns[H]) => void>;
+  target[hook === 'route' ? 'tap' : 'tapPromise']({ ...options, name: plugin }, fn);
 }

@@ -155,7 +155,14 @@ export class Kernel {
       const range = checkKernelRange(plugin, this.version);
       if (range) problems.push(range);
     }
-    const validated = validateConfig({ plugins: this.plugins, config: this.config, apps: this.apps, configFile: this.configFile, env: this.env, log: this.log });
+    const validated = validateConfig({
+      plugins: this.plugins,
+      config: this.config,
+      apps: this.apps,
+      configFile: this.configFile,
+      env: this.env,
+      log: this.log,
+    });
     problems.push(...validated.problems);
     if (problems.length) throw combine(problems);
 
@@ -230,19 +237,12 @@ export class Kernel {
 
   #contributeApp(name: string, factory: (app: App) => unknown): void {
     for (const app of this.apps) {
-      let value: unknown;
-      let made = false;
-      Object.defineProperty(app, name, {
-        enumerable: true,
-        configurable: false,
-        get: () => {
-          if (!made) {
-            value = factory(app);
-            made = true;
-          }
-          return value;
-        },
-      });
+      let made: { value: unknown } | undefined;
+      const get = () => {
+        made ??= { value: factory(app) };
+        return made.value;
+      };
+      Object.defineProperty(app, name, { enumerable: true, get });
     }
   }
 

@@ -14,7 +14,7 @@ import type { App } from './apps.js';
 import { importModule, type ServiceDeclaration } from './config.js';
 import type { ContextContribution, MegaContext } from './context.js';
 import { PluginError } from './errors.js';
-import type { HookFns, HookName, MegaHooks, ShutdownContext, TapOptions } from './hooks.js';
+import type { HookFns, HookName, ShutdownContext, TapOptions } from './hooks.js';
 import type { Kernel, MegaServices } from './kernel.js';
 import type { Logger } from './logger.js';
 
@@ -116,6 +116,8 @@ export interface PluginDefinition<G extends TObject = TObject, A extends TObject
   readonly kernel?: string;
   /** Plugins that must be loaded (and set up) before this one. */
   readonly dependsOn?: readonly string[];
+  /** Plugins set up before this one when they are loaded, without requiring them (e.g. an optional Redis owner). */
+  readonly after?: readonly string[];
   readonly config?: PluginConfigSchemas<G, A>;
   /** `services.<kind>.<alias>.driver` values this plugin serves, e.g. `{ dbs: ['postgres'] }`. */
   readonly drivers?: Readonly<Record<string, readonly string[]>>;
@@ -203,19 +205,29 @@ export function orderPlugins(plugins: readonly AnyPlugin[], problems: Error[] = 
     const at = path.indexOf(p.name);
     if (at !== -1) {
       const cycle = [...path.slice(at), p.name];
-      problems.push(new PluginError('plugin.cycle', `plugin dependency cycle: ${cycle.join(' -> ')}`, { plugin: p.name, details: { cycle } }));
+      problems.push(
+        new PluginError('plugin.cycle', `plugin dependency cycle: ${cycle.join(' -> ')}`, { plugin: p.name, details: { cycle } }),
+      );
       return;
     }
     path.push(p.name);
+    for (const dep of p.after ?? []) {
+      const target = byName.get(dep);
+      if (target) visit(target);
+    }
     for (const dep of p.dependsOn ?? []) {
       const target = byName.get(dep);
       if (target) visit(target);
       else {
         problems.push(
-          new PluginError('plugin.missing_dependency', `plugin "${p.name}" depends on "${dep}", which is not in plugins; run: mega plugin add ${dep}`, {
-            plugin: p.name,
-            details: { plugin: p.name, missing: dep },
-          }),
+          new PluginError(
+            'plugin.missing_dependency',
+            `plugin "${p.name}" depends on "${dep}", which is not in plugins; run: mega plugin add ${dep}`,
+            {
+              plugin: p.name,
+              details: { plugin: p.name, missing: dep },
+            },
+          ),
         );
       }
     }

@@ -14,7 +14,7 @@ import type { ErrorObject } from 'ajv';
 import { Ajv } from 'ajv';
 import type { App } from './apps.js';
 import type { MegaConfig, ServiceDeclaration } from './config.js';
-import { ConfigError, MegaError } from './errors.js';
+import { ConfigError, type MegaError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { AnyPlugin } from './plugin.js';
 
@@ -47,7 +47,11 @@ export function Secret(spec: SecretSpec, options: StringOptions = {}): TString {
   return Type.String({ ...options, [SECRET]: spec });
 }
 
-const ServiceDecl = Type.Object({ driver: Type.String({ minLength: 1 }), url: Type.Optional(Type.String()), optional: Type.Optional(Type.Boolean()) });
+const ServiceDecl = Type.Object({
+  driver: Type.String({ minLength: 1 }),
+  url: Type.Optional(Type.String()),
+  optional: Type.Optional(Type.Boolean()),
+});
 
 /** The kernel's own keys of mega.config.ts. */
 export const CoreGlobalConfig = Type.Object({
@@ -73,7 +77,10 @@ export const CoreGlobalConfig = Type.Object({
     }),
   ),
   lifecycle: Type.Optional(
-    Type.Object({ bootTimeoutMs: Type.Optional(Type.Integer({ minimum: 1 })), shutdownTimeoutMs: Type.Optional(Type.Integer({ minimum: 1 })) }),
+    Type.Object({
+      bootTimeoutMs: Type.Optional(Type.Integer({ minimum: 1 })),
+      shutdownTimeoutMs: Type.Optional(Type.Integer({ minimum: 1 })),
+    }),
   ),
 });
 
@@ -165,7 +172,11 @@ export function validateConfig(input: Input): ValidatedConfig {
       for (const key of Object.keys(decl[scope]?.properties ?? {})) {
         const taken = owners[scope].get(key);
         if (taken) {
-          problems.push(new ConfigError('plugin.config_conflict', `"${key}" is declared by both ${taken} and ${plugin}`, { details: { key, plugins: [taken, plugin] } }));
+          problems.push(
+            new ConfigError('plugin.config_conflict', `"${key}" is declared by both ${taken} and ${plugin}`, {
+              details: { key, plugins: [taken, plugin] },
+            }),
+          );
         } else owners[scope].set(key, plugin);
       }
     }
@@ -230,7 +241,11 @@ export function validateConfig(input: Input): ValidatedConfig {
 }
 
 /** Every `services.<kind>.<alias>.driver` must be declared by a loaded plugin. */
-function checkDrivers(plugins: readonly AnyPlugin[], services: Record<string, Record<string, ServiceDeclaration>>, problems: MegaError[]): void {
+function checkDrivers(
+  plugins: readonly AnyPlugin[],
+  services: Record<string, Record<string, ServiceDeclaration>>,
+  problems: MegaError[],
+): void {
   for (const [kind, aliases] of Object.entries(services)) {
     if (!aliases || typeof aliases !== 'object') continue;
     const known = plugins.flatMap((p) => p.drivers?.[kind] ?? []);
@@ -263,13 +278,9 @@ function resolveSecrets(schema: TSchema, data: Record<string, unknown>, scope: S
     const where = path ? `${path}.${key}` : key;
     const spec = (sub as Record<string, unknown>)[SECRET] as SecretSpec | undefined;
     if (!spec) {
+      // Objects holding a secret carry `default: {}`, so the walk reaches it even when the file omits them.
       const value = data[key];
       if (value && typeof value === 'object' && !Array.isArray(value)) resolveSecrets(sub, value as Record<string, unknown>, scope, where);
-      else if (value === undefined && (sub as Partial<TObject>).properties && hasSecret(sub)) {
-        const fresh: Record<string, unknown> = {};
-        resolveSecrets(sub, fresh, scope, where);
-        if (Object.keys(fresh).length) data[key] = fresh;
-      }
       continue;
     }
     const code = spec.code ?? 'config.secret';
@@ -280,9 +291,13 @@ function resolveSecrets(schema: TSchema, data: Record<string, unknown>, scope: S
     const minBytes = spec.minBytes ?? 16;
     if (value !== undefined && Buffer.byteLength(value) < minBytes) {
       scope.problems.push(
-        new ConfigError(code, `${scope.app ? `app ${scope.app}: ` : ''}the ${spec.purpose} secret (from ${source}) must be at least ${minBytes} bytes; ${how}`, {
-          details: { key: where, file: scope.file, minBytes },
-        }),
+        new ConfigError(
+          code,
+          `${scope.app ? `app ${scope.app}: ` : ''}the ${spec.purpose} secret (from ${source}) must be at least ${minBytes} bytes; ${how}`,
+          {
+            details: { key: where, file: scope.file, minBytes },
+          },
+        ),
       );
     } else if (value !== undefined) data[key] = value;
     else if (scope.env === 'production') {
@@ -298,8 +313,4 @@ function resolveSecrets(schema: TSchema, data: Record<string, unknown>, scope: S
       data[key] = randomBytes(32).toString('base64url');
     }
   }
-}
-
-function hasSecret(schema: TSchema): boolean {
-  return Object.values((schema as Partial<TObject>).properties ?? {}).some((s) => SECRET in s || hasSecret(s));
 }

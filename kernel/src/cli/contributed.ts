@@ -26,7 +26,9 @@ export async function runContributed(command: string, argv: string[], io: CliIO)
 
 export async function listCommands(io: CliIO): Promise<void> {
   const project = await projectPlugins(io).catch(() => undefined);
-  const rows = (project?.plugins ?? []).flatMap((p) => Object.entries(p.commands ?? {}).map(([name, c]) => `  ${name.padEnd(22)}${c.summary} (${p.name})`));
+  const rows = (project?.plugins ?? []).flatMap((p) =>
+    Object.entries(p.commands ?? {}).map(([name, c]) => `  ${name.padEnd(22)}${c.summary} (${p.name})`),
+  );
   if (rows.length) io.stdout(`\nCommands from this project's plugins:\n${rows.join('\n')}`);
 }
 
@@ -43,9 +45,15 @@ export async function generateCommand(argv: string[], io: CliIO): Promise<number
   const found = kinds.find((k) => k.kind === kind);
   if (!kind || !name || !found) {
     if (kind && !found) io.stderr(`mega generate: unknown kind "${kind}"`);
-    io.stdout(`Usage: mega generate <kind> <name>\n\nKinds from this project's plugins:\n${kinds.map((k) => `  ${k.kind.padEnd(14)}${k.g.summary} (${k.plugin})`).join('\n') || '  none'}`);
+    io.stdout(
+      `Usage: mega generate <kind> <name>\n\nKinds from this project's plugins:\n${kinds.map((k) => `  ${k.kind.padEnd(14)}${k.g.summary} (${k.plugin})`).join('\n') || '  none'}`,
+    );
     return kind && name ? 2 : kind ? 2 : 0;
   }
-  await found.g.run(name, createProjectEditor({ dir: project.dir, configFile: project.file, say: io.stdout }), values as Record<string, string | boolean>);
+  await found.g.run(
+    name,
+    createProjectEditor({ dir: project.dir, configFile: project.file, say: io.stdout }),
+    values as Record<string, string | boolean>,
+  );
   return 0;
 }

@@ -367,7 +367,9 @@ async function remove(specs: string[], ctx: Ctx): Promise<number> {
     ctx.out(`- ${name} removed from plugins in ${ctx.rel}`);
     for (const key of Object.keys(defs.get(name)?.config?.global?.properties ?? {})) {
       if (hasKey(source, ctx.rel, [key]))
-        ctx.out(`  its config key "${key}" stays in ${ctx.rel}; delete it before the next boot (keys no plugin declares fail with config.unknown_key)`);
+        ctx.out(
+          `  its config key "${key}" stays in ${ctx.rel}; delete it before the next boot (keys no plugin declares fail with config.unknown_key)`,
+        );
     }
   }
   ctx.out(`The npm package${names.length > 1 ? 's stay' : ' stays'} installed; to uninstall: npm uninstall ${names.join(' ')}`);

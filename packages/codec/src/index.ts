@@ -15,7 +15,7 @@ import { CodecError } from './types.js';
 export { createNativeCodec } from './native.js';
 export { createTsCodec } from './ts.js';
 export type * from './types.js';
-export { CodecError, DEFAULTS as CODEC_DEFAULTS, isMegaError } from './types.js';
+export { CodecError, DEFAULTS as CODEC_DEFAULTS } from './types.js';
 
 export type CodecMode = 'auto' | 'native' | 'ts';
 export interface LoadCodecOptions {

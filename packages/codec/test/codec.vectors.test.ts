@@ -5,7 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { type Codec, createTsCodec, loadCodec } from '../src/index.js';
 import { isMegaError } from '../src/types.js';
 
-const load = (name: string): any => JSON.parse(readFileSync(new URL(`../../../crates/mega-codec/vectors/${name}`, import.meta.url), 'utf8'));
+const load = (name: string): any =>
+  JSON.parse(readFileSync(new URL(`../../../crates/mega-codec/vectors/${name}`, import.meta.url), 'utf8'));
 const hex = (s: string) => Buffer.from(s, 'hex');
 const asp = load('asp.json');
 const deflate = load('deflate.json');
