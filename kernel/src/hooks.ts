@@ -41,7 +41,7 @@ export interface WsFrame {
   connection: unknown;
   /** Raw bytes or text as received, before any parsing. Taps that decrypt/decompress replace it. */
   data: Buffer | string;
-  /** Parsed envelope, set by the tap that parses (the WS plugin, at stage 0). */
+  /** Parsed envelope: a tap may set it; otherwise the WS plugin parses `data` after the last tap. */
   message?: { type: string; id?: string; ns?: string; payload?: unknown };
   /** Namespace (channel path) the frame arrived on. */
   ns: string;

@@ -76,6 +76,7 @@ export class Kernel {
   #stopping: Promise<void> | undefined;
   #order: Map<string, number>;
   #codec: Codec | undefined;
+  #loaded: readonly LoadedApp[];
 
   constructor(options: KernelOptions) {
     this.dir = options.dir;
@@ -99,6 +100,7 @@ export class Kernel {
       frozen: () => this.#state === 'running',
       onShutdownError: (plugin, error) => this.log.error({ err: error, plugin }, `shutdown step of ${plugin} failed`),
     });
+    this.#loaded = options.apps;
     this.apps = options.apps.map((a) => this.#makeApp(a));
   }
 
@@ -156,9 +158,10 @@ export class Kernel {
       if (range) problems.push(range);
     }
     const validated = validateConfig({
+      dir: this.dir,
       plugins: this.plugins,
       config: this.config,
-      apps: this.apps,
+      apps: this.#loaded,
       configFile: this.configFile,
       env: this.env,
       log: this.log,

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { Static, TObject } from '@sinclair/typebox';
+import type { Static, TObject, TSchema } from '@sinclair/typebox';
 import semver from 'semver';
 import type { App } from './apps.js';
 import { importModule, type ServiceDeclaration } from './config.js';
@@ -132,6 +132,16 @@ export interface PluginDefinition<G extends TObject = TObject, A extends TObject
   setup(api: PluginApi<Static<A>>, config: Static<G>): void | Promise<void>;
   configure?(project: ProjectEditor): void | Promise<void>;
 }
+
+/** What a user may write for a config schema: keys with defaults (and nested ones) may be left out. */
+export type ConfigInput<S extends TSchema> = DeepPartial<Static<S>>;
+type DeepPartial<T> = T extends (...args: never[]) => unknown
+  ? T
+  : T extends readonly unknown[]
+    ? T
+    : T extends object
+      ? { [K in keyof T]?: DeepPartial<T[K]> }
+      : T;
 
 /** A definition of any config shape, for lists of plugins. */
 export type AnyPlugin = PluginDefinition<TObject, TObject>;

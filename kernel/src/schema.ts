@@ -9,7 +9,9 @@
  * route bodies validates config, and `Static<>` gives the type without a second declaration.
  */
 import { randomBytes } from 'node:crypto';
+import { relative } from 'node:path';
 import { type StringOptions, type TObject, type TSchema, type TString, Type } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
 import type { ErrorObject } from 'ajv';
 import { Ajv } from 'ajv';
 import type { App } from './apps.js';
@@ -144,6 +146,7 @@ export interface ValidatedConfig {
 }
 
 interface Input {
+  dir: string;
   plugins: readonly AnyPlugin[];
   config: MegaConfig;
   apps: ReadonlyArray<Pick<App, 'name'> & { config: object; file?: string | undefined }>;
@@ -181,7 +184,7 @@ export function validateConfig(input: Input): ValidatedConfig {
       }
     }
   }
-  const appFile = (app: Input['apps'][number]) => app.file ?? `apps/${app.name}/app.config.ts`;
+  const appFile = (app: Input['apps'][number]) => (app.file ? relative(input.dir, app.file) : `apps/${app.name}/app.config.ts`);
   const checkKeys = (file: string, values: object, scope: 'global' | 'app') => {
     const other = scope === 'global' ? 'app' : 'global';
     for (const key of Object.keys(values)) {
@@ -209,6 +212,10 @@ export function validateConfig(input: Input): ValidatedConfig {
   const validate = (plugin: string, schema: TObject, values: Record<string, unknown>, file: string, app?: string) => {
     const data: Record<string, unknown> = {};
     for (const key of Object.keys(schema.properties)) if (values[key] !== undefined) data[key] = clonePlain(values[key]);
+    // Defaults first so objects holding a secret exist, then secrets (a required one is filled from
+    // the environment before Ajv would call it missing), then the schema check.
+    Value.Default(schema, data);
+    resolveSecrets(schema, data, { file, app, env: input.env, log: input.log, problems });
     const check = validator(schema);
     if (!check(data)) {
       const errors = schemaErrors(check.errors);
@@ -218,7 +225,6 @@ export function validateConfig(input: Input): ValidatedConfig {
         }),
       );
     }
-    resolveSecrets(schema, data, { file, app, env: input.env, log: input.log, problems });
     return data;
   };
 

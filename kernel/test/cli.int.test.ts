@@ -26,6 +26,27 @@ const PID_PROJECT = {
   'apps/web/routes/pid.ts': `export default (r: any) => { r.http.get('/pid', async () => ({ pid: process.pid })); };\n`,
 };
 
+/** A plugin with a cluster-primary half: each worker pings the primary at boot, the primary answers that worker. */
+const RELAY = `import { definePlugin } from '@mega/kernel';
+export default definePlugin({
+  name: 'relay',
+  version: '1.0.0',
+  primary: () => ({
+    channel: 'relay:ping',
+    handle(worker, message) { worker.send({ type: 'relay:pong', worker: worker.id, slot: (message as { slot: string }).slot }); },
+  }),
+  setup(api) {
+    api.tap('boot', () => {
+      if (!process.send) return;
+      process.on('message', (m: { type?: string; slot?: string }) => {
+        if (m?.type === 'relay:pong') api.log.info({ slot: m.slot }, 'relay pong for slot ' + m.slot);
+      });
+      process.send({ type: 'relay:ping', slot: process.env.MEGA_WORKER_SLOT });
+    });
+  },
+});
+`;
+
 describe('mega CLI', () => {
   it('starts apps/simple, serves hello, echo and /health, prints the banner, and exits 0 on SIGTERM', async () => {
     const port = await freePort();
@@ -52,14 +73,21 @@ describe('mega CLI', () => {
     expect(await run.exited).toEqual({ code: 0, signal: null });
   });
 
-  it('cluster: replaces a SIGKILLed worker, and SIGTERM drains every process with exit 0', async () => {
-    const dir = writeProject(PID_PROJECT);
+  it('cluster: routes plugin messages to their primary half, replaces a SIGKILLed worker, and SIGTERM drains every process with exit 0', async () => {
+    const dir = writeProject({
+      ...PID_PROJECT,
+      'mega.config.ts': `export default { plugins: ['@mega/http', './relay.ts'] };\n`,
+      'relay.ts': RELAY,
+    });
     const port = await freePort();
     const run = mega(['start', '--workers', '2', '--port', String(port)], dir);
     await run.waitFor(/worker 1 ready pid=(\d+)/);
     await run.waitFor(/worker 2 ready pid=(\d+)/);
     const pids = [...run.out().matchAll(/worker \d ready pid=(\d+)/g)].map((m) => Number(m[1]));
     expect(pids).toHaveLength(2);
+    // Each worker's ping reached the plugin's primary handler, which answered that worker.
+    await run.waitFor(/relay pong for slot 1/);
+    await run.waitFor(/relay pong for slot 2/);
     const victim = pids[0] as number;
     process.kill(victim, 'SIGKILL');
     await run.waitFor(new RegExp(`pid=${victim} exited \\(SIGKILL\\); replacing`));
@@ -86,7 +114,7 @@ describe('mega CLI', () => {
     const dir = writeProject({
       ...PID_PROJECT,
       'mega.config.ts': `export default { plugins: ['@mega/http', './slow.ts'], lifecycle: { shutdownTimeoutMs: 60000 } };\n`,
-      'slow.ts': `import { definePlugin } from '@mega/kernel';\nexport default definePlugin({ name: 'slow', version: '1.0.0', setup(k) { k.hooks.shutdown.tapPromise('slow', () => new Promise(() => {})); } });\n`,
+      'slow.ts': `import { definePlugin } from '@mega/kernel';\nexport default definePlugin({ name: 'slow', version: '1.0.0', setup(api) { api.onShutdown(() => new Promise(() => {})); } });\n`,
     });
     const port = await freePort();
     const run = mega(['start', '--port', String(port)], dir);

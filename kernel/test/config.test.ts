@@ -1,10 +1,17 @@
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import type { PluginApi } from '@mega/kernel';
+import { definePlugin, Secret, Type } from '@mega/kernel';
+import { bootProject, buildPlugins, LEVELS, stopAll } from '@mega/testing';
+import { afterEach, describe, expect, it } from 'vitest';
 import { writeProject } from '../../scripts/test/project.js';
-import { OpStats } from '../src/adapters.js';
-import { loadProject, resolveAppSecret } from '../src/config.js';
+import { loadProject } from '../src/config.js';
 import { loadKernel } from '../src/kernel.js';
 import { createLogger } from '../src/logger.js';
+
+afterEach(() => stopAll());
+
+/** Builds the project in `dir` without starting it, so a boot failure can be asserted. */
+const built = async (dir: string) => (await bootProject(dir, { start: false })).kernel;
 
 const GLOBAL = `import { defineConfig } from '@mega/kernel';\nexport default defineConfig({ server: { port: 0 } });\n`;
 
@@ -46,13 +53,19 @@ describe('config loading', () => {
   });
 
   it('rejects wrong types with every error path and the file', async () => {
-    const dir = writeProject({
-      'mega.config.ts': `export default { server: { port: 'eighty', host: 1 }, logger: { level: 'loud' }, apps: 'web' };\n`,
+    // `apps` decides which files load, so the loader checks it; every other key is checked at boot.
+    const apps = writeProject({ 'mega.config.ts': `export default { apps: 'web' };\n` });
+    await expect(loadProject(apps)).rejects.toMatchObject({
+      code: 'config.invalid',
+      details: { file: 'mega.config.ts', errors: [{ path: '/apps' }] },
     });
-    const error = await loadProject(dir).catch((e: unknown) => e);
+    const dir = writeProject({
+      'mega.config.ts': `export default { server: { port: 'eighty', host: 1 }, logger: { level: 'loud' } };\n`,
+    });
+    const error = await (await built(dir)).start().catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'config.invalid', details: { file: 'mega.config.ts' } });
     const paths = (error as { details: { errors: Array<{ path: string }> } }).details.errors.map((e) => e.path);
-    expect(paths).toEqual(expect.arrayContaining(['/server/port', '/server/host', '/logger/level', '/apps']));
+    expect(paths).toEqual(expect.arrayContaining(['/server/port', '/server/host', '/logger/level']));
   });
 
   it('rejects a default export that is not an object', async () => {
@@ -64,7 +77,7 @@ describe('config loading', () => {
 
   it('enforces scope: app-only key in mega.config.ts', async () => {
     const dir = writeProject({ 'mega.config.ts': `export default { hosts: ['a.test'] };\n` });
-    await expect(loadProject(dir)).rejects.toMatchObject({
+    await expect((await built(dir)).start()).rejects.toMatchObject({
       code: 'config.scope_violation',
       details: { key: 'hosts', file: 'mega.config.ts', belongsIn: 'apps/<name>/app.config.ts' },
     });
@@ -72,12 +85,14 @@ describe('config loading', () => {
 
   it('enforces scope: global-only key in an app config', async () => {
     const dir = writeProject({ 'mega.config.ts': GLOBAL, 'apps/web/app.config.ts': `export default { plugins: ['@mega/http'] };\n` });
-    const error = await loadProject(dir).catch((e: unknown) => e);
+    const error = await (await built(dir)).start().catch((e: unknown) => e);
     expect(error).toMatchObject({
       code: 'config.scope_violation',
-      details: { key: 'plugins', file: 'apps/web/app.config.ts', belongsIn: 'mega.config.ts' },
+      details: { key: 'plugins', file: expect.stringMatching(/apps\/web\/app\.config\.ts$/), belongsIn: 'mega.config.ts' },
     });
-    expect((error as Error).message).toBe('"plugins" is not allowed in apps/web/app.config.ts; it belongs in mega.config.ts');
+    expect((error as Error).message).toMatch(
+      /^"plugins" \(@mega\/kernel\) is not allowed in \S*apps\/web\/app\.config\.ts; it belongs in mega\.config\.ts$/,
+    );
   });
 
   it('fails clearly when an app listed in apps does not exist, and when no config exists', async () => {
@@ -116,55 +131,71 @@ describe('config loading', () => {
   });
 });
 
-describe('resolveAppSecret', () => {
-  const spec = { configKey: 'thing.secret', envVar: 'MEGA_THING_SECRET_TEST', code: 'thing.secret_missing', purpose: 'things' };
-  const kernel = (env: string) => {
-    const warnings: string[] = [];
-    return { env, warnings, log: { warn: (_o: object, msg: string) => void warnings.push(msg) } };
+describe('secrets', () => {
+  const ENV = 'MEGA_THING_SECRET_TEST';
+  let api: PluginApi<{ thing: { secret?: string } }> | undefined;
+  const thing = (spec: Partial<Parameters<typeof Secret>[0]> = {}) =>
+    definePlugin({
+      name: 'thing',
+      version: '1.0.0',
+      config: {
+        app: Type.Object({
+          thing: Type.Object(
+            { secret: Type.Optional(Secret({ env: ENV, purpose: 'things', minBytes: 32, code: 'thing.secret_missing', ...spec })) },
+            { default: {} },
+          ),
+        }),
+      },
+      setup(a) {
+        api = a;
+      },
+    });
+  const LONG = 'x'.repeat(32);
+  const boot = async (appConfig: Record<string, unknown>, env = 'test', spec: Partial<Parameters<typeof Secret>[0]> = {}) => {
+    const b = buildPlugins({ plugins: [thing(spec)], apps: { web: appConfig }, env, logLevel: 'warn' });
+    const error = await b.kernel.start().catch((e: unknown) => e);
+    const secret = error ? undefined : api?.appConfig('web').thing.secret;
+    await b.stop();
+    return { error, secret, logs: b.logs };
   };
-
-  it('prefers the app config, then its variable, then MEGA_SECRET unless told not to share', () => {
-    const k = kernel('production');
-    process.env.MEGA_THING_SECRET_TEST = 'from-env';
-    process.env.MEGA_SECRET = 'shared';
-    try {
-      expect(resolveAppSecret(k, 'web', 'from-config', spec)).toBe('from-config');
-      expect(resolveAppSecret(k, 'web', undefined, spec)).toBe('from-env');
-      delete process.env.MEGA_THING_SECRET_TEST;
-      expect(resolveAppSecret(k, 'web', undefined, spec)).toBe('shared');
-      expect(() => resolveAppSecret(k, 'web', undefined, { ...spec, shared: false })).toThrow(
-        expect.objectContaining({ code: 'thing.secret_missing', message: expect.stringContaining('MEGA_THING_SECRET_TEST') }),
-      );
-    } finally {
-      delete process.env.MEGA_THING_SECRET_TEST;
-      delete process.env.MEGA_SECRET;
-    }
+  afterEach(() => {
+    delete process.env[ENV];
+    delete process.env.MEGA_SECRET;
   });
 
-  it('fails boot in production, warns and makes a random one in development, and refuses short secrets anywhere', () => {
-    expect(() => resolveAppSecret(kernel('production'), 'web', undefined, spec)).toThrow(
-      expect.objectContaining({ code: 'thing.secret_missing', message: expect.stringContaining('apps/web/app.config.ts') }),
-    );
-    const dev = kernel('development');
-    const a = resolveAppSecret(dev, 'web', undefined, spec);
-    const b = resolveAppSecret(dev, 'web', undefined, spec);
-    expect(a).not.toBe(b);
-    expect(Buffer.byteLength(a)).toBeGreaterThanOrEqual(32);
-    expect(dev.warnings).toHaveLength(2);
-    expect(dev.warnings[0]).toContain('thing.secret');
-    expect(() => resolveAppSecret(dev, 'web', 'short', { ...spec, minBytes: 32 })).toThrow(
-      expect.objectContaining({ code: 'thing.secret_missing', message: expect.stringContaining('at least 32 bytes') }),
-    );
+  it('prefers the app config, then its variable, then MEGA_SECRET unless told not to share', async () => {
+    process.env[ENV] = `env-${LONG}`;
+    process.env.MEGA_SECRET = `shared-${LONG}`;
+    expect((await boot({ thing: { secret: `file-${LONG}` } }, 'production')).secret).toBe(`file-${LONG}`);
+    expect((await boot({}, 'production')).secret).toBe(`env-${LONG}`);
+    delete process.env[ENV];
+    expect((await boot({}, 'production')).secret).toBe(`shared-${LONG}`);
+    const unshared = await boot({}, 'production', { shared: false });
+    expect(unshared.error).toMatchObject({ code: 'thing.secret_missing', message: expect.stringContaining(ENV) });
   });
-});
 
-describe('OpStats.time', () => {
-  it('records latency and failures and rethrows the error unchanged', async () => {
-    const stats = new OpStats();
-    expect(await stats.time(async () => 7)).toBe(7);
-    const boom = new Error('boom');
-    await expect(stats.time(async () => Promise.reject(boom))).rejects.toBe(boom);
-    const snap = stats.snapshot();
-    expect([snap.operations, snap.errors, snap.latency.count]).toEqual([2, 1, 2]);
+  it('fails boot in production, warns and makes a random one in development', async () => {
+    const missing = await boot({}, 'production');
+    expect(missing.error).toMatchObject({ code: 'thing.secret_missing', message: expect.stringContaining('app web') });
+    const a = await boot({}, 'development');
+    const b = await boot({}, 'development');
+    expect(a.secret).not.toBe(b.secret);
+    expect(Buffer.byteLength(a.secret ?? '')).toBeGreaterThanOrEqual(32);
+    const warnings = a.logs.filter((l) => l.level === LEVELS.warn);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]?.msg).toContain('thing.secret');
+    expect((await boot({}, 'production', { optional: true })).error).toBeUndefined();
+  });
+
+  it('enforces the minimum length on a secret from the file and from the environment alike', async () => {
+    const fromFile = await boot({ thing: { secret: 'short' } }, 'development');
+    expect(fromFile.error).toMatchObject({ code: 'thing.secret_missing', message: expect.stringContaining('at least 32 bytes') });
+    expect((fromFile.error as Error).message).toContain('thing.secret in apps/web/app.config.ts');
+    expect((fromFile.error as Error).message).not.toContain('short');
+    process.env[ENV] = 'too-short-from-env';
+    const fromEnv = await boot({}, 'development');
+    expect(fromEnv.error).toMatchObject({ code: 'thing.secret_missing', message: expect.stringContaining('at least 32 bytes') });
+    expect((fromEnv.error as Error).message).toContain(ENV);
+    expect((fromEnv.error as Error).message).not.toContain('too-short-from-env');
   });
 });

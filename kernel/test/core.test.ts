@@ -1,8 +1,10 @@
-import { describe, expect, it, vi } from 'vitest';
-import { getApp } from '../src/apps.js';
+import type { PluginApi } from '@mega/kernel';
+import { definePlugin, getApp } from '@mega/kernel';
+import { buildPlugins, stopAll } from '@mega/testing';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { isMegaError, MegaError, NotFoundError, statusForCode, toMegaError, ValidationError } from '../src/errors.js';
-import { definePlugin } from '../src/plugin.js';
-import { testKernel } from './helpers.js';
+
+afterEach(() => stopAll());
 
 describe('errors', () => {
   it('maps codes and subclasses to HTTP statuses', () => {
@@ -31,12 +33,7 @@ describe('errors', () => {
 
 describe('app registry', () => {
   it('getApp reports not_found, not_initialized and ambiguous', async () => {
-    const kernel = testKernel([], {
-      apps: [
-        { name: 'web', dir: '/tmp', config: {}, file: undefined },
-        { name: 'admin', dir: '/tmp', config: { hosts: ['Admin.Example.com'] }, file: undefined },
-      ],
-    });
+    const { kernel } = buildPlugins({ plugins: [], apps: { web: {}, admin: { hosts: ['Admin.Example.com'] } } });
     expect(() => getApp('web')).toThrow(expect.objectContaining({ code: 'app.not_found' }));
     const started = kernel.start();
     await started;
@@ -51,13 +48,13 @@ describe('app registry', () => {
 
   it('an app registered but still booting is not_initialized', async () => {
     let probe: unknown;
-    const kernel = testKernel(
-      [
+    const { kernel } = buildPlugins({
+      plugins: [
         definePlugin({
           name: 'probe',
           version: '1.0.0',
-          setup(k) {
-            k.hooks.boot.tap('probe', () => {
+          setup(api) {
+            api.tap('boot', () => {
               try {
                 getApp('booting');
               } catch (e) {
@@ -67,8 +64,8 @@ describe('app registry', () => {
           },
         }),
       ],
-      { apps: [{ name: 'booting', dir: '/tmp', config: {}, file: undefined }] },
-    );
+      apps: { booting: {} },
+    });
     await kernel.start();
     expect(probe).toMatchObject({ code: 'app.not_initialized' });
     expect(getApp().name).toBe('booting');
@@ -78,21 +75,60 @@ describe('app registry', () => {
 
 describe('services and ctx', () => {
   it('provide/use with a clear error for a missing service', async () => {
-    const kernel = testKernel([definePlugin({ name: 'cache', version: '1.0.0', setup: (k) => k.provide('cache', { hit: 1 }, 'cache') })]);
+    let api: PluginApi | undefined;
+    const cache = definePlugin({
+      name: 'cache',
+      version: '1.0.0',
+      setup(a) {
+        api = a;
+        a.provide('cache', { hit: 1 });
+      },
+    });
+    const { kernel } = buildPlugins({ plugins: [cache] });
     await kernel.start();
     expect(kernel.use<{ hit: number }>('cache').hit).toBe(1);
+    expect(api?.use<{ hit: number }>('cache').hit).toBe(1);
+    expect(api?.has('cache')).toBe(true);
     expect(() => kernel.use('db')).toThrow(
       expect.objectContaining({ code: 'service.missing', details: { name: 'db', provided: ['cache'] } }),
     );
-    expect(() => kernel.provide('cache', {})).toThrow(expect.objectContaining({ code: 'service.duplicate' }));
+    expect(() => api?.provide('cache', {})).toThrow(
+      expect.objectContaining({ code: 'service.duplicate', details: { name: 'cache', by: 'cache' } }),
+    );
     await kernel.stop();
+    // A second plugin providing the same service fails its setup, naming the first provider.
+    const rival = definePlugin({ name: 'rival', version: '1.0.0', setup: (a) => a.provide('cache', {}) });
+    await expect(buildPlugins({ plugins: [cache, rival] }).kernel.start()).rejects.toMatchObject({
+      code: 'service.duplicate',
+      plugin: 'rival',
+      hook: 'setup',
+    });
+  });
+
+  it('registers health checks attributed to their plugin', async () => {
+    const check = async () => undefined;
+    const { kernel } = buildPlugins({
+      plugins: [definePlugin({ name: 'db', version: '1.0.0', setup: (a) => a.health('db:main', check) })],
+    });
+    await kernel.start();
+    expect(kernel.healthChecks()).toEqual([{ name: 'db:main', plugin: 'db', check }]);
   });
 
   it('ctx members are lazy, memoised per ctx, and untouched members cost nothing', async () => {
     const factory = vi.fn((ctx: { id: string }) => `db for ${ctx.id}`);
-    const kernel = testKernel([
-      definePlugin({ name: 'db', version: '1.0.0', setup: (k) => k.contributeCtx('db', factory as never, 'db') }),
-    ]);
+    let api: PluginApi | undefined;
+    const { kernel } = buildPlugins({
+      plugins: [
+        definePlugin({
+          name: 'db',
+          version: '1.0.0',
+          setup(a) {
+            api = a;
+            a.contributeCtx('db', factory as never);
+          },
+        }),
+      ],
+    });
     await kernel.start();
     const app = kernel.apps[0];
     if (!app) throw new Error('no app');
@@ -104,7 +140,7 @@ describe('services and ctx', () => {
     expect(factory).toHaveBeenCalledTimes(1);
     expect(b.db).toBe('db for r2');
     expect(Object.getPrototypeOf(a)).toBe(Object.getPrototypeOf(b));
-    expect(() => kernel.contributeCtx('late', () => 1)).toThrow(expect.objectContaining({ code: 'ctx.frozen' }));
+    expect(() => api?.contributeCtx('late', () => 1)).toThrow(expect.objectContaining({ code: 'ctx.frozen' }));
     await kernel.stop();
   });
 });

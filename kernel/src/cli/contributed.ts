@@ -3,7 +3,6 @@
  * definePlugin). The project's plugin list is read without booting anything: the plugins are
  * imported, never set up.
  */
-import { parseArgs } from 'node:util';
 import { findProjectDir, loadProject } from '../config.js';
 import { loadPlugins } from '../kernel.js';
 import type { AnyPlugin } from '../plugin.js';
@@ -34,7 +33,21 @@ export async function listCommands(io: CliIO): Promise<void> {
 
 /** `mega generate <kind> <name> [--app a] [--force]`: a generator a plugin declares. */
 export async function generateCommand(argv: string[], io: CliIO): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, strict: false });
+  // Generators declare no option specs, so `--key value` pairs are read by hand after the two positionals.
+  const positionals: string[] = [];
+  const values: Record<string, string | boolean> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (!arg.startsWith('--')) {
+      positionals.push(arg);
+      continue;
+    }
+    const [key, inline] = arg.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
+    const next = argv[i + 1];
+    if (inline !== undefined) values[key] = inline;
+    else if (next !== undefined && !next.startsWith('--') && positionals.length >= 2) values[key] = argv[++i] as string;
+    else values[key] = true;
+  }
   const project = await projectPlugins(io);
   if (!project) {
     io.stderr(`mega generate: no mega.config.ts in ${io.cwd} or above (create a project with: mega new <dir>)`);

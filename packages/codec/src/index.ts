@@ -32,15 +32,15 @@ const require = createRequire(import.meta.url);
 
 function loadBinding(explicit?: string): Binding {
   const override = explicit ?? process.env.MEGA_CODEC_ADDON;
-  // `../../native/` resolves the same from src/codec and dist/codec.
-  const dir = fileURLToPath(new URL('../../native/', import.meta.url));
+  // `../native/` resolves the same from src/ and dist/.
+  const dir = fileURLToPath(new URL('../native/', import.meta.url));
   const abis = process.platform === 'linux' ? ['-gnu', '-musl'] : process.platform === 'win32' ? ['-msvc'] : [''];
   const candidates = override
     ? [resolve(override)]
     : abis.map((abi) => join(dir, `mega-codec.${process.platform}-${process.arch}${abi}.node`));
   const found = candidates.filter((p) => existsSync(p));
   if (found.length === 0) throw new Error(`no addon at ${candidates.join(' or ')} (build it with npm run build:native)`);
-  const want = (require('../../package.json') as { version: string }).version;
+  const want = (require('../package.json') as { version: string }).version;
   let lastError: unknown;
   for (const path of found) {
     try {
