@@ -7,7 +7,7 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
-          include: ['kernel/test/**/*.test.ts', 'plugins/*/test/**/*.test.ts'],
+          include: ['kernel/test/**/*.test.ts', 'packages/*/test/**/*.test.ts', 'plugins/*/test/**/*.test.ts'],
           exclude: ['**/*.int.test.ts', '**/node_modules/**'],
           testTimeout: 20_000,
         },
@@ -17,6 +17,7 @@ export default defineConfig({
           name: 'integration',
           include: [
             'kernel/test/**/*.int.test.ts',
+            'packages/*/test/**/*.int.test.ts',
             'plugins/*/test/**/*.int.test.ts',
             'scripts/test/**/*.int.test.ts',
             'apps/*/test/**/*.int.test.ts',

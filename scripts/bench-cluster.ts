@@ -7,13 +7,15 @@
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import type { Msg } from './test/chat-cluster.ts';
 import { Client, chatProject } from './test/chat-cluster.ts';
 import { freePort, killAll, megaStart, watch } from './test/procs.ts';
-import { REPO } from './test/project.ts';
 import { serviceEnv } from './test/service-env.ts';
+
+const REPO = resolve(fileURLToPath(new URL('..', import.meta.url)));
 
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 500);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 20);
@@ -75,8 +77,8 @@ async function run(transport: 'nats' | 'hub'): Promise<Result> {
     });
   } else {
     dir = chatProject({
-      plugins: [...PLUGINS, '@mega/ws-cluster'],
-      global: `wsCluster: { url: ${JSON.stringify(NATS_URL)}, subjectPrefix: 'bench${Date.now()}' }`,
+      plugins: [...PLUGINS, '@mega/bus', '@mega/ws-cluster'],
+      global: `services: { buses: { default: { driver: 'nats', url: ${JSON.stringify(NATS_URL)} } } }, wsCluster: { subjectPrefix: 'bench${Date.now()}' }`,
     });
   }
   const env = { MEGA_LOG_LEVEL: 'warn' };

@@ -10,6 +10,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import cacheRedis from '@mega/cache-redis';
 import { createLogger, Kernel } from '@mega/kernel';
 import lock, { defineLockCommands } from '@mega/lock';
 import { Redis } from 'ioredis';
@@ -35,7 +36,7 @@ const kernel = new Kernel({
   dir,
   config: { services: { caches: { locks: { driver: 'redis', url } } } },
   apps: [{ name: 'bench', dir, config: { lock: { service: 'locks', prefix: 'bench:' } }, file: undefined }],
-  plugins: [lock],
+  plugins: [cacheRedis, lock],
   logger: createLogger({ level: 'warn' }),
 });
 await kernel.start();

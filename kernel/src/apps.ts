@@ -27,20 +27,11 @@ export interface AppBase {
 
 export type App = AppBase & AppExtensions;
 
-interface Registry {
-  apps: Map<string, App>;
-}
-
 const KEY = Symbol.for('mega.kernel.apps');
-function registry(): Registry {
-  const g = globalThis as unknown as Record<symbol, Registry | undefined>;
-  let reg = g[KEY];
-  if (!reg) {
-    reg = { apps: new Map() };
-    g[KEY] = reg;
-  }
-  return reg;
-}
+const shared = globalThis as unknown as Record<symbol, Map<string, App> | undefined>;
+const registered: Map<string, App> = shared[KEY] ?? new Map<string, App>();
+shared[KEY] = registered;
+const registry = () => ({ apps: registered });
 
 export function registerApp(app: App): void {
   const apps = registry().apps;

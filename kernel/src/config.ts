@@ -98,14 +98,9 @@ export async function importModule(file: string, code = 'config.syntax'): Promis
     const syntax = /ParseError|SyntaxError|Unexpected|Expected/.test(`${(error as Error)?.name} ${message}`);
     const line = at?.[2] ? Number(at[2]) : undefined;
     const where = line === undefined ? file : `${file}:${line}${at?.[3] ? `:${at[3]}` : ''}`;
-    throw new ConfigError(
-      syntax ? code : 'config.load_failed',
-      `${syntax ? 'syntax error' : 'failed to load'} in ${where}: ${message.split('\n')[0]}`,
-      {
-        cause: error,
-        details: { file, line, column: at?.[3] ? Number(at[3]) : undefined },
-      },
-    );
+    const details = { file, line, column: at?.[3] ? Number(at[3]) : undefined };
+    const what = `${syntax ? 'syntax error' : 'failed to load'} in ${where}: ${message.split('\n')[0]}`;
+    throw new ConfigError(syntax ? code : 'config.load_failed', what, { cause: error, details });
   }
 }
 

@@ -207,16 +207,15 @@ export class Kernel {
   /** The API handed to one plugin's setup: everything it registers is attributed to it. */
   #api(plugin: AnyPlugin, appConfig: (app: App | string) => Record<string, unknown>): PluginApi {
     const name = plugin.name;
-    const kernel = this;
     const services = this.#services;
     const drivers = plugin.drivers ?? {};
     return Object.freeze({
       name,
-      kernel,
+      kernel: this,
       log: this.log.child({ plugin: name }),
-      tap: (hook, fn, options) => tapHook(kernel.hooks, name, hook, fn, options),
-      onShutdown: (fn) => tapHook(kernel.hooks, name, 'shutdown', fn),
-      provide(service: string, value: unknown) {
+      tap: (hook, fn, options) => tapHook(this.hooks, name, hook, fn, options),
+      onShutdown: (fn) => tapHook(this.hooks, name, 'shutdown', fn),
+      provide: (service: string, value: unknown) => {
         const existing = services.get(service);
         if (existing) {
           throw new MegaError('service.duplicate', `[${name}] service "${service}" is already provided by ${existing.plugin}`, {
@@ -225,16 +224,16 @@ export class Kernel {
         }
         services.set(service, { value, plugin: name });
       },
-      use: (service: string) => kernel.use(service),
-      has: (service) => kernel.has(service),
-      contributeCtx: (member: string, factory: (ctx: MegaContext) => unknown) => kernel.#ctx.contribute(member, factory, name),
-      contributeApp: (member, factory) => kernel.#contributeApp(member, factory),
+      use: (service: string) => this.use(service),
+      has: (service) => this.has(service),
+      contributeCtx: (member: string, factory: (ctx: MegaContext) => unknown) => this.#ctx.contribute(member, factory, name),
+      contributeApp: (member, factory) => this.#contributeApp(member, factory),
       appConfig,
       services: (kind) =>
-        Object.entries((kernel.config.services?.[kind] ?? {}) as Record<string, ServiceDeclaration>).filter(([, d]) =>
+        Object.entries((this.config.services?.[kind] ?? {}) as Record<string, ServiceDeclaration>).filter(([, d]) =>
           (drivers[kind] ?? []).includes(d.driver),
         ),
-      health: (check, fn) => void kernel.#health.push({ name: check, plugin: name, check: fn }),
+      health: (check, fn) => void this.#health.push({ name: check, plugin: name, check: fn }),
     } satisfies PluginApi);
   }
 

@@ -11,7 +11,6 @@
 import { randomBytes } from 'node:crypto';
 import { relative } from 'node:path';
 import { type StringOptions, type TObject, type TSchema, type TString, Type } from '@sinclair/typebox';
-import { Value } from '@sinclair/typebox/value';
 import type { ErrorObject } from 'ajv';
 import { Ajv } from 'ajv';
 import type { App } from './apps.js';
@@ -93,11 +92,8 @@ const KERNEL = '@mega/kernel';
 const compiled = new WeakMap<object, ReturnType<typeof ajv.compile>>();
 
 function validator(schema: TObject) {
-  let validate = compiled.get(schema);
-  if (!validate) {
-    validate = ajv.compile(schema);
-    compiled.set(schema, validate);
-  }
+  const validate = compiled.get(schema) ?? ajv.compile(schema);
+  compiled.set(schema, validate);
   return validate;
 }
 
@@ -125,16 +121,8 @@ function distance(a: string, b: string): number {
 }
 
 export function closest(word: string, candidates: Iterable<string>): string | undefined {
-  let best: string | undefined;
-  let bestD = Math.max(2, Math.floor(word.length / 3)) + 1;
-  for (const c of candidates) {
-    const d = distance(word.toLowerCase(), c.toLowerCase());
-    if (d < bestD) {
-      best = c;
-      bestD = d;
-    }
-  }
-  return best;
+  const scored = [...candidates].map((c) => ({ c, d: distance(word.toLowerCase(), c.toLowerCase()) })).sort((a, b) => a.d - b.d);
+  return scored[0] && scored[0].d <= Math.max(2, Math.floor(word.length / 3)) ? scored[0].c : undefined;
 }
 
 export interface ValidatedConfig {
@@ -212,9 +200,7 @@ export function validateConfig(input: Input): ValidatedConfig {
   const validate = (plugin: string, schema: TObject, values: Record<string, unknown>, file: string, app?: string) => {
     const data: Record<string, unknown> = {};
     for (const key of Object.keys(schema.properties)) if (values[key] !== undefined) data[key] = clonePlain(values[key]);
-    // Defaults first so objects holding a secret exist, then secrets (a required one is filled from
-    // the environment before Ajv would call it missing), then the schema check.
-    Value.Default(schema, data);
+    // Secrets first (a required one is filled from the environment before Ajv would call it missing).
     resolveSecrets(schema, data, { file, app, env: input.env, log: input.log, problems });
     const check = validator(schema);
     if (!check(data)) {
@@ -284,7 +270,8 @@ function resolveSecrets(schema: TSchema, data: Record<string, unknown>, scope: S
     const where = path ? `${path}.${key}` : key;
     const spec = (sub as Record<string, unknown>)[SECRET] as SecretSpec | undefined;
     if (!spec) {
-      // Objects holding a secret carry `default: {}`, so the walk reaches it even when the file omits them.
+      // Objects holding a secret carry `default: {}`: applied here already so the walk reaches the secret.
+      if (data[key] === undefined && (sub as Partial<TObject>).properties && 'default' in sub) data[key] = clonePlain(sub.default);
       const value = data[key];
       if (value && typeof value === 'object' && !Array.isArray(value)) resolveSecrets(sub, value as Record<string, unknown>, scope, where);
       continue;

@@ -5,9 +5,12 @@
 import { execFile } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeProject } from '@mega/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort, httpGet as get, killAll, runMega as mega, until as poll } from '../../scripts/test/procs.js';
-import { REPO, writeProject } from '../../scripts/test/project.js';
+
+/** The repository root. */
+const REPO = join(import.meta.dirname, '../..');
 
 afterEach(killAll);
 

@@ -1,9 +1,8 @@
 import { join } from 'node:path';
 import type { PluginApi } from '@mega/kernel';
 import { definePlugin, Secret, Type } from '@mega/kernel';
-import { bootProject, buildPlugins, LEVELS, stopAll } from '@mega/testing';
+import { bootProject, buildPlugins, LEVELS, stopAll, writeProject } from '@mega/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { writeProject } from '../../scripts/test/project.js';
 import { loadProject } from '../src/config.js';
 import { loadKernel } from '../src/kernel.js';
 import { createLogger } from '../src/logger.js';

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeProject } from '@mega/testing';
 import { describe, expect, it } from 'vitest';
-import { writeProject } from '../../scripts/test/project.js';
 import { generateCommand, listCommands, runContributed } from '../src/cli/contributed.js';
 import type { CliIO } from '../src/cli/io.js';
 

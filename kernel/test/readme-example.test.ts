@@ -2,7 +2,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { bootProject, stopAll, writeProject } from '@mega/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { REPO } from '../../scripts/test/project.js';
+
+/** The repository root. */
+const REPO = join(import.meta.dirname, '../..');
 
 /** The "Write your own plugin" example from kernel/README.md, verbatim. */
 function readmeExample(): string {

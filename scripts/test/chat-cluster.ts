@@ -4,10 +4,10 @@
  * scenario every cluster transport must pass.
  */
 import { deepStrictEqual, strictEqual } from 'node:assert/strict';
+import { writeProject } from '@mega/testing';
 import WebSocket from 'ws';
 // .ts specifiers: bench:cluster runs this module under plain Node (type stripping), which does not map .js to .ts.
 import { Inbox } from './inbox.ts';
-import { writeProject } from './project.ts';
 
 const CHANNEL = `
 export const auth = (req: any) => {
@@ -43,7 +43,7 @@ const ROUTES = `import { Chat, auth } from '../channel.js';
 export default (router: any) => { router.ws('/chat', Chat, { before: auth }); };
 `;
 const PROBE = `import { definePlugin } from '@mega/kernel';
-export default definePlugin({ name: 'probe', version: '1.0.0', kernel: '^0.1.0', setup(kernel) { (globalThis as any).megaKernel = kernel; } });
+export default definePlugin({ name: 'probe', version: '1.0.0', kernel: '^0.2.0', setup(api) { (globalThis as any).megaKernel = api.kernel; } });
 `;
 
 export interface ProjectOptions {
@@ -65,7 +65,7 @@ export function chatProject(o: ProjectOptions): string {
       'routes/ws.ts': ROUTES,
       'probe.ts': PROBE,
     },
-    'mega-cluster-',
+    { prefix: 'mega-cluster-' },
   );
 }
 

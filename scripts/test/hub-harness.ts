@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { inflateRawSync } from 'node:zlib';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import WebSocket from 'ws';
-import { hubBinaryPath, hubBinaryStale, markHubBuilt } from '../../kernel/src/cli/ws-hub.js';
+import { hubBinaryPath, hubBinaryStale, markHubBuilt } from '../../plugins/hub-bridge/src/ws-hub.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const PROTOCOL = join(ROOT, 'sidecar', 'protocol');

@@ -1,19 +1,15 @@
 /**
  * The real mega-hub binary over real sockets: configuration errors, registration, the frame limit,
- * link compression, drain on SIGTERM, /metrics and the `mega ws-hub` wrapper. Routing, presence,
- * heartbeat loss and abuse are played from the protocol's exchange scripts in
- * hub-protocol.int.test.ts against the same binary.
+ * link compression, drain on SIGTERM and /metrics. Routing, presence, heartbeat loss and abuse are
+ * played from the protocol's exchange scripts in hub-protocol.int.test.ts against the same binary;
+ * the `mega ws-hub` wrapper is tested with its plugin (plugins/hub-bridge/test/ws-hub.int.test.ts).
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, utimesSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import type { Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
 import { deflateRawSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
-import { hubBinaryPath, hubBinaryStale, markHubBuilt } from '../../kernel/src/cli/ws-hub.js';
-import { Client, ensureHubBinary, type Hub, ROOT, startHub } from './hub-harness.js';
+import { Client, ensureHubBinary, type Hub, startHub } from './hub-harness.js';
 
 const hubs: Hub[] = [];
 const clients: Client[] = [];
@@ -182,85 +178,5 @@ describe('mega-hub links', () => {
     expect(value('mega_hub_dropped_frames_total{reason="invalid"}')).toBe(1);
     expect((await get(h.port, '/healthz')).body).toBe('ok\n');
     expect((await get(h.port, '/nope')).status).toBe(404);
-  });
-});
-
-function cargoTargetEnv(): Record<string, string> {
-  const dir = process.env.CARGO_TARGET_DIR;
-  return dir ? { CARGO_TARGET_DIR: dir } : {};
-}
-
-describe('mega ws-hub', () => {
-  const runner = (cwd: string, env: Record<string, string>) =>
-    spawn(
-      process.execPath,
-      [
-        '--input-type=module',
-        '-e',
-        `const { wsHubCommand } = await import(${JSON.stringify(join(ROOT, 'kernel/dist/cli/ws-hub.js'))});
-         const io = { cwd: process.cwd(), stdout: (s) => console.log(s), stderr: (s) => console.error(s) };
-         process.exitCode = await wsHubCommand([], io);`,
-      ],
-      // CARGO_TARGET_DIR passes through: without it the wrapper looks for the binary under the clone's
-      // own target/ and, on a clean clone, starts a cold cargo build inside the test.
-      { cwd, env: { PATH: process.env.PATH ?? '', ...cargoTargetEnv(), ...env } },
-    );
-
-  it('runs the hub with the project .env, forwards SIGTERM and returns its exit code', async () => {
-    ensureHubBinary();
-    const dir = mkdtempSync(join(tmpdir(), 'mega-ws-hub-'));
-    writeFileSync(join(dir, '.env'), 'MEGA_WSHUB_TOKENS=from-dotenv\nMEGA_WSHUB_PORT=1\n');
-    const p = runner(dir, { MEGA_WSHUB_PORT: '0' }); // the real environment wins over .env
-    let out = '';
-    let err = '';
-    p.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-    });
-    const port = await new Promise<number>((resolve, reject) => {
-      p.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-        const m = /listening on [^\s]+:(\d+)/.exec(out);
-        if (m) resolve(Number(m[1]));
-      });
-      p.on('exit', (code) => reject(new Error(`exited ${code}`)));
-    });
-    const c = new Client(`ws://127.0.0.1:${port}`);
-    clients.push(c);
-    await c.register('via-cli', {}, 'from-dotenv');
-    const exit = new Promise<number | null>((r) => p.on('exit', (code) => r(code)));
-    p.kill('SIGTERM');
-    expect((await c.closed).code).toBe(4503);
-    expect(await exit).toBe(0);
-    // The binary ensureHubBinary() just built is the one the wrapper found: it did not build again.
-    expect(err).not.toContain('building the hub');
-  });
-
-  it('calls the binary stale when it is missing or older than a hub source', () => {
-    const root = mkdtempSync(join(tmpdir(), 'mega-hub-ws-'));
-    mkdirSync(join(root, 'sidecar', 'src'), { recursive: true });
-    writeFileSync(join(root, 'Cargo.toml'), '');
-    writeFileSync(join(root, 'sidecar', 'src', 'main.rs'), '');
-    // A fake binary inside the temporary root: never the shared CARGO_TARGET_DIR's real one.
-    const bin = join(root, 'target', 'release', 'mega-hub');
-    expect(hubBinaryPath(root)).toBe(process.env.CARGO_TARGET_DIR ? join(process.env.CARGO_TARGET_DIR, 'release', 'mega-hub') : bin);
-    expect(hubBinaryStale(root, bin)).toBe(true);
-    mkdirSync(dirname(bin), { recursive: true });
-    writeFileSync(bin, '');
-    const old = new Date(Date.now() - 60_000);
-    utimesSync(bin, old, old);
-    expect(hubBinaryStale(root, bin)).toBe(true);
-    markHubBuilt(bin);
-    expect(hubBinaryStale(root, bin)).toBe(false);
-  });
-
-  it('passes the hub exit code through (2 without tokens)', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mega-ws-hub-'));
-    const p = runner(dir, {});
-    let err = '';
-    p.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-    });
-    expect(await new Promise((r) => p.on('exit', r))).toBe(2);
-    expect(err).toContain('MEGA_WSHUB_TOKENS is required');
   });
 });

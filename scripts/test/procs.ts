@@ -7,8 +7,9 @@ import { spawn } from 'node:child_process';
 import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { REPO } from './project.ts';
 
+/** The repository root. */
+const REPO = join(import.meta.dirname, '../..');
 export const MEGA_BIN = join(REPO, 'kernel/bin/mega.js');
 
 export interface Watched {

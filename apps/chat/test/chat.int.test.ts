@@ -6,12 +6,12 @@
 import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type InjectInit, inject } from '@mega/testing';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { AspClient } from '../../../plugins/asp/src/client.js';
 import { ARTIFACTS, type LaunchedBrowser, launchChromium } from '../../../scripts/test/browser.js';
-import { type CallInit, call } from '../../../scripts/test/http-kernel.js';
 import { freePort, runMega, type Watched } from '../../../scripts/test/procs.js';
 import { serviceEnv } from '../../../scripts/test/service-env.js';
 
@@ -28,7 +28,7 @@ let base: string;
 let port: number;
 let chrome: LaunchedBrowser;
 
-const http = (path: string, init?: CallInit) => call(port, path, init);
+const http = (path: string, init?: InjectInit) => inject(port, path, init);
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'mega-chat-'));

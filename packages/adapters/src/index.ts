@@ -4,8 +4,9 @@
  * resolution with `adapter.unknown_alias`, URL checks and redaction, the one timeout helper — kept
  * here so each adapter plugin does not carry a copy.
  */
-import type { App, PluginApi } from '@mega/kernel';
+import type { App, Logger, PluginApi, ServiceDeclaration, Static, TObject } from '@mega/kernel';
 import { ConfigError, MegaError } from '@mega/kernel';
+import { Value } from '@sinclair/typebox/value';
 
 export { within } from '@mega/kernel';
 
@@ -75,23 +76,44 @@ export class OpStats {
 
 const round = (ms: number) => Math.round(ms * 1000) / 1000;
 
+const SECRET_PARAM = /pass|secret|token|key|auth/i;
+
 /**
- * `postgres://user:secret@host/db` -> `postgres://user:***@host/db`, for every URL in a message or
- * log line. Comma-separated server lists (NATS) and a bare `:token@` are redacted too.
+ * `postgres://user:secret@host/db` -> `postgres://user:***@host/db`: THE redaction for every URL in
+ * an error or log line. Also masks a NATS token (`nats://token@host` -> `nats://***@host`), query
+ * parameters that look like credentials (`?password=`), and each entry of a comma-separated server
+ * list (`nats://a:1,nats://b:2`, `mongodb://u:p@h1,h2/db`). Text that is not a URL is returned as is,
+ * with any `//user:pass@` in it masked.
  */
 export function redactUrl(url: string): string;
 export function redactUrl(url: string | undefined): string | undefined;
 export function redactUrl(url: string | undefined): string | undefined {
   if (!url) return url;
-  if (url.includes(',')) return url.split(',').map((part) => redactUrl(part.trim())).join(',');
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    else if (u.username && !u.password && /^(nats|tls):$/.test(u.protocol)) u.username = '***';
-    return u.toString();
-  } catch {
-    return url.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@');
+  if (url.includes(',')) {
+    return url
+      .split(',')
+      .map((part) => redactUrl(part.trim()))
+      .join(',');
   }
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return url.replace(
+      /\/\/([^/@\s]*)@/g,
+      (_all, info: string) => `//${info.includes(':') ? `${info.slice(0, info.indexOf(':'))}:***` : '***'}@`,
+    );
+  }
+  if (u.password) u.password = '***';
+  // A lone user part is a token for NATS (`nats://<token>@host`); elsewhere it is a user name.
+  else if (u.username && /^(nats|tls|ws|wss):$/.test(u.protocol)) u.username = '***';
+  for (const key of [...u.searchParams.keys()]) if (SECRET_PARAM.test(key)) u.searchParams.set(key, '***');
+  return u.toString();
+}
+
+/** Every URL inside free text (a driver's error message) through `redactUrl`. */
+export function redactText(text: string): string {
+  return text.replace(/[a-z][a-z0-9+.-]*:\/\/[^\s"'<>,]+/gi, (url) => redactUrl(url));
 }
 
 /** Parses a service URL; a malformed one or a wrong scheme stops boot naming the alias. */
@@ -118,6 +140,20 @@ export function parseServiceUrl(kind: string, alias: string, url: unknown, schem
     );
   }
   return parsed;
+}
+
+/**
+ * One `services.<kind>.<alias>` declaration checked against the driver's TypeBox schema, defaults
+ * applied (on a copy): the schema is the one source of the declaration's type and defaults. Problems
+ * fail with `config.invalid` listing each path.
+ */
+export function serviceOptions<T extends TObject>(kind: string, alias: string, declaration: ServiceDeclaration, schema: T): Static<T> {
+  const value = Value.Default(schema, Value.Clone(declaration)) as unknown;
+  if (Value.Check(schema, value)) return value;
+  const errors = [...Value.Errors(schema, value)].map((e) => `${e.path || '/'} ${e.message}`);
+  throw new ConfigError('config.invalid', `services.${kind}.${alias}: ${errors.join('; ')}`, {
+    details: { kind, alias, errors, ...(typeof declaration.url === 'string' ? { url: redactUrl(declaration.url) } : {}) },
+  });
 }
 
 /**
@@ -150,7 +186,15 @@ export function pickAlias(kind: string, known: readonly string[], alias: string 
 /** One connection to a declared service, owned by the plugin that serves its driver. */
 export interface Adapter {
   readonly alias: string;
+  /** The service's URL, redacted: log lines name it. */
+  readonly url?: string | undefined;
+  /** Connects (a round trip); rejects with a MegaError naming the alias and the redacted URL. */
   connect(): Promise<void>;
+  /**
+   * Called once after an `optional` alias failed to connect at boot: keep trying in the background.
+   * Leave it out when the client reconnects by itself (ioredis, pg pools, MongoClient do).
+   */
+  retry?(): void;
   close(): Promise<void>;
   /** Resolves when the service answers (a round trip), rejects with a MegaError when not. */
   check(): Promise<void>;
@@ -165,17 +209,31 @@ export interface AdapterSetOptions {
   label?: string;
 }
 
+interface Entry<A> {
+  adapter: A;
+  optional: boolean;
+}
+
 /**
- * The adapter-plugin skeleton: every alias of one kind this plugin owns. `attach(api)` connects
- * them all at boot (a declaration with `optional: true` only warns and the adapter keeps trying),
- * registers one health check per alias, and closes them all at shutdown.
+ * The adapter-plugin skeleton: every alias of one kind this plugin owns. `attach(api)` registers one
+ * health check per alias (`<label>:<alias>`), connects them all at boot (a declaration with
+ * `optional: true` only warns, then `retry()`), and closes them all at shutdown.
  */
 export class AdapterSet<A extends Adapter> {
-  readonly #items = new Map<string, { adapter: A; optional: boolean }>();
+  readonly #items = new Map<string, Entry<A>>();
   readonly #options: AdapterSetOptions;
 
   constructor(options: AdapterSetOptions) {
     this.#options = options;
+  }
+
+  get kind(): string {
+    return this.#options.kind;
+  }
+
+  /** `label:alias`, the name of an alias's health check. */
+  checkName(alias: string): string {
+    return `${this.#options.label ?? this.#options.kind.replace(/s$/, '')}:${alias}`;
   }
 
   add(adapter: A, optional = false): A {
@@ -183,39 +241,75 @@ export class AdapterSet<A extends Adapter> {
     return adapter;
   }
 
+  /** Adds one adapter per `services.<kind>` entry whose driver this plugin declared (`api.services(kind)`). */
+  addDeclared(api: PluginApi<unknown>, make: (alias: string, declaration: ServiceDeclaration) => A): this {
+    for (const [alias, declaration] of api.services(this.#options.kind)) this.add(make(alias, declaration), declaration.optional === true);
+    return this;
+  }
+
   get aliases(): string[] {
     return [...this.#items.keys()];
   }
 
-  /** The adapter called `alias`; without one, the preferred alias or the only one. */
+  get size(): number {
+    return this.#items.size;
+  }
+
+  has(alias: string): boolean {
+    return this.#items.has(alias);
+  }
+
+  /** Whether `alias` was declared `optional: true`. */
+  optional(alias: string): boolean {
+    return this.#items.get(alias)?.optional === true;
+  }
+
+  /** The adapter called `alias`; without one, the preferred alias or the only one (`adapter.unknown_alias` otherwise). */
   get(alias?: string): A {
     const name = pickAlias(this.#options.kind, this.aliases, alias, this.#options.preferred);
-    return (this.#items.get(name) as { adapter: A }).adapter;
+    return (this.#items.get(name) as Entry<A>).adapter;
   }
 
   all(): A[] {
     return [...this.#items.values()].map((i) => i.adapter);
   }
 
+  /** Health per alias now, connect at boot, close at shutdown; all attributed to `api`'s plugin. */
   attach(api: PluginApi<unknown>): this {
-    const label = this.#options.label ?? this.#options.kind.replace(/s$/, '');
-    for (const { adapter } of this.#items.values()) api.health(`${label}:${adapter.alias}`, () => adapter.check());
-    api.tap('boot', async () => {
-      await Promise.all(
-        [...this.#items.values()].map(async ({ adapter, optional }) => {
-          try {
-            await adapter.connect();
-          } catch (error) {
-            if (!optional) throw error;
-            api.log.warn({ err: error, alias: adapter.alias }, `${(error as Error).message}; optional, retrying in the background`);
-          }
-        }),
-      );
-    });
-    api.onShutdown(async () => {
-      await Promise.all(this.all().map((a) => a.close()));
-    });
+    for (const { adapter } of this.#items.values()) api.health(this.checkName(adapter.alias), () => adapter.check());
+    api.tap('boot', () => this.connectAll(api.log));
+    api.onShutdown(() => this.closeAll(api.log));
     return this;
+  }
+
+  /** Connects every adapter in parallel; the first required failure rejects, optional ones warn and retry. */
+  async connectAll(log: Logger): Promise<void> {
+    await Promise.all(
+      [...this.#items.values()].map(async ({ adapter, optional }) => {
+        try {
+          await adapter.connect();
+          log.debug(
+            { alias: adapter.alias },
+            `${this.checkName(adapter.alias)} connected${adapter.url ? ` (${redactUrl(adapter.url)})` : ''}`,
+          );
+        } catch (error) {
+          if (!optional) throw error;
+          log.warn({ err: error, alias: adapter.alias }, `${(error as Error).message}; optional, retrying in the background`);
+          adapter.retry?.();
+        }
+      }),
+    );
+  }
+
+  /** Closes every adapter; a failing close is logged, the others still close. */
+  async closeAll(log: Logger): Promise<void> {
+    await Promise.all(
+      this.all().map((adapter) =>
+        adapter
+          .close()
+          .catch((error: unknown) => log.warn({ err: error, alias: adapter.alias }, `closing ${this.checkName(adapter.alias)} failed`)),
+      ),
+    );
   }
 }
 

@@ -1,52 +1,50 @@
-/** Config of @mega/asp: key `asp` in each app's app.config.ts. */
+/**
+ * Config of @mega/asp, declared once: the `asp` key of each app's app.config.ts. Types and defaults
+ * derive from this schema.
+ */
+import { Secret, type Static, Type } from '@mega/kernel';
 
-export interface AspConfig {
-  /** Master secret (UTF-8, at least 32 bytes). Default: the MEGA_ASP_SECRET environment variable. */
-  masterSecret?: string;
-  /** Allowed clock drift either way (ms). */
-  windowMs?: number;
-  /** Nonces remembered per session and scope; past it the oldest becomes a replay floor. */
-  replayCapacity?: number;
-  /** How a WS frame that fails to open is answered: an `error` envelope, or close 1008. */
-  onFailure?: 'error' | 'close';
-  /** Sessions whose openers (replay caches) are kept at once, per scope. */
-  maxSessions?: number;
-  websocket?: {
-    /** WS route paths whose frames are all `E:` + base64url(sealed). */
-    namespaces?: string[];
-  };
-  http?: {
-    /** Route paths (as declared; `prefix/*` matches below a prefix) that take and return sealed bodies. */
-    enabledPaths?: string[];
-    /** The request/response header that signals a sealed body (value `1`). */
-    header?: string;
-  };
-}
-
-export const configSchema = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    masterSecret: { type: 'string', minLength: 32 },
-    windowMs: { type: 'integer', minimum: 1000, default: 60_000 },
-    replayCapacity: { type: 'integer', minimum: 1, default: 16_384 },
-    onFailure: { enum: ['error', 'close'], default: 'error' },
-    maxSessions: { type: 'integer', minimum: 1, default: 10_000 },
-    websocket: {
-      type: 'object',
-      additionalProperties: false,
-      properties: { namespaces: { type: 'array', items: { type: 'string', pattern: '^/' }, default: [] } },
-      default: {},
-    },
-    http: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        enabledPaths: { type: 'array', items: { type: 'string', pattern: '^/' }, default: [] },
-        header: { type: 'string', pattern: '^[a-z0-9-]+$', default: 'x-mega-asp' },
+export const AspConfigSchema = Type.Object(
+  {
+    /**
+     * Master secret (UTF-8, at least 32 bytes); default MEGA_ASP_SECRET (never MEGA_SECRET: every
+     * client's session keys derive from it). Needed only by apps that encrypt something, so the
+     * plugin itself fails boot (`asp.config`) when such an app runs in production without one.
+     */
+    masterSecret: Type.Optional(
+      Secret(
+        { env: 'MEGA_ASP_SECRET', purpose: 'ASP session keys', minBytes: 32, code: 'asp.config', shared: false, optional: true },
+        { minLength: 32 },
+      ),
+    ),
+    /** Allowed clock drift either way (ms). */
+    windowMs: Type.Integer({ minimum: 1000, default: 60_000 }),
+    /** Nonces remembered per session and scope; past it the oldest becomes a replay floor. */
+    replayCapacity: Type.Integer({ minimum: 1, default: 16_384 }),
+    /** How a WS frame that fails to open is answered: an `error` envelope, or close 1008. */
+    onFailure: Type.Union([Type.Literal('error'), Type.Literal('close')], { default: 'error' }),
+    /** Sessions whose openers (replay caches) are kept at once, per scope. */
+    maxSessions: Type.Integer({ minimum: 1, default: 10_000 }),
+    websocket: Type.Object(
+      {
+        /** WS route paths whose frames are all `E:` + base64url(sealed). */
+        namespaces: Type.Array(Type.String({ pattern: '^/' }), { default: [] }),
       },
-      default: {},
-    },
+      { additionalProperties: false, default: {} },
+    ),
+    http: Type.Object(
+      {
+        /** Route paths (as declared; `prefix/*` matches below a prefix) that take and return sealed bodies. */
+        enabledPaths: Type.Array(Type.String({ pattern: '^/' }), { default: [] }),
+        /** The request/response header that signals a sealed body (value `1`). */
+        header: Type.String({ pattern: '^[a-z0-9-]+$', default: 'x-mega-asp' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
   },
-  default: {},
-} as const;
+  { additionalProperties: false, default: {} },
+);
+
+export const AspAppConfig = Type.Object({ asp: AspConfigSchema });
+
+export type AspConfig = Static<typeof AspConfigSchema>;

@@ -9,19 +9,20 @@
  * - Keys reach clients over their HTTP session (`ctx.asp.keys()`); `@mega/asp/client` speaks it.
  */
 import { randomBytes } from 'node:crypto';
-import type { Handler, HttpServer } from '@mega/http';
+import type { Handler, HttpRouteOptions } from '@mega/http';
 import { envelope, HTTP_STAGES } from '@mega/http';
-import type { App, Kernel, MegaContext, MegaError, RouteDefinition } from '@mega/kernel';
-import { AuthError, definePlugin, MegaError as MegaErrorClass, packageVersion, resolveAppSecret, ValidationError } from '@mega/kernel';
-import type { WsConnection, WsInboundFrame, WsServer } from '@mega/ws';
+import type { App, ConfigInput, MegaContext, MegaError, RouteDefinition } from '@mega/kernel';
+import { AuthError, ConfigError, definePlugin, MegaError as MegaErrorClass, packageVersion, ValidationError } from '@mega/kernel';
+import type { WsConnection, WsInboundFrame } from '@mega/ws';
 import type { ValidateFunction } from 'ajv';
 import { Ajv } from 'ajv';
 import type { AspConfig } from './config.js';
-import { configSchema } from './config.js';
+import { AspAppConfig } from './config.js';
 import type { SessionCrypto } from './keys.js';
 import { SessionKeys } from './keys.js';
 
 export type { AspConfig } from './config.js';
+export { AspAppConfig, AspConfigSchema } from './config.js';
 export { SessionKeys } from './keys.js';
 
 /** Counters of ASP outcomes since boot. */
@@ -52,6 +53,10 @@ export interface AspService {
 }
 
 declare module '@mega/kernel' {
+  /** This plugin's keys of app.config.ts (see the README's config table). */
+  interface AppConfig {
+    asp?: ConfigInput<typeof AspAppConfig>['asp'];
+  }
   interface MegaServices {
     asp: AspService;
   }
@@ -60,13 +65,12 @@ declare module '@mega/kernel' {
   }
 }
 
-const NAME = '@mega/asp';
 export const CONTENT_TYPE = 'application/x-mega-asp';
 const B64URL = /^[A-Za-z0-9_-]*$/;
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
 interface AppState {
-  config: Required<Pick<AspConfig, 'windowMs' | 'replayCapacity' | 'onFailure' | 'maxSessions'>> & AspConfig;
+  config: AspConfig;
   namespaces: Set<string>;
   paths: string[];
   ws: SessionKeys;
@@ -110,15 +114,14 @@ function aspError(code: string, message: string): MegaError {
   return new MegaErrorClass(code, message, { status: code === 'asp.no_session' ? 401 : 400 });
 }
 
-export default definePlugin<undefined>({
-  name: NAME,
+export default definePlugin({
+  name: '@mega/asp',
   version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.2.0',
   dependsOn: ['@mega/http', '@mega/ws'],
-  configKey: 'asp',
-  configScope: 'app',
-  configSchema,
-  setup(kernel: Kernel) {
+  config: { app: AspAppConfig },
+  setup(api) {
+    const { kernel } = api;
     const stats: AspStats = {
       opened: 0,
       sealed: 0,
@@ -130,30 +133,27 @@ export default definePlugin<undefined>({
     };
     const apps = new Map<string, AppState>();
     for (const app of kernel.apps) {
-      const config = kernel.appConfig<AppState['config']>(app, 'asp');
-      const namespaces = config.websocket?.namespaces ?? [];
-      const paths = config.http?.enabledPaths ?? [];
+      const config = api.appConfig(app).asp;
+      const namespaces = config.websocket.namespaces;
+      const paths = config.http.enabledPaths;
       if (namespaces.length === 0 && paths.length === 0) continue;
-      const codec = kernel.codec;
-      // Its own secret only (no MEGA_SECRET fallback): the session keys of every client derive from it.
-      const master = Buffer.from(
-        resolveAppSecret(kernel, app.name, config.masterSecret, {
-          configKey: 'asp.masterSecret',
-          envVar: 'MEGA_ASP_SECRET',
-          code: 'asp.config',
-          purpose: 'ASP session keys',
-          shared: false,
-          minBytes: 32,
-        }),
-        'utf8',
-      );
+      // The kernel filled and length-checked the secret (file, else MEGA_ASP_SECRET; a random one in
+      // development); it is optional there because only apps that encrypt something need it.
+      if (config.masterSecret === undefined) {
+        throw new ConfigError(
+          'asp.config',
+          `app ${app.name}: ASP session keys need a secret in production; set asp.masterSecret in its app.config.ts or MEGA_ASP_SECRET`,
+          { details: { key: 'asp.masterSecret', app: app.name } },
+        );
+      }
+      const master = Buffer.from(config.masterSecret, 'utf8');
       const opts = { windowMs: config.windowMs, replayCapacity: config.replayCapacity, maxSessions: config.maxSessions };
       apps.set(app.name, {
         config,
         namespaces: new Set(namespaces),
         paths,
-        ws: new SessionKeys(codec, master, 'ws', opts),
-        http: new SessionKeys(codec, master, 'http', opts),
+        ws: new SessionKeys(kernel.codec, master, 'ws', opts),
+        http: new SessionKeys(kernel.codec, master, 'http', opts),
       });
     }
     const stateOf = (app: App | string) => apps.get(typeof app === 'string' ? app : app.name);
@@ -162,18 +162,14 @@ export default definePlugin<undefined>({
       if (!s) throw new MegaErrorClass('asp.disabled', `ASP is not enabled for app ${typeof app === 'string' ? app : app.name}`);
       return { ws: s.ws.keyFor(sessionId).toString('base64url'), http: s.http.keyFor(sessionId).toString('base64url') };
     };
-    kernel.provide(
+    api.provide('asp', {
+      stats: () => ({ ...stats }),
+      keysFor,
+      isEncrypted: (app, ns) => stateOf(app)?.namespaces.has(ns) ?? false,
+    });
+    api.contributeCtx(
       'asp',
-      {
-        stats: () => ({ ...stats }),
-        keysFor,
-        isEncrypted: (app, ns) => stateOf(app)?.namespaces.has(ns) ?? false,
-      },
-      NAME,
-    );
-    kernel.contributeCtx(
-      'asp',
-      (ctx: MegaContext): CtxAsp => ({
+      (ctx): CtxAsp => ({
         get sessionId() {
           return sessionIdOf(ctx);
         },
@@ -183,7 +179,6 @@ export default definePlugin<undefined>({
           return keysFor(ctx.app, id);
         },
       }),
-      NAME,
     );
     if (apps.size === 0) return;
 
@@ -194,8 +189,8 @@ export default definePlugin<undefined>({
       const now = Date.now();
       if (now - (lastWarn.get(code) ?? 0) >= 1000) {
         lastWarn.set(code, now);
-        kernel.log.warn({ ...fields, code, count: stats[code] }, `asp: frame rejected (${code})`);
-      } else kernel.log.debug({ ...fields, code }, 'asp: frame rejected');
+        api.log.warn({ ...fields, code, count: stats[code] }, `asp: frame rejected (${code})`);
+      } else api.log.debug({ ...fields, code }, 'asp: frame rejected');
     };
 
     /** Opens `E:` + base64url text; the error says which check failed. */
@@ -211,7 +206,7 @@ export default definePlugin<undefined>({
     };
 
     // ---------------------------------------------------------------------------------- WS
-    const ws = kernel.use<WsServer>('ws');
+    const ws = api.use('ws');
     const wsState = new WeakMap<WsConnection, { s: SessionCrypto; app: AppState }>();
     ws.onOpen((conn) => {
       const app = apps.get(conn.app.name);
@@ -226,7 +221,9 @@ export default definePlugin<undefined>({
         return Buffer.from(`E:${s.sealer.seal(env, ns).toString('base64url')}`, 'latin1');
       });
     });
-    kernel.hooks.wsMessage.tap(NAME, (frame) => {
+    // Stage 0 in load order: @mega/asp is set up after @mega/ws, so taps of plugins loaded later see
+    // the opened bytes; a tap with `before: '@mega/asp'` sees the E: text.
+    api.tap('wsMessage', (frame) => {
       const f = frame as WsInboundFrame;
       const st = wsState.get(f.connection);
       if (!st) return undefined;
@@ -248,7 +245,7 @@ export default definePlugin<undefined>({
 
     // -------------------------------------------------------------------------------- HTTP
     const ajv = new Ajv({ allErrors: true, strict: false });
-    kernel.hooks.route.tap(NAME, (def: RouteDefinition) => {
+    api.tap('route', (def) => {
       if (def.kind !== 'http') return def;
       const app = apps.get(def.app.name);
       if (!app || !pathMatches(app.paths, def.path)) return def;
@@ -257,7 +254,7 @@ export default definePlugin<undefined>({
 
     const sealRoute = (def: RouteDefinition, app: AppState): RouteDefinition => {
       const inner = def.handler as Handler;
-      const header = app.config.http?.header ?? 'x-mega-asp';
+      const header = app.config.http.header;
       // The route's body schema applies to the opened body, not to the sealed text on the wire.
       const { body: bodySchema, ...schema } = (def.options.schema ?? {}) as Record<string, unknown>;
       let validateBody: ValidateFunction | undefined;
@@ -317,29 +314,31 @@ export default definePlugin<undefined>({
         reply.header(header, '1').type(CONTENT_TYPE);
         return reply.send(`E:${s.sealer.seal(plain, ns).toString('base64url')}`);
       };
-      const options = { ...def.options, ...(Object.keys(schema).length ? { schema } : { schema: undefined }) };
+      // The sealed text arrives as a text body of its own content type (route option of @mega/http).
+      const bodyTypes = [...((def.options as HttpRouteOptions).bodyTypes ?? []), CONTENT_TYPE];
+      const options = { ...def.options, bodyTypes, ...(Object.keys(schema).length ? { schema } : { schema: undefined }) };
       return { ...def, handler, options, meta: { ...def.meta, asp: true } };
     };
 
-    kernel.hooks.boot.tapPromise(NAME, async () => {
-      const http = kernel.use<HttpServer>('http');
-      http.fastify.addContentTypeParser(CONTENT_TYPE, { parseAs: 'string' }, (_req, body, done) => done(null, body));
-    });
     // After the route files loaded: a listed namespace or path without a route is most likely a typo.
-    kernel.hooks.boot.tapPromise({ name: NAME, stage: HTTP_STAGES.freeze + 60 }, async () => {
-      const http = kernel.use<HttpServer>('http');
-      for (const [name, app] of apps) {
-        for (const ns of app.namespaces) {
-          if (!ws.routes.some((r) => r.app.name === name && r.path === ns))
-            kernel.log.warn({ app: name, ns }, 'asp: encrypted namespace has no ws route');
-        }
-        for (const p of app.paths) {
-          if (!http.routes.some((r) => r.kind === 'http' && r.app.name === name && pathMatches([p], r.path))) {
-            kernel.log.warn({ app: name, path: p }, 'asp: enabled path matches no http route');
+    api.tap(
+      'boot',
+      () => {
+        const http = api.use('http');
+        for (const [name, app] of apps) {
+          for (const ns of app.namespaces) {
+            if (!ws.routes.some((r) => r.app.name === name && r.path === ns))
+              api.log.warn({ app: name, ns }, 'asp: encrypted namespace has no ws route');
+          }
+          for (const p of app.paths) {
+            if (!http.routes.some((r) => r.kind === 'http' && r.app.name === name && pathMatches([p], r.path))) {
+              api.log.warn({ app: name, path: p }, 'asp: enabled path matches no http route');
+            }
           }
         }
-      }
-    });
+      },
+      { stage: HTTP_STAGES.freeze + 60 },
+    );
   },
   async configure(project) {
     await project.addEnv(

@@ -1,17 +1,17 @@
 /** @mega/asp on a real server: encrypted WS namespaces and sealed HTTP bodies, spoken by @mega/asp/client. */
 import type {} from '@mega/asp';
-import type { Kernel } from '@mega/kernel';
+import { bootProject, inject, openWs, stopAll, type WsMessage, writeProject } from '@mega/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { call } from '../../../scripts/test/http-kernel.js';
-import { boot, Client, project } from '../../../scripts/test/ws-kernel.js';
 import { AspClient } from '../src/client.js';
 
-let running: Kernel | undefined;
 afterEach(async () => {
-  await running?.stop();
-  running = undefined;
+  await stopAll();
   delete process.env.MEGA_CODEC;
 });
+
+/** A single-app project (app at the root) with these plugins. */
+const project = (files: Record<string, string>, plugins: string) =>
+  writeProject({ 'mega.config.ts': `export default { plugins: ${plugins} };\n`, 'app.config.ts': 'export default {};\n', ...files });
 
 const SECRET = 'test-master-secret-0123456789-abcdefghij';
 
@@ -50,31 +50,29 @@ async function start(onFailure: 'error' | 'close' = 'error', backend?: 'ts' | 'n
     session: { secret: 'session-secret-0123456789' },
     asp: { masterSecret: '${SECRET}', onFailure: '${onFailure}', websocket: { namespaces: ['/ws/secret'] }, http: { enabledPaths: ['/api/*'] } },
   };\n`;
-  const b = await boot(
+  return bootProject(
     project(
       { 'channel.ts': CHANNEL, 'routes/all.ts': ROUTES, 'app.config.ts': appConfig },
       "['@mega/http', '@mega/session', '@mega/ws', '@mega/asp']",
     ),
   );
-  running = b.kernel;
-  return b;
 }
 
-const http = call;
+const http = inject;
 
 /** A ws client on an encrypted namespace: raw E: frames in, opened envelopes out. */
 async function secretClient(url: string, key: string, ns = '/ws/secret', opts: { now?: () => number } = {}) {
   const client = await AspClient.create(key, opts);
-  const c = await Client.open(url);
-  const open = async (m: Record<string, any>) => JSON.parse(await client.openFrame(m.raw, ns));
-  return { c, client, open, send: async (m: unknown) => c.ws.send(await client.sealFrame(JSON.stringify(m), ns)) };
+  const c = await openWs(url);
+  const open = async (m: WsMessage) => JSON.parse(await client.openFrame(String(m.raw), ns));
+  return { c, client, open, send: async (m: unknown) => c.sendRaw(await client.sealFrame(JSON.stringify(m), ns)) };
 }
 
 describe.each(['native', 'ts'] as const)('@mega/asp over WebSocket (%s codec)', (backend) => {
   it('carries only E: frames both ways and answers bad frames with asp.* errors', async () => {
     const b = await start('error', backend);
     const keys = b.kernel.use('asp').keysFor(b.kernel.apps[0] as any, 'S1');
-    const s = await secretClient(b.url('/ws/secret?sid=S1'), keys.ws);
+    const s = await secretClient(b.url('/ws/secret?sid=S1', 'ws'), keys.ws);
     const hello = await s.c.next();
     expect(hello.raw).toMatch(/^E:[A-Za-z0-9_-]+$/);
     expect(await s.open(hello)).toEqual({ type: 'hello', payload: { sessionId: 'S1' } });
@@ -82,28 +80,28 @@ describe.each(['native', 'ts'] as const)('@mega/asp over WebSocket (%s codec)', 
     expect(await s.open(await s.c.next())).toEqual({ type: 'note.added', id: 'n1', payload: { text: 'sealed hello', len: 12 } });
 
     const errorOf = async () => (await s.open(await s.c.next())).payload.code;
-    s.c.send({ type: 'note.add', payload: { text: 'plain' } }); // plain frame on an encrypted namespace
+    s.c.send('note.add', { text: 'plain' }); // plain frame on an encrypted namespace
     expect(await errorOf()).toBe('asp.signal');
     const good = await s.client.sealFrame(JSON.stringify({ type: 'note.add', id: 'r', payload: { text: 'once' } }), '/ws/secret');
-    s.c.ws.send(good);
+    s.c.sendRaw(good);
     expect((await s.open(await s.c.next())).id).toBe('r');
-    s.c.ws.send(good); // replayed
+    s.c.sendRaw(good); // replayed
     expect(await errorOf()).toBe('asp.replay');
     const fresh = await s.client.sealFrame(JSON.stringify({ type: 'note.add', payload: { text: 'forged' } }), '/ws/secret');
     const forged = Buffer.from(fresh.slice(2), 'base64url');
     forged[forged.length - 1] = (forged[forged.length - 1] as number) ^ 1;
-    s.c.ws.send(`E:${forged.toString('base64url')}`);
+    s.c.sendRaw(`E:${forged.toString('base64url')}`);
     expect(await errorOf()).toBe('asp.decrypt');
     const stale = await AspClient.create(keys.ws, { now: () => Date.now() - 120_000 });
-    s.c.ws.send(await stale.sealFrame(JSON.stringify({ type: 'note.add', payload: { text: 'old' } }), '/ws/secret'));
+    s.c.sendRaw(await stale.sealFrame(JSON.stringify({ type: 'note.add', payload: { text: 'old' } }), '/ws/secret'));
     expect(await errorOf()).toBe('asp.drift');
-    s.c.ws.send('E:not*base64');
+    s.c.sendRaw('E:not*base64');
     expect(await errorOf()).toBe('asp.malformed');
-    s.c.ws.send(Buffer.from('E:abc'), { binary: true });
+    s.c.sendRaw(Buffer.from('E:abc'));
     expect(await errorOf()).toBe('asp.signal');
     const otherKey = b.kernel.use('asp').keysFor(b.kernel.apps[0] as any, 'S2').ws;
     const wrong = await AspClient.create(otherKey);
-    s.c.ws.send(await wrong.sealFrame(JSON.stringify({ type: 'note.add', payload: { text: 'x' } }), '/ws/secret'));
+    s.c.sendRaw(await wrong.sealFrame(JSON.stringify({ type: 'note.add', payload: { text: 'x' } }), '/ws/secret'));
     expect(await errorOf()).toBe('asp.decrypt');
     // Sealed but not an envelope / unknown type: the ws plugin's own errors, still sealed.
     await s.send({ type: 'nope.no' });
@@ -118,14 +116,14 @@ describe.each(['native', 'ts'] as const)('@mega/asp over WebSocket (%s codec)', 
   it('catches a frame replayed on another connection of the same session', async () => {
     const b = await start('error', backend);
     const key = b.kernel.use('asp').keysFor(b.kernel.apps[0] as any, 'S1').ws;
-    const one = await secretClient(b.url('/ws/secret?sid=S1'), key);
-    const two = await secretClient(b.url('/ws/secret?sid=S1'), key);
+    const one = await secretClient(b.url('/ws/secret?sid=S1', 'ws'), key);
+    const two = await secretClient(b.url('/ws/secret?sid=S1', 'ws'), key);
     await one.c.next();
     await two.c.next();
     const frame = await one.client.sealFrame(JSON.stringify({ type: 'note.add', id: 'x', payload: { text: 'x' } }), '/ws/secret');
-    one.c.ws.send(frame);
+    one.c.sendRaw(frame);
     expect((await one.open(await one.c.next())).id).toBe('x');
-    two.c.ws.send(frame);
+    two.c.sendRaw(frame);
     expect((await two.open(await two.c.next())).payload.code).toBe('asp.replay');
     await Promise.all([one.c.close(), two.c.close()]);
   });
@@ -135,15 +133,15 @@ describe('@mega/asp policies', () => {
   it('closes with 1008 on a bad frame when onFailure is close; refuses encrypted namespaces without a session', async () => {
     const b = await start('close');
     const key = b.kernel.use('asp').keysFor(b.kernel.apps[0] as any, 'S1').ws;
-    const s = await secretClient(b.url('/ws/secret?sid=S1'), key);
+    const s = await secretClient(b.url('/ws/secret?sid=S1', 'ws'), key);
     await s.c.next();
-    s.c.send({ type: 'note.add', payload: { text: 'plain' } });
+    s.c.send('note.add', { text: 'plain' });
     expect(await s.c.closed).toEqual({ code: 1008, reason: 'asp.signal' });
-    const anon = await Client.open(b.url('/ws/secret'));
+    const anon = await b.ws('/ws/secret');
     expect(await anon.closed).toEqual({ code: 1008, reason: 'asp.no_session' });
     // A namespace not listed stays plain.
-    const plain = await Client.open(b.url('/ws/plain?sid=S1'));
-    expect(await plain.ofType('hello')).toEqual({ type: 'hello', payload: { sessionId: 'S1' } });
+    const plain = await b.ws('/ws/plain?sid=S1');
+    expect(await plain.next('hello')).toEqual({ type: 'hello', payload: { sessionId: 'S1' }, raw: expect.any(String) });
     await plain.close();
   });
 
@@ -154,14 +152,13 @@ describe('@mega/asp policies', () => {
     );
     const saved = process.env.MEGA_ASP_SECRET;
     delete process.env.MEGA_ASP_SECRET;
-    await expect(boot(dir, 'production')).rejects.toMatchObject({ code: 'asp.config' });
+    await expect(bootProject(dir, { env: 'production' })).rejects.toMatchObject({ code: 'asp.config' });
     const short = project(
       { 'app.config.ts': "export default { asp: { masterSecret: 'too short', websocket: { namespaces: ['/x'] } } };\n" },
       "['@mega/http', '@mega/ws', '@mega/asp']",
     );
-    await expect(boot(short)).rejects.toMatchObject({ code: 'config.invalid' });
-    const dev = await boot(dir);
-    running = dev.kernel;
+    await expect(bootProject(short)).rejects.toMatchObject({ code: 'asp.config' });
+    const dev = await bootProject(dir);
     expect(dev.kernel.use('asp').isEncrypted(dev.kernel.apps[0] as any, '/x')).toBe(true);
     if (saved !== undefined) process.env.MEGA_ASP_SECRET = saved;
   });

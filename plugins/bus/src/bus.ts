@@ -4,8 +4,10 @@
  * Payloads travel as JSON on every driver (the memory driver too), so code that works in
  * development behaves the same on NATS.
  */
-import type { Logger, OpStatsSnapshot } from '@mega/kernel';
-import { isMegaError, MegaError, OpStats } from '@mega/kernel';
+import type { OpStatsSnapshot } from '@mega/adapters';
+import { OpStats } from '@mega/adapters';
+import type { Logger } from '@mega/kernel';
+import { isMegaError, MegaError } from '@mega/kernel';
 import type { NatsTransport } from './drivers/nats.js';
 import { checkSubject, hasWildcard } from './subjects.js';
 import type { Transport } from './transport.js';

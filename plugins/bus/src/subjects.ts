@@ -1,5 +1,5 @@
 /** NATS-style subjects: dot-separated tokens; `*` matches one token, `>` (last) one or more. */
-import { MegaError, subjectMatches } from '@mega/kernel';
+import { MegaError } from '@mega/kernel';
 
 const TOKEN = /^[^\s.*>]+$/;
 
@@ -19,5 +19,14 @@ export function checkSubject(subject: string, wildcards: boolean): void {
 
 export const hasWildcard = (pattern: string): boolean => pattern.includes('*') || pattern.includes('>');
 
-/** Does `subject` match `pattern`? The kernel's matcher, the one the cluster primary relays with. */
-export const matches = subjectMatches;
+/** Does `subject` match `pattern`? Used by the memory driver and by the cluster primary's relay. */
+export function matches(pattern: string, subject: string): boolean {
+  if (!hasWildcard(pattern)) return pattern === subject;
+  const p = pattern.split('.');
+  const s = subject.split('.');
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] === '>') return s.length > i;
+    if (i >= s.length || (p[i] !== '*' && p[i] !== s[i])) return false;
+  }
+  return p.length === s.length;
+}

@@ -1,7 +1,7 @@
 /** @mega/bus on the memory driver: prefixes, request/reply, errors, handler failures, stats. */
 import { getApp } from '@mega/kernel';
+import { bootPlugins, stopAll } from '@mega/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startKernel, stopAll } from '../../../scripts/test/mega-kernel.js';
 import bus, { matches } from '../src/index.js';
 
 afterEach(stopAll);
@@ -10,7 +10,7 @@ const tick = (ms = 20) => new Promise((r) => setTimeout(r, ms));
 
 describe('@mega/bus memory driver', () => {
   it('emit reaches subscribers of the same app only; getApp(name).bus crosses apps on purpose', async () => {
-    const kernel = await startKernel({ plugins: [bus], apps: { webb1: {}, admin1: { bus: { prefix: 'glob.' } } } });
+    const { kernel } = await bootPlugins({ plugins: [bus], apps: { webb1: {}, admin1: { bus: { prefix: 'glob.' } } } });
     const web = kernel.apps[0] as ReturnType<typeof getApp>;
     const seenWeb: unknown[] = [];
     const seenAdmin: unknown[] = [];
@@ -30,7 +30,7 @@ describe('@mega/bus memory driver', () => {
   });
 
   it('payloads travel as JSON (a copy, dates become strings) and wildcards match', async () => {
-    const kernel = await startKernel({ plugins: [bus] });
+    const { kernel } = await bootPlugins({ plugins: [bus] });
     const b = kernel.apps[0]?.bus;
     if (!b) throw new Error('no bus');
     const got: Array<[unknown, string]> = [];
@@ -51,7 +51,7 @@ describe('@mega/bus memory driver', () => {
   });
 
   it('request resolves with the handler value; timeout, no responders and remote errors are typed', async () => {
-    const kernel = await startKernel({ plugins: [bus] });
+    const { kernel } = await bootPlugins({ plugins: [bus] });
     const b = kernel.apps[0]?.bus;
     if (!b) throw new Error('no bus');
     b.on<{ a: number; b: number }>('math.add', async ({ a, b: c }) => a + c);
@@ -71,8 +71,7 @@ describe('@mega/bus memory driver', () => {
   });
 
   it('a throwing handler is logged with the event name and its subscription keeps working', async () => {
-    const logs: Array<Record<string, unknown>> = [];
-    const kernel = await startKernel({ plugins: [bus], logs });
+    const { kernel, logs } = await bootPlugins({ plugins: [bus] });
     const b = kernel.apps[0]?.bus;
     if (!b) throw new Error('no bus');
     let calls = 0;
@@ -88,7 +87,7 @@ describe('@mega/bus memory driver', () => {
   });
 
   it('unsubscribe stops delivery; bad event names are refused', async () => {
-    const kernel = await startKernel({ plugins: [bus] });
+    const { kernel } = await bootPlugins({ plugins: [bus] });
     const b = kernel.apps[0]?.bus;
     if (!b) throw new Error('no bus');
     let n = 0;
@@ -106,23 +105,23 @@ describe('@mega/bus memory driver', () => {
   });
 
   it('bad config fails boot: unknown bus driver, unknown service alias, malformed URL', async () => {
-    await expect(startKernel({ plugins: [bus], services: { buses: { ev: { driver: 'kafka', url: 'kafka://x' } } } })).rejects.toMatchObject(
+    await expect(bootPlugins({ plugins: [bus], services: { buses: { ev: { driver: 'kafka', url: 'kafka://x' } } } })).rejects.toMatchObject(
       {
         code: 'adapter.unknown_driver',
         message: expect.stringContaining('services.buses.ev'),
       },
     );
     await expect(
-      startKernel({
+      bootPlugins({
         plugins: [bus],
         services: { buses: { ev: { driver: 'nats', url: 'nats://127.0.0.1:1' } } },
         apps: { w: { bus: { service: 'events' } } },
       }),
     ).rejects.toMatchObject({ code: 'adapter.unknown_alias', details: { known: ['ev'] } });
-    await expect(startKernel({ plugins: [bus], services: { buses: { ev: { driver: 'nats', url: 'not a url' } } } })).rejects.toMatchObject({
+    await expect(bootPlugins({ plugins: [bus], services: { buses: { ev: { driver: 'nats', url: 'not a url' } } } })).rejects.toMatchObject({
       code: 'adapter.invalid_url',
     });
-    await expect(startKernel({ plugins: [bus], apps: { w: { bus: { driver: 'rabbit' } } } })).rejects.toMatchObject({
+    await expect(bootPlugins({ plugins: [bus], apps: { w: { bus: { driver: 'rabbit' as never } } } })).rejects.toMatchObject({
       code: 'config.invalid',
     });
   });

@@ -1,8 +1,8 @@
 /** @mega/bus on the real NATS from scripts/services.sh: prefixes, request/reply, restart, boot errors. */
 import { getApp } from '@mega/kernel';
+import { bootPlugins, buildPlugins, stopAll } from '@mega/testing';
 import { connect } from '@nats-io/transport-node';
 import { afterEach, describe, expect, it } from 'vitest';
-import { makeKernel, startKernel, stopAll } from '../../../scripts/test/mega-kernel.js';
 import { until } from '../../../scripts/test/procs.js';
 import { restartService } from '../../../scripts/test/restart.js';
 import { serviceEnv } from '../../../scripts/test/service-env.js';
@@ -14,7 +14,7 @@ const tick = (ms = 100) => new Promise((r) => setTimeout(r, ms));
 
 describe('@mega/bus nats driver', () => {
   it('apps on one NATS connection are isolated by prefix; getApp(name).bus crosses on purpose; raw subjects are prefixed', async () => {
-    await startKernel({
+    await bootPlugins({
       plugins: [bus],
       services: { buses: { events: { driver: 'nats', url: env.NATS_URL } } },
       apps: { natsweb: {}, natsadmin: { bus: { prefix: `glob${process.pid}.` } } },
@@ -41,7 +41,7 @@ describe('@mega/bus nats driver', () => {
   });
 
   it('request/reply with typed timeout, no-responders and remote errors', async () => {
-    const kernel = await startKernel({ plugins: [bus], services: { buses: { default: { driver: 'nats', url: env.NATS_URL } } } });
+    const { kernel } = await bootPlugins({ plugins: [bus], services: { buses: { default: { driver: 'nats', url: env.NATS_URL } } } });
     const b = kernel.apps[0]?.bus;
     if (!b) throw new Error('no bus');
     b.on('sum', async (xs: number[]) => xs.reduce((a, c) => a + c, 0));
@@ -54,11 +54,13 @@ describe('@mega/bus nats driver', () => {
     await expect(b.request('never', null, { timeout: 100 })).rejects.toMatchObject({ code: 'bus.request_timeout' });
     await expect(b.request('nobody')).rejects.toMatchObject({ code: 'bus.no_responders' });
     await expect(b.request('boom')).rejects.toMatchObject({ code: 'bus.handler_failed' });
-    await kernel.use<Record<string, () => Promise<void>>>('health:@mega/bus')['bus:default']?.();
+    const health = kernel.healthChecks().find((h) => h.name === 'bus:default');
+    expect(health?.plugin).toBe('@mega/bus');
+    await health?.check();
   });
 
   it('subscriptions resume after a NATS restart', async () => {
-    const kernel = await startKernel({ plugins: [bus], services: { buses: { default: { driver: 'nats', url: env.NATS_URL } } } });
+    const { kernel } = await bootPlugins({ plugins: [bus], services: { buses: { default: { driver: 'nats', url: env.NATS_URL } } } });
     const b = kernel.apps[0]?.bus;
     if (!b) throw new Error('no bus');
     const got: number[] = [];
@@ -83,13 +85,13 @@ describe('@mega/bus nats driver', () => {
   it('a NATS server down at boot fails boot naming alias and URL, unless optional', async () => {
     const url = 'nats://127.0.0.1:1';
     await expect(
-      makeKernel({ plugins: [bus], services: { buses: { events: { driver: 'nats', url, connectTimeoutMs: 1000 } } } }).start(),
+      buildPlugins({ plugins: [bus], services: { buses: { events: { driver: 'nats', url, connectTimeoutMs: 1000 } } } }).kernel.start(),
     ).rejects.toMatchObject({
       code: 'bus.unavailable',
       details: { alias: 'events', url },
       message: expect.stringContaining(`bus "events" cannot connect to ${url}`),
     });
-    const kernel = await startKernel({
+    const { kernel } = await bootPlugins({
       plugins: [bus],
       services: { buses: { events: { driver: 'nats', url, optional: true, connectTimeoutMs: 500 } } },
     });

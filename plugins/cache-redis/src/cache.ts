@@ -1,23 +1,31 @@
 /** One Redis cache per alias: ioredis client, JSON values, TTLs, stats and a readiness check. */
-import type { Logger, OpStatsSnapshot, ServiceDeclaration } from '@mega/kernel';
-import { MegaError, OpStats, parseServiceUrl, redactUrl, UnavailableError, within } from '@mega/kernel';
+import type { Adapter, OpStatsSnapshot } from '@mega/adapters';
+import { OpStats, parseServiceUrl, redactUrl, serviceOptions } from '@mega/adapters';
+import type { Logger, ServiceDeclaration, Static } from '@mega/kernel';
+import { MegaError, Type, UnavailableError, within } from '@mega/kernel';
 import type { RedisOptions } from 'ioredis';
 import { Redis } from 'ioredis';
 
-export interface RedisCacheDeclaration extends ServiceDeclaration {
-  driver: 'redis';
-  url: string;
-  /** Boot continues when Redis is down (operations fail with `cache.unavailable` until it is back). */
-  optional?: boolean;
-  /** Prefix for every key (ioredis `keyPrefix`; also applies to `.native`). */
-  keyPrefix?: string;
-  /** Per-command bound; a command waiting longer (Redis down) fails with `cache.unavailable`. Default 5000. */
-  commandTimeoutMs?: number;
-  /** How long boot waits for the first connection. Default 5000. */
-  connectTimeoutMs?: number;
-  /** Extra ioredis options, passed through. */
-  options?: RedisOptions;
-}
+/** `services.caches.<alias>` with `driver: 'redis'`: the one source of its type and defaults. */
+export const RedisCacheDeclaration = Type.Object(
+  {
+    driver: Type.Literal('redis'),
+    /** `redis://[:password@]host:port[/db]` or `rediss://`. */
+    url: Type.String({ minLength: 1 }),
+    /** Boot continues when Redis is down (operations fail with `cache.unavailable` until it is back). */
+    optional: Type.Boolean({ default: false }),
+    /** Prefix for every key (ioredis `keyPrefix`; also applies to `.native` and to consumers' clients). */
+    keyPrefix: Type.Optional(Type.String()),
+    /** Per-command bound; a command waiting longer (Redis down) fails with `cache.unavailable`. */
+    commandTimeoutMs: Type.Integer({ minimum: 1, default: 5000 }),
+    /** How long boot waits for the first connection. */
+    connectTimeoutMs: Type.Integer({ minimum: 1, default: 5000 }),
+    /** Extra ioredis options, passed through. */
+    options: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  },
+  { additionalProperties: false },
+);
+export type RedisCacheDeclaration = Static<typeof RedisCacheDeclaration>;
 
 export interface SetOptions {
   /** Expiry in milliseconds; none keeps the key until deleted. */
@@ -27,54 +35,78 @@ export interface SetOptions {
 export interface CacheStats extends OpStatsSnapshot {
   driver: 'redis';
   alias: string;
-  url: string | undefined;
+  url: string;
   status: string;
 }
 
-export class RedisCache {
+export class RedisCache implements Adapter {
   readonly driver = 'redis' as const;
   readonly alias: string;
   /** The URL with its password masked. */
-  readonly url: string | undefined;
+  readonly url: string;
   /** The ioredis client, for everything this facade does not cover. */
   readonly native: Redis;
   readonly #stats = new OpStats();
   readonly #decl: RedisCacheDeclaration;
   readonly #log: Logger;
+  readonly #dedicated = new Set<Redis>();
   #lastError: Error | undefined;
 
-  constructor(alias: string, decl: RedisCacheDeclaration, log: Logger) {
+  constructor(alias: string, declaration: ServiceDeclaration, log: Logger) {
     this.alias = alias;
+    parseServiceUrl('caches', alias, declaration.url, ['redis:', 'rediss:']);
+    const decl = serviceOptions('caches', alias, declaration, RedisCacheDeclaration);
     this.#decl = decl;
     this.#log = log;
-    parseServiceUrl('caches', alias, decl.url, ['redis:', 'rediss:']);
     this.url = redactUrl(decl.url);
     this.native = new Redis(decl.url, {
       lazyConnect: true,
       // In-flight commands survive a reconnect up to twice; new ones queue while reconnecting,
       // bounded by commandTimeout, so a Redis restart costs latency, not errors.
       maxRetriesPerRequest: 2,
-      commandTimeout: decl.commandTimeoutMs ?? 5000,
+      commandTimeout: decl.commandTimeoutMs,
       retryStrategy: (times) => Math.min(50 * times, 1000),
       connectionName: `mega:${alias}`,
       ...(decl.keyPrefix ? { keyPrefix: decl.keyPrefix } : {}),
-      ...decl.options,
+      ...(decl.options as RedisOptions | undefined),
     });
+    this.#watch(this.native, `cache "${alias}"`);
+  }
+
+  /**
+   * A connection of its own for `purpose` (subscriber, blocking commands), same URL and options.
+   * No command timeout and no retry limit: a blocking read or a subscription waits across
+   * reconnects instead of failing. Closed with the alias at shutdown.
+   */
+  dedicated(purpose: string): Redis {
+    const client = this.native.duplicate({
+      connectionName: `mega:${this.alias}:${purpose}`,
+      commandTimeout: undefined,
+      maxRetriesPerRequest: null,
+    });
+    this.#watch(client, `cache "${this.alias}" (${purpose})`);
+    this.#dedicated.add(client);
+    client.once('end', () => this.#dedicated.delete(client));
+    return client;
+  }
+
+  /** ioredis emits `error` on every failed reconnect: log the first of a streak, and the recovery. */
+  #watch(client: Redis, what: string): void {
     let warned = false;
-    this.native.on('error', (error: Error) => {
-      this.#lastError = error;
-      if (!warned) this.#log.warn({ err: error, alias }, `cache "${alias}" (${this.url}): ${error.message}; reconnecting`);
+    client.on('error', (error: Error) => {
+      if (client === this.native) this.#lastError = error;
+      if (!warned) this.#log.warn({ err: error, alias: this.alias }, `${what} (${this.url}): ${error.message}; reconnecting`);
       warned = true;
     });
-    this.native.on('ready', () => {
-      if (warned) this.#log.info({ alias }, `cache "${alias}" reconnected`);
+    client.on('ready', () => {
+      if (warned) this.#log.info({ alias: this.alias }, `${what} reconnected`);
       warned = false;
     });
   }
 
   /** Connects at boot; a failure names the alias and URL (`cache.unavailable`). */
   async connect(): Promise<void> {
-    const timeoutMs = this.#decl.connectTimeoutMs ?? 5000;
+    const timeoutMs = this.#decl.connectTimeoutMs;
     try {
       await within(this.native.connect(), timeoutMs, () => new Error(`no answer within ${timeoutMs} ms`));
       await this.native.ping();
@@ -87,13 +119,10 @@ export class RedisCache {
     }
   }
 
+  /** QUIT (bounded), then a hard disconnect: the shared client and every dedicated one. */
   async close(): Promise<void> {
-    if (this.native.status === 'end') return;
-    try {
-      await within(this.native.quit(), 1000, () => new Error('quit timed out'));
-    } catch {
-      this.native.disconnect();
-    }
+    await Promise.all([this.native, ...this.#dedicated].map(quit));
+    this.#dedicated.clear();
   }
 
   /** The JSON value at `key`, or undefined when there is none. */
@@ -166,5 +195,16 @@ export class RedisCache {
         },
       );
     }
+  }
+}
+
+async function quit(client: Redis): Promise<void> {
+  if (client.status === 'end') return;
+  // Never connected (lazy): QUIT would open a connection just to close it.
+  if (client.status === 'wait') return client.disconnect();
+  try {
+    await within(client.quit(), 1000, () => new Error('quit timed out'));
+  } catch {
+    client.disconnect();
   }
 }

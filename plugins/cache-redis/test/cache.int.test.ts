@@ -1,7 +1,7 @@
 /** @mega/cache-redis against the real Redis from scripts/services.sh, restart included. */
 import { getApp } from '@mega/kernel';
+import { bootPlugins, buildPlugins, stopAll } from '@mega/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { makeKernel, startKernel, stopAll } from '../../../scripts/test/mega-kernel.js';
 import { until } from '../../../scripts/test/procs.js';
 import { restartService } from '../../../scripts/test/restart.js';
 import { serviceEnv } from '../../../scripts/test/service-env.js';
@@ -11,7 +11,7 @@ const env = serviceEnv();
 afterEach(stopAll);
 
 const boot = (caches: Record<string, Record<string, unknown> & { driver: string }>, apps?: Record<string, object>) =>
-  startKernel({ plugins: [cache], services: { caches: caches as never }, ...(apps ? { apps } : {}) });
+  bootPlugins({ plugins: [cache], services: { caches: caches as never }, ...(apps ? { apps } : {}) }).then((b) => b.kernel);
 
 describe('@mega/cache-redis', () => {
   it('get/set/del JSON values with TTLs; ctx.cache, getApp().cache, .native, stats, readiness', async () => {
@@ -36,7 +36,9 @@ describe('@mega/cache-redis', () => {
     await c.native.lpush('list', 'a');
     await expect(c.get('list')).rejects.toMatchObject({ code: 'cache.failed' });
     await c.del('raw', 'list');
-    await kernel.use<Record<string, () => Promise<void>>>('health:@mega/cache-redis')['cache:default']?.();
+    const health = kernel.healthChecks().find((h) => h.name === 'cache:default');
+    expect(health?.plugin).toBe('@mega/cache-redis');
+    await health?.check();
     const s = c.stats();
     expect(s).toMatchObject({ driver: 'redis', alias: 'default', status: 'ready', errors: 2 });
     expect(s.operations).toBeGreaterThanOrEqual(9);
@@ -64,7 +66,7 @@ describe('@mega/cache-redis', () => {
     expect(() => kernel.apps[0]?.cache()).toThrow(expect.objectContaining({ code: 'adapter.ambiguous_alias' }));
     await stopAll();
     const start = (caches: Record<string, Record<string, unknown>>) =>
-      makeKernel({ plugins: [cache], services: { caches: caches as never } }).start();
+      buildPlugins({ plugins: [cache], services: { caches: caches as never } }).kernel.start();
     await expect(start({ x: { driver: 'memcached', url: 'memcached://x' } })).rejects.toMatchObject({ code: 'adapter.unknown_driver' });
     await expect(start({ x: { driver: 'redis', url: 'redis//x' } })).rejects.toMatchObject({ code: 'adapter.invalid_url' });
     await expect(start({ x: { driver: 'redis', url: 'http://x' } })).rejects.toMatchObject({ code: 'adapter.invalid_url' });

@@ -1,13 +1,14 @@
-import type { HealthCheck, Kernel } from '@mega/kernel';
-import { dbRegistry, definePlugin, ownAliases, packageVersion } from '@mega/kernel';
-import type { MongoDeclaration } from './mongo.js';
-import { MongoDb } from './mongo.js';
+/**
+ * @mega/db-mongo: MongoDB databases by `services.dbs` alias through the official driver, reached
+ * through `ctx.db(alias?)`, the registry it shares with @mega/db-postgres.
+ */
+import { AdapterSet, sharedRegistry } from '@mega/adapters';
+import { definePlugin, packageVersion } from '@mega/kernel';
+import { MONGO_DRIVERS, MongoDb } from './mongo.js';
 
-export type { DbAdapter, DbRegistry, HealthCheck, LatencySnapshot, OpStatsSnapshot } from '@mega/kernel';
-export type { MongoDeclaration, MongoStats } from './mongo.js';
-export { MongoDb } from './mongo.js';
-
-const NAME = '@mega/db-mongo';
+export type { AdapterRegistry, LatencySnapshot, OpStatsSnapshot } from '@mega/adapters';
+export type { MongoStats } from './mongo.js';
+export { MONGO_DRIVERS, MongoDb, MongoDeclaration } from './mongo.js';
 
 declare module '@mega/kernel' {
   interface MegaDbs {
@@ -19,42 +20,19 @@ declare module '@mega/kernel' {
   interface AppExtensions {
     db<T extends MegaDbs[keyof MegaDbs] = MegaDbs[keyof MegaDbs]>(alias?: string): T;
   }
-  interface MegaServices {
-    'health:@mega/db-mongo': Record<string, HealthCheck>;
-  }
 }
 
 export default definePlugin({
-  name: NAME,
+  name: '@mega/db-mongo',
   version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.2.0',
-  setup(kernel: Kernel) {
-    const log = kernel.log.child({ plugin: NAME });
-    const declared = kernel.config.services?.dbs ?? {};
-    const registry = dbRegistry(kernel, NAME);
-    const checks: Record<string, HealthCheck> = {};
-    const dbs = ownAliases(kernel, NAME).map((alias) => {
-      const db = new MongoDb(alias, declared[alias] as MongoDeclaration, log);
-      registry.add(db);
-      checks[`db:${alias}`] = () => db.check();
-      return db;
-    });
-    kernel.provide('health:@mega/db-mongo', checks, NAME);
-
-    kernel.hooks.boot.tapPromise(NAME, async () => {
-      await Promise.all(
-        dbs.map(async (db) => {
-          try {
-            await db.connect();
-          } catch (error) {
-            if ((declared[db.alias] as MongoDeclaration).optional !== true) throw error;
-            log.warn({ err: error, alias: db.alias }, `${(error as Error).message}; optional, operations fail until it answers`);
-          }
-        }),
-      );
-    });
-    kernel.hooks.shutdown.tapPromise(NAME, async () => {
-      await Promise.all(dbs.map((db) => db.close()));
-    });
+  drivers: { dbs: MONGO_DRIVERS },
+  setup(api) {
+    // The driver reconnects by itself: an optional alias down at boot needs no retry of its own.
+    const dbs = new AdapterSet<MongoDb>({ kind: 'dbs', preferred: 'primary' })
+      .addDeclared(api, (alias, declaration) => new MongoDb(alias, declaration, api.log))
+      .attach(api);
+    const registry = sharedRegistry<MongoDb>(api, 'dbs', 'db', 'primary');
+    for (const db of dbs.all()) registry.add(db.alias, db);
   },
 });

@@ -1,23 +1,31 @@
 /** One MongoDB database per alias through the official driver; stats come from its command events. */
-import type { Logger, OpStatsSnapshot, ServiceDeclaration } from '@mega/kernel';
-import { OpStats, parseServiceUrl, redactUrl, UnavailableError } from '@mega/kernel';
+import type { Adapter, OpStatsSnapshot } from '@mega/adapters';
+import { OpStats, parseServiceUrl, redactText, redactUrl, serviceOptions } from '@mega/adapters';
+import type { Logger, ServiceDeclaration, Static } from '@mega/kernel';
+import { Type, UnavailableError } from '@mega/kernel';
 import type { Collection, Db, Document, MongoClientOptions } from 'mongodb';
 import { MongoClient } from 'mongodb';
 
 export const MONGO_DRIVERS = ['mongodb', 'mongo'] as const;
 
-export interface MongoDeclaration extends ServiceDeclaration {
-  driver: (typeof MONGO_DRIVERS)[number];
-  /** `mongodb://host:port/dbname` (or `mongodb+srv://`); the path names the database. */
-  url: string;
-  optional?: boolean;
-  /** Database name when the URL has none. */
-  database?: string;
-  /** Server selection (and boot connect) timeout. Default 5000. */
-  connectTimeoutMs?: number;
-  /** Extra MongoClient options, passed through. */
-  options?: MongoClientOptions;
-}
+/** `services.dbs.<alias>` served by this plugin: the one source of its type and defaults. */
+export const MongoDeclaration = Type.Object(
+  {
+    driver: Type.Union(MONGO_DRIVERS.map((d) => Type.Literal(d))),
+    /** `mongodb://host:port/dbname` (or `mongodb+srv://`); the path names the database. */
+    url: Type.String({ minLength: 1 }),
+    /** Boot continues when the server is down (operations fail until it answers). */
+    optional: Type.Boolean({ default: false }),
+    /** Database name when the URL has none (then `mega`). */
+    database: Type.Optional(Type.String({ minLength: 1 })),
+    /** Server selection (and boot connect) timeout. */
+    connectTimeoutMs: Type.Integer({ minimum: 1, default: 5000 }),
+    /** Extra MongoClient options, passed through. */
+    options: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  },
+  { additionalProperties: false },
+);
+export type MongoDeclaration = Static<typeof MongoDeclaration>;
 
 export interface MongoStats extends OpStatsSnapshot {
   driver: 'mongodb';
@@ -26,7 +34,7 @@ export interface MongoStats extends OpStatsSnapshot {
   database: string;
 }
 
-export class MongoDb {
+export class MongoDb implements Adapter {
   readonly driver = 'mongodb' as const;
   readonly alias: string;
   readonly url: string | undefined;
@@ -36,17 +44,18 @@ export class MongoDb {
   readonly db: Db;
   readonly #stats = new OpStats();
 
-  constructor(alias: string, decl: MongoDeclaration, log: Logger) {
+  constructor(alias: string, declaration: ServiceDeclaration, log: Logger) {
     this.alias = alias;
-    const url = parseServiceUrl('dbs', alias, decl.url, ['mongodb:', 'mongodb+srv:']);
+    const url = parseServiceUrl('dbs', alias, declaration.url, ['mongodb:', 'mongodb+srv:']);
+    const decl = serviceOptions('dbs', alias, declaration, MongoDeclaration);
     this.url = redactUrl(decl.url);
-    const timeout = decl.connectTimeoutMs ?? 5000;
+    const timeout = decl.connectTimeoutMs;
     this.native = new MongoClient(decl.url, {
       serverSelectionTimeoutMS: timeout,
       connectTimeoutMS: timeout,
       appName: `mega:${alias}`,
       monitorCommands: true,
-      ...decl.options,
+      ...(decl.options as MongoClientOptions | undefined),
     });
     this.db = this.native.db(decl.database ?? (decodeURIComponent(url.pathname.slice(1)) || 'mega'));
     // A write that reports writeErrors (duplicate key, validation) succeeded as a command but failed for the caller.
@@ -69,10 +78,14 @@ export class MongoDb {
       await this.native.connect();
       await this.db.command({ ping: 1 });
     } catch (error) {
-      throw new UnavailableError('db.unavailable', `db "${this.alias}" cannot connect to ${this.url}: ${(error as Error).message}`, {
-        details: { alias: this.alias, url: this.url, driver: 'mongodb' },
-        cause: error,
-      });
+      throw new UnavailableError(
+        'db.unavailable',
+        `db "${this.alias}" cannot connect to ${this.url}: ${redactText((error as Error).message)}`,
+        {
+          details: { alias: this.alias, url: this.url, driver: 'mongodb' },
+          cause: error,
+        },
+      );
     }
   }
 
@@ -85,10 +98,14 @@ export class MongoDb {
     try {
       await this.db.command({ ping: 1 });
     } catch (error) {
-      throw new UnavailableError('db.unavailable', `db "${this.alias}" (${this.url}) is unavailable: ${(error as Error).message}`, {
-        details: { alias: this.alias, url: this.url },
-        cause: error,
-      });
+      throw new UnavailableError(
+        'db.unavailable',
+        `db "${this.alias}" (${this.url}) is unavailable: ${redactText((error as Error).message)}`,
+        {
+          details: { alias: this.alias, url: this.url },
+          cause: error,
+        },
+      );
     }
   }
 

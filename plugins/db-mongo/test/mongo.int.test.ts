@@ -1,7 +1,7 @@
 /** @mega/db-mongo against FerretDB from scripts/services.sh (MongoDB wire protocol, real driver). */
 import { getApp } from '@mega/kernel';
+import { bootPlugins, buildPlugins, stopAll } from '@mega/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { makeKernel, startKernel, stopAll } from '../../../scripts/test/mega-kernel.js';
 import { serviceEnv } from '../../../scripts/test/service-env.js';
 import postgres from '../../db-postgres/src/index.js';
 import type { MongoDb } from '../src/index.js';
@@ -12,7 +12,7 @@ afterEach(stopAll);
 
 describe('@mega/db-mongo on FerretDB', () => {
   it('collection(name) reads and writes; stats count driver commands; readiness pings', async () => {
-    const kernel = await startKernel({
+    const { kernel } = await bootPlugins({
       plugins: [mongo],
       services: { dbs: { docs: { driver: 'mongodb', url: env.MONGO_URL } } },
       apps: { mongoapp: {} },
@@ -39,12 +39,14 @@ describe('@mega/db-mongo on FerretDB', () => {
     expect(s.operations).toBeGreaterThanOrEqual(6);
     expect(s.errors).toBeGreaterThanOrEqual(1);
     expect(s.latency.maxMs).toBeGreaterThan(0);
-    await kernel.use<Record<string, () => Promise<void>>>('health:@mega/db-mongo')['db:docs']?.();
+    const health = kernel.healthChecks().find((h) => h.name === 'db:docs');
+    expect(health?.plugin).toBe('@mega/db-mongo');
+    await health?.check();
     expect(db.native.constructor.name).toBe('MongoClient');
   });
 
   it('shares ctx.db with @mega/db-postgres: one registry, every alias listed on a miss', async () => {
-    const kernel = await startKernel({
+    const { kernel } = await bootPlugins({
       plugins: [postgres, mongo],
       services: { dbs: { primary: { driver: 'pglite', url: 'memory://' }, docs: { driver: 'mongodb', url: env.MONGO_URL } } },
     });
@@ -57,21 +59,26 @@ describe('@mega/db-mongo on FerretDB', () => {
   it('a server down at boot fails boot naming alias and URL, unless optional', async () => {
     const url = 'mongodb://127.0.0.1:1/mega';
     await expect(
-      makeKernel({ plugins: [mongo], services: { dbs: { docs: { driver: 'mongodb', url, connectTimeoutMs: 1000 } } } }).start(),
+      buildPlugins({ plugins: [mongo], services: { dbs: { docs: { driver: 'mongodb', url, connectTimeoutMs: 1000 } } } }).kernel.start(),
     ).rejects.toMatchObject({
       code: 'db.unavailable',
       details: { alias: 'docs', url },
       message: expect.stringContaining(`db "docs" cannot connect to ${url}`),
     });
-    const kernel = await startKernel({
+    const { kernel } = await bootPlugins({
       plugins: [mongo],
       services: { dbs: { docs: { driver: 'mongodb', url, optional: true, connectTimeoutMs: 500 } } },
     });
-    await expect(kernel.use<Record<string, () => Promise<void>>>('health:@mega/db-mongo')['db:docs']?.()).rejects.toMatchObject({
+    await expect(
+      kernel
+        .healthChecks()
+        .find((h) => h.name === 'db:docs')
+        ?.check(),
+    ).rejects.toMatchObject({
       code: 'db.unavailable',
     });
     await expect(
-      makeKernel({ plugins: [mongo], services: { dbs: { docs: { driver: 'mongodb', url: 'http://x' } } } }).start(),
+      buildPlugins({ plugins: [mongo], services: { dbs: { docs: { driver: 'mongodb', url: 'http://x' } } } }).kernel.start(),
     ).rejects.toMatchObject({
       code: 'adapter.invalid_url',
     });

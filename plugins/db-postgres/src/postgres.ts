@@ -5,31 +5,38 @@
 import { mkdirSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { PGlite } from '@electric-sql/pglite';
-import type { Logger, OpStatsSnapshot, ServiceDeclaration } from '@mega/kernel';
-import { ConfigError, isMegaError, MegaError, OpStats, parseServiceUrl, redactUrl, UnavailableError, within } from '@mega/kernel';
+import type { Adapter, OpStatsSnapshot } from '@mega/adapters';
+import { OpStats, parseServiceUrl, redactText, redactUrl, serviceOptions } from '@mega/adapters';
+import type { Logger, ServiceDeclaration, Static } from '@mega/kernel';
+import { ConfigError, isMegaError, MegaError, Type, UnavailableError, within } from '@mega/kernel';
 import type { PoolClient, PoolConfig } from 'pg';
 import pg from 'pg';
 
 export const POSTGRES_DRIVERS = ['postgres', 'postgresql', 'pg', 'pglite'] as const;
 
-export interface PostgresDeclaration extends ServiceDeclaration {
-  /** `postgres` (alias `postgresql`, `pg`) with a URL uses a pool; `pglite`, or no URL, runs PGlite. */
-  driver: (typeof POSTGRES_DRIVERS)[number];
-  /** `postgres://user:pass@host:port/db`; PGlite: `memory://` or a directory (default `.mega/pglite/<alias>`). */
-  url?: string;
-  /** Boot continues when the server is down (queries fail with `db.unavailable` until it answers). */
-  optional?: boolean;
-  /** Pool size. Default 10. */
-  max?: number;
-  /** Server-side statement timeout. Default 30000 (not enforced by PGlite: it runs in this thread). */
-  statementTimeoutMs?: number;
-  /** Connect timeout per connection (and for the boot check). Default 5000. */
-  connectTimeoutMs?: number;
-  /** Idle connections are closed after this. Default 10000. */
-  idleTimeoutMs?: number;
-  /** Extra `pg.Pool` options, passed through. */
-  options?: PoolConfig;
-}
+/** `services.dbs.<alias>` served by this plugin: the one source of its type and defaults. */
+export const PostgresDeclaration = Type.Object(
+  {
+    /** `postgres` (alias `postgresql`, `pg`) with a URL uses a pool; `pglite`, or no URL, runs PGlite. */
+    driver: Type.Union(POSTGRES_DRIVERS.map((d) => Type.Literal(d))),
+    /** `postgres://user:pass@host:port/db`; PGlite: `memory://` or a directory (default `.mega/pglite/<alias>`). */
+    url: Type.Optional(Type.String({ minLength: 1 })),
+    /** Boot continues when the server is down (queries fail with `db.unavailable` until it answers). */
+    optional: Type.Boolean({ default: false }),
+    /** Pool size. */
+    max: Type.Integer({ minimum: 1, default: 10 }),
+    /** Server-side statement timeout (not enforced by PGlite: it runs in this thread). */
+    statementTimeoutMs: Type.Integer({ minimum: 0, default: 30_000 }),
+    /** Connect timeout per connection (and for the boot check). */
+    connectTimeoutMs: Type.Integer({ minimum: 1, default: 5000 }),
+    /** Idle connections are closed after this. */
+    idleTimeoutMs: Type.Integer({ minimum: 0, default: 10_000 }),
+    /** Extra `pg.Pool` options, passed through. */
+    options: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  },
+  { additionalProperties: false },
+);
+export type PostgresDeclaration = Static<typeof PostgresDeclaration>;
 
 export interface QueryResult<R> {
   rows: R[];
@@ -54,7 +61,7 @@ export interface DbStats extends OpStatsSnapshot {
 /** SQLSTATEs meaning "the connection or server is gone", not "your SQL is wrong". */
 const UNAVAILABLE_STATES = /^(08|53|57P0[1-4]|58)/;
 
-export class PostgresDb implements Queryable {
+export class PostgresDb implements Queryable, Adapter {
   readonly alias: string;
   readonly driver: 'postgres' | 'pglite';
   /** The URL with its password masked (PGlite: `memory://` or the data directory). */
@@ -68,8 +75,10 @@ export class PostgresDb implements Queryable {
   #transactions = 0;
   #rollbacks = 0;
 
-  constructor(alias: string, decl: PostgresDeclaration, projectDir: string, log: Logger) {
+  constructor(alias: string, declaration: ServiceDeclaration, projectDir: string, log: Logger) {
     this.alias = alias;
+    checkPostgresDeclaration(alias, declaration);
+    const decl = serviceOptions('dbs', alias, declaration, PostgresDeclaration);
     this.#decl = decl;
     this.#log = log;
     const url = decl.url;
@@ -85,21 +94,23 @@ export class PostgresDb implements Queryable {
     } else {
       parseServiceUrl('dbs', alias, url, ['postgres:', 'postgresql:']);
       this.url = redactUrl(url);
-      const timeout = decl.statementTimeoutMs ?? 30_000;
+      const timeout = decl.statementTimeoutMs;
       this.#pool = new pg.Pool({
         connectionString: url,
-        max: decl.max ?? 10,
-        connectionTimeoutMillis: decl.connectTimeoutMs ?? 5000,
-        idleTimeoutMillis: decl.idleTimeoutMs ?? 10_000,
+        max: decl.max,
+        connectionTimeoutMillis: decl.connectTimeoutMs,
+        idleTimeoutMillis: decl.idleTimeoutMs,
         statement_timeout: timeout,
         // Client-side bound slightly above the server's, for a server that stops answering.
         query_timeout: timeout + 2000,
         application_name: `mega:${alias}`,
-        ...decl.options,
+        ...(decl.options as PoolConfig | undefined),
       });
       // An idle connection dying (server restart, pg_terminate_backend) must not crash the process;
       // the pool drops it and opens a new one on demand.
-      this.#pool.on('error', (error) => this.#log.warn({ err: error, alias }, `db "${alias}": idle connection lost (${error.message})`));
+      this.#pool.on('error', (error) =>
+        this.#log.warn({ err: error, alias }, `db "${alias}": idle connection lost (${redactText(error.message)})`),
+      );
     }
   }
 
@@ -111,7 +122,7 @@ export class PostgresDb implements Queryable {
   }
 
   async connect(): Promise<void> {
-    const timeoutMs = this.#decl.connectTimeoutMs ?? 5000;
+    const timeoutMs = this.#decl.connectTimeoutMs;
     try {
       if (this.#pool) {
         await within(this.#pool.query('select 1'), timeoutMs, () => new Error(`no answer within ${timeoutMs} ms`));
@@ -122,10 +133,14 @@ export class PostgresDb implements Queryable {
       // int8 as a string, like pg: both drivers return the same values for the same SQL.
       this.#lite = await PGlite.create(this.#dataDir as string, { parsers: { [types.INT8]: (value: string) => value } });
     } catch (error) {
-      throw new UnavailableError('db.unavailable', `db "${this.alias}" cannot connect to ${this.url}: ${(error as Error).message}`, {
-        details: { alias: this.alias, url: this.url, driver: this.driver },
-        cause: error,
-      });
+      throw new UnavailableError(
+        'db.unavailable',
+        `db "${this.alias}" cannot connect to ${this.url}: ${redactText((error as Error).message)}`,
+        {
+          details: { alias: this.alias, url: this.url, driver: this.driver },
+          cause: error,
+        },
+      );
     }
   }
 
@@ -252,7 +267,7 @@ export class PostgresDb implements Queryable {
     }
     if (!sqlState || UNAVAILABLE_STATES.test(sqlState)) {
       if (sqlState || isConnectionLoss(error) || /ECONN|ENOTFOUND|EHOSTUNREACH|timeout|terminat|closed|ended/i.test(e.message)) {
-        return new UnavailableError('db.unavailable', `db "${this.alias}" (${this.url}) is unavailable: ${e.message}`, {
+        return new UnavailableError('db.unavailable', `db "${this.alias}" (${this.url}) is unavailable: ${redactText(e.message)}`, {
           details: { alias: this.alias, url: this.url, ...(sqlState ? { sqlState } : {}) },
           cause: error,
         });

@@ -7,9 +7,9 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Kernel } from '@mega/kernel';
 import { getApp } from '@mega/kernel';
+import { bootPlugins, buildPlugins, stopAll } from '@mega/testing';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { makeKernel, startKernel, stopAll } from '../../../scripts/test/mega-kernel.js';
 import { serviceEnv } from '../../../scripts/test/service-env.js';
 import type { PostgresDb } from '../src/index.js';
 import postgres from '../src/index.js';
@@ -26,7 +26,11 @@ describe.each([
   const table = `mega_t_${driver}_${process.pid}`;
 
   beforeAll(async () => {
-    kernel = await startKernel({ plugins: [postgres], services: { dbs: { primary: { driver: 'postgres', url } } }, apps: { [app]: {} } });
+    ({ kernel } = await bootPlugins({
+      plugins: [postgres],
+      services: { dbs: { primary: { driver: 'postgres', url } } },
+      apps: { [app]: {} },
+    }));
     db = kernel.createContext(kernel.apps[0] as never).db();
     await db.exec(`drop table if exists ${table}; create table ${table} (id int primary key, name text not null, big int8)`);
   });
@@ -98,8 +102,9 @@ describe.each([
 
   it('stats count operations, errors, latency and transactions; the readiness check answers', async () => {
     await db.query('select 1');
-    const checks = kernel.use<Record<string, () => Promise<void>>>('health:@mega/db-postgres');
-    await expect(checks['db:primary']?.()).resolves.toBeUndefined();
+    const health = kernel.healthChecks().find((h) => h.name === 'db:primary');
+    expect(health?.plugin).toBe('@mega/db-postgres');
+    await expect(health?.check()).resolves.toBeUndefined();
     const s = db.stats();
     expect(s).toMatchObject({ driver, alias: 'primary', transactions: 3, rollbacks: 2 });
     expect(s.operations).toBeGreaterThan(5);
@@ -113,7 +118,7 @@ describe('db-postgres on a PostgreSQL server only', () => {
   afterEach(stopAll);
 
   it('statement timeout cancels a long query with db.timeout (57014)', async () => {
-    const kernel = await startKernel({
+    const { kernel } = await bootPlugins({
       plugins: [postgres],
       services: { dbs: { primary: { driver: 'postgres', url: env.DATABASE_URL, statementTimeoutMs: 200 } } },
     });
@@ -125,7 +130,7 @@ describe('db-postgres on a PostgreSQL server only', () => {
   });
 
   it("pg_terminate_backend on the pool's connections: the next queries succeed", async () => {
-    const kernel = await startKernel({
+    const { kernel } = await bootPlugins({
       plugins: [postgres],
       services: { dbs: { main: { driver: 'postgres', url: env.DATABASE_URL, max: 4 } } },
     });
@@ -151,7 +156,7 @@ describe('db-postgres boot and configuration', () => {
   afterEach(stopAll);
 
   it('no database declared: an embedded PGlite "primary" under .mega/pglite/primary', async () => {
-    const kernel = await startKernel({ plugins: [postgres] });
+    const { kernel } = await bootPlugins({ plugins: [postgres] });
     const db = kernel.apps[0]?.db() as PostgresDb;
     expect(db.driver).toBe('pglite');
     expect(db.url).toBe(join(kernel.dir, '.mega', 'pglite', 'primary'));
@@ -161,7 +166,7 @@ describe('db-postgres boot and configuration', () => {
 
   it('a server that is down at boot fails boot naming the alias and URL (password masked)', async () => {
     const url = 'postgres://mega:secret@127.0.0.1:1/mega';
-    const err = await startKernel({
+    const err = await bootPlugins({
       plugins: [postgres],
       services: { dbs: { reports: { driver: 'postgres', url, connectTimeoutMs: 2000 } } },
     }).catch((e: unknown) => e);
@@ -173,7 +178,7 @@ describe('db-postgres boot and configuration', () => {
   });
 
   it('optional: true boots anyway; queries fail with db.unavailable', async () => {
-    const kernel = await startKernel({
+    const { kernel } = await bootPlugins({
       plugins: [postgres],
       services: {
         dbs: { primary: { driver: 'postgres', url: 'postgres://mega:mega@127.0.0.1:1/mega', optional: true, connectTimeoutMs: 1000 } },
@@ -184,7 +189,7 @@ describe('db-postgres boot and configuration', () => {
   });
 
   it('unknown alias, wrong driver, a driver whose plugin is missing, malformed URLs', async () => {
-    const kernel = await startKernel({
+    const { kernel } = await bootPlugins({
       plugins: [postgres],
       services: { dbs: { primary: { driver: 'pglite', url: 'memory://' }, audit: { driver: 'pglite', url: 'memory://' } } },
     });
@@ -193,14 +198,16 @@ describe('db-postgres boot and configuration', () => {
     );
     expect(() => kernel.apps[0]?.db('nope')).toThrow(/known: primary, audit/);
     await stopAll();
-    const boot = (dbs: Record<string, { driver: string; url?: string }>) => makeKernel({ plugins: [postgres], services: { dbs } }).start();
+    const boot = (dbs: Record<string, { driver: string; url?: string }>) =>
+      buildPlugins({ plugins: [postgres], services: { dbs } }).kernel.start();
     await expect(boot({ primary: { driver: 'mysql', url: 'mysql://x' } })).rejects.toMatchObject({
       code: 'adapter.unknown_driver',
       details: { alias: 'primary', driver: 'mysql' },
     });
+    // The kernel knows no plugin by name: a driver no loaded plugin declares is unknown, with the known ones listed.
     await expect(boot({ docs: { driver: 'mongodb', url: 'mongodb://127.0.0.1/x' } })).rejects.toMatchObject({
-      code: 'adapter.plugin_missing',
-      message: expect.stringContaining('mega plugin add @mega/db-mongo'),
+      code: 'adapter.unknown_driver',
+      details: { alias: 'docs', driver: 'mongodb', known: ['postgres', 'postgresql', 'pg', 'pglite'] },
     });
     await expect(boot({ primary: { driver: 'postgres', url: 'postgres//nohost' } })).rejects.toMatchObject({ code: 'adapter.invalid_url' });
     await expect(boot({ primary: { driver: 'postgres', url: 'mysql://x/y' } })).rejects.toMatchObject({ code: 'adapter.invalid_url' });

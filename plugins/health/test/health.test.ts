@@ -1,7 +1,14 @@
+import type { HealthCheck, PluginApi } from '@mega/kernel';
 import { definePlugin } from '@mega/kernel';
+import { type BootProjectOptions, bootProject, stopAll, writeProject } from '@mega/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { boot, stopAll } from '../../../scripts/test/http-kernel.js';
-import type { HealthRegistry } from '../src/index.js';
+import type { HealthService } from '../src/index.js';
+
+/** Writes a project whose mega.config.ts exports `config` (TS source) and boots it with the test kit. */
+const boot = (
+  files: Record<string, string>,
+  { config = "{ plugins: ['@mega/http'] }", ...options }: BootProjectOptions & { config?: string } = {},
+) => bootProject(writeProject({ 'mega.config.ts': `export default ${config};\n`, ...files }, { prefix: 'mega-http-' }), options);
 
 afterEach(stopAll);
 
@@ -10,10 +17,10 @@ const config = (health = '{}') => `{ plugins: ['@mega/health', '@mega/http'], se
 
 describe('@mega/health', () => {
   it('takes over /health from @mega/http whatever the plugin order, and serves /ready', async () => {
-    const { call, kernel } = await boot(APP, { config: config() });
+    const { inject, kernel } = await boot(APP, { config: config() });
     expect(kernel.plugins.map((p) => p.name)).toEqual(['@mega/http', '@mega/health']);
-    expect((await call('/health')).json).toEqual({ data: { status: 'ok' } });
-    expect((await call('/ready')).json).toEqual({ data: { status: 'ready' } });
+    expect((await inject('/health')).json).toEqual({ data: { status: 'ok' } });
+    expect((await inject('/ready')).json).toEqual({ data: { status: 'ready' } });
   });
 
   it('runs checks in parallel with a timeout each; a failing or hung check makes readiness 503 without blocking the others', async () => {
@@ -21,24 +28,27 @@ describe('@mega/health', () => {
       name: 'checks',
       version: '1.0.0',
       dependsOn: ['@mega/health'],
-      setup(kernel) {
-        const health = kernel.use<HealthRegistry>('health');
-        health.register('db', async () => ({ ok: true, latencyMs: 1 }));
-        health.register('cache', () => true);
-        (globalThis as Record<string, unknown>).__health = health;
+      setup(api) {
+        api.health('db', async () => undefined);
+        api.health('cache', async () => undefined);
+        (globalThis as Record<string, unknown>).__checks = api;
       },
     });
-    const { call } = await boot(APP, { config: config('{ exposeCheckDetails: true, checkTimeoutMs: 300 }'), extra: checks });
-    const health = (globalThis as Record<string, unknown>).__health as HealthRegistry;
-    const ok = await call('/ready');
-    expect(ok.json).toMatchObject({ data: { status: 'ready', checks: { db: { ok: true, latencyMs: 1 }, cache: { ok: true } } } });
+    const { inject } = await boot(APP, { config: config('{ exposeCheckDetails: true, checkTimeoutMs: 300 }'), plugins: [checks] });
+    // A check registered after boot is reported too (/ready reads kernel.healthChecks() per probe).
+    const api = (globalThis as Record<string, unknown>).__checks as PluginApi;
+    const ok = await inject('/ready');
+    expect(ok.json).toMatchObject({
+      data: { status: 'ready', checks: { db: { ok: true, durationMs: expect.any(Number) }, cache: { ok: true } } },
+    });
 
-    health.register('hung', () => new Promise(() => {}));
-    health.register('broken', async () => {
+    const hung: HealthCheck = () => new Promise(() => {});
+    api.health('hung', hung);
+    api.health('broken', async () => {
       throw new Error('connection refused');
     });
     const started = performance.now();
-    const bad = await call('/ready');
+    const bad = await inject('/ready');
     const took = performance.now() - started;
     expect(took).toBeLessThan(5000); // bounded by the 300 ms timeout, not by the hung check
     expect(took).toBeGreaterThanOrEqual(290);
@@ -47,30 +57,49 @@ describe('@mega/health', () => {
     expect(details.db?.ok).toBe(true);
     expect(details.hung).toMatchObject({ ok: false, error: 'check timed out after 300 ms' });
     expect(details.broken).toMatchObject({ ok: false, error: 'connection refused' });
-    expect((await call('/health')).status).toBe(200);
+    expect((await inject('/health')).status).toBe(200);
   });
 
-  it('picks up the checks adapters publish as health:<plugin> services', async () => {
+  it('picks up the checks plugins register with api.health (kernel.healthChecks())', async () => {
     let down = false;
     const adapter = definePlugin({
       name: '@acme/db',
       version: '1.0.0',
-      setup(kernel) {
-        kernel.provide('health:@acme/db', {
-          'db:primary': async () => {
-            if (down) throw new Error('connection refused');
-          },
+      setup(api) {
+        api.health('db:primary', async () => {
+          if (down) throw new Error('connection refused');
         });
       },
     });
-    const { call, kernel } = await boot(APP, { config: config('{ exposeCheckDetails: true }'), extra: adapter });
-    expect(kernel.use<HealthRegistry>('health').names).toEqual(['db:primary']);
-    expect((await call('/ready')).data).toMatchObject({ status: 'ready', checks: { 'db:primary': { ok: true } } });
+    const { inject, kernel } = await boot(APP, { config: config('{ exposeCheckDetails: true }'), plugins: [adapter] });
+    expect(kernel.use<HealthService>('health').names).toEqual(['db:primary']);
+    expect((await inject('/ready')).data).toMatchObject({ status: 'ready', checks: { 'db:primary': { ok: true } } });
     down = true;
-    const res = await call('/ready');
-    expect([res.status, res.error.details.checks['db:primary']]).toEqual([
+    const res = await inject('/ready');
+    expect([res.status, res.error?.details.checks['db:primary']]).toEqual([
       503,
       expect.objectContaining({ ok: false, error: 'connection refused' }),
+    ]);
+  });
+
+  it('reports a name registered twice under the plugin of the second registration', async () => {
+    const twice = definePlugin({
+      name: '@acme/pair',
+      version: '1.0.0',
+      setup(api) {
+        api.health('db', async () => undefined);
+        api.health('db', async () => {
+          throw new Error('replica down');
+        });
+      },
+    });
+    const { inject, kernel } = await boot(APP, { config: config('{ exposeCheckDetails: true }'), plugins: [twice] });
+    expect(kernel.use<HealthService>('health').names).toEqual(['db', '@acme/pair:db']);
+    const res = await inject('/ready');
+    expect([res.status, res.error?.details.checks.db.ok, res.error?.details.checks['@acme/pair:db'].error]).toEqual([
+      503,
+      true,
+      'replica down',
     ]);
   });
 
@@ -79,25 +108,27 @@ describe('@mega/health', () => {
       name: 'failing',
       version: '1.0.0',
       dependsOn: ['@mega/health'],
-      setup(kernel) {
-        kernel.use<HealthRegistry>('health').register('db', () => ({ ok: false, error: 'password authentication failed for user admin' }));
+      setup(api) {
+        api.health('db', async () => {
+          throw new Error('password authentication failed for user admin');
+        });
       },
     });
-    const { call } = await boot(APP, { config: config(), extra: failing });
-    const res = await call('/ready');
+    const { inject } = await boot(APP, { config: config(), plugins: [failing] });
+    const res = await inject('/ready');
     expect([res.status, res.code]).toEqual([503, 'health.not_ready']);
     expect(res.text).not.toContain('password');
     expect((res.error as { details: unknown }).details).toEqual({ state: 'running', failed: 1 });
   });
 
   it('turns readiness 503 as soon as shutdown begins and keeps serving during the drain delay', async () => {
-    const { call, kernel } = await boot(APP, { config: config('{ drainDelayMs: 1500 }') });
-    expect((await call('/ready')).status).toBe(200);
+    const { inject, kernel } = await boot(APP, { config: config('{ drainDelayMs: 1500 }') });
+    expect((await inject('/ready')).status).toBe(200);
     const stopping = kernel.stop('test');
-    const during = await call('/ready');
+    const during = await inject('/ready');
     expect([during.status, during.code]).toEqual([503, 'health.stopping']);
-    expect((await call('/health')).status).toBe(200);
+    expect((await inject('/health')).status).toBe(200);
     await stopping;
-    await expect(call('/health')).rejects.toThrow();
+    await expect(inject('/health')).rejects.toThrow();
   });
 });

@@ -1,64 +1,58 @@
-/** Config of @mega/http (key `http` in mega.config.ts). */
-export interface HttpConfig {
-  /** Log one line per request (off by default: it costs ~15% throughput). */
-  requestLogging?: boolean;
-  /** Maximum JSON / text / urlencoded request body in bytes (Fastify bodyLimit). */
-  bodyLimit?: number;
-  /** Header whose value (if a safe token) becomes the request id. */
-  requestIdHeader?: string;
-  /** Serve `GET /health` (liveness). @mega/health replaces it when installed. */
-  health?: boolean;
-  /** Serve `apps/<app>/public` under `/static/` (per app, per host). */
-  static?: boolean;
-  /** `application/x-www-form-urlencoded` bodies (HTML forms). */
-  formBody?: boolean;
-  /** `multipart/form-data` bodies; `false` turns the parser off. Fields and files land in `req.body`. */
-  multipart?:
-    | false
-    | {
-        fileSize?: number;
-        files?: number;
-        fields?: number;
-        parts?: number;
-        /** `disk` (default): files stream to temporary files; `memory`: buffered within fileSize. */
-        storage?: 'disk' | 'memory';
-        /** Where disk storage puts temporary files (default `<os tmpdir>/mega-uploads`). */
-        tmpDir?: string;
-      };
-  /** Validation failures list at most this many details (the rest are counted in the message). */
-  maxValidationDetails?: number;
-}
+/**
+ * Config of @mega/http, declared once: the `http` key of mega.config.ts (global) and `routesDir`
+ * of each app.config.ts. Types and defaults derive from these schemas.
+ */
+import { type Static, Type } from '@mega/kernel';
 
-export const DEFAULT_MAX_VALIDATION_DETAILS = 20;
-
-export const configSchema = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    requestLogging: { type: 'boolean', default: false },
-    bodyLimit: { type: 'integer', minimum: 1, default: 1048576 },
-    requestIdHeader: { type: 'string', minLength: 1, default: 'x-request-id' },
-    health: { type: 'boolean', default: true },
-    static: { type: 'boolean', default: true },
-    formBody: { type: 'boolean', default: true },
-    multipart: {
-      anyOf: [
-        { const: false },
-        {
-          type: 'object',
-          additionalProperties: false,
-          properties: {
-            fileSize: { type: 'integer', minimum: 1, default: 10485760 },
-            files: { type: 'integer', minimum: 0, default: 10 },
-            fields: { type: 'integer', minimum: 0, default: 100 },
-            parts: { type: 'integer', minimum: 1, default: 1000 },
-            storage: { enum: ['disk', 'memory'], default: 'disk' },
-            tmpDir: { type: 'string', minLength: 1 },
-          },
-        },
-      ],
-      default: {},
-    },
-    maxValidationDetails: { type: 'integer', minimum: 1, maximum: 1000, default: DEFAULT_MAX_VALIDATION_DETAILS },
+/**
+ * Multipart limits. Optional with defaults: the config validator cannot apply defaults inside the
+ * `false | {...}` union (Ajv skips anyOf), so @mega/http applies them from this schema itself.
+ */
+export const MultipartSchema = Type.Object(
+  {
+    fileSize: Type.Optional(Type.Integer({ minimum: 1, default: 10_485_760 })),
+    files: Type.Optional(Type.Integer({ minimum: 0, default: 10 })),
+    fields: Type.Optional(Type.Integer({ minimum: 0, default: 100 })),
+    parts: Type.Optional(Type.Integer({ minimum: 1, default: 1000 })),
+    /** `disk`: files stream to temporary files; `memory`: buffered within fileSize. */
+    storage: Type.Optional(Type.Union([Type.Literal('disk'), Type.Literal('memory')], { default: 'disk' })),
+    /** Where disk storage puts temporary files (default `<os tmpdir>/mega-uploads`; relative to the project). */
+    tmpDir: Type.Optional(Type.String({ minLength: 1 })),
   },
-} as const;
+  { additionalProperties: false },
+);
+
+/** Multipart limits with the schema's defaults applied. */
+export type MultipartLimits = Required<Omit<Static<typeof MultipartSchema>, 'tmpDir'>> & { tmpDir?: string };
+
+export const HttpConfigSchema = Type.Object(
+  {
+    /** Log one line per request (off by default: it costs ~15% throughput). */
+    requestLogging: Type.Boolean({ default: false }),
+    /** Maximum JSON / text / urlencoded request body in bytes; default `server.bodyLimit`, else 1 MiB. */
+    bodyLimit: Type.Optional(Type.Integer({ minimum: 1 })),
+    /** Header whose value (if a safe token) becomes the request id. */
+    requestIdHeader: Type.String({ minLength: 1, default: 'x-request-id' }),
+    /** Serve `GET /health` (liveness). @mega/health replaces it when installed. */
+    health: Type.Boolean({ default: true }),
+    /** Serve `apps/<app>/public` under `/static/` (per app, per host). */
+    static: Type.Boolean({ default: true }),
+    /** `application/x-www-form-urlencoded` bodies (HTML forms). */
+    formBody: Type.Boolean({ default: true }),
+    /** `multipart/form-data` bodies; `false` turns the parser off. Fields and files land in `req.body`. */
+    multipart: Type.Union([Type.Literal(false), MultipartSchema], { default: {} }),
+    /** Validation failures list at most this many details (the rest are counted in the message). */
+    maxValidationDetails: Type.Integer({ minimum: 1, maximum: 1000, default: 20 }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+export const HttpGlobalConfig = Type.Object({ http: HttpConfigSchema });
+
+export const HttpAppConfig = Type.Object({
+  /** Folder of the app's route files, relative to the app. */
+  routesDir: Type.String({ minLength: 1, default: 'routes' }),
+});
+
+export type HttpConfig = Static<typeof HttpConfigSchema>;
+export type HttpAppKeys = Static<typeof HttpAppConfig>;

@@ -5,15 +5,14 @@
  * `{ error: { code, message, details? } }` with the MegaError's status.
  */
 
-import type { App, Kernel } from '@mega/kernel';
+import type { ConfigInput } from '@mega/kernel';
 import { definePlugin, packageVersion } from '@mega/kernel';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { HttpConfig } from './config.js';
-import { configSchema } from './config.js';
+import { HttpAppConfig, HttpGlobalConfig } from './config.js';
 import { HttpServer } from './server.js';
 
-export type { HttpConfig } from './config.js';
-export { DEFAULT_MAX_VALIDATION_DETAILS } from './config.js';
+export type { HttpAppKeys, HttpConfig } from './config.js';
+export { HttpAppConfig, HttpConfigSchema, HttpGlobalConfig } from './config.js';
 export type { ErrorBody, ValidationDetail } from './errors.js';
 export { mapError } from './errors.js';
 export { ENVELOPED, envelope } from './pipeline.js';
@@ -26,6 +25,7 @@ export type {
   Middleware,
   Router,
   RouterExtension,
+  Send,
   Transform,
 } from './router.js';
 export type { MiddlewarePhase, UseOptions } from './server.js';
@@ -34,11 +34,16 @@ export type { UploadedFile, UploadStorage } from './uploads.js';
 export { normalizeHost } from './vhost.js';
 
 declare module '@mega/kernel' {
+  /** This plugin's keys of mega.config.ts (see the README's config table). */
+  interface MegaConfig {
+    http?: ConfigInput<typeof HttpGlobalConfig>['http'];
+  }
+  /** This plugin's keys of app.config.ts (see the README's config table). */
+  interface AppConfig {
+    routesDir?: ConfigInput<typeof HttpAppConfig>['routesDir'];
+  }
   interface MegaServices {
     http: HttpServer;
-  }
-  interface MegaConfig {
-    http?: HttpConfig;
   }
   interface MegaContext {
     /** The Fastify reply of an HTTP request (undefined for other transports). */
@@ -49,25 +54,28 @@ declare module '@mega/kernel' {
 /** Boot stages of @mega/http: other plugins add middleware and routes before 500 / 900. */
 export const HTTP_STAGES = { create: 0, loadRoutes: 500, freeze: 900, listen: 1000 } as const;
 
-export default definePlugin<HttpConfig>({
+export default definePlugin({
   name: '@mega/http',
   version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.2.0',
-  configKey: 'http',
-  configScope: 'global',
-  configSchema,
-  setup(kernel: Kernel, config: HttpConfig) {
-    const server = new HttpServer(kernel, config);
-    kernel.provide('http', server, '@mega/http');
-    kernel.contributeCtx('reply', (ctx) => (ctx.source as FastifyRequest | undefined)?.megaReply ?? undefined, '@mega/http');
-    kernel.hooks.boot.tapPromise({ name: '@mega/http', stage: HTTP_STAGES.create }, () => server.create());
+  config: { global: HttpGlobalConfig, app: HttpAppConfig },
+  setup(api, config) {
+    const { kernel } = api;
+    const server = new HttpServer(kernel, config.http, (app) => api.appConfig(app));
+    api.provide('http', server);
+    api.contributeCtx('reply', (ctx) => (ctx.source as FastifyRequest | undefined)?.megaReply ?? undefined);
+    api.tap('boot', () => server.create(), { stage: HTTP_STAGES.create });
     // Route files load after every plugin's stage-0 boot taps (router extensions, global middleware).
-    kernel.hooks.boot.tapPromise({ name: '@mega/http', stage: HTTP_STAGES.loadRoutes }, async () => {
-      for (const app of kernel.apps as App[]) await server.loadRoutes(app);
-    });
-    kernel.hooks.boot.tapPromise({ name: '@mega/http', stage: HTTP_STAGES.freeze }, async () => server.freeze());
+    api.tap(
+      'boot',
+      async () => {
+        for (const app of kernel.apps) await server.loadRoutes(app);
+      },
+      { stage: HTTP_STAGES.loadRoutes },
+    );
+    api.tap('boot', () => server.freeze(), { stage: HTTP_STAGES.freeze });
     // Stage 1000: listen only after every other plugin's boot taps added their routes.
-    kernel.hooks.boot.tapPromise({ name: '@mega/http', stage: HTTP_STAGES.listen }, () => server.listen());
-    kernel.hooks.shutdown.tapPromise('@mega/http', () => server.close());
+    api.tap('boot', () => server.listen(), { stage: HTTP_STAGES.listen });
+    api.onShutdown(() => server.close());
   },
 });

@@ -17,6 +17,12 @@ export type Transform = (req: FastifyRequest, reply: FastifyReply, ctx: MegaCont
 /** Runs after the response went out (audit, metrics); cannot change it, errors are logged. */
 export type After = (req: FastifyRequest, reply: FastifyReply, ctx: MegaContext, result: unknown) => unknown;
 
+/**
+ * App-wide `send` phase: runs as each response of the app goes out (routes, errors, 404s, static
+ * files) to set headers. Synchronous; `ctx` is undefined when the request never reached a route.
+ */
+export type Send = (req: FastifyRequest, reply: FastifyReply, ctx: MegaContext | undefined) => void;
+
 /** Options of one HTTP route (the kernel's RouteOptions, typed for HTTP). */
 export interface HttpRouteOptions extends RouteOptions {
   before?: readonly Middleware[];
@@ -26,6 +32,8 @@ export interface HttpRouteOptions extends RouteOptions {
   schema?: Record<string, unknown>;
   /** Body limit of this route in bytes. */
   bodyLimit?: number;
+  /** Extra content types this route takes, as a text `req.body` (e.g. `application/x-mega-asp`); others get 415. */
+  bodyTypes?: readonly string[];
 }
 
 /** App-wide middleware declared in a route file with `router.http.use(...)`. */
@@ -56,11 +64,20 @@ export interface Router {
   readonly http: HttpMethods;
 }
 
-/** Builds one router member for an app; `add` queues a route definition for the `route` hook. */
-export type RouterExtension = (
-  app: App,
-  add: (def: Omit<RouteDefinition, 'app' | 'meta'> & { meta?: Record<string, unknown> }) => void,
-) => unknown;
+/**
+ * A `router.<kind>` member added by another plugin (`http.extendRouter(kind, extension)`), e.g.
+ * `router.ws`: the one extension channel besides the `route` hook and the phases.
+ */
+export interface RouterExtension {
+  /** Builds the member for one app; `add` queues a definition of this kind for the `route` hook. */
+  router(app: App, add: (def: Omit<RouteDefinition, 'app' | 'meta' | 'kind'> & { meta?: Record<string, unknown> }) => void): unknown;
+  /**
+   * Makes Fastify route each definition of this kind (after the `route` hook) to the returned
+   * handler, behind the app's `request` and `before` phases. Without it the definitions are only
+   * listed in `http.routes` for their plugin to use.
+   */
+  serve?(def: RouteDefinition): Handler;
+}
 
 export function createHttpMethods(
   add: (method: string, path: string, handler: Handler, options: HttpRouteOptions) => void,

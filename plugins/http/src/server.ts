@@ -9,13 +9,14 @@ import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import type { App, Kernel, MegaContext, RouteDefinition } from '@mega/kernel';
 import { importModule, MegaError } from '@mega/kernel';
+import { Value } from '@sinclair/typebox/value';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest, RouteOptions as FastifyRouteOptions } from 'fastify';
 import Fastify, { LogController } from 'fastify';
-import type { HttpConfig } from './config.js';
-import { DEFAULT_MAX_VALIDATION_DETAILS } from './config.js';
+import type { HttpAppKeys, HttpConfig, MultipartLimits } from './config.js';
+import { MultipartSchema } from './config.js';
 import { mapError } from './errors.js';
 import { envelope, runChain, runSteps } from './pipeline.js';
-import type { After, AppMiddleware, Handler, HttpRouteOptions, Middleware, Router, RouterExtension, Transform } from './router.js';
+import type { After, AppMiddleware, Handler, HttpRouteOptions, Middleware, Router, RouterExtension, Send, Transform } from './router.js';
 import { createHttpMethods } from './router.js';
 import { multipartReader } from './uploads.js';
 import { VirtualHosts } from './vhost.js';
@@ -34,12 +35,14 @@ const ROUTE_FILE = /\.(ts|mts|js|mjs)$/;
 const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /**
- * Where a global middleware runs:
- * - `request`: on arrival, before the body is read (rate limits, CORS preflight, headers); also for 404s.
+ * Where an app-wide middleware runs (see the phase table in README.md), in this order:
+ * - `request`: on arrival, before the body is read (rate limits, CORS preflight); also for 404s.
  * - `before`: after body parsing and validation, before the route's own `before` (CSRF, auth).
  * - `transform` / `after`: around the result, before the route's own.
+ * - `send`: every response of the app as it goes out (routes, errors, 404s, static files), to set
+ *   headers; synchronous, `ctx` is undefined when the request never reached a route.
  */
-export type MiddlewarePhase = 'request' | 'before' | 'transform' | 'after';
+export type MiddlewarePhase = 'request' | 'before' | 'transform' | 'after' | 'send';
 
 export interface UseOptions {
   phase?: MiddlewarePhase;
@@ -59,6 +62,7 @@ interface AppChains {
   before: Entry<Middleware>[];
   transform: Entry<Transform>[];
   after: Entry<After>[];
+  send: Send[];
 }
 
 /** The functions of `entries` that apply to `method`, or undefined when none does. */
@@ -79,21 +83,24 @@ export class HttpServer {
   #multipart: ((child: FastifyInstance) => Promise<void>) | undefined;
   #readMultipart: ReturnType<typeof multipartReader> | undefined;
   readonly vhosts: VirtualHosts;
-  readonly #maxDetails: number;
 
   constructor(
     private readonly kernel: Kernel,
     private readonly config: HttpConfig,
+    private readonly appConfig: (app: App) => HttpAppKeys,
   ) {
     try {
       this.vhosts = new VirtualHosts(kernel.apps);
     } catch (error) {
       throw new MegaError('http.host_conflict', (error as Error).message, { details: { host: (error as { host?: string }).host } });
     }
-    this.#maxDetails = config.maxValidationDetails ?? DEFAULT_MAX_VALIDATION_DETAILS;
   }
 
-  /** The Fastify instance (after boot started). Escape hatch for plugins that need Fastify itself. */
+  /**
+   * The Fastify instance (after boot started). Not an extension point: read-only uses (the port,
+   * `fastify.server`) and plugin-level routes without an app; per-route behaviour goes through the
+   * kernel `route` hook, app-wide behaviour through `use`.
+   */
   get fastify(): FastifyInstance {
     if (!this.#fastify) throw new MegaError('http.not_started', '@mega/http has not created its server yet (use it from a boot tap)');
     return this.#fastify;
@@ -110,25 +117,33 @@ export class HttpServer {
     return typeof address === 'object' && address ? address.port : this.kernel.server.port;
   }
 
-  /** Adds `router.<name>` to every route file's router; call during setup. */
-  extendRouter(name: string, extension: RouterExtension): void {
-    if (name === 'http' || name === 'app' || this.#extensions.has(name)) {
-      throw new MegaError('http.router_extension_duplicate', `router.${name} is already defined`);
+  /**
+   * Adds `router.<kind>` to every route file's router (call during setup). Its definitions go
+   * through the `route` hook like HTTP ones; `serve(def)`, when given, turns each one into the
+   * GET handler Fastify routes it to, behind the app's `request` and `before` phases (WebSocket
+   * upgrades are routed this way).
+   */
+  extendRouter(kind: string, extension: RouterExtension): void {
+    if (kind === 'http' || kind === 'app' || this.#extensions.has(kind)) {
+      throw new MegaError('http.router_extension_duplicate', `router.${kind} is already defined`);
     }
-    this.#extensions.set(name, extension);
+    this.#extensions.set(kind, extension);
   }
 
   /**
-   * Global middleware for every route of every app (or of `options.apps`). Call during setup or
-   * boot (before routes are frozen at boot stage 900); plugin order decides the order of plugins' middleware.
+   * App-wide middleware for every route of every app (or of `options.apps`), in a phase (README:
+   * phase table). Call during setup or boot (before routes are frozen at boot stage 900); plugin
+   * order decides the order of plugins' middleware within a phase.
    */
-  use(middleware: Middleware | Transform | After, options: UseOptions = {}): void {
+  use(middleware: Middleware | Transform | After | Send, options: UseOptions = {}): void {
     if (this.#flushed) throw new MegaError('http.frozen', 'global middleware must be added during setup or boot, before routes are frozen');
     const phase = options.phase ?? 'before';
     const methods = options.methods ? new Set(options.methods.map((m) => m.toUpperCase())) : undefined;
     for (const app of this.kernel.apps) {
       if (options.apps && !options.apps.includes(app.name)) continue;
-      (this.#chains(app)[phase] as Entry<unknown>[]).push({ fn: middleware, methods });
+      const chains = this.#chains(app);
+      if (phase === 'send') chains.send.push(middleware as Send);
+      else (chains[phase] as Entry<unknown>[]).push({ fn: middleware, methods });
     }
   }
 
@@ -148,92 +163,9 @@ export class HttpServer {
     return this.vhosts.enabled || this.kernel.apps.length !== 1 ? this.vhosts.appFor(host) : this.kernel.apps[0];
   }
 
-  /**
-   * Runs an app's global `request` and `before` middleware on a raw Node request that Fastify does
-   * not route (a WebSocket upgrade). Middleware sees a minimal request (`raw`, `id`, `headers`,
-   * `method`, `url`, `ip`, `hostname`, `log`) and reply (`code`, `header`, `headers`, `getHeader`,
-   * `send`, `sent`, `statusCode`). Resolves with `sent: true` and what a middleware sent when one
-   * rejected the request.
-   */
-  async runMiddleware(
-    app: App,
-    raw: IncomingMessage,
-    ctx?: MegaContext,
-  ): Promise<
-    { sent: false; ctx: MegaContext } | { sent: true; ctx: MegaContext; status: number; headers: Record<string, unknown>; body: unknown }
-  > {
-    const headers: Record<string, unknown> = {};
-    let body: unknown;
-    const id = this.#requestId(raw);
-    const reply = {
-      statusCode: 200,
-      sent: false,
-      raw: undefined,
-      code(status: number) {
-        reply.statusCode = status;
-        return reply;
-      },
-      status(status: number) {
-        reply.statusCode = status;
-        return reply;
-      },
-      header(name: string, value: unknown) {
-        headers[name.toLowerCase()] = value;
-        return reply;
-      },
-      headers(values: Record<string, unknown>) {
-        for (const [k, v] of Object.entries(values)) headers[k.toLowerCase()] = v;
-        return reply;
-      },
-      getHeader: (name: string) => headers[name.toLowerCase()],
-      hasHeader: (name: string) => name.toLowerCase() in headers,
-      removeHeader(name: string) {
-        delete headers[name.toLowerCase()];
-        return reply;
-      },
-      type(value: string) {
-        headers['content-type'] = value;
-        return reply;
-      },
-      send(payload?: unknown) {
-        body = payload;
-        reply.sent = true;
-        return reply;
-      },
-    };
-    const req = {
-      raw,
-      id,
-      headers: raw.headers,
-      method: raw.method ?? 'GET',
-      url: raw.url ?? '/',
-      ip: raw.socket?.remoteAddress ?? '',
-      hostname: (raw.headers.host ?? '').replace(/:\d+$/, ''),
-      body: undefined,
-      query: {},
-      params: {},
-      log: this.kernel.log,
-      megaCtx: ctx ?? null,
-      megaReply: reply,
-      megaResult: undefined,
-    } as unknown as FastifyRequest;
-    const r = reply as unknown as FastifyReply;
-    const context = this.ctx(req, r, app);
-    const chains = this.#global.get(app.name);
-    const method = req.method.toUpperCase();
-    try {
-      for (const chain of [pick(chains?.request, method), pick(chains?.before, method)]) {
-        if (chain && !(await runSteps(chain, req, r, context))) break;
-      }
-    } catch (error) {
-      const mapped = this.#logAndMap(error, req);
-      return { sent: true, ctx: context, status: mapped.status, headers, body: { error: mapped.body } };
-    }
-    return reply.sent ? { sent: true, ctx: context, status: reply.statusCode, headers, body } : { sent: false, ctx: context };
-  }
-
   async create(): Promise<void> {
-    const requestLogging = this.config.requestLogging === true;
+    const requestLogging = this.config.requestLogging;
+    const bodyLimit = this.config.bodyLimit ?? this.kernel.config.server?.bodyLimit;
     // Fastify gets a logger only with request logging on. A Fastify with any logger pays for it on
     // every request (a child logger, timestamps, finish listeners on the response): measured, a bare
     // Fastify given a pino logger with request logging off serves ~14% fewer hello-world requests.
@@ -243,7 +175,8 @@ export class HttpServer {
       ...(requestLogging
         ? { loggerInstance: this.kernel.log as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: false }) }
         : {}),
-      bodyLimit: this.config.bodyLimit ?? this.kernel.config.server?.bodyLimit ?? 1048576,
+      // Unset in both files: Fastify's own default (1 MiB).
+      ...(bodyLimit === undefined ? {} : { bodyLimit }),
       trustProxy: this.kernel.config.server?.trustProxy ?? false,
       requestIdHeader: false,
       genReqId: (req: IncomingMessage) => this.#requestId(req),
@@ -268,7 +201,7 @@ export class HttpServer {
       if (app && chain && !(await runSteps(chain, req, reply, this.ctx(req, reply, app)))) return reply;
       return reply.code(404).send({ error: { code: 'not_found', message: `no route for ${req.method} ${req.url.split('?')[0]}` } });
     });
-    if (this.config.formBody !== false) {
+    if (this.config.formBody) {
       const { default: formBody } = await import('@fastify/formbody');
       await fastify.register(formBody);
     }
@@ -277,26 +210,21 @@ export class HttpServer {
       // @fastify/multipart adds an async onRequest and onResponse hook to every route of the
       // context it is registered in, which GET routes should not pay for.
       const { default: multipart } = await import('@fastify/multipart');
-      const limits = this.config.multipart ?? {};
+      const limits = Value.Default(MultipartSchema, structuredClone(this.config.multipart)) as MultipartLimits;
       this.#readMultipart = multipartReader(
-        limits.storage ?? 'disk',
+        limits.storage,
         limits.tmpDir ? resolve(this.kernel.dir, limits.tmpDir) : join(tmpdir(), 'mega-uploads'),
       );
       this.#multipart = async (child: FastifyInstance) => {
         await child.register(multipart, {
           // Fields and files reach req.body through attachMultipart (preValidation of body routes).
           attachFieldsToBody: false,
-          limits: {
-            fileSize: limits.fileSize ?? 10485760,
-            files: limits.files ?? 10,
-            fields: limits.fields ?? 100,
-            parts: limits.parts ?? 1000,
-          },
+          limits: { fileSize: limits.fileSize, files: limits.files, fields: limits.fields, parts: limits.parts },
         });
       };
     }
-    if (this.config.static !== false) await this.#registerStatic(fastify);
-    if (this.config.health !== false && !this.kernel.has('health')) {
+    if (this.config.static) await this.#registerStatic(fastify);
+    if (this.config.health && !this.kernel.has('health')) {
       fastify.get('/health', async () => ({ data: { status: 'ok' } }));
     }
     this.#fastify = fastify;
@@ -304,7 +232,7 @@ export class HttpServer {
 
   /** Imports `apps/<app>/<routesDir>/*` (sorted), then registers what they declare. */
   async loadRoutes(app: App): Promise<void> {
-    const dir = join(app.dir, app.config.routesDir ?? 'routes');
+    const dir = join(app.dir, this.appConfig(app).routesDir);
     if (!existsSync(dir)) return;
     const files = readdirSync(dir)
       .filter((f) => ROUTE_FILE.test(f) && !f.endsWith('.d.ts') && !/\.test\./.test(f))
@@ -326,14 +254,16 @@ export class HttpServer {
   }
 
   /**
-   * Runs a definition through the `route` hook and keeps it; HTTP routes reach Fastify when routes
-   * are frozen (boot stage 900), or at once when registered after that.
+   * Runs a definition through the `route` hook and keeps it; HTTP routes (and definitions of a
+   * router extension with `serve`) reach Fastify when routes are frozen (boot stage 900), or at
+   * once when registered after that.
    */
   register(input: RouteDefinition): RouteDefinition {
     const def = this.kernel.hooks.route.isUsed() ? this.kernel.hooks.route.call(input) : input;
     this.#routes.push(def);
-    if (def.kind !== 'http') return def;
-    if (typeof def.handler !== 'function') {
+    if (def.kind !== 'http') {
+      if (!this.#extensions.get(def.kind)?.serve) return def;
+    } else if (typeof def.handler !== 'function') {
       throw new MegaError(
         'http.handler_invalid',
         `${def.method} ${def.path} (app ${def.app.name}): handler must be a function (req, reply, ctx)`,
@@ -345,20 +275,54 @@ export class HttpServer {
   }
 
   /**
-   * Hands every pending HTTP route to Fastify; global middleware is fixed from here on. Routes that
+   * Hands every pending route to Fastify; global middleware is fixed from here on. Routes that
    * carry bodies go to a child context with the multipart parser (routes added after this point
    * have JSON, text and form bodies, not multipart).
    */
   freeze(): void {
     this.#flushed = true;
     const pending = this.#pending.splice(0);
+    this.#addSendPhase();
+    this.#addBodyTypes(pending);
     const withMultipart = this.#multipart;
-    const bodies = withMultipart ? pending.filter((def) => BODY_METHODS.has(def.method)) : [];
+    const bodies = withMultipart ? pending.filter((def) => def.kind === 'http' && BODY_METHODS.has(def.method)) : [];
     for (const def of pending) if (!bodies.includes(def)) this.#addToFastify(def, this.fastify);
     if (withMultipart && bodies.length) {
       void this.fastify.register(async (child: FastifyInstance) => {
         await withMultipart(child);
         for (const def of bodies) this.#addToFastify(def, child);
+      });
+    }
+  }
+
+  /** One root onSend hook, only when some app has `send` middleware (else responses pay nothing). */
+  #addSendPhase(): void {
+    if (![...this.#global.values()].some((c) => c.send.length > 0)) return;
+    this.fastify.addHook('onSend', (req, reply, payload, done) => {
+      const app = req.megaCtx?.app ?? this.appForHost(req.headers.host);
+      const chain = app && this.#global.get(app.name)?.send;
+      if (chain) {
+        try {
+          for (let i = 0; i < chain.length; i++) (chain[i] as Send)(req, reply, req.megaCtx ?? undefined);
+        } catch (error) {
+          (app?.log ?? this.kernel.log).error({ reqId: req.id, err: error }, 'send middleware failed');
+        }
+      }
+      done(null, payload);
+    });
+  }
+
+  /**
+   * Content types routes declared in `bodyTypes` (e.g. ASP's sealed bodies): parsed as text, and
+   * only for those routes; any other route answers 415 as before.
+   */
+  #addBodyTypes(defs: readonly RouteDefinition[]): void {
+    const types = new Set(defs.flatMap((d) => (d.options as HttpRouteOptions).bodyTypes ?? []).map((t) => t.toLowerCase()));
+    for (const type of types) {
+      this.fastify.addContentTypeParser(type, { parseAs: 'string' }, (req, body, done) => {
+        const mega = (req.routeOptions.config as { mega?: { options?: HttpRouteOptions } }).mega;
+        if (mega?.options?.bodyTypes?.some((t) => t.toLowerCase() === type)) done(null, body);
+        else done(new MegaError('http.unsupported_media_type', `unsupported content type ${type}`, { status: 415 }));
       });
     }
   }
@@ -376,19 +340,19 @@ export class HttpServer {
   #chains(app: App): AppChains {
     let chains = this.#global.get(app.name);
     if (!chains) {
-      chains = { request: [], before: [], transform: [], after: [] };
+      chains = { request: [], before: [], transform: [], after: [], send: [] };
       this.#global.set(app.name, chains);
     }
     return chains;
   }
 
   #requestId(req: IncomingMessage): string {
-    const given = req.headers[this.config.requestIdHeader ?? 'x-request-id'];
+    const given = req.headers[this.config.requestIdHeader];
     return typeof given === 'string' && SAFE_REQUEST_ID.test(given) ? given : `r${(++this.#seq).toString(36)}`;
   }
 
   #logAndMap(error: unknown, req: FastifyRequest) {
-    const mapped = mapError(error, { production: this.kernel.env === 'production', maxDetails: this.#maxDetails });
+    const mapped = mapError(error, { production: this.kernel.env === 'production', maxDetails: this.config.maxValidationDetails });
     // One log line per failed request, with its request id.
     const log = req.megaCtx?.app.log ?? this.kernel.log;
     if (mapped.status >= 500) log.error({ reqId: req.id, err: error, code: mapped.body.code }, 'request failed');
@@ -400,11 +364,14 @@ export class HttpServer {
     const { app } = def;
     const options = def.options as HttpRouteOptions;
     const global = this.#global.get(app.name);
+    // A router extension's route (a WebSocket upgrade) gets the app's `request` and `before`
+    // phases; its own options belong to its extension, and it answers with its own handler.
+    const served = def.kind === 'http' ? undefined : this.#extensions.get(def.kind)?.serve?.(def);
     const request = pick(global?.request, def.method);
-    const before = concat(pick(global?.before, def.method), options.before);
-    const transform = concat(pick(global?.transform, def.method), options.transform);
-    const after = concat(pick(global?.after, def.method), options.after);
-    const handler = def.handler as Handler;
+    const before = served ? pick(global?.before, def.method) : concat(pick(global?.before, def.method), options.before);
+    const transform = served ? undefined : concat(pick(global?.transform, def.method), options.transform);
+    const after = served ? undefined : concat(pick(global?.after, def.method), options.after);
+    const handler = served ?? (def.handler as Handler);
     let run: (req: FastifyRequest, reply: FastifyReply) => unknown;
     if (!before && !transform && !after) {
       // The common case: no middleware. The controller's promise gets one `then` that sends the
@@ -465,7 +432,7 @@ export class HttpServer {
       config: { mega: { app: app.name, options: def.options, meta: def.meta } } as FastifyRouteOptions['config'],
     };
     if (this.vhosts.enabled) route.constraints = { megaApp: this.vhosts.valueOf(app) };
-    if (options.schema) route.schema = normalizeSchema(options.schema);
+    if (options.schema && !served) route.schema = normalizeSchema(options.schema);
     if (typeof options.bodyLimit === 'number') route.bodyLimit = options.bodyLimit;
     if (this.#multipart && this.#readMultipart && BODY_METHODS.has(def.method)) route.preValidation = this.#readMultipart;
     if (request) {
@@ -535,7 +502,9 @@ export class HttpServer {
     );
     const router: Record<string, unknown> = { app, http };
     for (const [name, extension] of this.#extensions) {
-      router[name] = extension(app, (def) => pending.push({ ...def, app, meta: def.meta ?? {} }));
+      router[name] = extension.router(app, (def) =>
+        pending.push({ ...def, kind: name as RouteDefinition['kind'], app, meta: def.meta ?? {} }),
+      );
     }
     return router as unknown as Router;
   }

@@ -1,18 +1,19 @@
 /** apps/multi: two apps (web, admin) in one process on one port, routed by Host, each with its own config. */
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
+import type { HttpServer } from '@mega/http';
 import type { Kernel } from '@mega/kernel';
 import { createLogger, getApp, loadKernel } from '@mega/kernel';
+import { type InjectInit, inject } from '@mega/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CallInit } from '../../../scripts/test/http-kernel.js';
-import { call } from '../../../scripts/test/http-kernel.js';
-import { REPO } from '../../../scripts/test/project.js';
-import type { HttpServer } from '../src/index.js';
+
+/** The repository root. */
+const REPO = join(import.meta.dirname, '../../..');
 
 const DIR = join(REPO, 'apps/multi');
 let kernel: Kernel;
 let port: number;
-const get = (host: string, path: string, init: CallInit = {}) => call(port, path, { ...init, host: `${host}:${port}` });
+const get = (host: string, path: string, init: InjectInit = {}) => inject(port, path, { ...init, host: `${host}:${port}` });
 
 beforeAll(async () => {
   kernel = await loadKernel({ dir: DIR, port: 0, env: 'test', logger: createLogger({ level: 'silent' }) });

@@ -1,14 +1,19 @@
 import { mkdtempSync, readdirSync } from 'node:fs';
-import type { IncomingMessage } from 'node:http';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { HttpServer, Middleware, Send } from '@mega/http';
 import { definePlugin } from '@mega/kernel';
+import { type BootProjectOptions, bootProject, captureLogs, stopAll, writeProject } from '@mega/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { boot, captureLogger, stopAll } from '../../../scripts/test/http-kernel.js';
 import { until } from '../../../scripts/test/procs.js';
-import type { HttpServer, Middleware } from '../src/index.js';
+
+/** Writes a project whose mega.config.ts exports `config` (TS source) and boots it with the test kit. */
+const boot = (
+  files: Record<string, string>,
+  { config = "{ plugins: ['@mega/http'] }", ...options }: BootProjectOptions & { config?: string } = {},
+) => bootProject(writeProject({ 'mega.config.ts': `export default ${config};\n`, ...files }, { prefix: 'mega-http-' }), options);
 
 afterEach(stopAll);
 
@@ -22,9 +27,9 @@ describe('pipeline', () => {
       name: 'tracer',
       version: '1.0.0',
       dependsOn: ['@mega/http'],
-      setup(kernel) {
-        kernel.hooks.boot.tapPromise('tracer', async () => {
-          const http = kernel.use<HttpServer>('http');
+      setup(api) {
+        api.tap('boot', async () => {
+          const http = api.use<HttpServer>('http');
           http.use(
             ((_req, _reply, ctx) => {
               seen.push('plugin:request');
@@ -41,7 +46,7 @@ describe('pipeline', () => {
     });
     (globalThis as Record<string, unknown>).__seen = seen;
     (globalThis as Record<string, unknown>).__ctxs = ctxs;
-    const { call } = await boot(
+    const { inject } = await boot(
       {
         ...APP,
         'apps/web/routes/a.ts': `
@@ -60,9 +65,9 @@ export default (r: any) => {
 };`,
         'apps/web/routes/b.ts': `export default (r: any) => { r.http.get('/other', async () => 'x'); };`,
       },
-      { extra: tracer },
+      { plugins: [tracer] },
     );
-    const res = await call('/p');
+    const res = await inject('/p');
     expect(res.json).toEqual({ data: { n: 1, t: true } });
     // after middleware runs once the response is out
     for (let i = 0; i < 100 && !seen.includes('route:after'); i++) await new Promise((r) => setTimeout(r, 20));
@@ -78,12 +83,12 @@ export default (r: any) => {
     ]);
     expect(ctxs.size).toBe(1);
     seen.length = 0;
-    const stopped = await call('/stop');
+    const stopped = await inject('/stop');
     expect([stopped.status, stopped.code]).toEqual([401, 'auth.required']);
     expect(seen).not.toContain('never');
     // App middleware declared in a.ts also runs for routes of b.ts.
     seen.length = 0;
-    await call('/other');
+    await inject('/other');
     expect(seen).toContain('app:before');
   });
 
@@ -92,14 +97,14 @@ export default (r: any) => {
     const counter = definePlugin({
       name: 'counter',
       version: '1.0.0',
-      setup(kernel) {
-        kernel.contributeCtx('expensive', () => {
+      setup(api) {
+        api.contributeCtx('expensive', () => {
           built++;
           return 42;
         });
       },
     });
-    const { call } = await boot(
+    const { inject } = await boot(
       {
         ...APP,
         'apps/web/routes/a.ts': `export default (r: any) => {
@@ -107,18 +112,55 @@ export default (r: any) => {
   r.http.get('/warm', async (_q: any, _p: any, ctx: any) => ctx.expensive + ctx.expensive);
 };`,
       },
-      { extra: counter },
+      { plugins: [counter] },
     );
-    await call('/cold');
-    await call('/cold');
+    await inject('/cold');
+    await inject('/cold');
     expect(built).toBe(0);
-    expect((await call('/warm')).json).toEqual({ data: 84 });
+    expect((await inject('/warm')).json).toEqual({ data: 84 });
     expect(built).toBe(1);
+  });
+
+  it('runs send middleware on every response of the app, and parses declared bodyTypes only for their routes', async () => {
+    const stamp = definePlugin({
+      name: 'stamp',
+      version: '1.0.0',
+      dependsOn: ['@mega/http'],
+      setup(api) {
+        // Per-route behaviour through the route hook: /sealed takes a custom content type as text.
+        api.tap('route', (route) =>
+          route.path === '/sealed' ? { ...route, options: { ...route.options, bodyTypes: ['application/x-sealed'] } } : route,
+        );
+        api.tap('boot', () => {
+          api.use<HttpServer>('http').use(((_req, reply, ctx) => void reply.header('x-stamp', ctx ? 'route' : 'none')) as Send, {
+            phase: 'send',
+          });
+        });
+      },
+    });
+    const { inject } = await boot(
+      {
+        ...APP,
+        'apps/web/routes/a.ts': `export default (r: any) => {
+  r.http.post('/sealed', async (req: any) => ({ body: req.body }));
+  r.http.post('/plain', async (req: any) => ({ body: req.body }));
+  r.http.get('/fail', async () => { throw new Error('x'); });
+};`,
+      },
+      { plugins: [stamp] },
+    );
+    const sealed = await inject('/sealed', { method: 'POST', body: 'E:abc', headers: { 'content-type': 'application/x-sealed' } });
+    expect([sealed.json, sealed.headers['x-stamp']]).toEqual([{ data: { body: 'E:abc' } }, 'route']);
+    const plain = await inject('/plain', { method: 'POST', body: 'E:abc', headers: { 'content-type': 'application/x-sealed' } });
+    expect([plain.status, plain.code]).toEqual([415, 'http.unsupported_media_type']);
+    expect((await inject('/fail')).headers['x-stamp']).toBe('route');
+    const missing = await inject('/nowhere');
+    expect([missing.status, missing.headers['x-stamp']]).toEqual([404, 'none']);
   });
 
   it('validates body, query, params and headers with compiled schemas and caps the details at 20', async () => {
     const props = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`f${i}`, { type: 'integer' }]));
-    const { call } = await boot({
+    const { inject } = await boot({
       ...APP,
       'apps/web/routes/a.ts': `export default (r: any) => {
   r.http.post('/many', async () => 'ok', { schema: { body: { type: 'object', properties: ${JSON.stringify(props)} } } });
@@ -128,30 +170,30 @@ export default (r: any) => {
 };`,
     });
     const body = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`f${i}`, 'nope']));
-    const many = await call('/many', { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+    const many = await inject('/many', { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
     expect([many.status, many.code]).toEqual([400, 'validation.failed']);
     const error = many.json?.error as { details: Array<Record<string, unknown>>; message: string };
     expect(error.details).toHaveLength(20);
     expect(error.details[0]).toMatchObject({ in: 'body', path: '/f0', keyword: 'type', message: 'must be integer' });
     expect(error.message).toBe('body/f0 must be integer (and 29 more, 10 not listed)');
-    const q = await call('/q?page=0');
+    const q = await inject('/q?page=0');
     expect([q.status, q.code, (q.error as { details: unknown[] }).details]).toEqual([
       400,
       'validation.failed',
       [{ in: 'querystring', path: '/page', message: 'must be >= 1', keyword: 'minimum', params: { comparison: '>=', limit: 1 } }],
     ]);
-    expect((await call('/q?page=2')).json).toEqual({ data: { page: 2 } });
-    const missing = await call('/q');
+    expect((await inject('/q?page=2')).json).toEqual({ data: { page: 2 } });
+    const missing = await inject('/q');
     expect((missing.error as { details: Array<{ path: string }> }).details[0]?.path).toBe('/page');
-    expect((await call('/u/abc')).code).toBe('validation.failed');
-    expect((await call('/u/12')).json).toEqual({ data: { id: '12' } });
-    const h = await call('/h');
+    expect((await inject('/u/abc')).code).toBe('validation.failed');
+    expect((await inject('/u/12')).json).toEqual({ data: { id: '12' } });
+    const h = await inject('/h');
     expect([h.status, (h.error as { details: Array<{ in: string }> }).details[0]?.in]).toEqual([400, 'headers']);
   });
 
   it('logs a failed request once with its request id; 500s hide the stack in production', async () => {
-    const { logger, lines } = captureLogger();
-    const { call } = await boot(
+    const { logger, lines } = captureLogs();
+    const { inject } = await boot(
       {
         ...APP,
         'apps/web/routes/a.ts': `import { ConflictError } from '@mega/kernel';
@@ -162,34 +204,34 @@ export default (r: any) => {
       },
       { env: 'production', logger },
     );
-    const boom = await call('/boom', { headers: { 'x-request-id': 'req-abc' } });
+    const boom = await inject('/boom', { headers: { 'x-request-id': 'req-abc' } });
     expect([boom.status, boom.json]).toEqual([500, { error: { code: 'internal', message: 'internal server error' } }]);
     expect(boom.text).not.toContain('hunter2');
     const logged = lines.filter((l) => l.reqId === 'req-abc');
     expect(logged).toHaveLength(1);
     expect(logged[0]).toMatchObject({ level: 50, code: 'internal', msg: 'request failed' });
     expect(logged[0]?.err).toMatchObject({ message: 'db password is hunter2' });
-    const taken = await call('/taken', { headers: { 'x-request-id': 'req-def' } });
+    const taken = await inject('/taken', { headers: { 'x-request-id': 'req-def' } });
     expect([taken.status, taken.code]).toEqual([409, 'user.taken']);
     expect(lines.filter((l) => l.reqId === 'req-def')).toHaveLength(1);
   });
 
   it('gives Fastify the kernel logger only with requestLogging: one line per request, req.log bound to the id', async () => {
-    const { logger, lines } = captureLogger();
-    const { call } = await boot(
+    const { logger, lines } = captureLogs();
+    const { inject } = await boot(
       {
         ...APP,
         'apps/web/routes/a.ts': `export default (r: any) => { r.http.get('/hi', async (req: any) => { req.log.info('from handler'); return 'hi'; }); };`,
       },
       { logger, config: `{ plugins: ['@mega/http'], server: { port: 0, host: '127.0.0.1' }, http: { requestLogging: true } }` },
     );
-    await call('/hi', { headers: { 'x-request-id': 'log-1' } });
+    await inject('/hi', { headers: { 'x-request-id': 'log-1' } });
     const mine = lines.filter((l) => l.reqId === 'log-1').map((l) => l.msg);
     expect(mine).toEqual(['incoming request', 'from handler', 'request completed']);
   });
 
   it('envelopes once and lets buffers, streams and non-JSON replies through', async () => {
-    const { call } = await boot({
+    const { inject } = await boot({
       ...APP,
       'apps/web/routes/a.ts': `import { Readable } from 'node:stream';
 export default (r: any) => {
@@ -203,41 +245,16 @@ export default (r: any) => {
   r.http.get('/string-throw', async () => { throw 'not an Error'; });
 };`,
     });
-    expect((await call('/env')).json).toEqual({ data: { a: 1 } });
-    expect((await call('/null')).json).toEqual({ data: null });
-    expect((await call('/num')).json).toEqual({ data: 7 });
-    expect((await call('/buf')).text).toBe('bytes');
-    expect((await call('/stream')).text).toBe('ab');
-    expect((await call('/later')).json).toEqual({ late: true });
-    const thrown = await call('/string-throw');
+    expect((await inject('/env')).json).toEqual({ data: { a: 1 } });
+    expect((await inject('/null')).json).toEqual({ data: null });
+    expect((await inject('/num')).json).toEqual({ data: 7 });
+    expect((await inject('/buf')).text).toBe('bytes');
+    expect((await inject('/stream')).text).toBe('ab');
+    expect((await inject('/later')).json).toEqual({ late: true });
+    const thrown = await inject('/string-throw');
     expect([thrown.status, thrown.code]).toEqual([500, 'internal']);
-    const html = await call('/html');
+    const html = await inject('/html');
     expect([html.text, html.headers['content-type']]).toEqual(['<p>hi</p>', 'text/html']);
-  });
-
-  it('runs an app global middleware on a raw request (WebSocket upgrades)', async () => {
-    const guard = definePlugin({
-      name: 'guard',
-      version: '1.0.0',
-      dependsOn: ['@mega/http'],
-      setup(kernel) {
-        kernel.hooks.boot.tapPromise('guard', async () => {
-          kernel.use<HttpServer>('http').use(((req, reply) => {
-            if (req.headers['x-token'] !== 'ok') return reply.code(401).send({ error: { code: 'auth.required', message: 'no' } });
-            return undefined;
-          }) as Middleware);
-        });
-      },
-    });
-    const { kernel, http } = await boot(APP, { extra: guard });
-    const app = kernel.apps[0] as (typeof kernel.apps)[number];
-    const raw = (headers: Record<string, string>) =>
-      ({ headers, method: 'GET', url: '/ws', socket: { remoteAddress: '127.0.0.1' } }) as unknown as IncomingMessage;
-    const denied = await http.runMiddleware(app, raw({}));
-    expect(denied).toMatchObject({ sent: true, status: 401, body: { error: { code: 'auth.required' } } });
-    const allowed = await http.runMiddleware(app, raw({ 'x-token': 'ok' }));
-    expect(allowed.sent).toBe(false);
-    expect(allowed.ctx.app.name).toBe('web');
   });
 });
 
@@ -259,28 +276,28 @@ export default (r: any) => {
   };
 
   it('routes by Host, answers 404 app.unknown_host without a default app, and never leaks routes across hosts', async () => {
-    const { call } = await boot(VHOST);
-    expect((await call('/', { host: 'admin.test' })).text).toBe('admin');
-    expect((await call('/', { host: 'WWW.site.test:8080' })).text).toBe('site');
-    const unknown = await call('/', { host: 'evil.test' });
+    const { inject } = await boot(VHOST);
+    expect((await inject('/', { host: 'admin.test' })).text).toBe('admin');
+    expect((await inject('/', { host: 'WWW.site.test:8080' })).text).toBe('site');
+    const unknown = await inject('/', { host: 'evil.test' });
     expect([unknown.status, unknown.code]).toEqual([404, 'app.unknown_host']);
-    const weird = await call('/', { host: 'a..b' });
+    const weird = await inject('/', { host: 'a..b' });
     expect([weird.status, weird.code]).toEqual([404, 'app.unknown_host']);
-    const leak = await call('/only-admin', { host: 'site.test' });
+    const leak = await inject('/only-admin', { host: 'site.test' });
     expect([leak.status, leak.code]).toEqual([404, 'not_found']);
-    expect((await call('/cross', { host: 'site.test' })).json).toEqual({ data: { name: 'admin', hosts: ['admin.test'] } });
+    expect((await inject('/cross', { host: 'site.test' })).json).toEqual({ data: { name: 'admin', hosts: ['admin.test'] } });
     // Plugin routes (no app) answer on every host: probes often use the pod IP.
-    expect((await call('/health', { host: '10.0.0.7:3000' })).status).toBe(200);
+    expect((await inject('/health', { host: '10.0.0.7:3000' })).status).toBe(200);
   });
 
   it('sends unknown hosts to the default app when one exists', async () => {
-    const { call } = await boot({
+    const { inject } = await boot({
       ...VHOST,
       'apps/site/app.config.ts': 'export default {};',
     });
-    expect((await call('/', { host: 'anything.test' })).text).toBe('site');
-    expect((await call('/', { host: 'admin.test' })).text).toBe('admin');
-    expect((await call('/only-admin', { host: 'anything.test' })).code).toBe('not_found');
+    expect((await inject('/', { host: 'anything.test' })).text).toBe('site');
+    expect((await inject('/', { host: 'admin.test' })).text).toBe('admin');
+    expect((await inject('/only-admin', { host: 'anything.test' })).code).toBe('not_found');
   });
 
   it('refuses two apps claiming one host', async () => {
@@ -320,15 +337,15 @@ describe('bodies, limits and static files (bad input keeps the server serving)',
   }
 
   it('parses forms and multipart, answers each bad input with its exact status and code', async () => {
-    const { call } = await boot(FILES, { config: CONFIG });
-    const ping = async () => expect((await call('/ping')).text).toBe('pong');
-    const form = await call('/form', {
+    const { inject } = await boot(FILES, { config: CONFIG });
+    const ping = async () => expect((await inject('/ping')).text).toBe('pong');
+    const form = await inject('/form', {
       method: 'POST',
       body: 'a=1&b=two',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
     });
     expect(form.json).toEqual({ data: { a: '1', b: 'two' } });
-    const cases: Array<[string, Parameters<typeof call>[1], number, string]> = [
+    const cases: Array<[string, Parameters<typeof inject>[1], number, string]> = [
       ['/json', { method: 'POST', body: '{"a":', headers: { 'content-type': 'application/json' } }, 400, 'http.invalid_json'],
       ['/json', { method: 'POST', body: '', headers: { 'content-type': 'application/json' } }, 400, 'http.invalid_json'],
       ['/json', { method: 'POST', body: '<a/>', headers: { 'content-type': 'application/xml' } }, 415, 'http.unsupported_media_type'],
@@ -371,11 +388,11 @@ describe('bodies, limits and static files (bad input keeps the server serving)',
       ],
     ];
     for (const [path, init, status, code] of cases) {
-      const res = await call(path, init);
+      const res = await inject(path, init);
       expect([path, res.status, res.code]).toEqual([path, status, code]);
       await ping();
     }
-    const upload = await call('/upload', {
+    const upload = await inject('/upload', {
       method: 'POST',
       ...multipart([
         { name: 'note', value: 'hello' },
@@ -407,7 +424,7 @@ export default (r: any) => {
       { ...FILES, 'apps/web/routes/a.ts': routes },
       { config: config(`{ fileSize: 1000000, tmpDir: ${JSON.stringify(tmp)} }`) },
     );
-    const res = await disk.call('/upload', { method: 'POST', ...body });
+    const res = await disk.inject('/upload', { method: 'POST', ...body });
     expect(res.status).toBe(200);
     const { path, exists, mode, size, text, streamed, note } = res.data;
     expect([exists, mode, size, note]).toEqual([true, 0o600, 300_000, 'hi']);
@@ -415,13 +432,13 @@ export default (r: any) => {
     expect([text.length, streamed.length]).toEqual([300_000, 300_000]);
     await until(() => (readdirSync(tmp).length === 0 ? true : undefined), 5000, 'the temporary file deleted');
     // A failing handler, a file over the limit: nothing stays behind either.
-    expect((await disk.call('/fail', { method: 'POST', ...body })).status).toBe(500);
+    expect((await disk.inject('/fail', { method: 'POST', ...body })).status).toBe(500);
     const tooBig = multipart([{ name: 'file', value: 'y'.repeat(2_000_000), filename: 'huge.bin' }]);
-    expect((await disk.call('/upload', { method: 'POST', ...tooBig })).code).toBe('http.file_too_large');
+    expect((await disk.inject('/upload', { method: 'POST', ...tooBig })).code).toBe('http.file_too_large');
     await until(() => (readdirSync(tmp).length === 0 ? true : undefined), 5000, 'no temporary file left');
     // A client that disconnects halfway through a file.
     const half = body.body.slice(0, 150_000);
-    const socket = connect(disk.http.port, '127.0.0.1');
+    const socket = connect(disk.port, '127.0.0.1');
     await new Promise<void>((r) => socket.once('connect', () => r()));
     socket.write(
       `POST /upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: ${body.headers['content-type']}\r\nContent-Length: ${Buffer.byteLength(body.body)}\r\n\r\n${half}`,
@@ -435,15 +452,15 @@ export default (r: any) => {
       { ...FILES, 'apps/web/routes/a.ts': routes },
       { config: config(`{ storage: 'memory', tmpDir: ${JSON.stringify(tmp)} }`) },
     );
-    const inMemory = await memory.call('/upload', { method: 'POST', ...body });
+    const inMemory = await memory.inject('/upload', { method: 'POST', ...body });
     expect(inMemory.data).toMatchObject({ path: null, size: 300_000, note: 'hi' });
     expect([inMemory.data.text.length, inMemory.data.streamed.length]).toEqual([300_000, 300_000]);
     expect(readdirSync(tmp)).toEqual([]);
   });
 
   it('serves apps/<app>/public under /static and refuses path traversal', async () => {
-    const { call } = await boot(FILES, { config: CONFIG });
-    const file = await call('/static/app.js');
+    const { inject } = await boot(FILES, { config: CONFIG });
+    const file = await inject('/static/app.js');
     expect([file.status, file.text]).toEqual([200, 'console.log("static");\n']);
     for (const path of [
       '/static/../secret.txt',
@@ -452,12 +469,12 @@ export default (r: any) => {
       '/static/.secret',
       '/static/%2e%2e%2f%2e%2e%2fetc%2fpasswd',
     ]) {
-      const res = await call(path);
+      const res = await inject(path);
       expect([path, res.status, res.code]).toEqual([path, 403, 'http.forbidden']);
       expect(res.text).not.toContain('outside public');
     }
-    expect((await call('/static/nope.js')).code).toBe('not_found');
-    expect((await call('/ping')).text).toBe('pong');
+    expect((await inject('/static/nope.js')).code).toBe('not_found');
+    expect((await inject('/ping')).text).toBe('pong');
   });
 });
 
@@ -474,23 +491,20 @@ describe('route conflicts', () => {
 
 describe('raw protocol abuse', () => {
   it('keeps serving after a request with a malformed Host header and a garbage request line', async () => {
-    const { http, call } = await boot({
+    const { port, inject } = await boot({
       ...APP,
       'apps/web/routes/a.ts': `export default (r: any) => { r.http.get('/ping', async () => 'pong'); };`,
     });
     const status = await new Promise<number>((resolve, reject) => {
-      const req = request(
-        { host: '127.0.0.1', port: http.port, path: '/ping', headers: { host: 'bad host\u0001' }, agent: false },
-        (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-        },
-      );
+      const req = request({ host: '127.0.0.1', port, path: '/ping', headers: { host: 'bad host\u0001' }, agent: false }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
       req.on('error', () => resolve(-1));
       req.end();
       setTimeout(() => reject(new Error('no answer')), 3000);
     }).catch(() => -1);
     expect([400, -1]).toContain(status);
-    expect((await call('/ping')).text).toBe('pong');
+    expect((await inject('/ping')).text).toBe('pong');
   });
 });

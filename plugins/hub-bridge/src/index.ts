@@ -1,10 +1,13 @@
-import type { App, Kernel } from '@mega/kernel';
+import { redactUrl } from '@mega/adapters';
+import type { App, CliIO, ConfigInput } from '@mega/kernel';
 import { ConfigError, definePlugin, packageVersion } from '@mega/kernel';
-import type { PresenceService } from '@mega/ws-presence';
-import type { BridgeHubConfig, LinkStatus } from './link.js';
+import { BridgeHubConfigSchema } from './config.js';
+import type { LinkStatus } from './link.js';
 import { HubLink } from './link.js';
 
-export type { BridgeHubConfig, LinkState, LinkStatus, RetryOptions } from './link.js';
+export type { BridgeHubConfig, LinkConfig, RetryOptions } from './config.js';
+export { BridgeHubConfigSchema } from './config.js';
+export type { LinkState, LinkStatus } from './link.js';
 export { HubLink } from './link.js';
 export type { FromHub, HubSession } from './protocol.js';
 export { decodeFromHub, PROTOCOL_VERSION, toHub, truncateReason } from './protocol.js';
@@ -16,115 +19,76 @@ export interface HubBridgeService {
 }
 
 declare module '@mega/kernel' {
+  /** This plugin's keys of app.config.ts (see the README's config table). */
+  interface AppConfig {
+    bridgeHub?: ConfigInput<typeof BridgeHubConfigSchema>['bridgeHub'];
+  }
   interface MegaServices {
     'hub-bridge': HubBridgeService;
   }
 }
 
-/** The part of @mega/health's service this plugin uses (no import: health is optional). */
-interface HealthRegistry {
-  register(name: string, fn: () => { ok: boolean; [detail: string]: unknown }): void;
-}
-
-const NAME = '@mega/hub-bridge';
-
-const id = { type: 'string', minLength: 1, maxLength: 256 };
-export const configSchema = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    url: { type: 'string', pattern: '^wss?://' },
-    token: { type: 'string', minLength: 1, maxLength: 4096 },
-    bridgeId: id,
-    channels: { type: 'array', items: id, maxItems: 256, default: [] },
-    retry: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
-      properties: {
-        retries: { type: 'integer', minimum: -1, default: -1 },
-        minTimeout: { type: 'integer', minimum: 1, default: 1000 },
-        maxTimeout: { type: 'integer', minimum: 1, default: 10_000 },
-        factor: { type: 'number', minimum: 1, default: 2 },
-      },
-    },
-    compression: { type: 'boolean', default: false },
-    requeueClientsOnDrain: { type: 'boolean', default: true },
-    connectTimeoutMs: { type: 'integer', minimum: 100, default: 5000 },
-  },
-};
-
-export default definePlugin<BridgeHubConfig>({
-  name: NAME,
+export default definePlugin({
+  name: '@mega/hub-bridge',
   version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.2.0',
   dependsOn: ['@mega/ws-presence'],
-  configKey: 'bridgeHub',
-  configScope: 'app',
-  configSchema,
-  setup(kernel: Kernel) {
+  config: { app: BridgeHubConfigSchema },
+  commands: {
+    'ws-hub': {
+      summary: 'run the hub sidecar (mega-hub), building it when stale',
+      // Imported on use: loading the plugin (every `mega` command does) stays cheap.
+      run: async (argv: string[], io: CliIO) => (await import('./ws-hub.js')).wsHubCommand(argv, io),
+    },
+  },
+  setup(api) {
+    const { kernel } = api;
     const links = new Map<string, HubLink>();
-    const presence = kernel.use<PresenceService>('presence');
+    const presence = api.use('presence');
+    // ws-cluster fans out every app over NATS: an app bridged to the hub too would get each event twice.
+    const clusterLoaded = kernel.plugins.some((p) => p.config?.global?.properties.wsCluster !== undefined);
     for (const app of kernel.apps) {
-      if ((app.config as Record<string, unknown>).bridgeHub === undefined) continue;
-      if ((kernel.config as Record<string, unknown>).wsCluster !== undefined) {
+      const config = api.appConfig(app).bridgeHub;
+      if (!config) continue;
+      if (clusterLoaded) {
         throw new ConfigError(
           'config.cluster_transport_conflict',
-          `app "${app.name}" configures bridgeHub while mega.config.ts configures wsCluster: choose one cluster transport`,
+          `app "${app.name}" configures bridgeHub while wsCluster (NATS) fans out every app: choose one cluster transport (remove bridgeHub from app.config.ts or @mega/ws-cluster from mega.config.ts)`,
           { details: { app: app.name, transports: ['wsCluster', 'bridgeHub'] } },
         );
       }
-      const config = kernel.appConfig<BridgeHubConfig>(app, 'bridgeHub');
-      if (!config.url || !config.token) {
-        throw new ConfigError('config.invalid', `apps/${app.name}: bridgeHub needs url (ws://host:port) and token`, {
-          details: { app: app.name, missing: [!config.url && 'url', !config.token && 'token'].filter(Boolean) },
-        });
-      }
-      if (config.retry.maxTimeout < config.retry.minTimeout) config.retry.maxTimeout = config.retry.minTimeout;
+      // A maxTimeout below minTimeout means "no growth", not an error.
+      const retry = { ...config.retry, maxTimeout: Math.max(config.retry.maxTimeout, config.retry.minTimeout) };
       const bridgeId = config.bridgeId ?? `${app.name}-${kernel.instanceId.slice(0, 8)}`;
       const p = presence.of(app);
-      const link = new HubLink(
-        { ...config, bridgeId },
-        p,
-        kernel.codec,
-        kernel.log.child({ plugin: NAME, app: app.name }),
-        kernel.instanceId,
-      );
+      const link = new HubLink({ ...config, retry, bridgeId }, p, kernel.codec, api.log.child({ app: app.name }), kernel.instanceId);
       links.set(app.name, link);
       p.setRosterProvider((ns, channel, local) => link.rosterList(ns, channel, local));
     }
     if (links.size === 0) return;
 
-    kernel.provide(
-      'hub-bridge',
-      {
-        status: () => Object.fromEntries([...links].map(([name, l]) => [name, l.status()])),
-        link: (app) => links.get(typeof app === 'string' ? app : app.name),
-      } satisfies HubBridgeService,
-      NAME,
-    );
+    api.provide('hub-bridge', {
+      status: () => Object.fromEntries([...links].map(([name, l]) => [name, l.status()])),
+      link: (app) => links.get(typeof app === 'string' ? app : app.name),
+    });
 
-    kernel.hooks.presence.tap(NAME, (ev) => links.get(ev.app.name)?.onPresence(ev));
+    api.tap('presence', (ev) => links.get(ev.app.name)?.onPresence(ev));
 
-    kernel.hooks.boot.tapPromise(NAME, async () => {
-      // Link state shows in readiness details (@mega/health, when loaded) but never fails readiness:
-      // the app serves its local clients with the hub down.
-      if (kernel.has('health')) {
-        kernel.use<HealthRegistry>('health').register(NAME, () => ({
-          ok: true,
-          links: Object.fromEntries([...links].map(([name, l]) => [name, l.state])),
-        }));
-      }
+    // Listed by /ready but never failing: the app serves its local clients with the hub down. Link
+    // state is in the `hub-bridge` service's status().
+    api.health(api.name, async () => {});
+
+    api.tap('boot', async () => {
       // One attempt per app at boot; a failure warns and the link keeps retrying in the background.
       await Promise.all(
         [...links].map(async ([name, link]) => {
           if (!(await link.start())) {
             const s = link.status();
-            const log = kernel.log.child({ plugin: NAME, app: name });
+            const log = api.log.child({ app: name });
             if (s.state === 'failed') log.error({ lastClose: s.lastClose }, 'hub-bridge: the hub refused this bridge at boot');
             else
               log.warn(
-                { url: s.url, error: s.lastError, lastClose: s.lastClose },
+                { url: redactUrl(s.url), error: s.lastError, lastClose: s.lastClose },
                 'hub-bridge: hub unreachable at boot; retrying in the background',
               );
           }
@@ -132,7 +96,7 @@ export default definePlugin<BridgeHubConfig>({
       );
     });
 
-    kernel.hooks.shutdown.tapPromise(NAME, async () => {
+    api.onShutdown(async () => {
       await Promise.all([...links.values()].map((l) => l.stop()));
     });
   },

@@ -5,37 +5,14 @@
  * a `sync` rebuilds the remote roster. Reconnects use jittered exponential backoff; a bad token
  * (1008 hub.unauthorized) and a replaced link (4409) are fatal and not retried.
  */
+import { redactUrl } from '@mega/adapters';
 import type { Codec, Logger, PresenceEvent } from '@mega/kernel';
 import { PreparedMessage } from '@mega/ws';
 import type { Presence, PresenceEntry } from '@mega/ws-presence';
 import WebSocket from 'ws';
+import type { LinkConfig } from './config.js';
 import type { FromHub, HubSession } from './protocol.js';
 import { decodeFromHub, toHub } from './protocol.js';
-
-export interface RetryOptions {
-  /** Reconnect attempts after a failure; -1 = forever. */
-  retries: number;
-  minTimeout: number;
-  maxTimeout: number;
-  factor: number;
-}
-
-export interface BridgeHubConfig {
-  url: string;
-  token: string;
-  bridgeId: string;
-  /** Hub channels this bridge subscribes to without a user session (subscriber sessions). */
-  channels: string[];
-  retry: RetryOptions;
-  /** Ask for the `deflate` capability (frames >= 1 KiB sent compressed). */
-  compression: boolean;
-  connectTimeoutMs: number;
-  /**
-   * When the hub drains (closes the link with 4503), close this instance's client sockets with 4503
-   * too, so clients reconnect (possibly elsewhere) and keep their session (SPEC §5: requeue).
-   */
-  requeueClientsOnDrain: boolean;
-}
 
 export type LinkState = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'failed' | 'stopped';
 
@@ -72,7 +49,7 @@ interface LocalSession {
 }
 
 export class HubLink {
-  readonly #config: BridgeHubConfig;
+  readonly #config: LinkConfig;
   readonly #presence: Presence;
   readonly #codec: Codec;
   readonly #log: Logger;
@@ -101,7 +78,7 @@ export class HubLink {
   #syncId = 0;
   #waiters: Array<() => void> = [];
 
-  constructor(config: BridgeHubConfig, presence: Presence, codec: Codec, log: Logger, instanceId: string) {
+  constructor(config: LinkConfig, presence: Presence, codec: Codec, log: Logger, instanceId: string) {
     this.#config = config;
     this.#presence = presence;
     this.#codec = codec;
@@ -117,7 +94,7 @@ export class HubLink {
     return {
       state: this.#state,
       bridgeId: this.#config.bridgeId,
-      url: this.#config.url,
+      url: redactUrl(this.#config.url),
       ...this.#status,
       remoteSessions: this.remote.size,
     };
@@ -331,7 +308,7 @@ export class HubLink {
         if ((code === 1008 && FATAL_REASONS.has(reason)) || code === 4409) {
           this.#state = 'failed';
           this.#log.error(
-            { code, reason, url: cfg.url, bridgeId: cfg.bridgeId },
+            { code, reason, url: redactUrl(cfg.url), bridgeId: cfg.bridgeId },
             'hub-bridge: the hub refused this bridge; not retrying (fix the config)',
           );
           return;
@@ -342,7 +319,7 @@ export class HubLink {
           for (const id of sessions) this.#presence.disconnectSession(id, 'requeue', 'hub draining');
         }
         if (wasUp) {
-          this.#log.warn({ code, reason, url: cfg.url }, 'hub-bridge: link lost; reconnecting (local delivery continues)');
+          this.#log.warn({ code, reason, url: redactUrl(cfg.url) }, 'hub-bridge: link lost; reconnecting (local delivery continues)');
           this.#scheduleReconnect();
         }
       });
@@ -363,7 +340,7 @@ export class HubLink {
     this.#status.attempts = 0;
     this.#lastHeard = Date.now();
     this.#log.info(
-      { url: this.#config.url, bridgeId: this.#config.bridgeId, hubId: p.hubId, connects: this.#status.connects },
+      { url: redactUrl(this.#config.url), bridgeId: this.#config.bridgeId, hubId: p.hubId, connects: this.#status.connects },
       'hub-bridge: registered',
     );
     // Liveness both ways: our heartbeat every heartbeatMs/2; 2 x heartbeatMs of hub silence = dead link.

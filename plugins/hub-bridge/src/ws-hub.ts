@@ -9,7 +9,7 @@ import { constants } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseEnv } from 'node:util';
-import type { CliIO } from './io.js';
+import type { CliIO } from '@mega/kernel';
 
 const HELP = `Usage: mega ws-hub [--no-build] [-- hub args]
 

@@ -9,21 +9,33 @@
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import type { Kernel, MegaContext } from '@mega/kernel';
-import { definePlugin, MegaError, packageVersion } from '@mega/kernel';
+import type { ConfigInput, MegaContext, Static } from '@mega/kernel';
+import { definePlugin, MegaError, packageVersion, Type } from '@mega/kernel';
 import { parseCookie } from 'cookie';
 
-export interface I18nConfig {
-  defaultLocale?: string;
-  /** Query parameter that picks a locale (`?lang=ko`); empty string turns it off. */
-  queryParam?: string;
-  /** Cookie that picks a locale; empty string turns it off. */
-  cookieName?: string;
-}
+/** The app key `i18n` of apps/<name>/app.config.ts: the one source of its type and defaults. */
+export const I18nAppConfig = Type.Object({
+  i18n: Type.Object(
+    {
+      defaultLocale: Type.String({ minLength: 2, default: 'en' }),
+      /** Query parameter that picks a locale (`?lang=ko`); empty string turns it off. */
+      queryParam: Type.String({ default: 'lang' }),
+      /** Cookie that picks a locale; empty string turns it off. */
+      cookieName: Type.String({ default: 'lang' }),
+    },
+    { additionalProperties: false, default: {} },
+  ),
+});
+
+export type I18nConfig = Static<typeof I18nAppConfig>['i18n'];
 
 export type Translate = (key: string, vars?: Record<string, unknown>) => string;
 
 declare module '@mega/kernel' {
+  /** This plugin's keys of app.config.ts (see the README's config table). */
+  interface AppConfig {
+    i18n?: ConfigInput<typeof I18nAppConfig>['i18n'];
+  }
   interface MegaContext {
     /** The negotiated locale of this request. */
     readonly locale: string;
@@ -145,57 +157,39 @@ export function loadCatalog(dir: string, defaultLocale: string): Catalog {
   return catalog;
 }
 
-export default definePlugin<undefined>({
+export default definePlugin({
   name: '@mega/i18n',
   version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.2.0',
-  configKey: 'i18n',
-  configScope: 'app',
-  configSchema: {
-    type: 'object',
-    additionalProperties: false,
-    properties: {
-      defaultLocale: { type: 'string', minLength: 2, default: 'en' },
-      queryParam: { type: 'string', default: 'lang' },
-      cookieName: { type: 'string', default: 'lang' },
-    },
-  },
-  setup(kernel: Kernel) {
+  config: { app: I18nAppConfig },
+  setup(api) {
     const catalogs = new Map<string, { catalog: Catalog; config: I18nConfig }>();
-    for (const app of kernel.apps) {
-      const config = kernel.appConfig<I18nConfig>(app, 'i18n');
-      const catalog = loadCatalog(join(app.dir, 'locales', 'server'), config.defaultLocale ?? 'en');
+    for (const app of api.kernel.apps) {
+      const config = api.appConfig(app).i18n;
+      const catalog = loadCatalog(join(app.dir, 'locales', 'server'), config.defaultLocale);
       catalogs.set(app.name, { catalog, config });
-      kernel.log.debug({ app: app.name, locales: catalog.locales }, 'i18n: locales loaded');
+      api.log.debug({ app: app.name, locales: catalog.locales }, 'i18n: locales loaded');
     }
-    kernel.contributeCtx(
-      'locale',
-      (ctx: MegaContext) => {
-        const entry = catalogs.get(ctx.app.name);
-        if (!entry) return 'en';
-        const req = ctx.source as { headers?: Record<string, string | string[] | undefined>; query?: Record<string, unknown> } | undefined;
-        const candidates: string[] = [];
-        const { queryParam, cookieName } = entry.config;
-        const fromQuery = queryParam ? req?.query?.[queryParam] : undefined;
-        if (typeof fromQuery === 'string') candidates.push(fromQuery);
-        const cookie = req?.headers?.cookie;
-        if (cookieName && typeof cookie === 'string') {
-          const fromCookie = parseCookie(cookie)[cookieName];
-          if (fromCookie) candidates.push(fromCookie);
-        }
-        const accept = req?.headers?.['accept-language'];
-        candidates.push(...parseAcceptLanguage(typeof accept === 'string' ? accept : undefined));
-        return entry.catalog.negotiate(candidates);
-      },
-      '@mega/i18n',
-    );
-    kernel.contributeCtx(
-      't',
-      (ctx: MegaContext): Translate => {
-        const entry = catalogs.get(ctx.app.name);
-        return (key, vars) => (entry ? entry.catalog.translate(ctx.locale, key, vars) : key);
-      },
-      '@mega/i18n',
-    );
+    // Every app has an entry (built above from kernel.apps, the only apps a ctx can belong to).
+    const entryOf = (ctx: MegaContext) => catalogs.get(ctx.app.name) as { catalog: Catalog; config: I18nConfig };
+    api.contributeCtx('locale', (ctx) => {
+      const { catalog, config } = entryOf(ctx);
+      const req = ctx.source as { headers?: Record<string, string | string[] | undefined>; query?: Record<string, unknown> } | undefined;
+      const candidates: string[] = [];
+      const fromQuery = config.queryParam ? req?.query?.[config.queryParam] : undefined;
+      if (typeof fromQuery === 'string') candidates.push(fromQuery);
+      const cookie = req?.headers?.cookie;
+      if (config.cookieName && typeof cookie === 'string') {
+        const fromCookie = parseCookie(cookie)[config.cookieName];
+        if (fromCookie) candidates.push(fromCookie);
+      }
+      const accept = req?.headers?.['accept-language'];
+      candidates.push(...parseAcceptLanguage(typeof accept === 'string' ? accept : undefined));
+      return catalog.negotiate(candidates);
+    });
+    api.contributeCtx('t', (ctx): Translate => {
+      const { catalog } = entryOf(ctx);
+      return (key, vars) => catalog.translate(ctx.locale, key, vars);
+    });
   },
 });

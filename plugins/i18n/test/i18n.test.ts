@@ -1,6 +1,12 @@
+import { type BootProjectOptions, bootProject, stopAll, writeProject } from '@mega/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { boot, stopAll } from '../../../scripts/test/http-kernel.js';
 import { Catalog, parseAcceptLanguage } from '../src/index.js';
+
+/** Writes a project whose mega.config.ts exports `config` (TS source) and boots it with the test kit. */
+const boot = (
+  files: Record<string, string>,
+  { config = "{ plugins: ['@mega/http'] }", ...options }: BootProjectOptions & { config?: string } = {},
+) => bootProject(writeProject({ 'mega.config.ts': `export default ${config};\n`, ...files }, { prefix: 'mega-http-' }), options);
 
 afterEach(stopAll);
 
@@ -53,7 +59,7 @@ describe('@mega/i18n', () => {
   });
 
   it('gives each request ctx.t and ctx.locale from ?lang, the lang cookie or Accept-Language', async () => {
-    const { call } = await boot(
+    const { inject } = await boot(
       {
         'apps/web/app.config.ts': `export default { i18n: { defaultLocale: 'en' } };`,
         'apps/web/locales/server/en.json': JSON.stringify({ greet: 'Hello, {name}!' }),
@@ -62,13 +68,13 @@ describe('@mega/i18n', () => {
       },
       { config: `{ plugins: ['@mega/http', '@mega/i18n'], server: { port: 0, host: '127.0.0.1' } }` },
     );
-    expect((await call('/', { headers: { 'accept-language': 'ko-KR,ko;q=0.9' } })).json).toEqual({
+    expect((await inject('/', { headers: { 'accept-language': 'ko-KR,ko;q=0.9' } })).json).toEqual({
       data: { locale: 'ko', text: '안녕, Mega!' },
     });
-    expect((await call('/', { headers: { 'accept-language': 'de' } })).json).toEqual({ data: { locale: 'en', text: 'Hello, Mega!' } });
-    expect((await call('/?lang=ko', { headers: { 'accept-language': 'en' } })).json?.data).toMatchObject({ locale: 'ko' });
-    expect((await call('/', { headers: { cookie: 'lang=ko', 'accept-language': 'en' } })).json?.data).toMatchObject({ locale: 'ko' });
-    expect((await call('/', { headers: { 'accept-language': 'garbage!!;q=abc, ;;, ko;q=nope' } })).json?.data).toMatchObject({
+    expect((await inject('/', { headers: { 'accept-language': 'de' } })).json).toEqual({ data: { locale: 'en', text: 'Hello, Mega!' } });
+    expect((await inject('/?lang=ko', { headers: { 'accept-language': 'en' } })).json?.data).toMatchObject({ locale: 'ko' });
+    expect((await inject('/', { headers: { cookie: 'lang=ko', 'accept-language': 'en' } })).json?.data).toMatchObject({ locale: 'ko' });
+    expect((await inject('/', { headers: { 'accept-language': 'garbage!!;q=abc, ;;, ko;q=nope' } })).json?.data).toMatchObject({
       locale: 'en',
     });
   });

@@ -1,37 +1,57 @@
-import type { App, HealthCheck, Kernel, ServiceDeclaration } from '@mega/kernel';
-import { ConfigError, definePlugin, packageVersion, parseServiceUrl, pickAlias } from '@mega/kernel';
+/**
+ * @mega/lock: `ctx.lock` per app with fencing tokens, on memory, cluster (the primary's table) or
+ * Redis. The Redis driver uses the client @mega/cache-redis owns for the alias (`api.use('redis')`):
+ * this plugin never opens a Redis connection.
+ */
+import { AdapterSet, pickAlias } from '@mega/adapters';
+import type { RedisConnections } from '@mega/cache-redis';
+import type { ConfigInput, Static } from '@mega/kernel';
+import { ConfigError, definePlugin, PluginError, packageVersion, Type } from '@mega/kernel';
 import type { LockDriver } from './driver.js';
 import { ClusterLockDriver } from './drivers/cluster.js';
 import { MemoryLockDriver } from './drivers/memory.js';
-import { RedisLockDriver } from './drivers/redis.js';
+import { RedisLockConnection, RedisLockDriver } from './drivers/redis.js';
 import { LockManager } from './lock.js';
+import { createLockTable } from './primary.js';
 
-export type { HealthCheck, LatencySnapshot, OpStatsSnapshot } from '@mega/kernel';
+export type { LatencySnapshot, OpStatsSnapshot } from '@mega/adapters';
 export type { LockDriver } from './driver.js';
 export type { LockWire } from './drivers/cluster.js';
 export { ACQUIRE_LUA, defineLockCommands, EXTEND_LUA, RELEASE_LUA } from './drivers/redis.js';
 export type { Lease, LockOptions, LockScope, LockStats } from './lock.js';
 export { LockManager } from './lock.js';
+export type { LockTable } from './primary.js';
+export { createLockTable, LOCK_CHANNEL } from './primary.js';
 
-const NAME = '@mega/lock';
+const CACHE_REDIS = '@mega/cache-redis';
 
 /** `lock` in apps/<name>/app.config.ts. */
-export interface LockConfig {
-  /** Default: redis when `service` is set, else cluster inside `--workers`, else memory. */
-  driver?: 'memory' | 'redis' | 'cluster';
-  /** The `services.caches` alias (driver redis) holding the locks. Default: `default`, or the only one. */
-  service?: string;
-  /** Key prefix of this app. Default `<app name>:` (Redis keys: `mega:lock:<prefix><key>`). */
-  prefix?: string;
-  /** Default lease length. Default 10000. */
-  ttlMs?: number;
-  /** Default wait. Default 5000. */
-  waitMs?: number;
-  /** Redis: pause between attempts on a held key. Default 10. */
-  retryDelayMs?: number;
-}
+export const LockAppConfig = Type.Object({
+  lock: Type.Object(
+    {
+      /** Default: redis when `service` is set, else cluster inside `--workers`, else memory. */
+      driver: Type.Optional(Type.Union([Type.Literal('memory'), Type.Literal('redis'), Type.Literal('cluster')])),
+      /** The `services.caches` alias (driver redis, served by @mega/cache-redis). Default: `default`, or the only one. */
+      service: Type.Optional(Type.String({ minLength: 1 })),
+      /** Key prefix of this app. Default `<app name>:` (Redis keys: `mega:lock:<prefix><key>`). */
+      prefix: Type.Optional(Type.String()),
+      /** Default lease length (ms). */
+      ttlMs: Type.Integer({ minimum: 1, default: 10_000 }),
+      /** Default wait (ms); 0 tries once. */
+      waitMs: Type.Integer({ minimum: 0, default: 5000 }),
+      /** Redis: pause between attempts on a held key (ms, jittered). */
+      retryDelayMs: Type.Integer({ minimum: 1, default: 10 }),
+    },
+    { additionalProperties: false, default: {} },
+  ),
+});
+export type LockConfig = Static<typeof LockAppConfig>['lock'];
 
 declare module '@mega/kernel' {
+  /** This plugin's keys of app.config.ts (see the README's config table). */
+  interface AppConfig {
+    lock?: ConfigInput<typeof LockAppConfig>['lock'];
+  }
   interface MegaContext {
     /** This app's locks. */
     readonly lock: LockManager;
@@ -39,61 +59,42 @@ declare module '@mega/kernel' {
   interface AppExtensions {
     readonly lock: LockManager;
   }
-  interface MegaServices {
-    'health:@mega/lock': Record<string, HealthCheck>;
-  }
 }
 
-export const configSchema = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    driver: { enum: ['memory', 'redis', 'cluster'] },
-    service: { type: 'string', minLength: 1 },
-    prefix: { type: 'string' },
-    ttlMs: { type: 'integer', minimum: 1, default: 10_000 },
-    waitMs: { type: 'integer', minimum: 0, default: 5000 },
-    retryDelayMs: { type: 'integer', minimum: 1, default: 10 },
-  },
-};
-
-export default definePlugin<undefined>({
-  name: NAME,
+export default definePlugin({
+  name: '@mega/lock',
   version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.2.0',
-  configKey: 'lock',
-  configScope: 'app',
-  configSchema,
-  setup(kernel: Kernel) {
-    const log = kernel.log.child({ plugin: NAME });
-    const caches = kernel.config.services?.caches ?? {};
+  config: { app: LockAppConfig },
+  // Set up after the Redis owner when it is loaded, so `api.use('redis')` is there.
+  after: [CACHE_REDIS],
+  primary: createLockTable,
+  setup(api) {
     const inCluster = typeof process.send === 'function' && process.env.MEGA_WORKER_SLOT !== undefined;
+    // One connection check per cache alias; one driver per alias and retry delay (apps may differ).
+    const redisAliases = new AdapterSet<RedisLockConnection>({ kind: 'caches', preferred: 'default', label: 'lock' });
     const drivers = new Map<string, LockDriver>();
     const managers = new Map<string, LockManager>();
-    const checks: Record<string, HealthCheck> = {};
 
-    for (const app of kernel.apps as App[]) {
-      const config = kernel.appConfig<LockConfig & Required<Pick<LockConfig, 'ttlMs' | 'waitMs' | 'retryDelayMs'>>>(app, 'lock');
+    for (const app of api.kernel.apps) {
+      const config = api.appConfig(app).lock;
       const driverName = config.driver ?? (config.service ? 'redis' : inCluster ? 'cluster' : 'memory');
       let id: string = driverName;
       if (driverName === 'redis') {
-        const alias = pickAlias('caches', Object.keys(caches), config.service, 'default');
-        const decl = caches[alias] as ServiceDeclaration;
-        if (decl.driver !== 'redis') {
-          throw new ConfigError(
-            'adapter.unknown_driver',
-            `apps/${app.name}: lock.service "${alias}" is a ${decl.driver} cache; the redis lock needs driver redis`,
-            {
-              details: { app: app.name, alias, driver: decl.driver },
-            },
+        if (!api.has('redis')) {
+          throw new PluginError(
+            'plugin.missing_dependency',
+            `apps/${app.name}: lock.driver is redis, and Redis connections are owned by ${CACHE_REDIS}, which is not in plugins; run: mega plugin add ${CACHE_REDIS}`,
+            { plugin: api.name, details: { app: app.name, missing: CACHE_REDIS } },
           );
         }
-        parseServiceUrl('caches', alias, decl.url, ['redis:', 'rediss:']);
+        const redis: RedisConnections = api.use('redis');
+        const alias = pickAlias('caches', redis.aliases, config.service, 'default');
+        // Optional here: whether Redis down stops boot is the owner's call (cache-redis connected it
+        // first and failed boot for a required alias); reaching this check down means it is optional.
+        if (!redisAliases.has(alias)) redisAliases.add(new RedisLockConnection(alias, redis.client(alias), redis.url(alias)), true);
         id = `redis:${alias}:${config.retryDelayMs}`;
-        if (!drivers.has(id)) {
-          drivers.set(id, new RedisLockDriver({ alias, url: decl.url as string, retryDelayMs: config.retryDelayMs }, log));
-          checks[`lock:${alias}`] = () => (drivers.get(id) as LockDriver).check();
-        }
+        if (!drivers.has(id)) drivers.set(id, new RedisLockDriver(redisAliases.get(alias), config.retryDelayMs));
       } else if (config.service) {
         throw new ConfigError('config.invalid', `apps/${app.name}: lock.service is only for the redis driver (driver is "${driverName}")`, {
           details: { app: app.name, driver: driverName },
@@ -117,26 +118,18 @@ export default definePlugin<undefined>({
         for (const m of managers.values()) if (key.startsWith(m.prefix)) m.driverLost(key, token);
       });
     }
-    if (drivers.has('cluster')) checks['lock:cluster'] = () => (drivers.get('cluster') as LockDriver).check();
-    kernel.provide('health:@mega/lock', checks, NAME);
-    kernel.contributeCtx('lock', (ctx) => managers.get(ctx.app.name) as LockManager, NAME);
-    kernel.contributeApp('lock', (app) => managers.get(app.name));
-
-    kernel.hooks.boot.tapPromise(NAME, async () => {
-      await Promise.all(
-        [...drivers.values()].map(async (driver) => {
-          try {
-            await driver.connect();
-          } catch (error) {
-            const alias = (driver as RedisLockDriver).alias;
-            if ((caches[alias] as { optional?: boolean } | undefined)?.optional !== true) throw error;
-            log.warn({ err: error, alias }, `${(error as Error).message}; optional, acquisitions fail until it answers`);
-          }
-        }),
-      );
+    // Redis: checked at boot (after cache-redis connected it), health `lock:<alias>`.
+    redisAliases.attach(api);
+    const local = [drivers.get('memory'), drivers.get('cluster')].filter((d): d is LockDriver => d !== undefined);
+    const cluster = drivers.get('cluster');
+    if (cluster) api.health('lock:cluster', () => cluster.check());
+    api.tap('boot', async () => {
+      await Promise.all(local.map((d) => d.connect()));
     });
-    kernel.hooks.shutdown.tapPromise(NAME, async () => {
-      await Promise.all([...drivers.values()].map((d) => d.close()));
+    api.onShutdown(async () => {
+      await Promise.all(local.map((d) => d.close()));
     });
+    api.contributeCtx('lock', (ctx) => managers.get(ctx.app.name) as LockManager);
+    api.contributeApp('lock', (app) => managers.get(app.name));
   },
 });

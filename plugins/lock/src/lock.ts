@@ -6,8 +6,10 @@
  * arrival order and a busy key costs one backend call in flight, not one per waiter.
  */
 import { randomBytes } from 'node:crypto';
-import type { Logger, OpStatsSnapshot } from '@mega/kernel';
-import { MegaError, OpStats } from '@mega/kernel';
+import type { OpStatsSnapshot } from '@mega/adapters';
+import { OpStats } from '@mega/adapters';
+import type { Logger } from '@mega/kernel';
+import { MegaError } from '@mega/kernel';
 import type { LockDriver } from './driver.js';
 import type { RedisLockDriver } from './drivers/redis.js';
 

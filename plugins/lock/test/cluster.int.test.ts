@@ -3,9 +3,10 @@
  * requests cross workers through the primary, locks are exclusive across workers with growing
  * fencing tokens, and a worker killed while holding a lock releases it.
  */
+
+import { writeProject } from '@mega/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort, httpGet as get, killAll, runMega, until } from '../../../scripts/test/procs.js';
-import { writeProject } from '../../../scripts/test/project.js';
 
 afterEach(killAll);
 

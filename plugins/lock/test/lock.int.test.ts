@@ -5,10 +5,11 @@
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import cache from '@mega/cache-redis';
 import { getApp } from '@mega/kernel';
+import { bootPlugins, buildPlugins, stopAll } from '@mega/testing';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { makeKernel, startKernel, stopAll } from '../../../scripts/test/mega-kernel.js';
 import { until } from '../../../scripts/test/procs.js';
 import { restartService } from '../../../scripts/test/restart.js';
 import { serviceEnv } from '../../../scripts/test/service-env.js';
@@ -19,17 +20,16 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 afterEach(stopAll);
 const run = `${process.pid}${Date.now().toString(36)}`;
 
-const redisKernel = (app: string, lockConfig: Record<string, unknown> = {}, logs?: Array<Record<string, unknown>>) =>
-  startKernel({
-    plugins: [lock],
+const redisKernel = (app: string, lockConfig: Record<string, unknown> = {}) =>
+  bootPlugins({
+    plugins: [cache, lock],
     services: { caches: { locks: { driver: 'redis', url: env.REDIS_URL } } },
     apps: { [app]: { lock: { service: 'locks', prefix: `${app}${run}:`, ...lockConfig } } },
-    ...(logs ? { logs } : {}),
   });
 
 describe('@mega/lock redis driver', () => {
   it('with/acquire/extend/release; fencing tokens strictly increase; owner-only release; timeout; stats', async () => {
-    const kernel = await redisKernel('lockweb');
+    const { kernel } = await redisKernel('lockweb');
     const l = getApp('lockweb').lock;
     expect(kernel.createContext(kernel.apps[0] as never).lock).toBe(l);
     expect(l.driver).toBe('redis');
@@ -60,12 +60,13 @@ describe('@mega/lock redis driver', () => {
     expect(await redis.get(`mega:lock:lockweb${run}:held`)).toBe('someone-else');
     await redis.del(`mega:lock:lockweb${run}:held`);
     expect(l.stats()).toMatchObject({ driver: 'redis', acquired: 11, released: 10, timeouts: 1, lost: 1, extended: 1, held: 0 });
-    await kernel.use<Record<string, () => Promise<void>>>('health:@mega/lock')['lock:locks']?.();
+    const health = kernel.healthChecks().find((h) => h.name === 'lock:locks');
+    expect(health?.plugin).toBe('@mega/lock');
+    await health?.check();
   });
 
   it('a lock held across a Redis restart reports its loss; afterwards locks work and tokens still grow', async () => {
-    const logs: Array<Record<string, unknown>> = [];
-    await redisKernel('lockrestart', {}, logs);
+    const { logs } = await redisKernel('lockrestart');
     const l = getApp('lockrestart').lock;
     const before = await l.with('job', { ttl: 1000 }, async ({ token }) => token);
     let abortedWith: unknown;
@@ -90,14 +91,14 @@ describe('@mega/lock redis driver', () => {
   it('Redis down at boot fails boot naming alias and URL, unless the cache is optional', async () => {
     const url = 'redis://127.0.0.1:1';
     await expect(
-      makeKernel({
-        plugins: [lock],
+      buildPlugins({
+        plugins: [cache, lock],
         services: { caches: { locks: { driver: 'redis', url } } },
         apps: { x: { lock: { service: 'locks' } } },
-      }).start(),
-    ).rejects.toMatchObject({ code: 'lock.unavailable', details: { alias: 'locks', url: 'redis://127.0.0.1:1' } });
-    const kernel = await startKernel({
-      plugins: [lock],
+      }).kernel.start(),
+    ).rejects.toMatchObject({ code: 'cache.unavailable', details: { alias: 'locks', url: 'redis://127.0.0.1:1' } });
+    const { kernel } = await bootPlugins({
+      plugins: [cache, lock],
       services: { caches: { locks: { driver: 'redis', url, optional: true } } },
       apps: { lockopt: { lock: { service: 'locks' } } },
     });

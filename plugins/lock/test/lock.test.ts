@@ -1,21 +1,23 @@
 /** @mega/lock on the memory driver: FIFO, fencing, timeouts, auto-extension, loss, stats, config. */
+
+import cache from '@mega/cache-redis';
+import type { PluginDefinition } from '@mega/kernel';
+import { bootPlugins, stopAll } from '@mega/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startKernel, stopAll } from '../../../scripts/test/mega-kernel.js';
 import lock from '../src/index.js';
 
 afterEach(stopAll);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function manager(config: Record<string, unknown> = {}, logs?: Array<Record<string, unknown>>) {
-  const kernel = await startKernel({
-    plugins: [lock],
+async function manager(config: Record<string, unknown> = {}, plugins: PluginDefinition[] = [lock]) {
+  const { kernel, logs } = await bootPlugins({
+    plugins,
     apps: { [`l${Math.random().toString(36).slice(2, 7)}`]: { lock: config } },
-    ...(logs ? { logs } : {}),
   });
   const app = kernel.apps[0];
   if (!app) throw new Error('no app');
-  return { kernel, lock: app.lock, ctx: kernel.createContext(app) };
+  return { kernel, logs, lock: app.lock, ctx: kernel.createContext(app) };
 }
 
 describe('@mega/lock memory driver', () => {
@@ -67,8 +69,7 @@ describe('@mega/lock memory driver', () => {
   });
 
   it('a lease that expires aborts its signal, is logged, and release reports lock.lost', async () => {
-    const logs: Array<Record<string, unknown>> = [];
-    const { lock: l } = await manager({}, logs);
+    const { lock: l, logs } = await manager();
     const lease = await l.acquire('exp', { ttl: 60 });
     const reason = await new Promise<unknown>((resolve) => lease.signal.addEventListener('abort', () => resolve(lease.signal.reason)));
     expect(reason).toMatchObject({ code: 'lock.lost' });
@@ -103,7 +104,14 @@ describe('@mega/lock memory driver', () => {
     const { lock: l } = await manager();
     await expect(l.acquire('k', { ttl: 0 })).rejects.toMatchObject({ code: 'lock.invalid_options' });
     await expect(manager({ driver: 'zookeeper' })).rejects.toMatchObject({ code: 'config.invalid' });
-    await expect(manager({ driver: 'redis', service: 'nope' })).rejects.toMatchObject({ code: 'adapter.unknown_alias' });
+    // The Redis driver needs the Redis owner: without it, setup names the command that adds it.
+    await expect(manager({ driver: 'redis' })).rejects.toMatchObject({
+      code: 'plugin.missing_dependency',
+      message: expect.stringContaining('run: mega plugin add @mega/cache-redis'),
+    });
+    await expect(manager({ driver: 'redis', service: 'nope' }, [cache, lock])).rejects.toMatchObject({
+      code: 'adapter.unknown_alias',
+    });
     await expect(manager({ service: 'x', driver: 'memory' })).rejects.toMatchObject({ code: 'config.invalid' });
   });
 });

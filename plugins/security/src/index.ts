@@ -3,30 +3,38 @@
  * - helmet headers (the header set is computed once per app at boot from helmet's own middleware and
  *   copied onto each reply);
  * - CORS: cross-origin reads denied unless `cors.origin` lists the origin; preflights answered here;
- * - rate limit: 1000 requests/min per client IP (memory, or Redis when `services.caches.rate` exists),
- *   429 `rate.limited` with `Retry-After`;
+ * - rate limit: 1000 requests/min per client IP (memory, or Redis through @mega/cache-redis when
+ *   `services.caches.rate` exists), 429 `rate.limited` with `Retry-After`;
  * - CSRF: unsafe methods with a JSON body need an `Origin` in the app's hosts; any other unsafe
  *   request (forms, multipart, no body) needs a token (`ctx.csrfToken()`), GET/HEAD/OPTIONS exempt.
  * Every rejection is logged with its reason.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { HttpServer, Middleware } from '@mega/http';
-import type { App, Kernel, MegaContext } from '@mega/kernel';
-import { definePlugin, MegaError, packageVersion, resolveAppSecret } from '@mega/kernel';
+import { redactUrl } from '@mega/adapters';
+// Brings the `redis` service type of @mega/cache-redis into scope (the plugin itself is optional).
+import type {} from '@mega/cache-redis';
+import type { Middleware } from '@mega/http';
+import type { App, ConfigInput } from '@mega/kernel';
+import { ConfigError, definePlugin, MegaError, PluginError, packageVersion, within } from '@mega/kernel';
 import { parseCookie, stringifySetCookie } from 'cookie';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import helmet from 'helmet';
-import { Redis } from 'ioredis';
-import type { CorsConfig, CsrfConfig, RateLimitConfig, SecurityConfig } from './config.js';
-import { configSchema, DEFAULT_RATE_LIMIT } from './config.js';
-import type { RateStore } from './rate-limit.js';
+import type { CorsConfig, CsrfConfig, RateLimitConfig } from './config.js';
+import { CorsSchema, CsrfSchema, RateLimitSchema, SecurityAppConfig, withDefaults } from './config.js';
+import type { RateResult, RateStore } from './rate-limit.js';
 import { MemoryRateStore, RedisRateStore } from './rate-limit.js';
 
 export type { CorsConfig, CsrfConfig, RateLimitConfig, SecurityConfig } from './config.js';
-export { DEFAULT_RATE_LIMIT } from './config.js';
+export { CorsSchema, CsrfSchema, RateLimitSchema, SecurityAppConfig } from './config.js';
 export { MemoryRateStore, RedisRateStore } from './rate-limit.js';
 
+const CACHE_REDIS = '@mega/cache-redis';
+
 declare module '@mega/kernel' {
+  /** This plugin's keys of app.config.ts (see the README's config table). */
+  interface AppConfig {
+    security?: ConfigInput<typeof SecurityAppConfig>['security'];
+  }
   interface MegaContext {
     /** A CSRF token for forms (`<input type="hidden" name="_csrf" value="...">`); sets the CSRF cookie when missing. */
     csrfToken(): string;
@@ -92,10 +100,10 @@ interface AppPolicy {
   /** Helmet's full set (documents: HTML, text, files) and the set for JSON responses. */
   headers: Array<[string, string]> | undefined;
   jsonHeaders: Array<[string, string]> | undefined;
-  cors: Required<Pick<CorsConfig, 'credentials' | 'methods' | 'maxAge'>> & CorsConfig;
+  cors: CorsConfig;
   corsOrigins: Set<string> | '*';
-  rate: { store: RateStore; max: number } | undefined;
-  csrf: Required<CsrfConfig> | undefined;
+  rate: { store: RateStore; max: number; timeoutMs: number } | undefined;
+  csrf: CsrfConfig | undefined;
   secret: string;
   /** Hosts an `Origin` may name for JSON writes: the app's hosts plus CORS-allowed origins. */
   originHosts: Set<string>;
@@ -141,9 +149,12 @@ function requestPhase(p: AppPolicy): Middleware {
     return undefined;
   };
   if (!rate) return rest;
-  const store = rate.store;
+  const { store, timeoutMs } = rate;
+  const slow = () => new MegaError('rate.store_timeout', `the rate limit store did not answer within ${timeoutMs} ms`);
   return (req, reply) => {
-    const hit = store.hit(req.ip);
+    const counted = store.hit(req.ip);
+    // A shared Redis client queues commands while reconnecting: bound the wait, then fail open.
+    const hit: RateResult | Promise<RateResult> = counted instanceof Promise ? within(counted, timeoutMs, slow) : counted;
     if (hit instanceof Promise) {
       return hit.then(
         (r) => (onCount(req, reply, r.count, r.resetMs) ? rest(req, reply) : undefined),
@@ -162,7 +173,7 @@ function requestPhase(p: AppPolicy): Middleware {
 }
 
 function csrfPhase(p: AppPolicy): Middleware {
-  const csrf = p.csrf as Required<CsrfConfig>;
+  const csrf = p.csrf as CsrfConfig;
   const { app } = p;
   return (req, reply) => {
     if (SAFE_METHODS.has(req.method)) return undefined;
@@ -208,149 +219,126 @@ function csrfPhase(p: AppPolicy): Middleware {
   };
 }
 
-export default definePlugin<undefined>({
+/** Helmet headers on every response of the app (routes, errors, 404s, static files), once its content type is known. */
+function sendPhase(p: AppPolicy) {
+  const { headers, jsonHeaders } = p;
+  return (_req: FastifyRequest, reply: FastifyReply): void => {
+    const type = reply.getHeader('content-type');
+    const list = typeof type === 'string' && JSON_TYPE.test(type) ? jsonHeaders : headers;
+    if (list) for (let i = 0; i < list.length; i++) reply.header((list[i] as [string, string])[0], (list[i] as [string, string])[1]);
+  };
+}
+
+export default definePlugin({
   name: '@mega/security',
   version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.2.0',
   dependsOn: ['@mega/http'],
-  configKey: 'security',
-  configScope: 'app',
-  configSchema,
-  setup(kernel: Kernel) {
+  // Set up after the Redis owner when it is loaded, so its `redis` service is there.
+  after: [CACHE_REDIS],
+  config: { app: SecurityAppConfig },
+  setup(api) {
+    const { kernel } = api;
     const policies = new Map<string, AppPolicy>();
-    const clients = new Map<string, Redis>();
+    /** App -> its rate limit, and the Redis cache alias of its counters (undefined: in memory). */
+    const rates = new Map<string, { config: RateLimitConfig; redis: string | undefined }>();
     const stores: RateStore[] = [];
     for (const app of kernel.apps) {
-      const config = kernel.appConfig<SecurityConfig>(app, 'security');
-      if (config.enabled === false) continue;
-      const cors = (config.cors || { origin: [] }) as AppPolicy['cors'];
-      const origins = cors.origin === '*' ? '*' : new Set(config.cors ? (cors.origin ?? []) : []);
+      const config = api.appConfig(app).security;
+      if (!config.enabled) continue;
+      const cors = withDefaults(CorsSchema, config.cors || { origin: [] });
+      const origins = cors.origin === '*' ? '*' : new Set(cors.origin);
       const originHosts = new Set<string>(app.hosts);
       if (origins !== '*') for (const o of origins) originHosts.add(originHost(o) ?? o);
-      // Ajv does not apply defaults inside anyOf: fill them here.
       const full = config.helmet === false ? undefined : helmetHeaders(config.helmet);
-      const csrf: Required<CsrfConfig> | undefined =
-        config.csrf === false
-          ? undefined
-          : { cookieName: 'mega_csrf', fieldName: '_csrf', headerName: 'x-csrf-token', allowMissingOrigin: false, ...config.csrf };
+      const csrf = config.csrf === false ? undefined : withDefaults(CsrfSchema, config.csrf);
+      // The kernel fills the secret from the environment (a random one in development); only
+      // production can reach here without one, and only CSRF needs it.
+      if (csrf && config.secret === undefined) {
+        throw new ConfigError(
+          'security.secret_missing',
+          `app ${app.name}: CSRF tokens need a secret in production; set security.secret in apps/${app.name}/app.config.ts or MEGA_SECURITY_SECRET (or MEGA_SECRET), or turn CSRF off with csrf: false`,
+          { details: { key: 'security.secret', app: app.name } },
+        );
+      }
+      if (config.rateLimit !== false) {
+        const rate = withDefaults(RateLimitSchema, config.rateLimit);
+        const declared = kernel.config.services?.caches?.[rate.cache];
+        const redis = declared?.driver === 'redis';
+        rates.set(app.name, { config: rate, redis: redis ? rate.cache : undefined });
+        if (redis) {
+          if (!api.has('redis')) {
+            throw new PluginError(
+              'plugin.missing_dependency',
+              `app ${app.name}: security.rateLimit.cache "${rate.cache}" is a Redis cache (services.caches.${rate.cache}, ${redactUrl(declared.url) ?? 'no url'}), which needs ${CACHE_REDIS}; run: mega plugin add ${CACHE_REDIS}`,
+              { plugin: api.name, details: { plugin: api.name, missing: CACHE_REDIS, app: app.name } },
+            );
+          }
+        }
+      }
       policies.set(app.name, {
         app,
         headers: full,
-        jsonHeaders: full && (config.helmetScope ?? 'documents') === 'documents' ? apiHeaders(full) : full,
-        cors: {
-          ...cors,
-          credentials: cors.credentials ?? false,
-          methods: cors.methods ?? ['GET', 'HEAD', 'PUT', 'PATCH', 'POST', 'DELETE'],
-          maxAge: cors.maxAge ?? 600,
-        },
+        jsonHeaders: full && config.helmetScope === 'documents' ? apiHeaders(full) : full,
+        cors,
         corsOrigins: origins,
         rate: undefined,
         csrf,
-        secret: csrf
-          ? resolveAppSecret(kernel, app.name, config.secret, {
-              configKey: 'security.secret',
-              envVar: 'MEGA_SECURITY_SECRET',
-              code: 'security.secret_missing',
-              purpose: 'CSRF tokens',
-            })
-          : '',
+        secret: config.secret ?? '',
         originHosts,
       });
     }
 
-    kernel.contributeCtx(
-      'csrfToken',
-      (ctx: MegaContext) => () => {
-        const policy = policies.get(ctx.app.name);
-        if (!policy?.csrf) throw new MegaError('security.csrf_disabled', `CSRF is off for app ${ctx.app.name}`);
-        const req = ctx.source as FastifyRequest;
-        const cookieHeader = req.headers.cookie;
-        let nonce = cookieHeader ? parseCookie(cookieHeader)[policy.csrf.cookieName] : undefined;
-        if (!nonce || !/^[A-Za-z0-9_-]{16,64}$/.test(nonce)) {
-          nonce = randomBytes(18).toString('base64url');
-          ctx.reply?.header(
-            'set-cookie',
-            stringifySetCookie({
-              name: policy.csrf.cookieName,
-              value: nonce,
-              path: '/',
-              httpOnly: true,
-              sameSite: 'lax',
-              secure: kernel.env === 'production',
-            }),
-          );
-        }
-        return `${nonce}.${sign(policy.secret, nonce)}`;
-      },
-      '@mega/security',
-    );
+    api.contributeCtx('csrfToken', (ctx) => () => {
+      const policy = policies.get(ctx.app.name);
+      if (!policy?.csrf) throw new MegaError('security.csrf_disabled', `CSRF is off for app ${ctx.app.name}`);
+      const req = ctx.source as FastifyRequest;
+      const cookieHeader = req.headers.cookie;
+      let nonce = cookieHeader ? parseCookie(cookieHeader)[policy.csrf.cookieName] : undefined;
+      if (!nonce || !/^[A-Za-z0-9_-]{16,64}$/.test(nonce)) {
+        nonce = randomBytes(18).toString('base64url');
+        ctx.reply?.header(
+          'set-cookie',
+          stringifySetCookie({
+            name: policy.csrf.cookieName,
+            value: nonce,
+            path: '/',
+            httpOnly: true,
+            sameSite: 'lax',
+            secure: kernel.env === 'production',
+          }),
+        );
+      }
+      return `${nonce}.${sign(policy.secret, nonce)}`;
+    });
 
-    kernel.hooks.boot.tapPromise('@mega/security', async () => {
-      const http = kernel.use<HttpServer>('http');
+    // Stage 0: before @mega/http loads routes (500) and freezes the app-wide middleware (900).
+    api.tap('boot', () => {
+      const http = api.use('http');
       for (const policy of policies.values()) {
-        const config = kernel.appConfig<SecurityConfig>(policy.app, 'security');
-        const rate =
-          config.rateLimit === false
-            ? undefined
-            : ({ ...DEFAULT_RATE_LIMIT, cache: 'rate', ...config.rateLimit } as Required<RateLimitConfig>);
-        if (rate) {
-          const declared = kernel.config.services?.caches?.[rate.cache];
-          let store: RateStore;
-          if (declared?.driver === 'redis') {
-            let client = clients.get(rate.cache);
-            if (!client) {
-              client = await connectRedis(declared.url, rate.cache);
-              clients.set(rate.cache, client);
-            }
-            store = new RedisRateStore(client, rate.windowMs, `mega:rate:${policy.app.name}:`);
-          } else {
-            store = new MemoryRateStore(rate.windowMs);
-          }
+        const name = policy.app.name;
+        const entry = rates.get(name);
+        if (entry) {
+          const { config: rate, redis: alias } = entry;
+          // The shared client of @mega/cache-redis (connected by its own boot tap, which runs first).
+          const store =
+            alias === undefined
+              ? new MemoryRateStore(rate.windowMs)
+              : new RedisRateStore(api.use('redis').client(alias), rate.windowMs, `mega:rate:${name}:`);
+          if (alias !== undefined)
+            api.log.debug({ app: name, cache: alias, url: redactUrl(api.use('redis').url(alias)) }, 'security: rate counters in Redis');
           stores.push(store);
-          policy.rate = { store, max: rate.max };
+          policy.rate = { store, max: rate.max, timeoutMs: rate.timeoutMs };
         }
-        http.use(requestPhase(policy), { phase: 'request', apps: [policy.app.name] });
-        if (policy.csrf) http.use(csrfPhase(policy), { apps: [policy.app.name], methods: ['POST', 'PUT', 'PATCH', 'DELETE'] });
+        const apps = [name];
+        http.use(requestPhase(policy), { phase: 'request', apps });
+        if (policy.csrf) http.use(csrfPhase(policy), { apps, methods: ['POST', 'PUT', 'PATCH', 'DELETE'] });
+        if (policy.headers) http.use(sendPhase(policy), { phase: 'send', apps });
       }
     });
 
-    // Helmet headers go on in onSend, when the content type is known, for every response of an app
-    // (routes, errors, 404s, static files): the full set for documents, a short one for JSON.
-    kernel.hooks.boot.tapPromise('@mega/security', async () => {
-      if (![...policies.values()].some((p) => p.headers)) return;
-      const http = kernel.use<HttpServer>('http');
-      http.fastify.addHook('onSend', (req, reply, payload, done) => {
-        const app = req.megaCtx?.app ?? http.appForHost(req.headers.host);
-        const policy = app && policies.get(app.name);
-        const type = reply.getHeader('content-type');
-        const list = policy && (typeof type === 'string' && JSON_TYPE.test(type) ? policy.jsonHeaders : policy.headers);
-        if (list) for (let i = 0; i < list.length; i++) reply.header((list[i] as [string, string])[0], (list[i] as [string, string])[1]);
-        done(null, payload);
-      });
-    });
-
-    kernel.hooks.shutdown.tapPromise('@mega/security', async () => {
+    api.onShutdown(async () => {
       for (const store of stores) await store.close();
-      for (const client of clients.values()) client.disconnect();
     });
   },
 });
-
-async function connectRedis(url: string | undefined, alias: string): Promise<Redis> {
-  const client = new Redis(url ?? 'redis://127.0.0.1:6379', { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false });
-  client.on('error', () => undefined); // reported per request (fail open) and at boot below
-  try {
-    await client.connect();
-    await client.ping();
-  } catch (error) {
-    client.disconnect();
-    throw new MegaError(
-      'security.rate_store_unavailable',
-      `cannot reach Redis for services.caches.${alias} (${url}): ${(error as Error).message}`,
-      {
-        cause: error,
-      },
-    );
-  }
-  return client;
-}

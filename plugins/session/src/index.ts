@@ -1,31 +1,69 @@
 import { join } from 'node:path';
-// Brings the http plugin's ctx members (ctx.reply) into scope.
+import { redactUrl } from '@mega/adapters';
+// Brings the ctx.reply and `redis` service types of @mega/http and @mega/cache-redis into scope.
+import type {} from '@mega/cache-redis';
 import type {} from '@mega/http';
-import type { Kernel, ServiceDeclaration } from '@mega/kernel';
-import { definePlugin, MegaError, packageVersion, resolveAppSecret } from '@mega/kernel';
+import type { ConfigInput, Static } from '@mega/kernel';
+import { definePlugin, MegaError, PluginError, packageVersion, Secret, Type } from '@mega/kernel';
 import type { FastifyRequest } from 'fastify';
-import { Redis } from 'ioredis';
 import type { SessionRuntime } from './session.js';
 import { Session } from './session.js';
 import type { SessionStore } from './stores.js';
-import { DEFAULT_FILE_CLEANUP_INTERVAL_MS, FileSessionStore, RedisSessionStore } from './stores.js';
+import { FileSessionStore, RedisSessionStore } from './stores.js';
 
 export { Session, signId, unsignId } from './session.js';
 export type { SessionData, SessionStore, StoredSession } from './stores.js';
-export { DEFAULT_FILE_CLEANUP_INTERVAL_MS, FileSessionStore, RedisSessionStore } from './stores.js';
+export { FileSessionStore, RedisSessionStore } from './stores.js';
 
-export interface SessionConfig {
-  enabled?: boolean;
-  cookieName?: string;
-  /** HMAC secret for the cookie; default env MEGA_SESSION_SECRET or MEGA_SECRET. Required in production. */
-  secret?: string;
-  /** Session lifetime, rolled on every write. */
-  ttlMs?: number;
-  /** Extend a session read in the second half of its lifetime (default true). */
-  rolling?: boolean;
-  cookie?: { path?: string; domain?: string; httpOnly?: boolean; sameSite?: 'lax' | 'strict' | 'none'; secure?: boolean };
-  store?: { driver: 'file'; dir?: string; cleanupIntervalMs?: number } | { driver: 'redis'; url?: string; cache?: string; prefix?: string };
-}
+const CACHE_REDIS = '@mega/cache-redis';
+
+/** The app key `session` of apps/<name>/app.config.ts: the one source of its type and defaults. */
+export const SessionAppConfig = Type.Object({
+  session: Type.Object(
+    {
+      enabled: Type.Boolean({ default: true }),
+      cookieName: Type.String({ pattern: '^[A-Za-z0-9_-]+$', default: 'mega_sid' }),
+      /** HMAC key of the cookie; filled by the kernel from MEGA_SESSION_SECRET or MEGA_SECRET when absent. */
+      // Optional for the kernel: only an app with sessions enabled needs it (checked in setup).
+      secret: Type.Optional(
+        Secret({ env: 'MEGA_SESSION_SECRET', code: 'session.secret_missing', purpose: 'sessions', minBytes: 16, optional: true }),
+      ),
+      /** Session lifetime, rolled on every write. */
+      ttlMs: Type.Integer({ minimum: 1000, default: 86_400_000 }),
+      /** Extend a session read in the second half of its lifetime. */
+      rolling: Type.Boolean({ default: true }),
+      cookie: Type.Object(
+        {
+          path: Type.String({ default: '/' }),
+          domain: Type.Optional(Type.String({ minLength: 1 })),
+          httpOnly: Type.Boolean({ default: true }),
+          sameSite: Type.Union([Type.Literal('lax'), Type.Literal('strict'), Type.Literal('none')], { default: 'lax' }),
+          /** Unset: true in production (it depends on the environment, so it has no static default). */
+          secure: Type.Optional(Type.Boolean()),
+        },
+        { additionalProperties: false, default: {} },
+      ),
+      // One object for both drivers (not a union): Ajv applies defaults only outside anyOf.
+      store: Type.Object(
+        {
+          driver: Type.Union([Type.Literal('file'), Type.Literal('redis')], { default: 'file' }),
+          /** file: directory relative to the project (default `.mega/sessions/<app>`). */
+          dir: Type.Optional(Type.String({ minLength: 1 })),
+          /** file: expiry scan interval; 0 turns it off. */
+          cleanupIntervalMs: Type.Integer({ minimum: 0, default: 3_600_000 }),
+          /** redis: the `services.caches` alias (@mega/cache-redis) holding the sessions (default: `default` or the only one). */
+          cache: Type.Optional(Type.String({ minLength: 1 })),
+          /** redis: key prefix (default `mega:sess:<app>:`). */
+          prefix: Type.Optional(Type.String()),
+        },
+        { additionalProperties: false, default: {} },
+      ),
+    },
+    { additionalProperties: false, default: {} },
+  ),
+});
+
+export type SessionConfig = Static<typeof SessionAppConfig>['session'];
 
 /** Service `sessions`: the store of each app's sessions (admin tools, tests). */
 export interface SessionService {
@@ -33,6 +71,10 @@ export interface SessionService {
 }
 
 declare module '@mega/kernel' {
+  /** This plugin's keys of app.config.ts (see the README's config table). */
+  interface AppConfig {
+    session?: ConfigInput<typeof SessionAppConfig>['session'];
+  }
   interface MegaServices {
     sessions: SessionService;
   }
@@ -42,131 +84,84 @@ declare module '@mega/kernel' {
   }
 }
 
-const configSchema = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    enabled: { type: 'boolean', default: true },
-    cookieName: { type: 'string', pattern: '^[A-Za-z0-9_-]+$', default: 'mega_sid' },
-    secret: { type: 'string', minLength: 16 },
-    ttlMs: { type: 'integer', minimum: 1000, default: 86_400_000 },
-    rolling: { type: 'boolean', default: true },
-    cookie: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        path: { type: 'string', default: '/' },
-        domain: { type: 'string' },
-        httpOnly: { type: 'boolean', default: true },
-        sameSite: { enum: ['lax', 'strict', 'none'], default: 'lax' },
-        secure: { type: 'boolean' },
-      },
-      default: {},
-    },
-    store: {
-      type: 'object',
-      required: ['driver'],
-      properties: {
-        driver: { enum: ['file', 'redis'] },
-        dir: { type: 'string' },
-        cleanupIntervalMs: { type: 'integer', minimum: 0 },
-        url: { type: 'string' },
-        cache: { type: 'string' },
-        prefix: { type: 'string' },
-      },
-      default: { driver: 'file' },
-    },
-  },
-} as const;
-
-async function connectRedis(url: string, what: string): Promise<Redis> {
-  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 2 });
-  client.on('error', () => undefined); // surfaced by the failing command
-  try {
-    await client.connect();
-    await client.ping();
-  } catch (error) {
-    client.disconnect();
-    throw new MegaError('session.store_unavailable', `cannot reach Redis for ${what} (${url}): ${(error as Error).message}`, {
-      cause: error,
-    });
-  }
-  return client;
-}
-
-export default definePlugin<undefined>({
+export default definePlugin({
   name: '@mega/session',
   version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.2.0',
   dependsOn: ['@mega/http'],
-  configKey: 'session',
-  configScope: 'app',
-  configSchema,
-  setup(kernel: Kernel) {
+  // Set up after the Redis owner when it is loaded, so its `redis` service is there.
+  after: [CACHE_REDIS],
+  config: { app: SessionAppConfig },
+  setup(api) {
+    const { kernel } = api;
     const runtimes = new Map<string, SessionRuntime>();
     const configs = new Map<string, SessionConfig>();
     for (const app of kernel.apps) {
-      const config = kernel.appConfig<SessionConfig>(app, 'session');
-      if (config.enabled === false) continue;
-      configs.set(app.name, {
-        ...config,
-        secret: resolveAppSecret(kernel, app.name, config.secret, {
-          configKey: 'session.secret',
-          envVar: 'MEGA_SESSION_SECRET',
-          code: 'session.secret_missing',
-          purpose: 'sessions',
-        }),
-      });
-    }
-
-    kernel.provide('sessions', { storeOf: (app: string) => runtimes.get(app)?.store }, '@mega/session');
-    kernel.contributeCtx(
-      'session',
-      (ctx) => {
-        const runtime = runtimes.get(ctx.app.name);
-        if (!runtime) throw new MegaError('session.disabled', `sessions are off for app ${ctx.app.name}`);
-        const source = ctx.source as Partial<FastifyRequest> | undefined;
-        const cookie = source?.headers?.cookie;
-        return new Session(runtime, typeof cookie === 'string' ? cookie : undefined, ctx.reply, ctx.log);
-      },
-      '@mega/session',
-    );
-
-    kernel.hooks.boot.tapPromise('@mega/session', async () => {
-      for (const [name, config] of configs) {
-        const store = config.store ?? { driver: 'file' };
-        let instance: SessionStore;
-        if (store.driver === 'redis') {
-          const declared: ServiceDeclaration | undefined = store.cache ? kernel.config.services?.caches?.[store.cache] : undefined;
-          const url = store.url ?? declared?.url;
-          if (!url) {
-            throw new MegaError(
-              'session.store_invalid',
-              `app ${name}: the redis session store needs session.store.url or session.store.cache naming services.caches.<alias>`,
-            );
-          }
-          instance = new RedisSessionStore(
-            await connectRedis(url, `the sessions of app ${name}`),
-            store.prefix ?? `mega:sess:${name}:`,
-            true,
-          );
-        } else {
-          const dir = store.dir ? join(kernel.dir, store.dir) : join(kernel.dir, '.mega', 'sessions', name);
-          instance = new FileSessionStore(dir, store.cleanupIntervalMs ?? DEFAULT_FILE_CLEANUP_INTERVAL_MS, (error) =>
-            kernel.log.warn({ err: error, app: name }, 'session: expiry scan failed'),
+      const config = api.appConfig(app).session;
+      if (!config.enabled) continue;
+      if (config.secret === undefined) {
+        throw new MegaError(
+          'session.secret_missing',
+          `app ${app.name}: sessions need a secret in production; set session.secret in its app.config.ts or MEGA_SESSION_SECRET`,
+        );
+      }
+      if (config.store.driver === 'redis') {
+        if (!api.has('redis')) {
+          throw new PluginError(
+            'plugin.missing_dependency',
+            `app ${app.name}: session.store.driver 'redis' needs ${CACHE_REDIS}, which is not in plugins; run: mega plugin add ${CACHE_REDIS}`,
+            { plugin: api.name, details: { plugin: api.name, missing: CACHE_REDIS, app: app.name } },
           );
         }
-        const cookie = config.cookie ?? {};
+        const { aliases } = api.use('redis');
+        const alias = config.store.cache;
+        if (alias !== undefined ? !aliases.includes(alias) : aliases.length === 0) {
+          throw new MegaError(
+            'session.store_invalid',
+            `app ${app.name}: the redis session store needs services.caches.${alias ?? 'default'} with driver 'redis' (declared: ${aliases.join(', ') || 'none'}); set session.store.cache to one of them`,
+            { details: { app: app.name, cache: alias, known: aliases } },
+          );
+        }
+      }
+      configs.set(app.name, config);
+    }
+
+    api.provide('sessions', { storeOf: (app: string) => runtimes.get(app)?.store });
+    api.contributeCtx('session', (ctx) => {
+      const runtime = runtimes.get(ctx.app.name);
+      if (!runtime) throw new MegaError('session.disabled', `sessions are off for app ${ctx.app.name}`);
+      const source = ctx.source as Partial<FastifyRequest> | undefined;
+      const cookie = source?.headers?.cookie;
+      return new Session(runtime, typeof cookie === 'string' ? cookie : undefined, ctx.reply, ctx.log);
+    });
+
+    api.tap('boot', () => {
+      for (const [name, config] of configs) {
+        const { store } = config;
+        let instance: SessionStore;
+        if (store.driver === 'redis') {
+          // The shared client of @mega/cache-redis (connected by its own boot tap, which runs first).
+          const redis = api.use('redis');
+          instance = new RedisSessionStore(redis.client(store.cache), store.prefix ?? `mega:sess:${name}:`);
+          api.log.debug({ app: name, cache: store.cache, url: redactUrl(redis.url(store.cache)) }, 'session: redis store');
+        } else {
+          const dir = store.dir ? join(kernel.dir, store.dir) : join(kernel.dir, '.mega', 'sessions', name);
+          instance = new FileSessionStore(dir, store.cleanupIntervalMs, (error) =>
+            api.log.warn({ err: error, app: name }, 'session: expiry scan failed'),
+          );
+        }
+        const { cookie } = config;
         runtimes.set(name, {
           store: instance,
-          cookieName: config.cookieName ?? 'mega_sid',
+          cookieName: config.cookieName,
+          // Always set: the kernel fills a Secret from the environment (or a random one in development) or fails boot.
           secret: config.secret as string,
-          ttlMs: config.ttlMs ?? 86_400_000,
-          rolling: config.rolling ?? true,
+          ttlMs: config.ttlMs,
+          rolling: config.rolling,
           cookie: {
-            path: cookie.path ?? '/',
-            httpOnly: cookie.httpOnly ?? true,
-            sameSite: cookie.sameSite ?? 'lax',
+            path: cookie.path,
+            httpOnly: cookie.httpOnly,
+            sameSite: cookie.sameSite,
             secure: cookie.secure ?? kernel.env === 'production',
             ...(cookie.domain ? { domain: cookie.domain } : {}),
           },
@@ -174,7 +169,7 @@ export default definePlugin<undefined>({
       }
     });
 
-    kernel.hooks.shutdown.tapPromise('@mega/session', async () => {
+    api.onShutdown(async () => {
       for (const runtime of runtimes.values()) await runtime.store.close();
     });
   },

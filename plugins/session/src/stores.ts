@@ -21,8 +21,6 @@ export interface SessionStore {
 /** Session ids are 32 random bytes in base64url: anything else never reaches a store (no path tricks). */
 export const SESSION_ID = /^[A-Za-z0-9_-]{43}$/;
 
-export const DEFAULT_FILE_CLEANUP_INTERVAL_MS = 3_600_000;
-
 interface FileRecord {
   expiresAt: number;
   data: SessionData;
@@ -34,7 +32,7 @@ export class FileSessionStore implements SessionStore {
 
   constructor(
     readonly dir: string,
-    readonly cleanupIntervalMs: number = DEFAULT_FILE_CLEANUP_INTERVAL_MS,
+    readonly cleanupIntervalMs: number,
     onError: (error: unknown) => void = () => undefined,
   ) {
     if (cleanupIntervalMs > 0) {
@@ -113,11 +111,11 @@ export class FileSessionStore implements SessionStore {
   }
 }
 
+/** Sessions in Redis through a client @mega/cache-redis owns (this store never closes it). */
 export class RedisSessionStore implements SessionStore {
   constructor(
     private readonly redis: Redis,
     private readonly prefix: string,
-    private readonly ownsClient: boolean,
   ) {}
 
   async get(id: string): Promise<StoredSession | undefined> {
@@ -147,7 +145,5 @@ export class RedisSessionStore implements SessionStore {
     await this.redis.del(this.prefix + id);
   }
 
-  async close(): Promise<void> {
-    if (this.ownsClient) this.redis.disconnect();
-  }
+  async close(): Promise<void> {}
 }

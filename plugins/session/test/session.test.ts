@@ -1,10 +1,16 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { type BootProjectOptions, bootProject, captureLogs, stopAll, writeProject } from '@mega/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { boot, captureLogger, stopAll } from '../../../scripts/test/http-kernel.js';
 import type { SessionService } from '../src/index.js';
 import { FileSessionStore, signId, unsignId } from '../src/index.js';
 import { jar, sessionFiles } from './fixtures.js';
+
+/** Writes a project whose mega.config.ts exports `config` (TS source) and boots it with the test kit. */
+const boot = (
+  files: Record<string, string>,
+  { config = "{ plugins: ['@mega/http'] }", ...options }: BootProjectOptions & { config?: string } = {},
+) => bootProject(writeProject({ 'mega.config.ts': `export default ${config};\n`, ...files }, { prefix: 'mega-http-' }), options);
 
 afterEach(stopAll);
 
@@ -12,42 +18,42 @@ const CONFIG = `{ plugins: ['@mega/http', '@mega/session'], server: { port: 0, h
 
 describe('@mega/session (file store)', () => {
   it('keeps data across requests, regenerates the id on login, destroys on logout', async () => {
-    const { call, dir } = await boot(sessionFiles(), { config: CONFIG });
+    const { inject, dir } = await boot(sessionFiles(), { config: CONFIG });
     const browser = jar();
-    const plain = await call('/plain');
+    const plain = await inject('/plain');
     expect(plain.headers['set-cookie']).toBeUndefined();
-    const anon = await call('/me');
+    const anon = await inject('/me');
     expect([anon.json, anon.headers['set-cookie']]).toEqual([{ data: { user: null, sid: null } }, undefined]);
 
-    const login = await call('/login', { method: 'POST', body: '{"user":"ada"}', headers: { 'content-type': 'application/json' } });
+    const login = await inject('/login', { method: 'POST', body: '{"user":"ada"}', headers: { 'content-type': 'application/json' } });
     browser.take(login.headers['set-cookie'] as string[]);
     const { before, after } = login.data as { before: string; after: string };
     expect(before).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(after).not.toBe(before);
     expect(String(login.headers['set-cookie'])).toMatch(/mega_sid=.*HttpOnly.*SameSite=Lax/);
-    const me = await call('/me', { headers: browser.header });
+    const me = await inject('/me', { headers: browser.header });
     expect(me.json).toEqual({ data: { user: 'ada', sid: after } });
     const files = readdirSync(join(dir, '.mega/sessions/web'));
     expect(files).toEqual([`${after}.json`]);
 
     // Session fixation: the pre-login id is dead.
-    const fixated = await call('/me', { headers: { cookie: `mega_sid=${signId('a-session-secret-for-tests', before)}` } });
+    const fixated = await inject('/me', { headers: { cookie: `mega_sid=${signId('a-session-secret-for-tests', before)}` } });
     expect(fixated.json).toEqual({ data: { user: null, sid: null } });
 
-    const logout = await call('/logout', {
+    const logout = await inject('/logout', {
       method: 'POST',
       headers: { ...browser.header, 'content-type': 'application/json' },
       body: '{}',
     });
     expect(String(logout.headers['set-cookie'])).toMatch(/mega_sid=;.*Max-Age=0/);
-    expect((await call('/me', { headers: browser.header })).json).toEqual({ data: { user: null, sid: null } });
+    expect((await inject('/me', { headers: browser.header })).json).toEqual({ data: { user: null, sid: null } });
     expect(readdirSync(join(dir, '.mega/sessions/web'))).toEqual([]);
   });
 
   it('ignores forged or malformed cookies (logged) and keeps serving', async () => {
-    const { logger, lines } = captureLogger();
-    const { call } = await boot(sessionFiles(), { config: CONFIG, logger });
-    const login = await call('/login', { method: 'POST', body: '{"user":"ada"}', headers: { 'content-type': 'application/json' } });
+    const { logger, lines } = captureLogs();
+    const { inject } = await boot(sessionFiles(), { config: CONFIG, logger });
+    const login = await inject('/login', { method: 'POST', body: '{"user":"ada"}', headers: { 'content-type': 'application/json' } });
     const real = String((login.headers['set-cookie'] as string[]).at(-1)).split(';')[0] as string;
     const [name, value] = real.split('=') as [string, string];
     const forged = `${name}=${value.slice(0, 43)}.${'A'.repeat(43)}`;
@@ -59,10 +65,10 @@ describe('@mega/session (file store)', () => {
       `mega_sid=${'x'.repeat(5000)}`,
       '=;;=; mega_sid="unterminated',
     ]) {
-      const res = await call('/private', { headers: { cookie } });
+      const res = await inject('/private', { headers: { cookie } });
       expect([cookie.slice(0, 30), res.status, res.code]).toEqual([cookie.slice(0, 30), 401, 'auth.required']);
     }
-    expect((await call('/private', { headers: { cookie: real } })).json).toEqual({ data: { user: 'ada' } });
+    expect((await inject('/private', { headers: { cookie: real } })).json).toEqual({ data: { user: 'ada' } });
     expect(lines.filter((l) => l.reason === 'session.invalid_cookie').length).toBeGreaterThanOrEqual(3);
   });
 
@@ -77,21 +83,21 @@ describe('@mega/session (file store)', () => {
 
   it('rolls a session read in the second half of its lifetime, and only then; rolling: false never does', async () => {
     for (const rolling of [true, false]) {
-      const { call, dir } = await boot(sessionFiles(`{ secret: 'a-session-secret-for-tests', rolling: ${rolling} }`), { config: CONFIG });
+      const { inject, dir } = await boot(sessionFiles(`{ secret: 'a-session-secret-for-tests', rolling: ${rolling} }`), { config: CONFIG });
       const browser = jar();
-      const login = await call('/login', { method: 'POST', body: '{"user":"lin"}', headers: { 'content-type': 'application/json' } });
+      const login = await inject('/login', { method: 'POST', body: '{"user":"lin"}', headers: { 'content-type': 'application/json' } });
       browser.take(login.headers['set-cookie'] as string[]);
       const file = join(dir, '.mega/sessions/web', `${login.data.after}.json`);
       const expiresAt = () => JSON.parse(readFileSync(file, 'utf8')).expiresAt as number;
-      expect((await call('/me', { headers: browser.header })).headers['set-cookie']).toBeUndefined();
+      expect((await inject('/me', { headers: browser.header })).headers['set-cookie']).toBeUndefined();
       // Ten seconds left of a one-day session.
       writeFileSync(file, JSON.stringify({ expiresAt: Date.now() + 10_000, data: { user: 'lin' } }));
-      const late = await call('/me', { headers: browser.header });
+      const late = await inject('/me', { headers: browser.header });
       expect(late.data.user).toBe('lin');
       if (rolling) {
         expect(String(late.headers['set-cookie'])).toMatch(/mega_sid=.*Max-Age=86400/);
         expect(expiresAt()).toBeGreaterThan(Date.now() + 86_000_000);
-        expect((await call('/me', { headers: browser.header })).headers['set-cookie']).toBeUndefined();
+        expect((await inject('/me', { headers: browser.header })).headers['set-cookie']).toBeUndefined();
       } else {
         expect(late.headers['set-cookie']).toBeUndefined();
         expect(expiresAt()).toBeLessThan(Date.now() + 10_001);
@@ -126,12 +132,36 @@ describe('@mega/session (file store)', () => {
     await fast.close();
   });
 
+  it('refuses a secret shorter than 16 bytes, from the file or from MEGA_SESSION_SECRET, with session.secret_missing', async () => {
+    for (const env of ['development', 'production']) {
+      await expect(boot(sessionFiles(`{ secret: 'too-short' }`), { config: CONFIG, env })).rejects.toMatchObject({
+        code: 'session.secret_missing',
+        message: expect.stringContaining('at least 16 bytes'),
+      });
+      process.env.MEGA_SESSION_SECRET = 'too-short';
+      try {
+        await expect(boot(sessionFiles('{}'), { config: CONFIG, env })).rejects.toMatchObject({
+          code: 'session.secret_missing',
+          message: expect.stringMatching(/MEGA_SESSION_SECRET.*at least 16 bytes/),
+        });
+      } finally {
+        delete process.env.MEGA_SESSION_SECRET;
+      }
+    }
+  });
+
+  it('names @mega/cache-redis when a redis store is configured without it', async () => {
+    await expect(
+      boot(sessionFiles(`{ secret: 'a-session-secret-for-tests', store: { driver: 'redis' } }`), { config: CONFIG }),
+    ).rejects.toMatchObject({ code: 'plugin.missing_dependency', message: expect.stringContaining('mega plugin add @mega/cache-redis') });
+  });
+
   it('refuses to boot in production without a secret', async () => {
     await expect(boot(sessionFiles('{}'), { config: CONFIG, env: 'production' })).rejects.toMatchObject({ code: 'session.secret_missing' });
     process.env.MEGA_SESSION_SECRET = 'from-the-environment-123';
     try {
-      const { call } = await boot(sessionFiles('{}'), { config: CONFIG, env: 'production' });
-      const login = await call('/login', { method: 'POST', body: '{"user":"p"}', headers: { 'content-type': 'application/json' } });
+      const { inject } = await boot(sessionFiles('{}'), { config: CONFIG, env: 'production' });
+      const login = await inject('/login', { method: 'POST', body: '{"user":"p"}', headers: { 'content-type': 'application/json' } });
       expect(String(login.headers['set-cookie'])).toContain('Secure');
     } finally {
       delete process.env.MEGA_SESSION_SECRET;

@@ -1,5 +1,11 @@
+import { type BootProjectOptions, bootProject, stopAll, writeProject } from '@mega/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { boot, stopAll } from '../../../scripts/test/http-kernel.js';
+
+/** Writes a project whose mega.config.ts exports `config` (TS source) and boots it with the test kit. */
+const boot = (
+  files: Record<string, string>,
+  { config = "{ plugins: ['@mega/http'] }", ...options }: BootProjectOptions & { config?: string } = {},
+) => bootProject(writeProject({ 'mega.config.ts': `export default ${config};\n`, ...files }, { prefix: 'mega-http-' }), options);
 
 afterEach(stopAll);
 
@@ -25,24 +31,24 @@ const FILES = {
 
 describe('@mega/views', () => {
   it('renders Eta templates with the app layout, escaping, and ctx.t in templates', async () => {
-    const { call } = await boot(FILES, { config: CONFIG });
-    const en = await call('/users', { headers: { 'accept-language': 'en-US,en;q=0.9' } });
+    const { inject } = await boot(FILES, { config: CONFIG });
+    const en = await inject('/users', { headers: { 'accept-language': 'en-US,en;q=0.9' } });
     expect(en.status).toBe(200);
     expect(en.headers['content-type']).toBe('text/html; charset=utf-8');
     expect(en.text).toBe('<html><title>Users</title><body><h1>2 users</h1><ul><li>&lt;ada&gt;</li><li>bob</li></ul></body></html>');
-    const ko = await call('/users', { headers: { 'accept-language': 'ko-KR' } });
+    const ko = await inject('/users', { headers: { 'accept-language': 'ko-KR' } });
     expect(ko.text).toContain('<h1>사용자 2명</h1>');
-    const partial = await call('/partial');
+    const partial = await inject('/partial');
     expect([partial.status, partial.text]).toEqual([202, '<p>no layout</p>']);
-    expect((await call('/own')).text).toBe('<main>inside</main>');
+    expect((await inject('/own')).text).toBe('<main>inside</main>');
   });
 
   it('maps a missing template or one outside views/ to a coded 500', async () => {
-    const { call } = await boot(FILES, { config: CONFIG });
-    const missing = await call('/missing');
+    const { inject } = await boot(FILES, { config: CONFIG });
+    const missing = await inject('/missing');
     expect([missing.status, missing.code]).toEqual([500, 'views.not_found']);
-    const outside = await call('/escape');
+    const outside = await inject('/escape');
     expect([outside.status, outside.code]).toEqual([500, 'views.not_found']);
-    expect((await call('/partial')).status).toBe(202);
+    expect((await inject('/partial')).status).toBe(202);
   });
 });

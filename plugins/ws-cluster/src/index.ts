@@ -1,9 +1,9 @@
-import type { App, Kernel, PresenceEvent } from '@mega/kernel';
-import { ConfigError, definePlugin, isMegaError, packageVersion } from '@mega/kernel';
+import { redactUrl } from '@mega/adapters';
+import type { NatsConnections } from '@mega/bus';
+import type { App, ConfigInput, Kernel, PresenceEvent, Static } from '@mega/kernel';
+import { ConfigError, definePlugin, isMegaError, MegaError, packageVersion, Type, within } from '@mega/kernel';
 import { PreparedMessage } from '@mega/ws';
-import type { Presence, PresenceService } from '@mega/ws-presence';
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import { connect } from '@nats-io/transport-node';
+import type { Presence } from '@mega/ws-presence';
 import type { WireMember } from './frames.js';
 import { decodeMessage, encodeControl, encodeEvent, encodeHeartbeats } from './frames.js';
 import { RemoteRoster } from './roster.js';
@@ -12,15 +12,30 @@ export type { ClusterMessage, WireMember } from './frames.js';
 export { decodeMessage, encodeControl, encodeEvent, encodeHeartbeats, Kind } from './frames.js';
 export { RemoteRoster } from './roster.js';
 
-export interface WsClusterConfig {
-  /** NATS server URL(s); default: `services.buses[bus].url`, then `NATS_URL`. */
-  url?: string;
-  /** A `services.buses` alias whose URL to reuse. */
-  bus?: string;
-  subjectPrefix: string;
-  roster: { driver: 'nats' | 'none'; ttlMs: number; heartbeatMs?: number };
-  connectTimeoutMs: number;
-}
+/** The `wsCluster` key of mega.config.ts (global). */
+export const WsClusterConfigSchema = Type.Object({
+  wsCluster: Type.Object(
+    {
+      /** The `services.buses` alias (driver `nats`, served by @mega/bus) to publish on; default `default` or the only one. */
+      bus: Type.Optional(Type.String({ minLength: 1 })),
+      subjectPrefix: Type.String({ pattern: '^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*$', default: 'mega.ws' }),
+      roster: Type.Object(
+        {
+          driver: Type.Union([Type.Literal('nats'), Type.Literal('none')], { default: 'nats' }),
+          ttlMs: Type.Integer({ minimum: 100, default: 15_000 }),
+          /** Default: `ttlMs / 3` (at least 50). */
+          heartbeatMs: Type.Optional(Type.Integer({ minimum: 50 })),
+        },
+        { additionalProperties: false, default: {} },
+      ),
+      /** How long boot waits for the bus's NATS connection before going on local-only. */
+      connectTimeoutMs: Type.Integer({ minimum: 100, default: 5000 }),
+    },
+    { additionalProperties: false, default: {} },
+  ),
+});
+
+export type WsClusterConfig = Static<typeof WsClusterConfigSchema>['wsCluster'];
 
 export interface WsClusterStats {
   connected: boolean;
@@ -38,33 +53,18 @@ export interface WsClusterService {
 }
 
 declare module '@mega/kernel' {
+  /** This plugin's keys of mega.config.ts (see the README's config table). */
+  interface MegaConfig {
+    wsCluster?: ConfigInput<typeof WsClusterConfigSchema>['wsCluster'];
+  }
   interface MegaServices {
     'ws-cluster': WsClusterService;
   }
 }
 
-const NAME = '@mega/ws-cluster';
-
-const configSchema = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    url: { type: 'string', minLength: 1 },
-    bus: { type: 'string', minLength: 1 },
-    subjectPrefix: { type: 'string', pattern: '^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*$', default: 'mega.ws' },
-    roster: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
-      properties: {
-        driver: { enum: ['nats', 'none'], default: 'nats' },
-        ttlMs: { type: 'integer', minimum: 100, default: 15_000 },
-        heartbeatMs: { type: 'integer', minimum: 50 },
-      },
-    },
-    connectTimeoutMs: { type: 'integer', minimum: 100, default: 5000 },
-  },
-};
+/** The connection @mega/bus owns (never drained or closed here). */
+type NatsConnection = Awaited<ReturnType<NatsConnections['connection']>>;
+type Subscription = ReturnType<NatsConnection['subscribe']>;
 
 /** NATS subject tokens cannot hold dots, spaces or wildcards. */
 const subjectToken = (name: string) => name.replace(/[^A-Za-z0-9_-]/g, '_');
@@ -81,7 +81,7 @@ interface AppState {
 /** Fails boot when an app also configures the hub bridge: one cluster transport per app. */
 export function assertNoHubBridge(kernel: Kernel): void {
   for (const app of kernel.apps) {
-    if ((app.config as Record<string, unknown>).bridgeHub !== undefined) {
+    if ('bridgeHub' in app.config) {
       throw new ConfigError(
         'config.cluster_transport_conflict',
         `app "${app.name}" configures bridgeHub while wsCluster (NATS) is enabled: choose one cluster transport (remove bridgeHub from app.config.ts or @mega/ws-cluster from mega.config.ts)`,
@@ -91,38 +91,36 @@ export function assertNoHubBridge(kernel: Kernel): void {
   }
 }
 
-function natsUrl(kernel: Kernel, config: WsClusterConfig): string {
-  if (config.url) return config.url;
-  const buses = kernel.config.services?.buses;
-  if (config.bus) {
-    const url = buses?.[config.bus]?.url;
-    if (!url) throw new ConfigError('config.invalid', `wsCluster.bus "${config.bus}" is not a services.buses entry with a url`);
-    return url;
-  }
-  const env = process.env.NATS_URL;
-  if (env) return env;
-  throw new ConfigError('ws_cluster.no_url', 'wsCluster needs a NATS url: set wsCluster.url, wsCluster.bus or NATS_URL');
-}
-
-export default definePlugin<WsClusterConfig>({
-  name: NAME,
+export default definePlugin({
+  name: '@mega/ws-cluster',
   version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.2.0',
-  dependsOn: ['@mega/ws-presence'],
-  configKey: 'wsCluster',
-  configScope: 'global',
-  configSchema,
-  setup(kernel: Kernel, config: WsClusterConfig) {
+  // The bus owns the NATS connection; set up (and shut down) around this plugin.
+  dependsOn: ['@mega/ws-presence', '@mega/bus'],
+  config: { global: WsClusterConfigSchema },
+  setup(api, { wsCluster: config }) {
+    const { kernel, log } = api;
     assertNoHubBridge(kernel);
-    const url = natsUrl(kernel, config);
+    const fix =
+      "declare services.buses.<alias> = { driver: 'nats', url } in mega.config.ts (served by @mega/bus; run: mega plugin add @mega/bus)";
+    if (!api.has('nats')) throw new MegaError('ws_cluster.no_nats', `wsCluster fans out over NATS, but no plugin provides it: ${fix}`);
+    const nats = api.use('nats');
+    if (nats.aliases.length === 0) throw new ConfigError('ws_cluster.no_bus', `wsCluster needs a NATS bus: ${fix}`);
+    if (config.bus !== undefined && !nats.aliases.includes(config.bus)) {
+      throw new ConfigError(
+        'config.invalid',
+        `wsCluster.bus "${config.bus}" is not a NATS bus (services.buses with driver nats: ${nats.aliases.join(', ')})`,
+        { details: { key: 'wsCluster.bus', alias: config.bus, known: nats.aliases } },
+      );
+    }
+    const alias = config.bus;
+    const url = redactUrl(nats.url(alias));
     const origin = kernel.instanceId;
     const ttlMs = config.roster.ttlMs;
     const rosterOn = config.roster.driver === 'nats';
     const heartbeatMs = config.roster.heartbeatMs ?? Math.max(50, Math.floor(ttlMs / 3));
-    const log = kernel.log.child({ plugin: NAME });
-    const service = kernel.use<PresenceService>('presence');
+    const service = api.use('presence');
     const apps = new Map<string, AppState>();
-    const bySubject = new Map<string, AppState>();
     const stats = { published: 0, received: 0, malformed: 0, publishErrors: 0 };
     let nc: NatsConnection | undefined;
     const subs: Subscription[] = [];
@@ -142,7 +140,6 @@ export default definePlugin<WsClusterConfig>({
         remote: new RemoteRoster(ttlMs),
       };
       apps.set(app.name, st);
-      bySubject.set(st.subject, st);
       if (rosterOn) {
         presence.setRosterProvider((ns, channel, local) => {
           const remote = st.remote.list(ns, channel, new Set(local.map((e) => e.sessionId)));
@@ -150,7 +147,6 @@ export default definePlugin<WsClusterConfig>({
         });
       }
     }
-
     const warn = (error: unknown, what: string) => {
       stats.publishErrors++;
       const now = Date.now();
@@ -233,7 +229,7 @@ export default definePlugin<WsClusterConfig>({
       }
     };
 
-    kernel.hooks.presence.tap(NAME, (ev: PresenceEvent) => {
+    api.tap('presence', (ev: PresenceEvent) => {
       const st = apps.get(ev.app.name);
       if (!st) return;
       switch (ev.kind) {
@@ -267,19 +263,22 @@ export default definePlugin<WsClusterConfig>({
     });
 
     const attach = (conn: NatsConnection) => {
+      if (stopped) return;
       nc = conn;
-      linkUp = true;
+      linkUp = !conn.isClosed();
       for (const st of apps.values()) {
         subs.push(conn.subscribe(st.subject, { callback: (err, msg) => (err ? warn(err, 'subscription') : onMessage(st, msg.data)) }));
       }
       void (async () => {
+        // Ends when the bus closes the connection at shutdown.
         for await (const s of conn.status()) {
-          if (s.type === 'disconnect') linkUp = false;
-          if (s.type === 'reconnect') linkUp = true;
-          if (s.type === 'disconnect')
-            log.warn({ server: s.server }, 'ws-cluster: NATS disconnected; fan-out paused (local delivery continues)');
-          else if (s.type === 'reconnect') {
-            log.info({ server: s.server }, 'ws-cluster: NATS reconnected; fan-out resumes');
+          if (stopped) return;
+          if (s.type === 'disconnect') {
+            linkUp = false;
+            log.warn({ server: redactUrl(s.server) }, 'ws-cluster: NATS disconnected; fan-out paused (local delivery continues)');
+          } else if (s.type === 'reconnect') {
+            linkUp = true;
+            log.info({ server: redactUrl(s.server) }, 'ws-cluster: NATS reconnected; fan-out resumes');
             announce();
           }
         }
@@ -287,46 +286,44 @@ export default definePlugin<WsClusterConfig>({
       announce();
     };
 
-    const tryConnect = () =>
-      connect({
-        servers: url.split(',').map((s) => s.trim()),
-        name: `mega-ws-cluster-${origin}`,
-        noEcho: true,
-        maxReconnectAttempts: -1,
-        reconnectTimeWait: 250,
-        timeout: config.connectTimeoutMs,
-      });
+    api.provide('ws-cluster', {
+      instanceId: origin,
+      stats: () => ({
+        connected: linkUp && nc !== undefined && !nc.isClosed(),
+        ...stats,
+        remoteMembers: [...apps.values()].reduce((n, st) => n + st.remote.size, 0),
+      }),
+    });
 
-    kernel.provide(
-      'ws-cluster',
-      {
-        instanceId: origin,
-        stats: () => ({
-          connected: linkUp && nc !== undefined && !nc.isClosed(),
-          ...stats,
-          remoteMembers: [...apps.values()].reduce((n, st) => n + st.remote.size, 0),
-        }),
-      } satisfies WsClusterService,
-      NAME,
-    );
-
-    kernel.hooks.boot.tapPromise(NAME, async () => {
+    api.tap('boot', async () => {
+      const connection = nats.connection(alias);
       try {
-        attach(await tryConnect());
-        log.info({ url, instanceId: origin, ttlMs: rosterOn ? ttlMs : undefined }, 'ws-cluster: connected to NATS');
+        attach(
+          await within(
+            connection,
+            config.connectTimeoutMs,
+            () => new MegaError('ws_cluster.unavailable', `NATS at ${url} not connected yet`),
+          ),
+        );
+        log.info({ url, bus: alias, instanceId: origin, ttlMs: rosterOn ? ttlMs : undefined }, 'ws-cluster: fan-out on NATS');
       } catch (error) {
-        // Boot goes on with local-only presence; connect again in the background.
-        log.warn({ err: error, url }, 'ws-cluster: NATS unreachable at boot; retrying in the background (local delivery only until then)');
+        // Boot goes on with local-only presence; the bus keeps connecting and fan-out starts when it is up.
+        log.warn(
+          { err: error, url, bus: alias },
+          'ws-cluster: NATS unreachable at boot; fan-out starts once the bus connects (local delivery only until then)',
+        );
         void (async () => {
+          let pending = connection;
           let delay = 500;
           while (!stopped && !nc) {
-            await new Promise((r) => setTimeout(r, delay).unref());
-            if (stopped) return;
             try {
-              attach(await tryConnect());
-              log.info({ url }, 'ws-cluster: connected to NATS');
+              attach(await pending);
+              if (!stopped) log.info({ url, bus: alias }, 'ws-cluster: fan-out on NATS');
             } catch {
+              // The owner gave up on this attempt: ask again after a backoff (500 ms doubling to 10 s).
+              await new Promise((r) => setTimeout(r, delay).unref());
               delay = Math.min(delay * 2, 10_000);
+              pending = nats.connection(alias);
             }
           }
         })();
@@ -342,13 +339,15 @@ export default definePlugin<WsClusterConfig>({
       for (const t of timers) t.unref();
     });
 
-    // Runs before ws-presence's shutdown: tell the others to drop our members, then stop publishing.
-    kernel.hooks.shutdown.tapPromise(NAME, async () => {
+    // Runs before ws-presence's and the bus's shutdown: tell the others to drop our members, then
+    // stop publishing. The connection belongs to the bus, which drains and closes it after this.
+    api.onShutdown(async () => {
       stopped = true;
       for (const t of timers) clearInterval(t);
       for (const st of apps.values()) st.presence.setRosterProvider(undefined);
       const conn = nc;
       nc = undefined;
+      linkUp = false;
       if (!conn || conn.isClosed()) return;
       for (const st of apps.values()) {
         try {
@@ -358,9 +357,8 @@ export default definePlugin<WsClusterConfig>({
         }
       }
       for (const s of subs.splice(0)) s.unsubscribe();
-      // Drain flushes what is buffered; bounded, since a broken link may never finish it.
-      await Promise.race([conn.drain(), new Promise((r) => setTimeout(r, 2000).unref())]).catch(() => {});
-      if (!conn.isClosed()) await conn.close().catch(() => {});
+      // Flush so the byes leave before the bus drains; bounded, since a broken link may never answer.
+      await within(conn.flush(), 2000, () => new Error('flush timed out')).catch(() => {});
     });
   },
 });

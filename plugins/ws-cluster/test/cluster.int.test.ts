@@ -8,10 +8,15 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Client, chatProject, expectClusterRouting, roster as list, said } from '../../../scripts/test/chat-cluster.js';
 import { killAll, megaStart, runMega, until } from '../../../scripts/test/procs.js';
-import { REPO } from '../../../scripts/test/project.js';
 import { serviceEnv } from '../../../scripts/test/service-env.js';
 
+/** The repository root. */
+const REPO = join(import.meta.dirname, '../../..');
+
 const { NATS_URL } = serviceEnv();
+const PLUGINS = ['@mega/http', '@mega/ws', '@mega/ws-presence', '@mega/bus', '@mega/ws-cluster'];
+/** The NATS connection ws-cluster publishes on is @mega/bus's `services.buses.default`. */
+const natsBus = (url: string) => `services: { buses: { default: { driver: 'nats', url: ${JSON.stringify(url)} } } }`;
 const TTL = 1500;
 const clients: Client[] = [];
 afterAll(() => {
@@ -28,8 +33,8 @@ const open = async (port: number, query: string) => {
 describe('@mega/ws-cluster across two real instances', () => {
   it('fans out once, directs only to the user, lists cluster-wide, survives a NATS restart and drops a killed instance within the TTL', async () => {
     const dir = chatProject({
-      plugins: ['@mega/http', '@mega/ws', '@mega/ws-presence', '@mega/ws-cluster'],
-      global: `wsCluster: { url: ${JSON.stringify(NATS_URL)}, subjectPrefix: 'test${Date.now()}', roster: { ttlMs: ${TTL}, heartbeatMs: 300 } }`,
+      plugins: PLUGINS,
+      global: `${natsBus(NATS_URL)}, wsCluster: { subjectPrefix: 'test${Date.now()}', roster: { ttlMs: ${TTL}, heartbeatMs: 300 } }`,
     });
     const [a, b] = await Promise.all([megaStart(dir), megaStart(dir)]);
     const a1 = await open(a.port, 'user=ann&session=a1');
@@ -74,8 +79,8 @@ describe('@mega/ws-cluster across two real instances', () => {
 
   it('refuses to boot an app configuring both transports (config.cluster_transport_conflict)', async () => {
     const dir = chatProject({
-      plugins: ['@mega/http', '@mega/ws', '@mega/ws-presence', '@mega/ws-cluster'],
-      global: `wsCluster: { url: ${JSON.stringify(NATS_URL)} }`,
+      plugins: [...PLUGINS, '@mega/hub-bridge'],
+      global: natsBus(NATS_URL),
       app: "bridgeHub: { url: 'ws://127.0.0.1:9', token: 't' }",
     });
     const w = runMega(['start', '--port', '0'], dir);

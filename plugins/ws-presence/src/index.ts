@@ -1,7 +1,7 @@
-import type { App, Kernel, MegaContext } from '@mega/kernel';
+import type { App } from '@mega/kernel';
 import { definePlugin, MegaError, packageVersion } from '@mega/kernel';
-import type { WsServer } from '@mega/ws';
-import { WsConnection } from '@mega/ws';
+import type { WsConnection } from '@mega/ws';
+import { connectionOf } from '@mega/ws';
 import type { BroadcastOptions, JoinOptions, PresenceEntry, PresenceMessage } from './presence.js';
 import { Presence } from './presence.js';
 
@@ -40,8 +40,6 @@ declare module '@mega/kernel' {
   }
 }
 
-const NAME = '@mega/ws-presence';
-
 function bind(presence: Presence, conn: WsConnection | undefined): CtxPresence {
   const needConn = (what: string): WsConnection => {
     if (!conn) throw new MegaError('presence.no_connection', `ctx.presence.${what} needs a WebSocket ctx (use it from a channel)`);
@@ -69,31 +67,27 @@ function bind(presence: Presence, conn: WsConnection | undefined): CtxPresence {
 }
 
 export default definePlugin({
-  name: NAME,
+  name: '@mega/ws-presence',
   version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.2.0',
   dependsOn: ['@mega/ws'],
-  setup(kernel: Kernel) {
-    const ws = kernel.use<WsServer>('ws');
+  setup(api) {
+    const ws = api.use('ws');
     const byApp = new Map<string, Presence>();
-    for (const app of kernel.apps) byApp.set(app.name, new Presence(kernel, ws, app));
+    for (const app of api.kernel.apps) byApp.set(app.name, new Presence(api.kernel, ws, app));
     const of = (app: App | string): Presence => {
       const name = typeof app === 'string' ? app : app.name;
       const p = byApp.get(name);
       if (!p) throw new MegaError('app.not_found', `no app named "${name}" has presence`);
       return p;
     };
-    kernel.provide('presence', { of }, NAME);
-    kernel.contributeApp('presence', (app) => of(app));
-    kernel.contributeCtx(
-      'presence',
-      (ctx: MegaContext) => bind(of(ctx.app), ctx.source instanceof WsConnection ? ctx.source : undefined),
-      NAME,
-    );
+    api.provide('presence', { of });
+    api.contributeApp('presence', (app) => of(app));
+    api.contributeCtx('presence', (ctx) => bind(of(ctx.app), connectionOf(ctx)));
     ws.onOpen((conn) => byApp.get(conn.app.name)?.track(conn));
     ws.onClose((conn) => byApp.get(conn.app.name)?.untrack(conn));
     // Runs before @mega/ws's shutdown (reverse dependency order): sessions leave, then sockets close 1001.
-    kernel.hooks.shutdown.tapPromise(NAME, async () => {
+    api.onShutdown(async () => {
       for (const p of byApp.values()) await p.close();
     });
   },

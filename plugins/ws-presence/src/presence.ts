@@ -273,10 +273,17 @@ export class Presence {
     this.#byUser.clear();
     this.#byNs.clear();
     const hook = this.#kernel.hooks.presence;
-    if (hook.taps.length > 0) {
+    if (hook.isUsed()) {
       await Promise.all(
         events.map((ev) =>
-          hook.promise(ev).catch((error: unknown) => this.#kernel.log.warn({ err: error }, 'presence hook failed on shutdown')),
+          hook
+            .promise(ev)
+            .catch((error: unknown) =>
+              this.#kernel.log.warn(
+                { err: error, plugin: (error as { plugin?: string }).plugin, hook: 'presence' },
+                'presence hook failed on shutdown',
+              ),
+            ),
         ),
       );
     }
@@ -292,11 +299,15 @@ export class Presence {
 
   #emit(event: PresenceEvent): void {
     const hook = this.#kernel.hooks.presence;
-    // taps.length, not isUsed(): the kernel's registration interceptor makes isUsed() always true.
-    if (hook.taps.length === 0) return;
+    if (!hook.isUsed()) return;
     hook
       .promise(event)
-      .catch((error: unknown) => this.#kernel.log.warn({ err: error, kind: event.kind }, 'presence hook failed (local delivery done)'));
+      .catch((error: unknown) =>
+        this.#kernel.log.warn(
+          { err: error, plugin: (error as { plugin?: string }).plugin, hook: 'presence', kind: event.kind },
+          'presence hook failed (local delivery done)',
+        ),
+      );
   }
 }
 

@@ -4,17 +4,15 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import type { Kernel } from '@mega/kernel';
+import { bootProject, stopAll } from '@mega/testing';
 import { afterAll, describe, expect, it } from 'vitest';
-import { boot, Client } from '../../../scripts/test/ws-kernel.js';
 
 const REPO = join(import.meta.dirname, '../../..');
 const run = promisify(execFile);
 let dir: string;
-let kernel: Kernel | undefined;
 
 afterAll(async () => {
-  await kernel?.stop();
+  await stopAll();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -56,10 +54,9 @@ export default (router: any) => { router.ws('/ws/room', Room); };
     // The copied config listens on 3000; the test boots it on a free port instead.
     const config = readFileSync(join(dir, 'mega.config.ts'), 'utf8');
     writeFileSync(join(dir, 'mega.config.ts'), config.replace('port: 3000', "port: 0, host: '127.0.0.1'"));
-    const b = await boot(dir);
-    kernel = b.kernel;
-    const c = await Client.open(b.url('/ws/room'));
-    const who = await c.ofType('room.who');
+    const b = await bootProject(dir);
+    const c = await b.ws('/ws/room');
+    const who = await c.next('room.who');
     expect(who.payload).toEqual([{ sessionId: expect.any(String), userId: 'u1', channels: [] }]);
     await c.close();
   });

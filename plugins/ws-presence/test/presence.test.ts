@@ -1,13 +1,8 @@
-import type { Kernel } from '@mega/kernel';
+import { bootProject, stopAll, type WsClient, writeProject } from '@mega/testing';
 import type {} from '@mega/ws-presence';
 import { afterEach, describe, expect, it } from 'vitest';
-import { boot, Client, project } from '../../../scripts/test/ws-kernel.js';
 
-let running: Kernel | undefined;
-afterEach(async () => {
-  await running?.stop();
-  running = undefined;
-});
+afterEach(stopAll);
 
 type Rec = { events: Array<Record<string, any>>; order: string[] };
 const rec = () => (globalThis as unknown as { presenceTest: Rec }).presenceTest;
@@ -42,10 +37,10 @@ const RECORDER = `
 import { definePlugin } from '@mega/kernel';
 export default definePlugin({
   name: 'recorder', version: '1.0.0', dependsOn: ['@mega/ws-presence'],
-  setup(kernel) {
-    kernel.hooks.presence.tapPromise('recorder', async (ev: any) => {
+  setup(api) {
+    api.tap('presence', async (ev: any) => {
       const r = (globalThis as any).presenceTest;
-      const open = [...kernel.use('ws').connections()].length;
+      const open = [...api.use('ws').connections()].length;
       r.events.push({ kind: ev.kind, ns: ev.ns, sessionId: ev.sessionId, userId: ev.userId, channel: ev.channel, openConnections: open, frame: ev.frame ? ev.frame.toString() : undefined });
       r.order.push('hook:' + ev.kind);
     });
@@ -55,23 +50,25 @@ export default definePlugin({
 
 async function start() {
   (globalThis as unknown as { presenceTest: Rec }).presenceTest = { events: [], order: [] };
-  const b = await boot(
-    project(
-      { 'channel.ts': CHANNEL, 'routes/ws.ts': ROUTES, 'recorder.ts': RECORDER },
-      "['@mega/http', '@mega/ws', '@mega/ws-presence', './recorder.ts']",
-    ),
+  const b = await bootProject(
+    writeProject({
+      'mega.config.ts': "export default { plugins: ['@mega/http', '@mega/ws', '@mega/ws-presence', './recorder.ts'] };\n",
+      'app.config.ts': 'export default {};\n',
+      'channel.ts': CHANNEL,
+      'routes/ws.ts': ROUTES,
+      'recorder.ts': RECORDER,
+    }),
   );
-  running = b.kernel;
   const open = async (query: string, path = '/chat') => {
-    const c = await Client.open(b.url(`${path}?${query}`));
-    await c.next((m) => m.type === 'joined' || m.type === 'anon');
+    const c = await b.ws(`${path}?${query}`);
+    await c.waitFor((m) => m.type === 'joined' || m.type === 'anon');
     return c;
   };
   return { ...b, open };
 }
 
 /** Nothing else arrived before `marker`: proof a client received no stray message. */
-async function nothingBefore(c: Client, marker: string) {
+async function nothingBefore(c: WsClient, marker: string) {
   const m = await c.next();
   expect(m.payload?.text ?? m.type).toBe(marker);
 }
@@ -85,12 +82,13 @@ describe('@mega/ws-presence', () => {
     const carol = await b.open('user=carol');
     const anon = await b.open('user=dave&anon=1');
     const elsewhere = await b.open('user=erin', '/other');
-    bob.send({ type: 'chat.dm', payload: { to: 'alice', text: 'psst' } });
-    for (const c of [a1, a2]) expect(await c.ofType('chat.dm')).toEqual({ type: 'chat.dm', payload: { text: 'psst', from: 'bob' } });
+    bob.send('chat.dm', { to: 'alice', text: 'psst' });
+    for (const c of [a1, a2])
+      expect(await c.next('chat.dm')).toEqual({ type: 'chat.dm', payload: { text: 'psst', from: 'bob' }, raw: expect.any(String) });
     // A broadcast to everyone afterwards: for the others it must be the first thing they see.
-    carol.send({ type: 'chat.say', payload: { text: 'marker' } });
+    carol.send('chat.say', { text: 'marker' });
     for (const c of [bob, carol, anon]) await nothingBefore(c, 'marker');
-    elsewhere.send({ type: 'chat.say', payload: { text: 'marker2' } });
+    elsewhere.send('chat.say', { text: 'marker2' });
     await nothingBefore(elsewhere, 'marker2');
     for (const c of [a1, a2]) await nothingBefore(c, 'marker');
     const direct = rec().events.find((e) => e.kind === 'direct');
@@ -105,19 +103,19 @@ describe('@mega/ws-presence', () => {
     const bob = await b.open('user=bob&ch=lobby');
     const carol = await b.open('user=carol&ch=red');
     const anon = await b.open('user=x&anon=1');
-    carol.send({ type: 'chat.list', payload: { channel: 'red' } });
-    expect((await carol.ofType('chat.list')).payload.map((e: any) => e.userId).sort()).toEqual(['alice', 'carol']);
-    a.send({ type: 'chat.say', payload: { channel: 'red', text: 'red only' } });
-    expect((await a.ofType('chat.count')).payload.n).toBe(2);
-    expect((await carol.ofType('chat.said')).payload.text).toBe('red only');
-    a.send({ type: 'chat.say', payload: { text: 'all', except: ['alice-s'] } });
-    expect((await a.ofType('chat.count')).payload.n).toBe(3);
+    carol.send('chat.list', { channel: 'red' });
+    expect((await carol.next('chat.list')).payload.map((e: any) => e.userId).sort()).toEqual(['alice', 'carol']);
+    a.send('chat.say', { channel: 'red', text: 'red only' });
+    expect((await a.next('chat.count')).payload.n).toBe(2);
+    expect((await carol.next('chat.said')).payload.text).toBe('red only');
+    a.send('chat.say', { text: 'all', except: ['alice-s'] });
+    expect((await a.next('chat.count')).payload.n).toBe(3);
     await nothingBefore(bob, 'all'); // bob (not in red) never got 'red only'
     await nothingBefore(anon, 'all'); // a connection that never joined still hears namespace-wide broadcasts
-    expect((await carol.ofType('chat.said')).payload.text).toBe('all');
-    bob.send({ type: 'chat.say', payload: { text: 'marker' } });
-    expect((await a.ofType('chat.said')).payload.text).toBe('red only');
-    expect((await a.ofType('chat.said')).payload.text).toBe('marker'); // 'all' skipped alice's session
+    expect((await carol.next('chat.said')).payload.text).toBe('all');
+    bob.send('chat.say', { text: 'marker' });
+    expect((await a.next('chat.said')).payload.text).toBe('red only');
+    expect((await a.next('chat.said')).payload.text).toBe('marker'); // 'all' skipped alice's session
     await Promise.all([a, bob, carol, anon].map((c) => c.close()));
   });
 
@@ -131,8 +129,8 @@ describe('@mega/ws-presence', () => {
       if (chunk.includes('chat.said')) rec().order.push('local-write');
       return write(chunk, ...rest);
     };
-    a.send({ type: 'chat.say', payload: { text: 'x' } });
-    await a.ofType('chat.said');
+    a.send('chat.say', { text: 'x' });
+    await a.next('chat.said');
     await new Promise((r) => setTimeout(r, 20));
     const order = rec().order.filter((o) => o === 'local-write' || o === 'hook:broadcast');
     expect(order).toEqual(['local-write', 'hook:broadcast']);
@@ -144,17 +142,17 @@ describe('@mega/ws-presence', () => {
     const first = await b.open('user=alice&session=same');
     const second = await b.open('user=alice&session=same');
     const bob = await b.open('user=bob');
-    bob.send({ type: 'chat.list' });
-    expect((await bob.ofType('chat.list')).payload.map((e: any) => e.sessionId).sort()).toEqual(['bob-s', 'same']);
-    bob.send({ type: 'chat.dm', payload: { to: 'alice', text: 'hi' } });
-    expect((await second.ofType('chat.dm')).payload.text).toBe('hi');
-    first.send({ type: 'chat.list' }); // still open, just detached
-    expect((await first.ofType('chat.list')).payload.length).toBe(2);
+    bob.send('chat.list');
+    expect((await bob.next('chat.list')).payload.map((e: any) => e.sessionId).sort()).toEqual(['bob-s', 'same']);
+    bob.send('chat.dm', { to: 'alice', text: 'hi' });
+    expect((await second.next('chat.dm')).payload.text).toBe('hi');
+    first.send('chat.list'); // still open, just detached
+    expect((await first.next('chat.list')).payload.length).toBe(2);
     expect(first.messages.some((m) => m.type === 'chat.dm')).toBe(false);
     // Closing the detached connection must not remove the session now held by the new one.
     await first.close();
-    bob.send({ type: 'chat.list' });
-    expect((await bob.ofType('chat.list')).payload.map((e: any) => e.sessionId).sort()).toEqual(['bob-s', 'same']);
+    bob.send('chat.list');
+    expect((await bob.next('chat.list')).payload.map((e: any) => e.sessionId).sort()).toEqual(['bob-s', 'same']);
     await Promise.all([second.close(), bob.close()]);
   });
 
@@ -162,8 +160,8 @@ describe('@mega/ws-presence', () => {
     const b = await start();
     const a = await b.open('user=alice');
     const bob = await b.open('user=bob');
-    a.send({ type: 'chat.meta', payload: { status: 'away' } });
-    const list = (await a.ofType('chat.list')).payload;
+    a.send('chat.meta', { status: 'away' });
+    const list = (await a.next('chat.list')).payload;
     expect(list.find((e: any) => e.userId === 'alice')).toEqual({
       sessionId: 'alice-s',
       userId: 'alice',
@@ -172,8 +170,8 @@ describe('@mega/ws-presence', () => {
     });
     await a.close();
     await new Promise((r) => setTimeout(r, 20));
-    bob.send({ type: 'chat.list' });
-    expect((await bob.ofType('chat.list')).payload.map((e: any) => e.userId)).toEqual(['bob']);
+    bob.send('chat.list');
+    expect((await bob.next('chat.list')).payload.map((e: any) => e.userId)).toEqual(['bob']);
     expect(
       rec()
         .events.filter((e) => e.userId === 'alice' || e.sessionId === 'alice-s')
@@ -187,7 +185,6 @@ describe('@mega/ws-presence', () => {
     const a = await b.open('user=alice');
     const bob = await b.open('user=bob');
     await b.kernel.stop();
-    running = undefined;
     expect((await a.closed).code).toBe(1001);
     expect((await bob.closed).code).toBe(1001);
     const leaves = rec().events.filter((e) => e.kind === 'leave');
@@ -201,8 +198,8 @@ describe('@mega/ws-presence', () => {
     const bob = await b.open('user=bob&session=b1');
     const p = b.kernel.use('presence').of(b.kernel.apps[0] as any);
     p.setRosterProvider((_ns, _channel, local) => [...local, { sessionId: 'remote-1', userId: 'zed', channels: ['lobby'] }]);
-    bob.send({ type: 'chat.list' });
-    expect((await bob.ofType('chat.list')).payload.map((e: any) => e.userId).sort()).toEqual(['alice', 'bob', 'zed']);
+    bob.send('chat.list');
+    expect((await bob.next('chat.list')).payload.map((e: any) => e.userId).sort()).toEqual(['alice', 'bob', 'zed']);
     expect(
       p
         .localList('/chat')

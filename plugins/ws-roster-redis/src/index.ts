@@ -1,26 +1,35 @@
-import type { App, Kernel } from '@mega/kernel';
-import { ConfigError, definePlugin, packageVersion } from '@mega/kernel';
+import { redactUrl } from '@mega/adapters';
+import type { RedisConnections } from '@mega/cache-redis';
+import type { App, ConfigInput, Static } from '@mega/kernel';
+import { ConfigError, definePlugin, MegaError, packageVersion, Type } from '@mega/kernel';
 import type { PresenceEntry } from '@mega/ws-presence';
-import { Redis } from 'ioredis';
 import type { RosterWrite } from './roster.js';
 import { RedisRoster } from './roster.js';
 
 export type { RosterOptions, RosterWrite } from './roster.js';
 export { RedisRoster } from './roster.js';
 
-export interface WsRosterConfig {
-  /** Redis URL; default `services.caches[cache].url`, then `REDIS_URL`. */
-  url?: string;
-  cache?: string;
-  prefix: string;
-  ttlMs: number;
-  refreshMs?: number;
-  /**
-   * Serve `ctx.presence.list()` cluster-wide from a local mirror of the Redis roster, pulled every
-   * refresh interval (replaces a transport's roster for `list()`; default false).
-   */
-  mirror?: boolean;
-}
+/** The `wsRoster` key of mega.config.ts (global). */
+export const WsRosterConfigSchema = Type.Object({
+  wsRoster: Type.Object(
+    {
+      /** The `services.caches` alias (served by @mega/cache-redis) holding the roster; default `default` or the only one. */
+      cache: Type.Optional(Type.String({ minLength: 1 })),
+      prefix: Type.String({ default: 'mega:roster:' }),
+      ttlMs: Type.Integer({ minimum: 100, default: 30_000 }),
+      /** Default: `ttlMs / 3` (at least 50). */
+      refreshMs: Type.Optional(Type.Integer({ minimum: 50 })),
+      /**
+       * Serve `ctx.presence.list()` cluster-wide from a local mirror of the Redis roster, pulled every
+       * refresh interval (replaces a transport's roster for `list()`).
+       */
+      mirror: Type.Boolean({ default: false }),
+    },
+    { additionalProperties: false, default: {} },
+  ),
+});
+
+export type WsRosterConfig = Static<typeof WsRosterConfigSchema>['wsRoster'];
 
 export interface AppRoster {
   /** Cluster-wide members of a namespace (optionally one channel), from Redis. */
@@ -33,41 +42,49 @@ export interface WsRosterService {
 }
 
 declare module '@mega/kernel' {
+  /** This plugin's keys of mega.config.ts (see the README's config table). */
+  interface MegaConfig {
+    wsRoster?: ConfigInput<typeof WsRosterConfigSchema>['wsRoster'];
+  }
   interface MegaServices {
     'ws-roster': WsRosterService;
   }
 }
 
-const NAME = '@mega/ws-roster-redis';
-
 /** Hash names: `<app>:<ns>` for the namespace, `<app>:<ns>#<channel>` per channel. */
 export const channelKey = (app: string, ns: string, channel?: string) =>
   channel === undefined ? `${app}:${ns}` : `${app}:${ns}#${channel}`;
 
-export default definePlugin<WsRosterConfig>({
-  name: NAME,
+/** The owner's connections and the checked alias; fails setup naming the fix when either is missing. */
+function redisOwner(has: boolean, use: () => RedisConnections, alias: string | undefined): RedisConnections {
+  const fix =
+    "declare services.caches.<alias> = { driver: 'redis', url } in mega.config.ts (served by @mega/cache-redis; run: mega plugin add @mega/cache-redis)";
+  if (!has) throw new MegaError('ws_roster.no_redis', `wsRoster keeps the roster in Redis, but no plugin provides it: ${fix}`);
+  const redis = use();
+  if (redis.aliases.length === 0) throw new ConfigError('ws_roster.no_cache', `wsRoster needs a Redis cache: ${fix}`);
+  if (alias !== undefined && !redis.aliases.includes(alias)) {
+    throw new ConfigError(
+      'config.invalid',
+      `wsRoster.cache "${alias}" is not a Redis cache (services.caches with driver redis: ${redis.aliases.join(', ')})`,
+      { details: { key: 'wsRoster.cache', alias, known: redis.aliases } },
+    );
+  }
+  return redis;
+}
+
+export default definePlugin({
+  name: '@mega/ws-roster-redis',
   version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.2.0',
-  dependsOn: ['@mega/ws-presence'],
-  configKey: 'wsRoster',
-  configSchema: {
-    type: 'object',
-    additionalProperties: false,
-    properties: {
-      url: { type: 'string', minLength: 1 },
-      cache: { type: 'string', minLength: 1 },
-      prefix: { type: 'string', default: 'mega:roster:' },
-      ttlMs: { type: 'integer', minimum: 100, default: 30_000 },
-      refreshMs: { type: 'integer', minimum: 50 },
-      mirror: { type: 'boolean', default: false },
-    },
-  },
-  setup(kernel: Kernel, config: WsRosterConfig) {
-    const url = config.url ?? (config.cache ? kernel.config.services?.caches?.[config.cache]?.url : undefined) ?? process.env.REDIS_URL;
-    if (!url) throw new ConfigError('ws_roster.no_url', 'wsRoster needs a Redis url: set wsRoster.url, wsRoster.cache or REDIS_URL');
-    const log = kernel.log.child({ plugin: NAME });
-    const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: true });
-    redis.on('error', (error: Error) => log.debug({ err: error }, 'ws-roster-redis: redis error'));
+  // @mega/cache-redis owns the Redis client: set up before and shut down after this plugin.
+  dependsOn: ['@mega/ws-presence', '@mega/cache-redis'],
+  config: { global: WsRosterConfigSchema },
+  setup(api, { wsRoster: config }) {
+    const { kernel, log } = api;
+    const owner = redisOwner(api.has('redis'), () => api.use('redis'), config.cache);
+    const url = redactUrl(owner.url(config.cache));
+    // The shared client of the alias: cache-redis connects, reconnects and closes it.
+    const redis = owner.client(config.cache);
     const roster = new RedisRoster<PresenceEntry>(redis, { prefix: config.prefix, ttlMs: config.ttlMs });
     /** Local members per app (what refresh re-writes). */
     const local = new Map<string, Map<string, { ns: string; entry: PresenceEntry }>>();
@@ -78,7 +95,7 @@ export default definePlugin<WsRosterConfig>({
     const fail = (what: string) => (error: unknown) =>
       log.warn({ err: error }, `ws-roster-redis: ${what} failed (local presence unaffected)`);
 
-    kernel.hooks.presence.tap(NAME, (ev) => {
+    api.tap('presence', (ev) => {
       const app = ev.app.name;
       let m = local.get(app);
       if (!m) {
@@ -130,27 +147,21 @@ export default definePlugin<WsRosterConfig>({
     };
 
     let timer: NodeJS.Timeout | undefined;
-    kernel.provide(
-      'ws-roster',
-      {
-        roster,
-        of: (app) => {
-          const name = typeof app === 'string' ? app : app.name;
-          return {
-            list: async (ns, channel) => (await roster.list(channelKey(name, ns, channel))).map((x) => x.member),
-          };
-        },
-      } satisfies WsRosterService,
-      NAME,
-    );
+    api.provide('ws-roster', {
+      roster,
+      of: (app) => {
+        const name = typeof app === 'string' ? app : app.name;
+        return {
+          list: async (ns, channel) => (await roster.list(channelKey(name, ns, channel))).map((x) => x.member),
+        };
+      },
+    });
 
-    kernel.hooks.boot.tapPromise(NAME, async () => {
-      await redis
-        .connect()
-        .catch((error: unknown) => log.warn({ err: error, url }, 'ws-roster-redis: redis unreachable at boot; retrying'));
+    api.tap('boot', () => {
+      log.info({ cache: config.cache, url, prefix: config.prefix, mirror: config.mirror }, 'ws-roster-redis: roster in Redis');
       if (config.mirror) {
         // In boot, after every plugin's setup: this provider replaces a transport's (ws-cluster, hub-bridge).
-        const presence = kernel.use('presence');
+        const presence = api.use('presence');
         for (const app of kernel.apps) {
           presence.of(app).setRosterProvider((ns, channel, mine) => {
             const key = channelKey(app.name, ns);
@@ -177,14 +188,14 @@ export default definePlugin<WsRosterConfig>({
       timer.unref();
     });
 
-    // Runs before ws-presence's shutdown: remove our members now instead of waiting for their expiry.
-    kernel.hooks.shutdown.tapPromise(NAME, async () => {
+    // Runs before ws-presence's and cache-redis's shutdown: remove our members now instead of waiting
+    // for their expiry (the client stays open: cache-redis closes it).
+    api.onShutdown(async () => {
       clearInterval(timer);
       const all: Array<{ channel: string; sessionId: string }> = [];
       for (const [app, m] of local) for (const { ns, entry } of m.values()) all.push(...writes(app, ns, entry));
       local.clear();
       await roster.remove(all).catch(fail('remove on shutdown'));
-      await redis.quit().catch(() => redis.disconnect());
     });
   },
 });

@@ -11,6 +11,9 @@ import { channelKey, RedisRoster } from '../src/index.js';
 const { REDIS_URL } = serviceEnv();
 const redis = new Redis(REDIS_URL);
 const prefix = `test:roster:${Date.now()}:`;
+const PLUGINS = ['@mega/http', '@mega/ws', '@mega/ws-presence', '@mega/cache-redis', '@mega/ws-roster-redis'];
+/** The roster lives on @mega/cache-redis's client of `services.caches.default`. */
+const redisCache = (url: string) => `services: { caches: { default: { driver: 'redis', url: ${JSON.stringify(url)} } } }`;
 const kernels: Kernel[] = [];
 afterAll(async () => {
   for (const k of kernels) await k.stop();
@@ -55,9 +58,9 @@ describe('RedisRoster', () => {
 describe('@mega/ws-roster-redis plugin', () => {
   it('mirrors joins and leaves of real WS sessions into per-namespace and per-channel hashes', async () => {
     const dir = chatProject({
-      plugins: ['@mega/http', '@mega/ws', '@mega/ws-presence', '@mega/ws-roster-redis'],
+      plugins: PLUGINS,
       server: "{ host: '127.0.0.1', port: 0 }",
-      global: `wsRoster: { url: ${JSON.stringify(REDIS_URL)}, prefix: ${JSON.stringify(prefix)}, ttlMs: 5000 }`,
+      global: `${redisCache(REDIS_URL)}, wsRoster: { prefix: ${JSON.stringify(prefix)}, ttlMs: 5000 }`,
     });
     const kernel = await loadKernel({ dir, logger: createLogger({ level: 'silent' }) });
     kernels.push(kernel);
@@ -85,8 +88,8 @@ describe('@mega/ws-roster-redis plugin', () => {
   it('mirror: ctx.presence.list() on each instance is the cluster-wide roster from Redis, leaves included', async () => {
     const mirrorPrefix = `${prefix}mirror:`;
     const dir = chatProject({
-      plugins: ['@mega/http', '@mega/ws', '@mega/ws-presence', '@mega/ws-roster-redis'],
-      global: `wsRoster: { url: ${JSON.stringify(REDIS_URL)}, prefix: ${JSON.stringify(mirrorPrefix)}, ttlMs: 3000, refreshMs: 100, mirror: true }`,
+      plugins: PLUGINS,
+      global: `${redisCache(REDIS_URL)}, wsRoster: { prefix: ${JSON.stringify(mirrorPrefix)}, ttlMs: 3000, refreshMs: 100, mirror: true }`,
     });
     // Two real instances of the same app (one process cannot register an app name twice).
     const ports = (await Promise.all([megaStart(dir), megaStart(dir)])).map((proc) => proc.port);

@@ -1,41 +1,40 @@
-/** Config of @mega/ws (key `ws` in mega.config.ts): defaults for every WS route. */
-import type { CompressionOptions } from './deflate.js';
+/**
+ * Config of @mega/ws, declared once: the `ws` key of mega.config.ts, defaults for every WS route
+ * (routes override them). Types and defaults derive from this schema.
+ */
+import { type Static, Type } from '@mega/kernel';
+import { COMPRESSION_DEFAULTS } from './deflate.js';
 
-export interface WsConfig {
-  /** Ping interval (ms); 0 disables. Routes override it. */
-  heartbeatMs?: number;
-  /** Largest inbound message (bytes). */
-  maxPayload?: number;
-  /** Buffered output above which a slow client is closed with 1013. */
-  maxBufferedBytes?: number;
-  /** Frames queued while onConnect runs. */
-  preConnectQueue?: number;
-  /** How long a closing handshake may take before the socket is destroyed. */
-  closeTimeoutMs?: number;
-  /** Defaults for routes that turn compression on (`compression: true`). */
-  compression?: CompressionOptions;
-}
+const D = COMPRESSION_DEFAULTS;
 
-export const configSchema = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    heartbeatMs: { type: 'integer', minimum: 0, default: 30_000 },
-    maxPayload: { type: 'integer', minimum: 1, default: 1_048_576 },
-    maxBufferedBytes: { type: 'integer', minimum: 1, default: 16_777_216 },
-    preConnectQueue: { type: 'integer', minimum: 0, default: 256 },
-    closeTimeoutMs: { type: 'integer', minimum: 1, default: 5_000 },
-    compression: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        threshold: { type: 'integer', minimum: 0 },
-        level: { type: 'integer', minimum: 0, maximum: 9 },
-        serverNoContextTakeover: { type: 'boolean' },
-        clientNoContextTakeover: { type: 'boolean' },
-        serverMaxWindowBits: { type: 'integer', minimum: 9, maximum: 15 },
-        maxContexts: { type: 'integer', minimum: 0 },
+export const WsConfigSchema = Type.Object(
+  {
+    /** Ping interval (ms); 0 disables. */
+    heartbeatMs: Type.Integer({ minimum: 0, default: 30_000 }),
+    /** Largest inbound message (bytes). */
+    maxPayload: Type.Integer({ minimum: 1, default: 1_048_576 }),
+    /** Buffered output above which a slow client is closed with 1013. */
+    maxBufferedBytes: Type.Integer({ minimum: 1, default: 16_777_216 }),
+    /** Frames queued while onConnect runs. */
+    preConnectQueue: Type.Integer({ minimum: 0, default: 256 }),
+    /** How long a closing handshake may take before the socket is destroyed. */
+    closeTimeoutMs: Type.Integer({ minimum: 1, default: 5_000 }),
+    /** Defaults for routes that turn compression on (`compression: true`). */
+    compression: Type.Object(
+      {
+        threshold: Type.Integer({ minimum: 0, default: D.threshold }),
+        level: Type.Integer({ minimum: 0, maximum: 9, default: D.level }),
+        serverNoContextTakeover: Type.Boolean({ default: D.serverNoContextTakeover }),
+        clientNoContextTakeover: Type.Boolean({ default: D.clientNoContextTakeover }),
+        serverMaxWindowBits: Type.Integer({ minimum: 9, maximum: 15, default: D.serverMaxWindowBits }),
+        maxContexts: Type.Integer({ minimum: 0, default: D.maxContexts }),
       },
-    },
+      { additionalProperties: false, default: {} },
+    ),
   },
-} as const;
+  { additionalProperties: false, default: {} },
+);
+
+export const WsGlobalConfig = Type.Object({ ws: WsConfigSchema });
+
+export type WsConfig = Static<typeof WsConfigSchema>;

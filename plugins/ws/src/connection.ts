@@ -395,8 +395,7 @@ export class WsConnection implements FrameSink {
    */
   #run(data: Buffer, binary: boolean): void {
     let pending: Promise<void> | undefined;
-    // taps.length, not isUsed(): the kernel's registration interceptor makes isUsed() always true.
-    if (this.#rt.kernel.hooks.wsMessage.taps.length > 0) pending = this.#viaHook(data, binary);
+    if (this.#rt.kernel.hooks.wsMessage.isUsed()) pending = this.#viaHook(data, binary);
     else pending = this.#handle(data, binary, undefined);
     if (pending === undefined) return;
     this.#busy = true;
@@ -434,12 +433,15 @@ export class WsConnection implements FrameSink {
     try {
       rejected = await this.#rt.kernel.hooks.wsMessage.promise(frame);
     } catch (error) {
-      rejected = isMegaError(error) ? error : undefined;
-      if (!rejected) {
-        this.ctx.log.error({ err: error, connId: this.id }, 'ws wsMessage tap failed');
-        this.sendError('internal', this.#rt.production ? 'internal error' : String((error as Error)?.message ?? error));
-        return;
+      // A tap that throws failed; only a returned MegaError is a deliberate rejection. The kernel
+      // attributed the failure (plugin, hook); the client gets `internal`, the text only outside production.
+      const { plugin, hook } = error as { plugin?: string; hook?: string };
+      this.ctx.log.error({ err: error, plugin, hook, connId: this.id }, `ws wsMessage tap of ${plugin ?? 'a plugin'} failed`);
+      const cause = (error as { cause?: unknown }).cause ?? error;
+      if (this.readyState === ReadyState.OPEN) {
+        this.sendError('internal', this.#rt.production ? 'internal error' : String((cause as Error)?.message ?? cause));
       }
+      return;
     }
     if (rejected) {
       if (this.readyState === ReadyState.OPEN) this.sendError(rejected.code, rejected.message);

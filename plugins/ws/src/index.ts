@@ -1,13 +1,12 @@
-import type { HttpServer } from '@mega/http';
 import { HTTP_STAGES } from '@mega/http';
-import type { Kernel } from '@mega/kernel';
+import type { ConfigInput } from '@mega/kernel';
 import { definePlugin, packageVersion } from '@mega/kernel';
-import type { WsConfig } from './config.js';
-import { configSchema } from './config.js';
+import { WsGlobalConfig } from './config.js';
 import { WsServer } from './server.js';
 import type { BeforeUpgrade, ChannelClass, WsRouteMethod, WsRouteOptions } from './types.js';
 
 export type { WsConfig } from './config.js';
+export { WsConfigSchema, WsGlobalConfig } from './config.js';
 export type { OutboundTransform, Runtime, WsInboundFrame } from './connection.js';
 export { CloseCode, ReadyState, WsConnection } from './connection.js';
 export type { Agreement, CompressionOptions } from './deflate.js';
@@ -21,15 +20,16 @@ export { FrameReader } from './receiver.js';
 export type { CompiledRoute } from './route.js';
 export { DOTTED_TYPE } from './route.js';
 export type { CloseListener, ConnectionFilter, OpenListener } from './server.js';
-export { WsServer } from './server.js';
+export { connectionOf, WsServer } from './server.js';
 export type * from './types.js';
 
 declare module '@mega/kernel' {
+  /** This plugin's keys of mega.config.ts (see the README's config table). */
+  interface MegaConfig {
+    ws?: ConfigInput<typeof WsGlobalConfig>['ws'];
+  }
   interface MegaServices {
     ws: WsServer;
-  }
-  interface MegaConfig {
-    ws?: WsConfig;
   }
   interface MegaContext {
     /** WS: what the route's `before` returned (an own property of each WS ctx). */
@@ -43,35 +43,40 @@ declare module '@mega/http' {
   }
 }
 
-const NAME = '@mega/ws';
-
-export default definePlugin<WsConfig>({
-  name: NAME,
+export default definePlugin({
+  name: '@mega/ws',
   version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.2.0',
   dependsOn: ['@mega/http'],
-  configKey: 'ws',
-  configScope: 'global',
-  configSchema,
-  setup(kernel: Kernel, config: WsConfig) {
-    const http = kernel.use<HttpServer>('http');
-    const server = new WsServer(kernel, config ?? {}, http);
-    kernel.provide('ws', server, NAME);
-    http.extendRouter('ws', (_app, add) => {
-      const ws: WsRouteMethod = (path: string, channel: ChannelClass, options: WsRouteOptions = {}) => {
-        // `before` becomes a list so `route` taps can append to it.
-        const before: BeforeUpgrade[] =
-          options.before === undefined ? [] : Array.isArray(options.before) ? [...options.before] : [options.before as BeforeUpgrade];
-        add({ kind: 'ws', method: 'GET', path, handler: channel, options: { ...options, before } });
-      };
-      return ws;
+  config: { global: WsGlobalConfig },
+  setup(api, config) {
+    const http = api.use('http');
+    const server = new WsServer(api.kernel, config.ws, http);
+    api.provide('ws', server);
+    // router.ws: the one router extension. Its definitions pass the `route` hook like HTTP routes;
+    // `serve` makes Fastify route each upgrade to server.upgrade behind the app's phases.
+    http.extendRouter('ws', {
+      router: (_app, add) => {
+        const ws: WsRouteMethod = (path: string, channel: ChannelClass, options: WsRouteOptions = {}) => {
+          // `before` becomes a list so `route` taps can append to it.
+          const before: BeforeUpgrade[] =
+            options.before === undefined ? [] : Array.isArray(options.before) ? [...options.before] : [options.before as BeforeUpgrade];
+          add({ method: 'GET', path, handler: channel, options: { ...options, before } });
+        };
+        return ws;
+      },
+      serve: () => (req, reply, ctx) => server.upgrade(req, reply, ctx),
     });
     // After @mega/http loaded the route files (and froze its routes), before it listens.
-    kernel.hooks.boot.tapPromise({ name: NAME, stage: HTTP_STAGES.freeze + 50 }, async () => {
-      server.compile(http.routes.filter((r) => r.kind === 'ws'));
-      server.attach(http.fastify.server);
-    });
-    kernel.hooks.shutdown.tapPromise(NAME, () => server.close());
+    api.tap(
+      'boot',
+      () => {
+        server.compile(http.routes.filter((r) => r.kind === 'ws'));
+        server.attach(http.fastify.server);
+      },
+      { stage: HTTP_STAGES.freeze + 50 },
+    );
+    api.onShutdown(() => server.close());
   },
   configure(project) {
     project.log("Declare channels in a route file: router.ws('/ws/chat', ChatChannel, { schemas: {...} })");

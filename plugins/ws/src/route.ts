@@ -9,7 +9,7 @@ import type { ErrorObject, ValidateFunction } from 'ajv';
 import { Ajv } from 'ajv';
 import type { WsConfig } from './config.js';
 import type { ResolvedCompression } from './deflate.js';
-import { COMPRESSION_DEFAULTS, resolveCompression } from './deflate.js';
+import { resolveCompression } from './deflate.js';
 import type { BeforeUpgrade, ChannelClass, WsRouteOptions } from './types.js';
 
 /** Dotted lowercase words, as SPEC §5 and the codec's envelope check define a type. */
@@ -99,7 +99,7 @@ export function compileRoute(def: RouteDefinition, config: WsConfig): CompiledRo
   const origins = o === 'same-host' || o === '*' ? o : new Set((o as readonly string[]).map((x) => x.toLowerCase().replace(/\/$/, '')));
   let compression: ResolvedCompression | null;
   try {
-    compression = resolveCompression(options.compression, { ...COMPRESSION_DEFAULTS, ...config.compression });
+    compression = resolveCompression(options.compression, config.compression);
   } catch (error) {
     throw routeError(def, 'ws.route_invalid', (error as Error).message, error);
   }
@@ -120,10 +120,10 @@ export function compileRoute(def: RouteDefinition, config: WsConfig): CompiledRo
     types,
     validators,
     before,
-    heartbeatMs: positiveInt(def, 'heartbeatMs', options.heartbeatMs, config.heartbeatMs ?? 30_000, 0),
-    maxPayload: positiveInt(def, 'maxPayload', options.maxPayload, config.maxPayload ?? 1024 * 1024),
-    maxBufferedBytes: positiveInt(def, 'maxBufferedBytes', options.maxBufferedBytes, config.maxBufferedBytes ?? 16 * 1024 * 1024),
-    preConnectQueue: positiveInt(def, 'preConnectQueue', options.preConnectQueue, config.preConnectQueue ?? 256, 0),
+    heartbeatMs: positiveInt(def, 'heartbeatMs', options.heartbeatMs, config.heartbeatMs, 0),
+    maxPayload: positiveInt(def, 'maxPayload', options.maxPayload, config.maxPayload),
+    maxBufferedBytes: positiveInt(def, 'maxBufferedBytes', options.maxBufferedBytes, config.maxBufferedBytes),
+    preConnectQueue: positiveInt(def, 'preConnectQueue', options.preConnectQueue, config.preConnectQueue, 0),
     compression,
     rejectWith,
     origins,

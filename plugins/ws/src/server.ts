@@ -4,15 +4,17 @@
  * registry of open connections (heartbeat sweeps, broadcast, shutdown). It is the `ws` service
  * other plugins (ASP, presence) extend through `onOpen` / `onClose`.
  */
-import type { IncomingMessage, Server } from 'node:http';
+import { type IncomingMessage, type Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { HttpServer } from '@mega/http';
-import type { Kernel, RouteDefinition } from '@mega/kernel';
+import type { Kernel, MegaContext, RouteDefinition } from '@mega/kernel';
 import { isMegaError, MegaError } from '@mega/kernel';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { WsConfig } from './config.js';
 import { CloseCode, type Runtime, WsConnection } from './connection.js';
 import { ConnectionDeflate, negotiateDeflate, SharedDeflate } from './deflate.js';
+import type { ExtensionOffer } from './handshake.js';
 import { acceptKey, checkUpgrade, HandshakeError, httpError, negotiateProtocol, parseExtensions } from './handshake.js';
 import { PreparedMessage } from './prepared.js';
 import type { CompiledRoute } from './route.js';
@@ -42,6 +44,8 @@ export class WsServer {
   #prefix: string;
   #count = 0;
   #drained: (() => void) | undefined;
+  /** Upgrades checked and handed to Fastify, by raw request, until their route handler takes them. */
+  #pending = new WeakMap<IncomingMessage, PendingUpgrade>();
 
   constructor(kernel: Kernel, config: WsConfig, http: HttpServer) {
     this.#kernel = kernel;
@@ -146,7 +150,7 @@ export class WsServer {
         this.#drained = resolve;
       });
       for (const set of this.#conns.values()) for (const c of set) c.close(CloseCode.GOING_AWAY, 'server shutdown');
-      const timeout = this.#config.closeTimeoutMs ?? 5000;
+      const timeout = this.#config.closeTimeoutMs;
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([drained, new Promise<void>((r) => (timer = setTimeout(r, timeout + 100)))]);
       clearTimeout(timer);
@@ -164,7 +168,7 @@ export class WsServer {
       kernel: this.#kernel,
       codec,
       production: this.#kernel.env === 'production',
-      closeTimeoutMs: this.#config.closeTimeoutMs ?? 5000,
+      closeTimeoutMs: this.#config.closeTimeoutMs,
       shared: new SharedDeflate(codec),
       closed: (conn, info) => this.#closed(conn, info),
     };
@@ -187,13 +191,21 @@ export class WsServer {
   }
 
   readonly #onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    void this.#upgrade(req, socket as Socket, head).catch((error: unknown) => {
+    try {
+      this.#route(req, socket as Socket, head);
+    } catch (error) {
       this.#kernel.log.error({ err: error }, 'ws upgrade failed');
       refuse(socket as Socket, 500, 'internal', 'upgrade failed');
-    });
+    }
   };
 
-  async #upgrade(req: IncomingMessage, socket: Socket, head: Buffer): Promise<void> {
+  /**
+   * Checks what needs no app code (route, origin, handshake headers), then hands the upgrade to
+   * Fastify's router the way @fastify/websocket does: a ServerResponse bound to the socket, so the
+   * route's GET handler ({@link upgrade}) runs behind the app's `request`/`before` phases with real
+   * request and reply objects, and a refusal by any of them is a real HTTP response on the socket.
+   */
+  #route(req: IncomingMessage, socket: Socket, head: Buffer): undefined {
     socket.on('error', noop);
     const url = req.url ?? '/';
     const q = url.indexOf('?');
@@ -216,10 +228,9 @@ export class WsServer {
         `WebSocket connections from origin ${String(req.headers.origin).slice(0, 200)} are not allowed`,
       );
     }
-    const rt = this.#runtime();
     let key: string;
     let protocol: { version: number; protocol?: string };
-    let offers: ReturnType<typeof parseExtensions> = [];
+    let offers: ExtensionOffer[] = [];
     try {
       key = checkUpgrade(req);
       protocol = negotiateProtocol(req.headers['sec-websocket-protocol']);
@@ -231,55 +242,61 @@ export class WsServer {
       }
       throw error;
     }
+    this.#pending.set(req, { socket, head, route, key, protocol, offers });
+    const res = new ServerResponse(req);
+    res.shouldKeepAlive = false;
+    res.assignSocket(socket);
+    // A refusal was answered over HTTP: the socket is not reused.
+    res.once('finish', () => socket.end(() => socket.destroy()));
+    this.#httpServer.fastify.routing(req, res);
+    return undefined;
+  }
 
+  /**
+   * The GET handler of a WS route (`serve` of router.ws): runs the route's `before` steps with the
+   * request's ctx, then answers 101 and hands the socket to a {@link WsConnection}. A plain GET
+   * (no upgrade) is answered 426.
+   */
+  async upgrade(req: FastifyRequest, reply: FastifyReply, ctx: MegaContext): Promise<FastifyReply> {
+    const pending = this.#pending.get(req.raw);
+    if (!pending)
+      throw new MegaError('ws.upgrade_required', `${req.url.split('?')[0]} is a WebSocket endpoint: send an upgrade`, { status: 426 });
+    this.#pending.delete(req.raw);
+    const { socket, head, route, key, protocol, offers } = pending;
+    const rt = this.#runtime();
     const id = this.#prefix + (++this.#seq).toString(36);
-    const conn = new WsConnection(rt, route, id, req, protocol.version);
-    conn.ctx = this.#kernel.createContext(route.app, { id, source: conn });
-    // The app's global request/before middleware (security, sessions, rate limits) sees the upgrade first.
-    const pre = await this.#httpServer.runMiddleware(route.app, req, conn.ctx);
-    if (pre.sent) {
-      if (socket.destroyed) return;
-      const body = pre.body as { error?: { code?: string; message?: string } } | undefined;
-      const headers = Object.fromEntries(
-        Object.entries(pre.headers)
-          .filter(([k]) => k !== 'content-type' && k !== 'content-length')
-          .map(([k, v]) => [k, String(v)]),
-      );
-      return refuse(
-        socket,
-        pre.status >= 400 ? pre.status : 403,
-        body?.error?.code ?? 'ws.refused',
-        body?.error?.message ?? 'upgrade refused',
-        headers,
-      );
-    }
+    const conn = new WsConnection(rt, route, id, req.raw, protocol.version);
+    conn.ctx = ctx;
+    byCtx.set(ctx, conn);
     let rejection: MegaError | undefined;
     for (const fn of route.before) {
       try {
-        const result = await fn(req, conn.ctx);
+        const result = await fn(req.raw, ctx);
         if (result !== undefined) setAuth(conn, result);
       } catch (error) {
         if (!isMegaError(error)) {
-          conn.ctx.log.error({ err: error, path }, 'ws before threw a non-Mega error');
-          return refuse(socket, 500, 'internal', rt.production ? 'internal error' : String((error as Error)?.message ?? error));
+          ctx.log.error({ err: error, path: route.path }, 'ws before threw a non-Mega error');
+          return reply
+            .code(500)
+            .send({ error: { code: 'internal', message: rt.production ? 'internal error' : String((error as Error)?.message ?? error) } });
         }
         rejection = error;
         break;
       }
     }
-    if (socket.destroyed) return;
+    if (socket.destroyed) return reply.hijack();
     if (rejection && route.rejectWith === 'http') {
       const status = rejection.status >= 400 && rejection.status < 600 ? rejection.status : 401;
-      return refuse(socket, status, rejection.code, rejection.message);
+      return reply.code(status).send({ error: { code: rejection.code, message: rejection.message } });
     }
-    if (this.#stopping) return refuse(socket, 503, 'ws.unavailable', 'server is shutting down');
+    if (this.#stopping) return reply.code(503).send({ error: { code: 'ws.unavailable', message: 'server is shutting down' } });
 
     let channel: InstanceType<CompiledRoute['Channel']>;
     try {
       channel = new route.Channel();
     } catch (error) {
-      conn.ctx.log.error({ err: error, path }, 'ws channel constructor threw');
-      return refuse(socket, 500, 'internal', 'channel could not be created');
+      ctx.log.error({ err: error, path: route.path }, 'ws channel constructor threw');
+      return reply.code(500).send({ error: { code: 'internal', message: 'channel could not be created' } });
     }
 
     let deflate: ConnectionDeflate | null = null;
@@ -290,6 +307,9 @@ export class WsServer {
         if (deflate.stateful) rt.shared.acquire();
       }
     }
+    // From here the socket is a WebSocket: Fastify does not answer, the response lets go of the socket.
+    reply.hijack();
+    reply.raw.detachSocket(socket);
     let response = `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(key)}\r\n`;
     if (protocol.protocol) response += `Sec-WebSocket-Protocol: ${protocol.protocol}\r\n`;
     if (deflate) response += `Sec-WebSocket-Extensions: ${deflate.agreement.header}\r\n`;
@@ -301,20 +321,38 @@ export class WsServer {
     conn.attach(socket, head, deflate, channel);
     if (rejection) {
       conn.close(CloseCode.POLICY, rejection.code);
-      return;
+      return reply;
     }
     for (const listener of this.#openListeners) {
       try {
         listener(conn);
       } catch (error) {
         const policy = isMegaError(error) && error.status >= 400 && error.status < 500;
-        conn.ctx.log.warn({ err: error, connId: id }, `ws open listener refused the connection (${policy ? 1008 : 1011})`);
+        ctx.log.warn({ err: error, connId: id }, `ws open listener refused the connection (${policy ? 1008 : 1011})`);
         conn.close(policy ? CloseCode.POLICY : CloseCode.INTERNAL, isMegaError(error) ? error.code : 'internal');
-        return;
+        return reply;
       }
     }
     conn.start();
+    return reply;
   }
+}
+
+interface PendingUpgrade {
+  socket: Socket;
+  head: Buffer;
+  route: CompiledRoute;
+  key: string;
+  protocol: { version: number; protocol?: string };
+  offers: ExtensionOffer[];
+}
+
+/** The connection of a WS ctx (ctx.source is the upgrade's Fastify request). */
+const byCtx = new WeakMap<MegaContext, WsConnection>();
+
+/** The WebSocket connection a ctx belongs to (undefined for HTTP requests and other transports). */
+export function connectionOf(ctx: MegaContext): WsConnection | undefined {
+  return byCtx.get(ctx);
 }
 
 /** Deflate state per connection, for releasing the context bound on close. */
@@ -355,7 +393,8 @@ function sameHosts(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((h) => b.includes(h));
 }
 
-function refuse(socket: Socket, status: number, code: string, message: string, headers?: Record<string, string>): void {
-  if (socket.destroyed) return;
-  socket.end(httpError(status, code, message, headers), () => socket.destroy());
+/** Answers an upgrade that never reached Fastify (undefined, so checks can `return refuse(...)`). */
+function refuse(socket: Socket, status: number, code: string, message: string, headers?: Record<string, string>): undefined {
+  if (!socket.destroyed) socket.end(httpError(status, code, message, headers), () => socket.destroy());
+  return undefined;
 }

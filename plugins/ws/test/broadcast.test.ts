@@ -1,13 +1,9 @@
-import type { Kernel } from '@mega/kernel';
+import { bootProject, stopAll } from '@mega/testing';
 import type { WsConnection } from '@mega/ws';
 import { afterEach, describe, expect, it } from 'vitest';
-import { boot, Client, project } from '../../../scripts/test/ws-kernel.js';
+import { Client, project } from './support.js';
 
-let running: Kernel | undefined;
-afterEach(async () => {
-  await running?.stop();
-  running = undefined;
-});
+afterEach(stopAll);
 
 const CHANNEL = `
 export class Room {
@@ -28,8 +24,8 @@ import { definePlugin, MegaError } from '@mega/kernel';
 export default definePlugin({
   name: 'frame-filter',
   version: '1.0.0',
-  setup(kernel) {
-    kernel.hooks.wsMessage.tapPromise('frame-filter', async (frame: any) => {
+  setup(api) {
+    api.tap('wsMessage', async (frame: any) => {
       const text = frame.data.toString();
       if (text.includes('forbidden')) return new MegaError('filter.blocked', 'that word is not allowed');
       if (text.includes('slow')) await new Promise((r) => setTimeout(r, 30));
@@ -48,8 +44,7 @@ async function start(withFilter = false) {
     files['filter.ts'] = PLUGIN;
     plugins = "['@mega/http', '@mega/ws', './filter.ts']";
   }
-  const b = await boot(project(files, plugins));
-  running = b.kernel;
+  const b = await bootProject(project(files, plugins));
   return b;
 }
 
@@ -72,7 +67,7 @@ function spyWrites(conns: WsConnection[]): Map<WsConnection, Buffer[]> {
 describe('broadcast', () => {
   it('frames a broadcast once and writes the same bytes to every recipient', async () => {
     const b = await start();
-    const clients = await Promise.all([0, 1, 2].map(() => Client.open(b.url('/room'))));
+    const clients = await Promise.all([0, 1, 2].map(() => Client.open(b.url('/room', 'ws'))));
     await Promise.all(clients.map((c) => c.ofType('joined')));
     const ws = b.kernel.use('ws');
     const conns = [...ws.connections('/room')];
@@ -91,7 +86,7 @@ describe('broadcast', () => {
 
   it('compresses a broadcast once for stateless connections; a context-holding one gets its own', async () => {
     const b = await start();
-    const clients = await Promise.all([0, 1, 2].map(() => Client.open(b.url('/zroom'), { perMessageDeflate: true })));
+    const clients = await Promise.all([0, 1, 2].map(() => Client.open(b.url('/zroom', 'ws'), { perMessageDeflate: true })));
     await Promise.all(clients.map((c) => c.ofType('joined')));
     const ws = b.kernel.use('ws');
     const conns = [...ws.connections('/zroom')];
@@ -115,7 +110,7 @@ describe('broadcast', () => {
 describe('wsMessage hook', () => {
   it('passes every inbound frame through wsMessage: rejections become error envelopes, rewrites reach the handler, order holds', async () => {
     const b = await start(true);
-    const c = await Client.open(b.url('/room'));
+    const c = await Client.open(b.url('/room', 'ws'));
     await c.ofType('joined');
     c.send({ type: 'room.say', id: '1', payload: { text: 'slow first' } });
     c.send({ type: 'room.say', id: '2', payload: { text: 'forbidden' } });

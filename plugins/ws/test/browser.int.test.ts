@@ -1,9 +1,11 @@
 /** Chromium (Debian's package, through playwright-core) against a real Mega server: envelope, mega.v1, permessage-deflate both ways. */
+
 import type { Kernel } from '@mega/kernel';
+import { bootProject } from '@mega/testing';
 import type { WsConnection } from '@mega/ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LaunchedBrowser, launchChromium } from '../../../scripts/test/browser.js';
-import { boot, project } from '../../../scripts/test/ws-kernel.js';
+import { project } from './support.js';
 
 const CHANNEL = `
 export class Echo {
@@ -25,7 +27,7 @@ let port: number;
 let chrome: LaunchedBrowser;
 
 beforeAll(async () => {
-  const b = await boot(project({ 'channel.ts': CHANNEL, 'routes/ws.ts': ROUTES }));
+  const b = await bootProject(project({ 'channel.ts': CHANNEL, 'routes/ws.ts': ROUTES }));
   kernel = b.kernel;
   port = b.port;
   chrome = await launchChromium();

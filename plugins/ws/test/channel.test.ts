@@ -1,12 +1,8 @@
-import type { Kernel } from '@mega/kernel';
+import { bootProject, stopAll } from '@mega/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { boot, Client, project, refused } from '../../../scripts/test/ws-kernel.js';
+import { Client, project, refused } from './support.js';
 
-let running: Kernel | undefined;
-afterEach(async () => {
-  await running?.stop();
-  running = undefined;
-});
+afterEach(stopAll);
 
 const CHANNEL = `
 import { MegaError, ForbiddenError } from '@mega/kernel';
@@ -35,16 +31,15 @@ export default (router: any) => {
 `;
 
 async function start(files: Record<string, string> = {}) {
-  const b = await boot(project({ 'channel.ts': CHANNEL, 'routes/ws.ts': ROUTES, ...files }));
-  running = b.kernel;
+  const b = await bootProject(project({ 'channel.ts': CHANNEL, 'routes/ws.ts': ROUTES, ...files }));
   return b;
 }
 
 describe('@mega/ws channels', () => {
   it('runs onConnect, dispatches by type with one instance per connection, and echoes ids', async () => {
     const b = await start();
-    const a = await Client.open(b.url('/ws/echo'));
-    const c = await Client.open(b.url('/ws/echo'));
+    const a = await Client.open(b.url('/ws/echo', 'ws'));
+    const c = await Client.open(b.url('/ws/echo', 'ws'));
     const hello = await a.ofType('hello');
     expect(hello.payload).toMatchObject({ auth: null, version: 1 });
     a.send({ type: 'echo.send', id: 'a1', payload: { text: 'hi' } });
@@ -60,7 +55,7 @@ describe('@mega/ws channels', () => {
 
   it('answers bad frames with error envelopes and keeps the connection open', async () => {
     const b = await start();
-    const a = await Client.open(b.url('/ws/echo'));
+    const a = await Client.open(b.url('/ws/echo', 'ws'));
     await a.ofType('hello');
     const cases: Array<[unknown, string, string | undefined]> = [
       ['not json at all', 'ws.invalid_envelope', undefined],
@@ -96,17 +91,17 @@ describe('@mega/ws channels', () => {
 
   it('negotiates mega.v<N>: highest shared version, none means v1, unknown-only is refused', async () => {
     const b = await start();
-    const v = await Client.open(b.url('/ws/echo'), { protocols: ['mega.v3', 'mega.v1', 'chat'] });
+    const v = await Client.open(b.url('/ws/echo', 'ws'), { protocols: ['mega.v3', 'mega.v1', 'chat'] });
     expect(v.ws.protocol).toBe('mega.v1');
     expect((await v.ofType('hello')).payload.version).toBe(1);
     await v.close();
-    const none = await Client.open(b.url('/ws/echo'));
+    const none = await Client.open(b.url('/ws/echo', 'ws'));
     expect(none.ws.protocol).toBe('');
     await none.close();
-    const bad = await refused(b.url('/ws/echo'), { protocols: ['mega.v9', 'graphql-ws'] });
+    const bad = await refused(b.url('/ws/echo', 'ws'), { protocols: ['mega.v9', 'graphql-ws'] });
     expect(bad.status).toBe(400);
     expect(bad.body.error.code).toBe('ws.protocol_unsupported');
-    const missing = await refused(b.url('/ws/nowhere'));
+    const missing = await refused(b.url('/ws/nowhere', 'ws'));
     expect(missing.status).toBe(404);
     expect(missing.body.error.code).toBe('ws.not_found');
   });

@@ -1,15 +1,13 @@
 import { constants, inflateRawSync } from 'node:zlib';
-import type { Kernel } from '@mega/kernel';
 import { loadCodec } from '@mega/kernel';
+import { bootProject, stopAll } from '@mega/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { boot, Client, project, RawClient } from '../../../scripts/test/ws-kernel.js';
 import { COMPRESSION_DEFAULTS, negotiateDeflate } from '../src/deflate.js';
 import { parseExtensions } from '../src/handshake.js';
+import { Client, project, RawClient } from './support.js';
 
-let running: Kernel | undefined;
 afterEach(async () => {
-  await running?.stop();
-  running = undefined;
+  await stopAll();
   delete process.env.MEGA_CODEC;
 });
 
@@ -31,8 +29,7 @@ export default (router: any) => {
 
 async function start(backend: 'ts' | 'native') {
   process.env.MEGA_CODEC = backend;
-  const b = await boot(project({ 'channel.ts': CHANNEL, 'routes/ws.ts': ROUTES }));
-  running = b.kernel;
+  const b = await bootProject(project({ 'channel.ts': CHANNEL, 'routes/ws.ts': ROUTES }));
   expect(b.kernel.codec.backend).toBe(backend);
   return b;
 }
@@ -48,7 +45,7 @@ function texts(): string[] {
 describe.each(['native', 'ts'] as const)('permessage-deflate with the %s codec', (backend) => {
   it('interoperates with the ws client in both directions, with context takeover', async () => {
     const b = await start(backend);
-    const c = await Client.open(b.url('/z'), { perMessageDeflate: { threshold: 0 } });
+    const c = await Client.open(b.url('/z', 'ws'), { perMessageDeflate: { threshold: 0 } });
     expect(c.headers['sec-websocket-extensions']).toBe('permessage-deflate');
     const all = texts();
     for (const [i, text] of all.entries()) c.send({ type: 'echo.send', id: `m${i}`, payload: { text } });
@@ -67,13 +64,13 @@ describe.each(['native', 'ts'] as const)('permessage-deflate with the %s codec',
 
   it('honours no_context_takeover from either side and server_max_window_bits', async () => {
     const b = await start(backend);
-    const offered = await Client.open(b.url('/z'), {
+    const offered = await Client.open(b.url('/z', 'ws'), {
       perMessageDeflate: { serverNoContextTakeover: true, clientNoContextTakeover: true, serverMaxWindowBits: 10, threshold: 0 },
     });
     expect(offered.headers['sec-websocket-extensions']).toBe(
       'permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=10',
     );
-    const forced = await Client.open(b.url('/z-nctx'), { perMessageDeflate: { threshold: 0 } });
+    const forced = await Client.open(b.url('/z-nctx', 'ws'), { perMessageDeflate: { threshold: 0 } });
     expect(forced.headers['sec-websocket-extensions']).toBe('permessage-deflate; server_no_context_takeover; client_no_context_takeover');
     for (const c of [offered, forced]) {
       const all = texts();
@@ -87,8 +84,8 @@ describe.each(['native', 'ts'] as const)('permessage-deflate with the %s codec',
 
   it('bounds per-connection contexts: past maxContexts a connection is stateless', async () => {
     const b = await start(backend);
-    const first = await Client.open(b.url('/z-one'), { perMessageDeflate: true });
-    const second = await Client.open(b.url('/z-one'), { perMessageDeflate: true });
+    const first = await Client.open(b.url('/z-one', 'ws'), { perMessageDeflate: true });
+    const second = await Client.open(b.url('/z-one', 'ws'), { perMessageDeflate: true });
     expect(first.headers['sec-websocket-extensions']).toBe('permessage-deflate');
     expect(second.headers['sec-websocket-extensions']).toBe('permessage-deflate; server_no_context_takeover; client_no_context_takeover');
     second.send({ type: 'echo.send', payload: { text: 'q'.repeat(5000) } });
@@ -131,7 +128,7 @@ describe.each(['native', 'ts'] as const)('permessage-deflate with the %s codec',
 
   it('ignores the extension on routes without compression, and declines invalid offers', async () => {
     const b = await start(backend);
-    const plain = await Client.open(b.url('/plain'), { perMessageDeflate: true });
+    const plain = await Client.open(b.url('/plain', 'ws'), { perMessageDeflate: true });
     expect(plain.headers['sec-websocket-extensions']).toBeUndefined();
     plain.send({ type: 'echo.send', payload: { text: 'p'.repeat(3000) } });
     expect((await plain.ofType('echo.reply')).payload.text.length).toBe(3000);

@@ -3,12 +3,14 @@
  * order, the connection stays open, memory stays bounded; then random bytes on raw sockets only ever
  * end in a protocol close code, and the server still serves.
  */
+
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { Kernel } from '@mega/kernel';
+import { bootProject } from '@mega/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mulberry32 } from '../../../scripts/test/wire.js';
-import { boot, Client, project, RawClient } from '../../../scripts/test/ws-kernel.js';
+import { Client, project, RawClient } from './support.js';
 
 const SEED = Number(process.env.MEGA_FUZZ_SEED ?? Date.now() % 2 ** 31);
 const FRAMES = 100_000;
@@ -32,9 +34,9 @@ let kernel: Kernel;
 let url: (p: string) => string;
 let port: number;
 beforeAll(async () => {
-  const b = await boot(project({ 'channel.ts': CHANNEL, 'routes/ws.ts': ROUTES }));
+  const b = await bootProject(project({ 'channel.ts': CHANNEL, 'routes/ws.ts': ROUTES }));
   kernel = b.kernel;
-  url = b.url;
+  url = (p) => b.url(p, 'ws');
   port = b.port;
 });
 afterAll(() => kernel?.stop());

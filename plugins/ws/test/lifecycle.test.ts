@@ -1,12 +1,8 @@
-import type { Kernel } from '@mega/kernel';
+import { bootProject, stopAll } from '@mega/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { boot, Client, project, RawClient, refused } from '../../../scripts/test/ws-kernel.js';
+import { Client, project, RawClient, refused } from './support.js';
 
-let running: Kernel | undefined;
-afterEach(async () => {
-  await running?.stop();
-  running = undefined;
-});
+afterEach(stopAll);
 
 /** Shared with the channels through globalThis (jiti loads them as their own module instance). */
 const shared = globalThis as unknown as { wsTest: { log: string[]; gate: Promise<void>; open: () => void } };
@@ -83,15 +79,14 @@ export default (router: any) => {
 
 async function start() {
   resetShared();
-  const b = await boot(project({ 'channels.ts': CHANNELS, 'routes/ws.ts': ROUTES }));
-  running = b.kernel;
+  const b = await bootProject(project({ 'channels.ts': CHANNELS, 'routes/ws.ts': ROUTES }));
   return b;
 }
 
 describe('@mega/ws lifecycle', () => {
   it('queues frames that arrive before onConnect resolves and replays them in order', async () => {
     const b = await start();
-    const a = await Client.open(b.url('/slow'));
+    const a = await Client.open(b.url('/slow', 'ws'));
     for (const n of ['a', 'b', 'c', 'd']) a.send({ type: 'm.add', payload: { n } });
     a.ws.ping(); // a control frame is answered at once, while data frames wait
     await new Promise<void>((r) => a.ws.once('pong', () => r()));
@@ -110,7 +105,7 @@ describe('@mega/ws lifecycle', () => {
 
   it('closes with 1013 when the pre-connect queue overflows', async () => {
     const b = await start();
-    const a = await Client.open(b.url('/slow'));
+    const a = await Client.open(b.url('/slow', 'ws'));
     for (let i = 0; i < 5; i++) a.send({ type: 'm.add', payload: { n: String(i) } });
     expect(await a.closed).toMatchObject({ code: 1013, reason: 'pre-connect queue overflow' });
     shared.wsTest.open();
@@ -118,7 +113,7 @@ describe('@mega/ws lifecycle', () => {
 
   it('closes with 1011 when onConnect throws, and skips onDisconnect', async () => {
     const b = await start();
-    const a = await Client.open(b.url('/broken'));
+    const a = await Client.open(b.url('/broken', 'ws'));
     a.send({ type: 'm.add' });
     expect(await a.closed).toMatchObject({ code: 1011, reason: 'onConnect failed' });
     expect(a.messages).toEqual([]);
@@ -128,12 +123,12 @@ describe('@mega/ws lifecycle', () => {
 
   it('runs before on the upgrade: its result is ctx.auth; a rejection is 401 or close 1008', async () => {
     const b = await start();
-    const ok = await Client.open(b.url('/auth?token=good'));
+    const ok = await Client.open(b.url('/auth?token=good', 'ws'));
     expect((await ok.ofType('who')).payload).toEqual({ auth: { userId: 'u1', sessionId: 's1', extra: true }, same: true });
     await ok.close();
-    const denied = await refused(b.url('/auth?token=bad'));
+    const denied = await refused(b.url('/auth?token=bad', 'ws'));
     expect(denied).toEqual({ status: 401, body: { error: { code: 'auth.required', message: 'a valid token is required' } } });
-    const closed = await Client.open(b.url('/auth-close?token=bad'));
+    const closed = await Client.open(b.url('/auth-close?token=bad', 'ws'));
     expect(await closed.closed).toEqual({ code: 1008, reason: 'auth.required' });
     expect(closed.messages).toEqual([]);
   });
@@ -144,7 +139,7 @@ describe('@mega/ws lifecycle', () => {
     const ping = await raw.nextFrame((f) => f.opcode === 9);
     expect(ping.payload.length).toBe(0);
     await raw.ended; // no pong: terminated on the next sweep
-    const live = await Client.open(b.url('/quiet')); // the ws client answers pings
+    const live = await Client.open(b.url('/quiet', 'ws')); // the ws client answers pings
     await new Promise<void>((r) => live.ws.once('ping', () => live.ws.once('ping', () => r())));
     expect(live.ws.readyState).toBe(live.ws.OPEN);
     await live.close();
@@ -154,7 +149,7 @@ describe('@mega/ws lifecycle', () => {
 
   it('closes a slow consumer with 1013 once its buffered output passes maxBufferedBytes', async () => {
     const b = await start();
-    const a = await Client.open(b.url('/big'));
+    const a = await Client.open(b.url('/big', 'ws'));
     const socket = (a.ws as any)._socket;
     socket.pause(); // stop reading: the server's output piles up
     a.send({ type: 'm.burst', payload: { count: 600 } });
@@ -169,10 +164,10 @@ describe('@mega/ws lifecycle', () => {
 
   it('closes with 1009 on a message over maxPayload, 1007 on invalid UTF-8, 1002 on protocol errors', async () => {
     const b = await start();
-    const big = await Client.open(b.url('/big'));
+    const big = await Client.open(b.url('/big', 'ws'));
     big.send({ type: 'm.burst', payload: { count: 1, pad: 'y'.repeat(2000) } });
     expect((await big.closed).code).toBe(1009);
-    const utf = await Client.open(b.url('/bye'));
+    const utf = await Client.open(b.url('/bye', 'ws'));
     utf.ws.send(Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), { binary: false });
     expect((await utf.closed).code).toBe(1007);
     const cases: Array<[string, (c: RawClient) => void]> = [
@@ -242,7 +237,7 @@ describe('@mega/ws lifecycle', () => {
 
   it('handles a burst to an async handler in order, pushing back on the socket instead of closing', async () => {
     const b = await start();
-    const a = await Client.open(b.url('/async'));
+    const a = await Client.open(b.url('/async', 'ws'));
     for (let i = 0; i < 2000; i++) a.send({ type: 'm.slow', payload: { i } });
     for (let i = 0; i < 2000; i++) {
       const m = await a.ofType('m.done');
@@ -254,25 +249,24 @@ describe('@mega/ws lifecycle', () => {
 
   it('checks the Origin of browser upgrades (cross-site WebSocket hijacking)', async () => {
     const b = await start();
-    const foreign = await refused(b.url('/bye'), { origin: 'https://evil.example' });
+    const foreign = await refused(b.url('/bye', 'ws'), { origin: 'https://evil.example' });
     expect(foreign).toMatchObject({ status: 403, body: { error: { code: 'ws.origin_denied' } } });
-    const same = await Client.open(b.url('/bye'), { origin: `http://127.0.0.1:${b.port}` });
+    const same = await Client.open(b.url('/bye', 'ws'), { origin: `http://127.0.0.1:${b.port}` });
     await same.close();
-    const none = await Client.open(b.url('/bye')); // non-browser clients send no Origin
+    const none = await Client.open(b.url('/bye', 'ws')); // non-browser clients send no Origin
     await none.close();
-    const any = await Client.open(b.url('/any-origin'), { origin: 'https://evil.example' });
+    const any = await Client.open(b.url('/any-origin', 'ws'), { origin: 'https://evil.example' });
     await any.close();
-    const listed = await Client.open(b.url('/listed-origin'), { origin: 'https://app.example.com' });
+    const listed = await Client.open(b.url('/listed-origin', 'ws'), { origin: 'https://app.example.com' });
     await listed.close();
-    expect((await refused(b.url('/listed-origin'), { origin: `http://127.0.0.1:${b.port}` })).status).toBe(403);
+    expect((await refused(b.url('/listed-origin', 'ws'), { origin: `http://127.0.0.1:${b.port}` })).status).toBe(403);
   });
 
   it('closes every connection with 1001 on shutdown and runs onDisconnect', async () => {
     const b = await start();
-    const a = await Client.open(b.url('/bye'));
+    const a = await Client.open(b.url('/bye', 'ws'));
     await a.ofType('hi');
     await b.kernel.stop();
-    running = undefined;
     expect(await a.closed).toEqual({ code: 1001, reason: 'server shutdown' });
     expect(shared.wsTest.log).toContain('bye:1001');
   });

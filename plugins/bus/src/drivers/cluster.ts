@@ -9,7 +9,7 @@ import { UnavailableError } from '@mega/kernel';
 import type { Deliver } from '../transport.js';
 import { MemoryTransport, noResponders, timeoutError } from './memory.js';
 
-/** Messages between a worker and the primary (`kernel/src/cli/primary-bus.ts` speaks the other side). */
+/** Messages between a worker and the primary (`createBusRelay` in primary.ts speaks the other side). */
 export type BusWire =
   | { type: 'mega:bus'; op: 'sub' | 'unsub'; subject: string }
   | { type: 'mega:bus'; op: 'pub'; subject: string; data: string; rid?: number }

@@ -3,26 +3,34 @@
  * reconnects forever and re-subscribes on its own; messages published while disconnected wait in
  * its buffer (up to its limit) and are otherwise lost: at-most-once.
  */
-import type { Logger } from '@mega/kernel';
-import { MegaError, redactUrl, UnavailableError } from '@mega/kernel';
+import type { Adapter } from '@mega/adapters';
+import { parseServiceUrl, redactText, redactUrl, serviceOptions } from '@mega/adapters';
+import type { Logger, ServiceDeclaration, Static } from '@mega/kernel';
+import { MegaError, Type, UnavailableError } from '@mega/kernel';
 import type { Msg, NatsConnection, NodeConnectionOptions } from '@nats-io/transport-node';
 import { connect, NoRespondersError, RequestError, TimeoutError } from '@nats-io/transport-node';
 import { hasWildcard } from '../subjects.js';
 import type { Deliver, Transport } from '../transport.js';
 import { noResponders, timeoutError } from './memory.js';
 
-export interface NatsDeclaration {
-  driver: 'nats';
-  /** `nats://host:port`, several separated by commas. */
-  url: string;
-  optional?: boolean;
-  /** Boot connect timeout. Default 5000. */
-  connectTimeoutMs?: number;
-  /** Extra connection options, passed through. */
-  options?: Partial<NodeConnectionOptions>;
-}
+/** `services.buses.<alias>` with `driver: 'nats'`: the one source of its type and defaults. */
+export const NatsDeclaration = Type.Object(
+  {
+    driver: Type.Literal('nats'),
+    /** `nats://[user:pass@|token@]host:port` (or `tls://`), several separated by commas. */
+    url: Type.String({ minLength: 1 }),
+    /** Boot continues when NATS is down; the connection keeps trying in the background. */
+    optional: Type.Boolean({ default: false }),
+    /** Boot connect timeout. */
+    connectTimeoutMs: Type.Integer({ minimum: 1, default: 5000 }),
+    /** Extra `@nats-io/transport-node` connection options, passed through. */
+    options: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+  },
+  { additionalProperties: false },
+);
+export type NatsDeclaration = Static<typeof NatsDeclaration>;
 
-export class NatsTransport implements Transport {
+export class NatsTransport implements Transport, Adapter {
   readonly driver = 'nats' as const;
   readonly alias: string;
   readonly url: string;
@@ -31,12 +39,28 @@ export class NatsTransport implements Transport {
   #nc: NatsConnection | undefined;
   #pending: Promise<NatsConnection> | undefined;
   #early: Array<(nc: NatsConnection) => void> = [];
+  /** `connection()` callers waiting for the first connect; rejected if the alias closes first. */
+  #waiting: Array<{ resolve: (nc: NatsConnection) => void; reject: (error: Error) => void }> = [];
+  #closed = false;
 
-  constructor(alias: string, decl: NatsDeclaration, log: Logger) {
+  constructor(alias: string, declaration: ServiceDeclaration, log: Logger) {
     this.alias = alias;
-    this.#decl = decl;
-    this.url = redactUrl(decl.url) as string;
+    for (const server of String(declaration.url ?? '').split(',')) parseServiceUrl('buses', alias, server.trim(), ['nats:', 'tls:']);
+    this.#decl = serviceOptions('buses', alias, declaration, NatsDeclaration);
+    this.url = redactUrl(this.#decl.url);
     this.#log = log;
+  }
+
+  /** The connection once it is up (waits for boot, or for an optional alias's first connect). */
+  connection(): Promise<NatsConnection> {
+    if (this.#nc) return Promise.resolve(this.#nc);
+    if (this.#closed) return Promise.reject(this.#notConnected());
+    return new Promise((resolve, reject) => this.#waiting.push({ resolve, reject }));
+  }
+
+  /** After an optional alias failed at boot: connect in the background, waiting for the first server. */
+  retry(): void {
+    this.connect(true).catch((error: unknown) => this.#log.warn({ err: error, alias: this.alias }, (error as Error).message));
   }
 
   get native(): NatsConnection {
@@ -50,25 +74,35 @@ export class NatsTransport implements Transport {
       waitOnFirstConnect: background,
       servers: this.#decl.url.split(',').map((s) => s.trim()),
       name: `mega:${this.alias}`,
-      timeout: this.#decl.connectTimeoutMs ?? 5000,
+      timeout: this.#decl.connectTimeoutMs,
       reconnect: true,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
-      ...this.#decl.options,
+      ...(this.#decl.options as Partial<NodeConnectionOptions> | undefined),
     }).then((nc) => {
+      // Shut down while a background connect was still trying: do not keep what arrives late.
+      if (this.#closed) {
+        void nc.close();
+        throw this.#notConnected();
+      }
       this.#nc = nc;
       this.#watch(nc);
       for (const attach of this.#early.splice(0)) attach(nc);
+      for (const waiter of this.#waiting.splice(0)) waiter.resolve(nc);
       return nc;
     });
     return this.#pending.then(
       () => undefined,
       (error: unknown) => {
         this.#pending = undefined;
-        throw new UnavailableError('bus.unavailable', `bus "${this.alias}" cannot connect to ${this.url}: ${(error as Error).message}`, {
-          details: { alias: this.alias, url: this.url, driver: 'nats' },
-          cause: error,
-        });
+        throw new UnavailableError(
+          'bus.unavailable',
+          `bus "${this.alias}" cannot connect to ${this.url}: ${redactText((error as Error).message)}`,
+          {
+            details: { alias: this.alias, url: this.url, driver: 'nats' },
+            cause: error,
+          },
+        );
       },
     );
   }
@@ -135,6 +169,9 @@ export class NatsTransport implements Transport {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
+    this.#early = [];
+    for (const waiter of this.#waiting.splice(0)) waiter.reject(this.#notConnected());
     const nc = this.#nc;
     this.#nc = undefined;
     if (nc && !nc.isClosed()) await nc.drain().catch(() => nc.close());
@@ -146,12 +183,14 @@ export class NatsTransport implements Transport {
   }
 
   #conn(): NatsConnection {
-    if (!this.#nc) {
-      throw new UnavailableError('bus.unavailable', `bus "${this.alias}" is not connected to ${this.url}`, {
-        details: { alias: this.alias, url: this.url },
-      });
-    }
+    if (!this.#nc) throw this.#notConnected();
     return this.#nc;
+  }
+
+  #notConnected(): UnavailableError {
+    return new UnavailableError('bus.unavailable', `bus "${this.alias}" is not connected to ${this.url}`, {
+      details: { alias: this.alias, url: this.url },
+    });
   }
 
   #watch(nc: NatsConnection): void {

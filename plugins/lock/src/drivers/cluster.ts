@@ -1,6 +1,6 @@
 /**
  * Locks shared by the workers of `mega start --workers N`: the primary holds the table
- * (`kernel/src/cli/primary-lock.ts`), FIFO across workers, with fencing counters and TTLs; a worker
+ * (`createLockTable` in ../primary.ts), FIFO across workers, with fencing counters and TTLs; a worker
  * that dies releases its leases. Outside a cluster it is the memory driver.
  */
 import { MegaError, UnavailableError } from '@mega/kernel';

@@ -6,10 +6,9 @@
  * "someone waits" marker; the releasing process then yields one retry interval before its next local
  * waiter tries, so another process polling the key gets its turn instead of starving.
  */
-import type { Logger } from '@mega/kernel';
-import { redactUrl, UnavailableError, within } from '@mega/kernel';
-import type { Result } from 'ioredis';
-import { Redis } from 'ioredis';
+import type { Adapter } from '@mega/adapters';
+import { UnavailableError } from '@mega/kernel';
+import type { Redis, Result } from 'ioredis';
 import type { LockDriver } from '../driver.js';
 import { sleep } from '../driver.js';
 
@@ -57,61 +56,83 @@ export function defineLockCommands(redis: Redis): void {
   redis.defineCommand('megaLockRelease', { numberOfKeys: 2, lua: RELEASE_LUA });
 }
 
-export interface RedisLockOptions {
-  alias: string;
-  url: string;
-  /** Pause between attempts while the key is held (jittered ±50%). Default 10. */
-  retryDelayMs: number;
-  connectTimeoutMs?: number;
+/**
+ * One `services.caches` alias as the lock backend: the shared ioredis client of @mega/cache-redis
+ * (never quit here) with the three scripts defined on it. Commands fail at once while the client is
+ * not ready instead of waiting in its offline queue: an acquisition retries until its own deadline,
+ * and an extension that cannot run must be reported as such, not run late after the lease is gone.
+ */
+export class RedisLockConnection implements Adapter {
+  readonly alias: string;
+  readonly url: string;
+  readonly client: Redis;
+
+  constructor(alias: string, client: Redis, url: string) {
+    this.alias = alias;
+    this.client = client;
+    this.url = url;
+    if (!('megaLockAcquire' in client)) defineLockCommands(client);
+  }
+
+  /** The client is connected by @mega/cache-redis (set up first); this checks it answers. */
+  async connect(): Promise<void> {
+    try {
+      this.ready();
+      await this.client.ping();
+    } catch (error) {
+      throw new UnavailableError('lock.unavailable', `lock redis "${this.alias}" cannot reach ${this.url}: ${(error as Error).message}`, {
+        details: { alias: this.alias, url: this.url, driver: 'redis' },
+        cause: error,
+      });
+    }
+  }
+
+  /** Throws unless the client can send a command now. */
+  ready(): Redis {
+    if (this.client.status !== 'ready') throw new Error(`the Redis connection is ${this.client.status}`);
+    return this.client;
+  }
+
+  async check(): Promise<void> {
+    try {
+      await this.ready().ping();
+    } catch (error) {
+      throw new UnavailableError(
+        'lock.unavailable',
+        `lock redis "${this.alias}" (${this.url}) is unavailable: ${(error as Error).message}`,
+        {
+          details: { alias: this.alias, url: this.url },
+          cause: error,
+        },
+      );
+    }
+  }
+
+  /** The client belongs to @mega/cache-redis, which closes it after this plugin stops. */
+  async close(): Promise<void> {}
 }
 
 export class RedisLockDriver implements LockDriver {
   readonly driver = 'redis' as const;
-  readonly alias: string;
-  readonly url: string | undefined;
-  readonly native: Redis;
+  readonly #conn: RedisLockConnection;
   readonly #retryDelayMs: number;
-  readonly #connectTimeoutMs: number;
-  #lastError: Error | undefined;
 
-  constructor(options: RedisLockOptions, log: Logger) {
-    this.alias = options.alias;
-    this.url = redactUrl(options.url);
-    this.#retryDelayMs = options.retryDelayMs;
-    this.#connectTimeoutMs = options.connectTimeoutMs ?? 5000;
-    this.native = new Redis(options.url, {
-      lazyConnect: true,
-      // No offline queue: while Redis is unreachable a lock call fails at once (and acquire retries
-      // until its deadline) instead of running late, after the caller gave up, when Redis is back.
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 1,
-      retryStrategy: (times) => Math.min(50 * times, 1000),
-      connectionName: `mega:lock:${options.alias}`,
-    });
-    defineLockCommands(this.native);
-    let warned = false;
-    this.native.on('error', (error: Error) => {
-      this.#lastError = error;
-      if (!warned) log.warn({ err: error, alias: this.alias }, `lock redis "${this.alias}" (${this.url}): ${error.message}; reconnecting`);
-      warned = true;
-    });
-    this.native.on('ready', () => {
-      warned = false;
-    });
+  /** `retryDelayMs`: pause between attempts while the key is held (jittered ±50%). */
+  constructor(connection: RedisLockConnection, retryDelayMs: number) {
+    this.#conn = connection;
+    this.#retryDelayMs = retryDelayMs;
   }
 
-  async connect(): Promise<void> {
-    try {
-      await within(this.native.connect(), this.#connectTimeoutMs, () => new Error(`no answer within ${this.#connectTimeoutMs} ms`));
-      await this.native.ping();
-    } catch (error) {
-      throw new UnavailableError(
-        'lock.unavailable',
-        `lock redis "${this.alias}" cannot connect to ${this.url}: ${this.#lastError?.message ?? (error as Error).message}`,
-        { details: { alias: this.alias, url: this.url, driver: 'redis' }, cause: this.#lastError ?? error },
-      );
-    }
+  get alias(): string {
+    return this.#conn.alias;
   }
+
+  get native(): Redis {
+    return this.#conn.client;
+  }
+
+  /** Connected and checked through its `RedisLockConnection` (the AdapterSet of the plugin). */
+  async connect(): Promise<void> {}
 
   onLost(): void {
     // Redis expires keys silently: the manager's validity timer and failed extensions report loss.
@@ -121,10 +142,18 @@ export class RedisLockDriver implements LockDriver {
     const deadline = performance.now() + waitMs;
     const markMs = Math.max(50, this.#retryDelayMs * 3);
     // Fast path: a free key costs one round trip and no loop.
-    return this.native.megaLockAcquire(key, `${key}:fence`, `${key}:wait`, owner, ttlMs, markMs).then(
+    return this.#acquireOnce(key, owner, ttlMs, markMs).then(
       (token) => (token > 0 ? token : this.#retry(key, owner, ttlMs, deadline, markMs, undefined)),
       (error: unknown) => this.#retry(key, owner, ttlMs, deadline, markMs, error),
     );
+  }
+
+  #acquireOnce(key: string, owner: string, ttlMs: number, markMs: number): Promise<number> {
+    try {
+      return this.#conn.ready().megaLockAcquire(key, `${key}:fence`, `${key}:wait`, owner, ttlMs, markMs);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   async #retry(
@@ -141,7 +170,7 @@ export class RedisLockDriver implements LockDriver {
       if (left <= 0) break;
       await sleep(Math.min(left, this.#retryDelayMs * (0.5 + Math.random())));
       try {
-        const result = await this.native.megaLockAcquire(key, `${key}:fence`, `${key}:wait`, owner, ttlMs, markMs);
+        const result = await this.#acquireOnce(key, owner, ttlMs, markMs);
         if (result > 0) return result;
         lastError = undefined;
       } catch (error) {
@@ -149,7 +178,7 @@ export class RedisLockDriver implements LockDriver {
       }
     }
     if (lastError) {
-      throw new UnavailableError('lock.unavailable', `lock redis "${this.alias}" (${this.url}): ${(lastError as Error).message}`, {
+      throw new UnavailableError('lock.unavailable', `lock redis "${this.alias}" (${this.#conn.url}): ${(lastError as Error).message}`, {
         details: { alias: this.alias, key },
         cause: lastError,
       });
@@ -158,32 +187,19 @@ export class RedisLockDriver implements LockDriver {
   }
 
   async extend(key: string, owner: string, _token: number, ttlMs: number): Promise<boolean> {
-    return (await this.native.megaLockExtend(key, owner, ttlMs)) === 1;
+    return (await this.#conn.ready().megaLockExtend(key, owner, ttlMs)) === 1;
   }
 
-  release(key: string, owner: string): Promise<0 | 1 | 2> {
-    return this.native.megaLockRelease(key, `${key}:wait`, owner) as Promise<0 | 1 | 2>;
+  async release(key: string, owner: string): Promise<0 | 1 | 2> {
+    return (await this.#conn.ready().megaLockRelease(key, `${key}:wait`, owner)) as 0 | 1 | 2;
   }
 
-  async check(): Promise<void> {
-    try {
-      await this.native.ping();
-    } catch (error) {
-      throw new UnavailableError(
-        'lock.unavailable',
-        `lock redis "${this.alias}" (${this.url}) is unavailable: ${(error as Error).message}`,
-        {
-          details: { alias: this.alias, url: this.url },
-          cause: error,
-        },
-      );
-    }
+  check(): Promise<void> {
+    return this.#conn.check();
   }
 
-  async close(): Promise<void> {
-    if (this.native.status === 'end') return;
-    await this.native.quit().catch(() => this.native.disconnect());
-  }
+  /** Nothing of its own to close: the connection is @mega/cache-redis's. */
+  async close(): Promise<void> {}
 
   /** How long a releasing process lets others try first when the key is contended. */
   get yieldMs(): number {

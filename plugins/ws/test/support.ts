@@ -1,37 +1,24 @@
-/** Boots throwaway Mega projects with @mega/ws and talks to them with the `ws` client. */
-import type { Kernel } from '@mega/kernel';
-import { createLogger, loadKernel } from '@mega/kernel';
+/**
+ * Support for @mega/ws's own suites: a project writer with @mega/http and @mega/ws, and the clients
+ * the test kit deliberately lacks. `Client` is the `ws` package's client (its own API, readyState
+ * and permessage-deflate, for interop); `RawClient` writes frames no well-behaved client sends
+ * (unmasked, bad opcodes, no pongs). Boot with `bootProject` from @mega/testing.
+ */
+import { writeProject } from '@mega/testing';
 import WebSocket from 'ws';
-import { Inbox } from './inbox.js';
-import { writeProject } from './project.js';
-import { readFrames, wsFrame } from './wire.js';
+import { Inbox } from '../../../scripts/test/inbox.js';
+import { readFrames, wsFrame } from '../../../scripts/test/wire.js';
 
-export function project(files: Record<string, string>, plugins = "['@mega/http', '@mega/ws']", extraConfig = ''): string {
+/** A project with its app at the root and these plugins (TS source of the `plugins` array). */
+export function project(files: Record<string, string>, plugins = "['@mega/http', '@mega/ws']"): string {
   return writeProject(
     {
-      'mega.config.ts': `export default { plugins: ${plugins}, server: { port: 0, host: '127.0.0.1' }, logger: { level: 'silent' }${extraConfig ? `, ${extraConfig}` : ''} };\n`,
+      'mega.config.ts': `export default { plugins: ${plugins} };\n`,
       'app.config.ts': 'export default {};\n',
       ...files,
     },
-    'mega-ws-',
+    { prefix: 'mega-ws-' },
   );
-}
-
-export interface Booted {
-  kernel: Kernel;
-  port: number;
-  url(path: string): string;
-}
-
-export async function boot(dir: string, env?: string): Promise<Booted> {
-  const kernel = await loadKernel({
-    dir,
-    logger: createLogger({ level: (process.env.MEGA_TEST_LOG ?? 'silent') as 'silent' }),
-    ...(env ? { env } : {}),
-  });
-  await kernel.start();
-  const port = kernel.use<{ port: number }>('http').port;
-  return { kernel, port, url: (path) => `ws://127.0.0.1:${port}${path}` };
 }
 
 /** A `ws` client that collects parsed messages (`{ raw }` for non-JSON) and waits for them. */
