@@ -62,9 +62,12 @@ export function runPrimary(options: PrimaryOptions): Promise<number> {
         const lived = Date.now() - entry.started;
         const next = lived > STABLE_AFTER_MS ? 100 : Math.min(entry.backoff * 2, MAX_BACKOFF_MS);
         log(`worker ${slot} pid=${worker.process.pid} exited (${signal ?? `code ${code}`}); replacing in ${next} ms`);
+        // Not unref'd: when every worker has died this timer is all that keeps the primary alive
+        // (unref'd, the primary exited 0 right after the first failed boots instead of retrying and
+        // giving up with exit 1). `mega start` calls process.exit once this promise resolves.
         setTimeout(() => {
           if (!stopping) fork(slot, next);
-        }, next).unref();
+        }, next);
       });
     };
 

@@ -116,6 +116,22 @@ export function redactText(text: string): string {
   return text.replace(/[a-z][a-z0-9+.-]*:\/\/[^\s"'<>,]+/gi, (url) => redactUrl(url));
 }
 
+/**
+ * What a log line may carry about a driver's error: its class name, code and message (URLs
+ * redacted), never the error object itself. Drivers hang their connection objects on errors (`pg`'s
+ * pool sets `err.client`, whose `secretKey` and connection parameters a logger would serialise), so
+ * every adapter log line uses this instead of `{ err: error }`.
+ */
+export function errorSummary(error: unknown): { type: string; code?: string; message: string } {
+  if (!(error instanceof Error)) return { type: typeof error, message: redactText(String(error)) };
+  const code = (error as { code?: unknown }).code;
+  return {
+    type: error.constructor?.name ?? error.name,
+    ...(typeof code === 'string' || typeof code === 'number' ? { code: String(code) } : {}),
+    message: redactText(error.message),
+  };
+}
+
 /** Parses a service URL; a malformed one or a wrong scheme stops boot naming the alias. */
 export function parseServiceUrl(kind: string, alias: string, url: unknown, schemes: readonly string[]): URL {
   const where = `services.${kind}.${alias}.url`;
@@ -294,7 +310,10 @@ export class AdapterSet<A extends Adapter> {
           );
         } catch (error) {
           if (!optional) throw error;
-          log.warn({ err: error, alias: adapter.alias }, `${(error as Error).message}; optional, retrying in the background`);
+          log.warn(
+            { err: errorSummary(error), alias: adapter.alias },
+            `${redactText((error as Error).message)}; optional, retrying in the background`,
+          );
           adapter.retry?.();
         }
       }),
@@ -307,7 +326,9 @@ export class AdapterSet<A extends Adapter> {
       this.all().map((adapter) =>
         adapter
           .close()
-          .catch((error: unknown) => log.warn({ err: error, alias: adapter.alias }, `closing ${this.checkName(adapter.alias)} failed`)),
+          .catch((error: unknown) =>
+            log.warn({ err: errorSummary(error), alias: adapter.alias }, `closing ${this.checkName(adapter.alias)} failed`),
+          ),
       ),
     );
   }

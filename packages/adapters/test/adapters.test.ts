@@ -2,7 +2,17 @@
 import { definePlugin, type PluginDefinition, Type, UnavailableError } from '@mega/kernel';
 import { bootPlugins, buildPlugins, stopAll } from '@mega/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type Adapter, AdapterSet, OpStats, pickAlias, redactText, redactUrl, serviceOptions, sharedRegistry } from '../src/index.js';
+import {
+  type Adapter,
+  AdapterSet,
+  errorSummary,
+  OpStats,
+  pickAlias,
+  redactText,
+  redactUrl,
+  serviceOptions,
+  sharedRegistry,
+} from '../src/index.js';
 
 afterEach(stopAll);
 
@@ -201,5 +211,18 @@ describe('OpStats', () => {
     const s = stats.snapshot();
     expect(s).toMatchObject({ operations: 3, errors: 1, latency: { count: 3, maxMs: 10 } });
     expect(s.latency.p99Ms).toBeGreaterThanOrEqual(s.latency.p50Ms);
+  });
+});
+
+describe('errorSummary', () => {
+  it('19: a driver error with its client attached (pg-pool sets err.client) logs as type, code and redacted message only', () => {
+    const error = Object.assign(new Error('connect to postgres://mega:hunter2@db:5432/x failed'), {
+      code: '57P01',
+      client: { processID: 4242, secretKey: 123456789, connectionParameters: { password: 'hunter2' } },
+    });
+    const summary = errorSummary(error);
+    expect(summary).toEqual({ type: 'Error', code: '57P01', message: 'connect to postgres://mega:***@db:5432/x failed' });
+    expect(JSON.stringify(summary)).not.toMatch(/secretKey|hunter2|processID/);
+    expect(errorSummary('plain text')).toEqual({ type: 'string', message: 'plain text' });
   });
 });

@@ -40,7 +40,19 @@ export interface BusStats {
   subscriptions: number;
   /** Requests: operations, failures and latency until the reply. */
   ops: OpStatsSnapshot;
-  nats?: { inMsgs: number; outMsgs: number; inBytes: number; outBytes: number } | undefined;
+  /** nats.js counters, plus the outbox: messages not yet confirmed, re-sent after a reconnect, refused. */
+  nats?:
+    | {
+        inMsgs: number;
+        outMsgs: number;
+        inBytes: number;
+        outBytes: number;
+        connected: boolean;
+        pending: number;
+        resent: number;
+        refused: number;
+      }
+    | undefined;
 }
 
 type ReplyEnvelope = { ok: true; data: unknown } | { ok: false; error: { code: string; message: string; details?: unknown } };
@@ -81,16 +93,21 @@ export class Bus {
     return this.#transport.native;
   }
 
-  /** Publishes `payload` (JSON) to every subscriber of `event` in this app. At-most-once. */
+  /**
+   * Publishes `payload` (JSON) to every subscriber of `event` in this app. nats: resolves once the
+   * server confirmed it, including across a reconnect (buffered meanwhile, bounded); rejects with
+   * `bus.unavailable` when it cannot be kept (buffer full, shutdown). See the README's "Delivery".
+   */
   emit(event: string, payload?: unknown): Promise<void> {
+    let sent: void | Promise<void>;
     try {
-      this.#transport.publish(this.#subjects.get(event) ?? this.#subject(event, false), encode(payload, event));
+      sent = this.#transport.publish(this.#subjects.get(event) ?? this.#subject(event, false), encode(payload, event));
     } catch (error) {
       this.#emitErrors++;
       return Promise.reject(error);
     }
     this.#emitted++;
-    return DONE;
+    return sent ?? DONE;
   }
 
   /**

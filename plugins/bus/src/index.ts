@@ -11,6 +11,7 @@ import { Bus } from './bus.js';
 import { ClusterTransport, inCluster } from './drivers/cluster.js';
 import { MemoryTransport } from './drivers/memory.js';
 import { NatsTransport } from './drivers/nats.js';
+import type { NatsOutbox, OutboxOptions } from './outbox.js';
 import { createBusRelay } from './primary.js';
 import type { Transport } from './transport.js';
 
@@ -19,6 +20,8 @@ export type { BusStats, Handler, MessageMeta, RequestOptions } from './bus.js';
 export { Bus } from './bus.js';
 export type { BusWire } from './drivers/cluster.js';
 export { NatsDeclaration } from './drivers/nats.js';
+export type { OutboxOptions, OutboxStats } from './outbox.js';
+export { DEFAULT_OUTBOX_BYTES, DEFAULT_OUTBOX_MESSAGES, NatsOutbox } from './outbox.js';
 export { BUS_CHANNEL, createBusRelay } from './primary.js';
 export { matches } from './subjects.js';
 
@@ -28,6 +31,12 @@ export interface NatsConnections {
   /** The NATS connection of services.buses.<alias> once connected (owned by @mega/bus: never close/drain it). */
   connection(alias?: string): Promise<NatsConnection>;
   url(alias?: string): string; // redacted
+  /**
+   * A publisher on the alias's connection that loses nothing it accepted across a reconnect: see
+   * `NatsOutbox` (bounded buffer while down, in-order re-send after the reconnect, confirmation by
+   * the server). Resolves once connected; close it at shutdown.
+   */
+  outbox(alias: string | undefined, options: Omit<OutboxOptions, 'label'> & { label?: string }): Promise<NatsOutbox>;
 }
 
 /** `bus` in apps/<name>/app.config.ts. */
@@ -82,6 +91,7 @@ export default definePlugin({
       },
       connection: (alias) => nats.get(alias).connection(),
       url: (alias) => nats.get(alias).url,
+      outbox: (alias, options) => nats.get(alias).outbox(options),
     } satisfies NatsConnections);
 
     let memory: MemoryTransport | undefined;

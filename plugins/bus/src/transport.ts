@@ -11,7 +11,8 @@ export interface Transport {
   /** The driver's own handle (`NatsConnection` for nats), for what the facade does not cover. */
   readonly native: unknown;
   connect(): Promise<void>;
-  publish(subject: string, data: string): void;
+  /** nats: a promise settled when the server confirmed it (see `NatsOutbox`); others deliver at once. */
+  publish(subject: string, data: string): void | Promise<void>;
   subscribe(subject: string, deliver: Deliver): () => void;
   /** Resolves with the first reply; rejects `bus.request_timeout` / `bus.no_responders`. */
   request(subject: string, data: string, timeoutMs: number): Promise<string>;

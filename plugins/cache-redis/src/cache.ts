@@ -1,6 +1,6 @@
 /** One Redis cache per alias: ioredis client, JSON values, TTLs, stats and a readiness check. */
 import type { Adapter, OpStatsSnapshot } from '@mega/adapters';
-import { OpStats, parseServiceUrl, redactUrl, serviceOptions } from '@mega/adapters';
+import { errorSummary, OpStats, parseServiceUrl, redactUrl, serviceOptions } from '@mega/adapters';
 import type { Logger, ServiceDeclaration, Static } from '@mega/kernel';
 import { MegaError, Type, UnavailableError, within } from '@mega/kernel';
 import type { RedisOptions } from 'ioredis';
@@ -95,7 +95,7 @@ export class RedisCache implements Adapter {
     let warned = false;
     client.on('error', (error: Error) => {
       if (client === this.native) this.#lastError = error;
-      if (!warned) this.#log.warn({ err: error, alias: this.alias }, `${what} (${this.url}): ${error.message}; reconnecting`);
+      if (!warned) this.#log.warn({ err: errorSummary(error), alias: this.alias }, `${what} (${this.url}): ${error.message}; reconnecting`);
       warned = true;
     });
     client.on('ready', () => {

@@ -1,6 +1,6 @@
 /** One MongoDB database per alias through the official driver; stats come from its command events. */
 import type { Adapter, OpStatsSnapshot } from '@mega/adapters';
-import { OpStats, parseServiceUrl, redactText, redactUrl, serviceOptions } from '@mega/adapters';
+import { errorSummary, OpStats, parseServiceUrl, redactText, redactUrl, serviceOptions } from '@mega/adapters';
 import type { Logger, ServiceDeclaration, Static } from '@mega/kernel';
 import { Type, UnavailableError } from '@mega/kernel';
 import type { Collection, Db, Document, MongoClientOptions } from 'mongodb';
@@ -64,7 +64,7 @@ export class MongoDb implements Adapter {
     );
     this.native.on('commandFailed', (e) => {
       this.#stats.record(e.duration, true);
-      log.debug({ alias, command: e.commandName, err: e.failure }, `db "${alias}": ${e.commandName} failed`);
+      log.debug({ alias, command: e.commandName, err: errorSummary(e.failure) }, `db "${alias}": ${e.commandName} failed`);
     });
   }
 

@@ -6,11 +6,12 @@ import { mkdirSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { PGlite } from '@electric-sql/pglite';
 import type { Adapter, OpStatsSnapshot } from '@mega/adapters';
-import { OpStats, parseServiceUrl, redactText, redactUrl, serviceOptions } from '@mega/adapters';
+import { errorSummary, OpStats, parseServiceUrl, redactText, redactUrl, serviceOptions } from '@mega/adapters';
 import type { Logger, ServiceDeclaration, Static } from '@mega/kernel';
 import { ConfigError, isMegaError, MegaError, Type, UnavailableError, within } from '@mega/kernel';
 import type { PoolClient, PoolConfig } from 'pg';
 import pg from 'pg';
+import { DataDirLock, refuseInWorker } from './lock-file.js';
 
 export const POSTGRES_DRIVERS = ['postgres', 'postgresql', 'pg', 'pglite'] as const;
 
@@ -72,6 +73,7 @@ export class PostgresDb implements Queryable, Adapter {
   readonly #dataDir: string | undefined;
   #pool: pg.Pool | undefined;
   #lite: PGlite | undefined;
+  #dirLock: DataDirLock | undefined;
   #transactions = 0;
   #rollbacks = 0;
 
@@ -91,6 +93,8 @@ export class PostgresDb implements Queryable, Adapter {
         this.#dataDir = isAbsolute(dir) ? dir : resolve(projectDir, dir);
       }
       this.url = this.#dataDir;
+      // Every worker of `mega start --workers N` would open its own copy: refuse before boot.
+      refuseInWorker(alias, this.#dataDir);
     } else {
       parseServiceUrl('dbs', alias, url, ['postgres:', 'postgresql:']);
       this.url = redactUrl(url);
@@ -108,8 +112,10 @@ export class PostgresDb implements Queryable, Adapter {
       });
       // An idle connection dying (server restart, pg_terminate_backend) must not crash the process;
       // the pool drops it and opens a new one on demand.
+      // pg-pool hangs the whole client (secretKey, connection parameters) on the error as `err.client`:
+      // log a redacted summary, never the object.
       this.#pool.on('error', (error) =>
-        this.#log.warn({ err: error, alias }, `db "${alias}": idle connection lost (${redactText(error.message)})`),
+        this.#log.warn({ err: errorSummary(error), alias }, `db "${alias}": idle connection lost (${redactText(error.message)})`),
       );
     }
   }
@@ -129,10 +135,17 @@ export class PostgresDb implements Queryable, Adapter {
         return;
       }
       const { PGlite, types } = await import('@electric-sql/pglite');
-      if (this.#dataDir !== 'memory://') mkdirSync(this.#dataDir as string, { recursive: true });
+      if (this.#dataDir !== 'memory://') {
+        mkdirSync(this.#dataDir as string, { recursive: true });
+        // One process per data directory: a second one would open its own copy and lose rows.
+        this.#dirLock ??= DataDirLock.acquire(this.alias, this.#dataDir as string);
+      }
       // int8 as a string, like pg: both drivers return the same values for the same SQL.
       this.#lite = await PGlite.create(this.#dataDir as string, { parsers: { [types.INT8]: (value: string) => value } });
     } catch (error) {
+      if (isMegaError(error) && error.code === 'db.embedded_in_use') throw error;
+      this.#dirLock?.release();
+      this.#dirLock = undefined;
       throw new UnavailableError(
         'db.unavailable',
         `db "${this.alias}" cannot connect to ${this.url}: ${redactText((error as Error).message)}`,
@@ -149,7 +162,12 @@ export class PostgresDb implements Queryable, Adapter {
     const lite = this.#lite;
     this.#lite = undefined;
     if (pool && !pool.ended) await pool.end();
-    if (lite && !lite.closed) await lite.close();
+    try {
+      if (lite && !lite.closed) await lite.close();
+    } finally {
+      this.#dirLock?.release();
+      this.#dirLock = undefined;
+    }
   }
 
   /**
@@ -164,7 +182,7 @@ export class PostgresDb implements Queryable, Adapter {
           return toResult<R>(await this.#pool.query(sql, params as unknown[]));
         } catch (error) {
           if (!isConnectionLoss(error)) throw error;
-          this.#log.debug({ err: error, alias: this.alias }, 'connection lost before the query ran; retrying once');
+          this.#log.debug({ err: errorSummary(error), alias: this.alias }, 'connection lost before the query ran; retrying once');
           return toResult<R>(await this.#pool.query(sql, params as unknown[]));
         }
       }
@@ -209,6 +227,18 @@ export class PostgresDb implements Queryable, Adapter {
       throw this.#error(error, 'BEGIN');
     }
     let broken: Error | undefined;
+    // A checked-out client has no error listener of the pool's: without one, the connection dying
+    // mid-transaction (server restart, terminated backend) is an unhandled 'error' event that ends
+    // the process. Here it only marks the client broken; the pending or next query rejects, and the
+    // transaction with it (db.unavailable).
+    const onError = (error: Error) => {
+      broken = error;
+      this.#log.warn(
+        { err: errorSummary(error), alias: this.alias },
+        `db "${this.alias}": connection lost during a transaction (${redactText(error.message)})`,
+      );
+    };
+    client.on('error', onError);
     try {
       await client.query('BEGIN');
       const value = await fn({
@@ -226,6 +256,7 @@ export class PostgresDb implements Queryable, Adapter {
       }
       throw isMegaError(error) ? error : this.#error(error, 'COMMIT');
     } finally {
+      client.off('error', onError);
       client.release(broken);
     }
   }

@@ -10,6 +10,8 @@ import { getApp } from '@mega/kernel';
 import { bootPlugins, buildPlugins, stopAll } from '@mega/testing';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { until } from '../../../scripts/test/procs.js';
+import { restartService } from '../../../scripts/test/restart.js';
 import { serviceEnv } from '../../../scripts/test/service-env.js';
 import type { PostgresDb } from '../src/index.js';
 import postgres from '../src/index.js';
@@ -149,6 +151,65 @@ describe('db-postgres on a PostgreSQL server only', () => {
     }
     for (let i = 0; i < 10; i++) expect((await db.query<{ i: number }>('select $1::int as i', [i])).rows[0]?.i).toBe(i);
     await db.tx(async (t) => t.query('select 1'));
+  });
+});
+
+describe('db-postgres when connections die (real PostgreSQL)', () => {
+  afterEach(stopAll);
+
+  it('A2: a transaction open during a PostgreSQL restart rejects with db.unavailable and the process lives', async () => {
+    const { kernel, logs } = await bootPlugins({
+      plugins: [postgres],
+      services: { dbs: { main: { driver: 'postgres', url: env.DATABASE_URL, max: 2 } } },
+    });
+    const db = kernel.apps[0]?.db('main') as PostgresDb;
+    let reached = false;
+    const tx = db.tx(async (t) => {
+      await t.query('select 1');
+      // The server goes away while this transaction holds its connection (no query running):
+      // before the fix the checked-out client's 'error' event had no listener and ended the process.
+      await restartService('postgres');
+      await t.query('select 2');
+      reached = true;
+    });
+    await expect(tx).rejects.toMatchObject({ code: 'db.unavailable', status: 503 });
+    expect(reached).toBe(false);
+    expect(db.stats().rollbacks).toBe(1);
+    // The process is alive and the pool serves again once the server answers.
+    const ok = await until(
+      async () => ((await db.query<{ ok: number }>('select 1 as ok')).rows[0]?.ok === 1 ? true : undefined),
+      30_000,
+      'a query after the restart',
+    );
+    expect(ok).toBe(true);
+    await expect(db.tx(async (t) => (await t.query<{ n: number }>('select 3 as n')).rows[0]?.n)).resolves.toBe(3);
+    expect(logs.some((l) => String(l.msg).includes('connection lost during a transaction'))).toBe(true);
+    expect(JSON.stringify(logs)).not.toMatch(/secretKey|connectionParameters/);
+  }, 60_000);
+
+  it('19: the "idle connection lost" warning logs a redacted summary, never the client object (secretKey)', async () => {
+    const url = env.DATABASE_URL;
+    const password = new URL(url).password;
+    const { kernel, logs } = await bootPlugins({
+      plugins: [postgres],
+      services: { dbs: { idle: { driver: 'postgres', url, max: 3, idleTimeoutMs: 60_000 } } },
+    });
+    const db = kernel.apps[0]?.db('idle') as PostgresDb;
+    await Promise.all(Array.from({ length: 3 }, () => db.query('select pg_sleep(0.02)')));
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    try {
+      await admin.query(
+        "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'mega:idle' and pid <> pg_backend_pid()",
+      );
+    } finally {
+      await admin.end();
+    }
+    const line = await until(() => logs.find((l) => String(l.msg).includes('idle connection lost')), 10_000, 'the idle-loss warning');
+    expect(line.err).toMatchObject({ type: expect.any(String), code: '57P01', message: expect.stringContaining('terminat') });
+    const text = JSON.stringify(logs);
+    expect(text).not.toMatch(/secretKey|processID|connectionParameters|"client"/);
+    if (password.length >= 6) expect(text).not.toContain(password);
   });
 });
 

@@ -7,7 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { OpStatsSnapshot } from '@mega/adapters';
-import { OpStats } from '@mega/adapters';
+import { errorSummary, OpStats } from '@mega/adapters';
 import type { Logger } from '@mega/kernel';
 import { MegaError } from '@mega/kernel';
 import type { LockDriver } from './driver.js';
@@ -159,7 +159,7 @@ export class LockManager {
       this.extend(lease).catch((error: unknown) => {
         if (lease.lost) return;
         if (Date.now() >= lease.validUntil) this.#markLost(lease, `it could not be extended within its ${lease.ttlMs} ms TTL`);
-        else this.#log.warn({ err: error, key }, `lock "${key}": extension failed (${(error as Error).message}); retrying`);
+        else this.#log.warn({ err: errorSummary(error), key }, `lock "${key}": extension failed (${(error as Error).message}); retrying`);
       });
     }, every);
     let result: T;
@@ -206,14 +206,15 @@ export class LockManager {
     };
     const take = (): Promise<Lease> => {
       const owner = `${PROCESS_ID}.${(++ownerSeq).toString(36)}`;
-      const sent = performance.now();
-      return this.#driver.acquire(fullKey, owner, ttlMs, Math.max(0, deadline - sent)).then(
-        (token) => {
-          if (token === undefined) {
+      return this.#driver.acquire(fullKey, owner, ttlMs, Math.max(0, deadline - performance.now())).then(
+        (grant) => {
+          if (grant === undefined) {
             this.#next(fullKey, false);
             return failed(this.#timeout(key, waitMs));
           }
-          const lease = this.#lease(key, fullKey, owner, token, ttlMs, sent);
+          // Validity from the round trip that took the key (grant.sentAt), never from the start of
+          // the wait: a waiter that retried for about a ttl was otherwise born expired.
+          const lease = this.#lease(key, fullKey, owner, grant.token, ttlMs, grant.sentAt);
           this.#acquire.record(performance.now() - started, false);
           this.#acquired++;
           return lease;
@@ -259,7 +260,13 @@ export class LockManager {
     clearTimeout(state.timer);
     const fullKey = this.prefix + state.key;
     if (this.#leases.get(fullKey) === state) this.#leases.delete(fullKey);
-    if (state.lost) return Promise.reject(lostError(state.key, state.token));
+    if (state.lost) {
+      // The local queue already moved on (#markLost). The backend may still hold the key for this
+      // owner (loss is judged conservatively, before the TTL really ran out): free it, owner-checked,
+      // so the next holder does not wait out a full TTL.
+      this.#driver.release(fullKey, state.owner, state.token).catch(() => undefined);
+      return Promise.reject(lostError(state.key, state.token));
+    }
     return this.#driver.release(fullKey, state.owner, state.token).then(
       (result) => {
         this.#next(fullKey, result === 2);
@@ -274,7 +281,7 @@ export class LockManager {
         // The lease expires on its own; the work itself ran under a valid lease.
         this.#errors++;
         this.#log.warn(
-          { err: error, key: state.key },
+          { err: errorSummary(error), key: state.key },
           `lock "${state.key}": release failed (${(error as Error).message}); it expires by its TTL`,
         );
         this.#next(fullKey, false);

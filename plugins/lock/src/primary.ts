@@ -45,7 +45,7 @@ export function createLockTable(): LockTable {
   const grant = (key: string, entry: Entry, w: PrimaryWorker, rid: number, ttlMs: number) => {
     const token = ++entry.fence;
     entry.holder = { worker: w, token, timer: expire(key, entry, ttlMs) };
-    send(w, { op: 'granted', rid, key, token });
+    send(w, { op: 'granted', rid, key, token, at: Date.now() });
   };
   const grantNext = (key: string, entry: Entry) => {
     const next = entry.queue.shift();

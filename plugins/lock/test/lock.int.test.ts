@@ -88,6 +88,60 @@ describe('@mega/lock redis driver', () => {
     expect(l.stats().lost).toBe(1);
   });
 
+  it('A3: a waiter that waited about a ttl gets a full lease (validity from the acquire round trip)', async () => {
+    await redisKernel('lockwait');
+    const l = getApp('lockwait').lock;
+    const redis = l.native as import('ioredis').Redis;
+    const full = `mega:lock:lockwait${run}:job`;
+    // Another process holds the key for 900 ms of a 1,000 ms ttl.
+    await redis.set(full, 'another-process', 'PX', 900);
+    const started = Date.now();
+    const lease = await l.acquire('job', { ttl: 1000, waitMs: 5000 });
+    const waited = Date.now() - started;
+    expect(waited).toBeGreaterThanOrEqual(800);
+    // Valid for the ttl minus drift and one round trip, not minus the ~900 ms spent waiting.
+    expect(lease.validUntil - Date.now()).toBeGreaterThan(900);
+    expect(lease.signal.aborted).toBe(false);
+    await l.release(lease);
+    expect(await redis.exists(full)).toBe(0);
+    expect(l.stats().lost).toBe(0);
+  });
+
+  it('A3: contended waiters in two lock managers (separate queues, like two processes) read scope.signal as the README does: none is lost, each key is released', async () => {
+    // Two kernels = two lock managers with separate local queues, contending through Redis only.
+    const prefix = `contendsig${run}:`;
+    await redisKernel('locksiga', { prefix });
+    await redisKernel('locksigb', { prefix });
+    const managers = [getApp('locksiga').lock, getApp('locksigb').lock];
+    const ttl = 400;
+    let inside = 0;
+    const errors: unknown[] = [];
+    const started = Date.now();
+    await Promise.all(
+      managers.flatMap((l) =>
+        Array.from({ length: 4 }, () =>
+          l
+            .with('invoice:42', { ttl, waitMs: 10_000 }, async ({ signal }) => {
+              expect(++inside).toBe(1);
+              // Work for 70% of the ttl (extended every ttl/3), then check the lease as the README example
+              // does. A waiter in the other manager waits about one section, so before the fix it was
+              // born with under ttl/3 of validity and lost before its first extension.
+              await new Promise((r) => setTimeout(r, ttl * 0.7));
+              inside--;
+              if (signal.aborted) throw signal.reason;
+            })
+            .catch((error: unknown) => void errors.push(error)),
+        ),
+      ),
+    );
+    const elapsed = Date.now() - started;
+    expect(errors).toEqual([]);
+    for (const l of managers) expect(l.stats()).toMatchObject({ lost: 0, acquired: 4, released: 4 });
+    // 8 sections of 280 ms; a waiter born expired made each following one wait a full ttl.
+    expect(elapsed).toBeLessThan(8 * ttl * 0.7 + 8 * ttl * 0.5);
+    expect(await (getApp('locksiga').lock.native as import('ioredis').Redis).exists(`mega:lock:${prefix}invoice:42`)).toBe(0);
+  });
+
   it('Redis down at boot fails boot naming alias and URL, unless the cache is optional', async () => {
     const url = 'redis://127.0.0.1:1';
     await expect(

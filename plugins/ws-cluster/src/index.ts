@@ -1,5 +1,5 @@
-import { redactUrl } from '@mega/adapters';
-import type { NatsConnections } from '@mega/bus';
+import { errorSummary, redactUrl } from '@mega/adapters';
+import type { NatsConnections, NatsOutbox } from '@mega/bus';
 import type { App, ConfigInput, Kernel, PresenceEvent, Static } from '@mega/kernel';
 import { ConfigError, definePlugin, isMegaError, MegaError, packageVersion, Type, within } from '@mega/kernel';
 import { PreparedMessage } from '@mega/ws';
@@ -30,6 +30,21 @@ export const WsClusterConfigSchema = Type.Object({
       ),
       /** How long boot waits for the bus's NATS connection before going on local-only. */
       connectTimeoutMs: Type.Integer({ minimum: 100, default: 5000 }),
+      /** Fan-out frames (broadcast, direct, join/leave/metadata, disconnect) held while NATS is down. */
+      reconnectBuffer: Type.Object(
+        {
+          /** Frames held; beyond, new frames are dropped (counted in `dropped`, warned). */
+          messages: Type.Integer({ minimum: 1, default: 10_000 }),
+          /** Bytes held. */
+          bytes: Type.Integer({ minimum: 1024, default: 8 * 1024 * 1024 }),
+          /**
+           * After a reconnect, the held frames wait until every instance seen within `roster.ttlMs`
+           * has been heard from again (it re-subscribed), at most this long.
+           */
+          peerWaitMs: Type.Integer({ minimum: 0, default: 2000 }),
+        },
+        { additionalProperties: false, default: {} },
+      ),
     },
     { additionalProperties: false, default: {} },
   ),
@@ -44,6 +59,10 @@ export interface WsClusterStats {
   /** Messages from other instances that failed to decode. */
   malformed: number;
   publishErrors: number;
+  /** Fan-out frames dropped because the reconnect buffer was full. */
+  dropped: number;
+  /** Fan-out frames held now (NATS down, or not yet confirmed by the server). */
+  pending: number;
   remoteMembers: number;
 }
 
@@ -121,8 +140,13 @@ export default definePlugin({
     const heartbeatMs = config.roster.heartbeatMs ?? Math.max(50, Math.floor(ttlMs / 3));
     const service = api.use('presence');
     const apps = new Map<string, AppState>();
-    const stats = { published: 0, received: 0, malformed: 0, publishErrors: 0 };
+    const stats = { published: 0, received: 0, malformed: 0, publishErrors: 0, dropped: 0 };
     let nc: NatsConnection | undefined;
+    /** Fan-out frames go through it: nothing accepted is lost across a reconnect (bounded). */
+    let outbox: NatsOutbox | undefined;
+    /** Other instances by the time we last heard from them (the peers to wait for after a reconnect). */
+    const lastSeen = new Map<string, number>();
+    let peerWait: { expected: string[]; heard: Set<string>; timer: NodeJS.Timeout } | undefined;
     const subs: Subscription[] = [];
     let stopped = false;
     let linkUp = false;
@@ -173,9 +197,39 @@ export default definePlugin({
       }
     };
 
-    const heartbeat = (st: AppState) => {
-      if (!rosterOn) return;
-      for (const frame of encodeHeartbeats(kernel.codec, origin, [...st.local.values()])) publish(st.subject, frame);
+    // Fan-out frames: buffered while NATS is down and sent in order after the reconnect, once the
+    // peers are back (an instance that re-subscribes later than us would miss them otherwise).
+    const fanout = (subject: string, data: Uint8Array) => {
+      if (!outbox) return publish(subject, data);
+      stats.published++;
+      outbox.publish(subject, data).catch((error: unknown) => {
+        stats.dropped++;
+        warn(error, 'fan-out (reconnect buffer full: frame dropped)');
+      });
+    };
+
+    const resumeFanout = () => {
+      if (peerWait) clearTimeout(peerWait.timer);
+      peerWait = undefined;
+      outbox?.resume();
+    };
+
+    /** After a reconnect: hold the fan-out until every recently seen peer spoke again (bounded). */
+    const awaitPeers = () => {
+      const since = Date.now() - ttlMs;
+      const expected = [...lastSeen].filter(([, t]) => t >= since).map(([o]) => o);
+      if (peerWait) clearTimeout(peerWait.timer);
+      peerWait = undefined;
+      if (expected.length === 0 || config.reconnectBuffer.peerWaitMs === 0) return resumeFanout();
+      const timer = setTimeout(resumeFanout, config.reconnectBuffer.peerWaitMs);
+      timer.unref();
+      peerWait = { expected, heard: new Set(), timer };
+    };
+
+    /** Heartbeats answer a `hello` even without the roster: they tell the new instance we are back. */
+    const heartbeat = (st: AppState, answer = false) => {
+      if (!rosterOn && !answer) return;
+      for (const frame of encodeHeartbeats(kernel.codec, origin, rosterOn ? [...st.local.values()] : [])) publish(st.subject, frame);
     };
 
     const announce = () => {
@@ -196,6 +250,12 @@ export default definePlugin({
       }
       if (m.origin === origin) return;
       stats.received++;
+      if (m.kind === 'bye') lastSeen.delete(m.origin);
+      else lastSeen.set(m.origin, Date.now());
+      if (peerWait) {
+        peerWait.heard.add(m.origin);
+        if (peerWait.expected.every((o) => peerWait?.heard.has(o))) resumeFanout();
+      }
       switch (m.kind) {
         case 'broadcast':
           // Copy: the prepared frame may sit in a socket's send queue after this callback returns.
@@ -217,7 +277,7 @@ export default definePlugin({
           if (rosterOn) st.remote.heartbeat(m.origin, m.members, m.complete);
           return;
         case 'hello':
-          heartbeat(st);
+          heartbeat(st, true);
           return;
         case 'bye':
           st.remote.dropOrigin(m.origin);
@@ -256,14 +316,29 @@ export default definePlugin({
       }
       try {
         const frame = encodeEvent(kernel.codec, origin, ev);
-        if (frame) publish(st.subject, frame);
+        if (frame) fanout(st.subject, frame);
       } catch (error) {
         warn(error, `encoding a ${ev.kind} event`);
       }
     });
 
-    const attach = (conn: NatsConnection) => {
+    const attach = async (conn: NatsConnection) => {
       if (stopped) return;
+      outbox = await nats.outbox(alias, {
+        label: 'ws-cluster',
+        maxMessages: config.reconnectBuffer.messages,
+        maxBytes: config.reconnectBuffer.bytes,
+        autoResume: false,
+        onReconnect: () => {
+          if (stopped) return;
+          announce();
+          awaitPeers();
+        },
+      });
+      if (stopped) {
+        await outbox.close(0);
+        return;
+      }
       nc = conn;
       linkUp = !conn.isClosed();
       for (const st of apps.values()) {
@@ -278,8 +353,10 @@ export default definePlugin({
             log.warn({ server: redactUrl(s.server) }, 'ws-cluster: NATS disconnected; fan-out paused (local delivery continues)');
           } else if (s.type === 'reconnect') {
             linkUp = true;
-            log.info({ server: redactUrl(s.server) }, 'ws-cluster: NATS reconnected; fan-out resumes');
-            announce();
+            log.info(
+              { server: redactUrl(s.server) },
+              'ws-cluster: NATS reconnected; fan-out resumes (held frames follow once peers are back)',
+            );
           }
         }
       })().catch(() => {});
@@ -291,6 +368,7 @@ export default definePlugin({
       stats: () => ({
         connected: linkUp && nc !== undefined && !nc.isClosed(),
         ...stats,
+        pending: outbox?.stats().pending ?? 0,
         remoteMembers: [...apps.values()].reduce((n, st) => n + st.remote.size, 0),
       }),
     });
@@ -298,7 +376,7 @@ export default definePlugin({
     api.tap('boot', async () => {
       const connection = nats.connection(alias);
       try {
-        attach(
+        await attach(
           await within(
             connection,
             config.connectTimeoutMs,
@@ -317,7 +395,7 @@ export default definePlugin({
           let delay = 500;
           while (!stopped && !nc) {
             try {
-              attach(await pending);
+              await attach(await pending);
               if (!stopped) log.info({ url, bus: alias }, 'ws-cluster: fan-out on NATS');
             } catch {
               // The owner gave up on this attempt: ask again after a backoff (500 ms doubling to 10 s).
@@ -344,16 +422,27 @@ export default definePlugin({
     api.onShutdown(async () => {
       stopped = true;
       for (const t of timers) clearInterval(t);
+      if (peerWait) clearTimeout(peerWait.timer);
+      peerWait = undefined;
+      const box = outbox;
+      outbox = undefined;
       for (const st of apps.values()) st.presence.setRosterProvider(undefined);
       const conn = nc;
       nc = undefined;
       linkUp = false;
-      if (!conn || conn.isClosed()) return;
+      if (!conn || conn.isClosed()) {
+        await box?.close(0);
+        return;
+      }
+      // Frames still held first (sent if the link is up; bounded wait for the server's confirmation),
+      // then `bye`, so no frame of ours follows it.
+      box?.resume();
+      await box?.close(2000);
       for (const st of apps.values()) {
         try {
           conn.publish(st.subject, encodeControl(kernel.codec, origin, 'bye'));
         } catch (error) {
-          if (!isMegaError(error)) log.debug({ err: error }, 'ws-cluster: bye not sent');
+          if (!isMegaError(error)) log.debug({ err: errorSummary(error) }, 'ws-cluster: bye not sent');
         }
       }
       for (const s of subs.splice(0)) s.unsubscribe();

@@ -1,14 +1,17 @@
 /**
  * Core NATS (`@nats-io/transport-node` v3), one connection per `services.buses` alias. The client
- * reconnects forever and re-subscribes on its own; messages published while disconnected wait in
- * its buffer (up to its limit) and are otherwise lost: at-most-once.
+ * reconnects forever and re-subscribes on its own. Publishing goes through a `NatsOutbox`: the
+ * client's own buffer is reset on every dial, so the outbox keeps each message until the server
+ * confirmed it, buffers (bounded) while disconnected and re-sends in order after the reconnect.
  */
 import type { Adapter } from '@mega/adapters';
-import { parseServiceUrl, redactText, redactUrl, serviceOptions } from '@mega/adapters';
+import { errorSummary, parseServiceUrl, redactText, redactUrl, serviceOptions } from '@mega/adapters';
 import type { Logger, ServiceDeclaration, Static } from '@mega/kernel';
 import { MegaError, Type, UnavailableError } from '@mega/kernel';
 import type { Msg, NatsConnection, NodeConnectionOptions } from '@nats-io/transport-node';
 import { connect, NoRespondersError, RequestError, TimeoutError } from '@nats-io/transport-node';
+import type { OutboxOptions } from '../outbox.js';
+import { DEFAULT_OUTBOX_BYTES, DEFAULT_OUTBOX_MESSAGES, NatsOutbox } from '../outbox.js';
 import { hasWildcard } from '../subjects.js';
 import type { Deliver, Transport } from '../transport.js';
 import { noResponders, timeoutError } from './memory.js';
@@ -23,6 +26,10 @@ export const NatsDeclaration = Type.Object(
     optional: Type.Boolean({ default: false }),
     /** Boot connect timeout. */
     connectTimeoutMs: Type.Integer({ minimum: 1, default: 5000 }),
+    /** Emits held while NATS is disconnected (not yet confirmed ones included); beyond: `bus.unavailable`. */
+    reconnectBufferMessages: Type.Integer({ minimum: 1, default: DEFAULT_OUTBOX_MESSAGES }),
+    /** Bytes (payload + subject) held while NATS is disconnected; beyond: `bus.unavailable`. */
+    reconnectBufferBytes: Type.Integer({ minimum: 1024, default: DEFAULT_OUTBOX_BYTES }),
     /** Extra `@nats-io/transport-node` connection options, passed through. */
     options: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
   },
@@ -37,6 +44,10 @@ export class NatsTransport implements Transport, Adapter {
   readonly #decl: NatsDeclaration;
   readonly #log: Logger;
   #nc: NatsConnection | undefined;
+  #outbox: NatsOutbox | undefined;
+  /** Outboxes other plugins made on this connection (closed before the connection drains). */
+  #outboxes: NatsOutbox[] = [];
+  #lastOverflowWarn = 0;
   #pending: Promise<NatsConnection> | undefined;
   #early: Array<(nc: NatsConnection) => void> = [];
   /** `connection()` callers waiting for the first connect; rejected if the alias closes first. */
@@ -60,7 +71,9 @@ export class NatsTransport implements Transport, Adapter {
 
   /** After an optional alias failed at boot: connect in the background, waiting for the first server. */
   retry(): void {
-    this.connect(true).catch((error: unknown) => this.#log.warn({ err: error, alias: this.alias }, (error as Error).message));
+    this.connect(true).catch((error: unknown) =>
+      this.#log.warn({ err: errorSummary(error), alias: this.alias }, redactText((error as Error).message)),
+    );
   }
 
   get native(): NatsConnection {
@@ -86,6 +99,11 @@ export class NatsTransport implements Transport, Adapter {
         throw this.#notConnected();
       }
       this.#nc = nc;
+      this.#outbox = this.#makeOutbox(nc, {
+        label: `bus "${this.alias}"`,
+        maxMessages: this.#decl.reconnectBufferMessages,
+        maxBytes: this.#decl.reconnectBufferBytes,
+      });
       this.#watch(nc);
       for (const attach of this.#early.splice(0)) attach(nc);
       for (const waiter of this.#waiting.splice(0)) waiter.resolve(nc);
@@ -107,8 +125,30 @@ export class NatsTransport implements Transport, Adapter {
     );
   }
 
-  publish(subject: string, data: string): void {
-    this.#conn().publish(subject, data);
+  publish(subject: string, data: string): Promise<void> {
+    if (!this.#outbox) throw this.#notConnected();
+    return this.#outbox.publish(subject, data);
+  }
+
+  /** A publisher of its own on this connection (ws-cluster's fan-out), once connected. */
+  async outbox(options: Omit<OutboxOptions, 'label'> & { label?: string }): Promise<NatsOutbox> {
+    const nc = await this.connection();
+    return this.#makeOutbox(nc, { label: `bus "${this.alias}"`, ...options });
+  }
+
+  #makeOutbox(nc: NatsConnection, options: OutboxOptions): NatsOutbox {
+    const outbox = new NatsOutbox(nc, {
+      onOverflow: (error) => {
+        // One line per 5 s per connection while emits are refused.
+        const now = Date.now();
+        if (now - this.#lastOverflowWarn < 5000) return;
+        this.#lastOverflowWarn = now;
+        this.#log.warn({ alias: this.alias }, error.message);
+      },
+      ...options,
+    });
+    this.#outboxes.push(outbox);
+    return outbox;
   }
 
   /** Before the connection is up (route files load before the bus boots) the subscription waits for it. */
@@ -132,7 +172,7 @@ export class NatsTransport implements Transport, Adapter {
     const sub = nc.subscribe(subject, {
       callback: (error, msg) => {
         if (error) {
-          this.#log.error({ err: error, subject }, `bus "${this.alias}": subscription "${subject}" failed`);
+          this.#log.error({ err: errorSummary(error), subject }, `bus "${this.alias}": subscription "${subject}" failed`);
           return;
         }
         deliver(msg.string(), exact ? subject : msg.subject, wantsReply(msg) ? (reply) => msg.respond(reply) : undefined);
@@ -142,6 +182,13 @@ export class NatsTransport implements Transport, Adapter {
   }
 
   async request(subject: string, data: string, timeoutMs: number): Promise<string> {
+    // A request sent while disconnected would sit in the client's buffer, be dropped at the next dial
+    // and end as a misleading timeout: refuse it now.
+    if (this.#outbox && !this.#outbox.connected) {
+      throw new UnavailableError('bus.unavailable', `bus "${this.alias}" request "${subject}": NATS is disconnected (${this.url})`, {
+        details: { alias: this.alias, subject, reason: 'disconnected' },
+      });
+    }
     try {
       const reply = await this.#conn().request(subject, data, { timeout: timeoutMs });
       return reply.string();
@@ -172,14 +219,32 @@ export class NatsTransport implements Transport, Adapter {
     this.#closed = true;
     this.#early = [];
     for (const waiter of this.#waiting.splice(0)) waiter.reject(this.#notConnected());
+    // Outboxes first: they wait (bounded) for the server to confirm what is pending.
+    await Promise.all(this.#outboxes.splice(0).map((o) => o.close()));
+    this.#outbox = undefined;
     const nc = this.#nc;
     this.#nc = undefined;
     if (nc && !nc.isClosed()) await nc.drain().catch(() => nc.close());
   }
 
   /** nats.js statistics (messages and bytes in/out). */
-  natsStats(): { inMsgs: number; outMsgs: number; inBytes: number; outBytes: number } | undefined {
-    return this.#nc?.stats();
+  natsStats():
+    | {
+        inMsgs: number;
+        outMsgs: number;
+        inBytes: number;
+        outBytes: number;
+        connected: boolean;
+        pending: number;
+        resent: number;
+        refused: number;
+      }
+    | undefined {
+    const nc = this.#nc;
+    const o = this.#outbox?.stats();
+    return nc
+      ? { ...nc.stats(), connected: o?.connected ?? false, pending: o?.pending ?? 0, resent: o?.resent ?? 0, refused: o?.refused ?? 0 }
+      : undefined;
   }
 
   #conn(): NatsConnection {

@@ -4,11 +4,12 @@
  * that dies releases its leases. Outside a cluster it is the memory driver.
  */
 import { MegaError, UnavailableError } from '@mega/kernel';
+import type { Grant } from '../driver.js';
 import { MemoryLockDriver } from './memory.js';
 
 /** Replies and pushes from the primary. */
 export type LockWire =
-  | { type: 'mega:lock'; op: 'granted'; rid: number; key: string; token: number }
+  | { type: 'mega:lock'; op: 'granted'; rid: number; key: string; token: number; at: number }
   | { type: 'mega:lock'; op: 'timeout'; rid: number; key: string }
   | { type: 'mega:lock'; op: 'extended' | 'released'; rid: number; key: string; ok: boolean }
   | { type: 'mega:lock'; op: 'lost'; key: string; token: number };
@@ -40,10 +41,13 @@ export class ClusterLockDriver extends MemoryLockDriver {
     this.#lostListener = listener;
   }
 
-  override async acquire(key: string, owner: string, ttlMs: number, waitMs: number): Promise<number | undefined> {
+  override async acquire(key: string, owner: string, ttlMs: number, waitMs: number): Promise<Grant | undefined> {
     if (!this.#listener) return super.acquire(key, owner, ttlMs, waitMs);
     const reply = await this.#call({ op: 'acquire', key, ttlMs, waitMs });
-    return reply.op === 'granted' ? reply.token : undefined;
+    if (reply.op !== 'granted') return undefined;
+    // The primary's TTL runs from its grant (`at`, Date.now() there: same host, same clock), not from
+    // when this worker asked: a queued request may have waited long before it.
+    return { token: reply.token, sentAt: performance.now() - Math.max(0, Date.now() - reply.at) };
   }
 
   override async extend(key: string, owner: string, token: number, ttlMs: number): Promise<boolean> {

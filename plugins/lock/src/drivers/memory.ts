@@ -2,7 +2,7 @@
  * In-process locks: per key a holder with an expiry timer, a FIFO of waiters and a fencing counter
  * that grows for the life of the process.
  */
-import type { LockDriver } from '../driver.js';
+import type { Grant, LockDriver } from '../driver.js';
 
 interface Entry {
   fence: number;
@@ -22,7 +22,7 @@ export class MemoryLockDriver implements LockDriver {
     this.#lost = listener;
   }
 
-  async acquire(key: string, owner: string, ttlMs: number, waitMs: number): Promise<number | undefined> {
+  async acquire(key: string, owner: string, ttlMs: number, waitMs: number): Promise<Grant | undefined> {
     const entry: Entry = this.#keys.get(key) ?? { fence: 0, holder: undefined, waiters: [] };
     this.#keys.set(key, entry);
     const deadline = performance.now() + waitMs;
@@ -53,7 +53,7 @@ export class MemoryLockDriver implements LockDriver {
         e.waiters.shift()?.();
       }, ttlMs),
     };
-    return token;
+    return { token, sentAt: performance.now() };
   }
 
   async extend(key: string, owner: string, _token: number, ttlMs: number): Promise<boolean> {

@@ -9,7 +9,7 @@
 import type { Adapter } from '@mega/adapters';
 import { UnavailableError } from '@mega/kernel';
 import type { Redis, Result } from 'ioredis';
-import type { LockDriver } from '../driver.js';
+import type { Grant, LockDriver } from '../driver.js';
 import { sleep } from '../driver.js';
 
 /** KEYS: lock, fence, wait marker. ARGV: owner, ttl ms, marker ttl ms. -> token, or -pttl of the holder. */
@@ -138,12 +138,13 @@ export class RedisLockDriver implements LockDriver {
     // Redis expires keys silently: the manager's validity timer and failed extensions report loss.
   }
 
-  acquire(key: string, owner: string, ttlMs: number, waitMs: number): Promise<number | undefined> {
-    const deadline = performance.now() + waitMs;
+  acquire(key: string, owner: string, ttlMs: number, waitMs: number): Promise<Grant | undefined> {
+    const sentAt = performance.now();
+    const deadline = sentAt + waitMs;
     const markMs = Math.max(50, this.#retryDelayMs * 3);
     // Fast path: a free key costs one round trip and no loop.
     return this.#acquireOnce(key, owner, ttlMs, markMs).then(
-      (token) => (token > 0 ? token : this.#retry(key, owner, ttlMs, deadline, markMs, undefined)),
+      (token) => (token > 0 ? { token, sentAt } : this.#retry(key, owner, ttlMs, deadline, markMs, undefined)),
       (error: unknown) => this.#retry(key, owner, ttlMs, deadline, markMs, error),
     );
   }
@@ -163,15 +164,17 @@ export class RedisLockDriver implements LockDriver {
     deadline: number,
     markMs: number,
     firstError: unknown,
-  ): Promise<number | undefined> {
+  ): Promise<Grant | undefined> {
     let lastError = firstError;
     for (;;) {
       const left = deadline - performance.now();
       if (left <= 0) break;
       await sleep(Math.min(left, this.#retryDelayMs * (0.5 + Math.random())));
+      // The lease's TTL starts when the attempt that succeeds is sent, not when the wait began.
+      const sentAt = performance.now();
       try {
         const result = await this.#acquireOnce(key, owner, ttlMs, markMs);
-        if (result > 0) return result;
+        if (result > 0) return { token: result, sentAt };
         lastError = undefined;
       } catch (error) {
         lastError = error;
