@@ -4,7 +4,8 @@ import { defineConfig } from '@mega/kernel';
 
 export default defineConfig({
   apps: ['web', 'admin'],
-  plugins: ['@mega/http', '@mega/security', '@mega/session', '@mega/i18n', '@mega/views', '@mega/health'],
+  // ./admin-password.ts: production refuses the admin app's built-in password (set ADMIN_PASSWORD).
+  plugins: ['@mega/http', '@mega/security', '@mega/session', '@mega/i18n', '@mega/views', '@mega/health', './admin-password.ts'],
   // 3200 so it can run beside apps/simple (3000).
   server: { port: 3200 },
   health: { drainDelayMs: 0 },

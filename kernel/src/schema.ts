@@ -23,6 +23,8 @@ import type { AnyPlugin } from './plugin.js';
 export const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true });
 
 const SECRET = 'x-mega-secret';
+/** The least a secret may have in production, wherever it comes from. */
+export const PRODUCTION_MIN_BYTES = 32;
 
 export interface SecretSpec {
   /** Environment variable read when the config file has no value. */
@@ -278,20 +280,22 @@ function resolveSecrets(schema: TSchema, data: Record<string, unknown>, scope: S
     }
     const code = spec.code ?? 'config.secret';
     const fromFile = typeof data[key] === 'string' ? (data[key] as string) : undefined;
-    const source = fromFile !== undefined ? `${where} in ${scope.file}` : spec.env;
+    const fromEnv = fromFile === undefined && process.env[spec.env] !== undefined;
     const value = fromFile ?? process.env[spec.env] ?? (spec.shared === false ? undefined : process.env.MEGA_SECRET);
+    const source = fromFile !== undefined ? `${where} in ${scope.file}` : fromEnv ? spec.env : 'MEGA_SECRET';
     const how = `set ${where} in ${scope.file} or ${spec.env}`;
-    const minBytes = spec.minBytes ?? 16;
-    if (value !== undefined && Buffer.byteLength(value) < minBytes) {
-      scope.problems.push(
-        new ConfigError(
-          code,
-          `${scope.app ? `app ${scope.app}: ` : ''}the ${spec.purpose} secret (from ${source}) must be at least ${minBytes} bytes; ${how}`,
-          {
-            details: { key: where, file: scope.file, minBytes },
-          },
-        ),
+    // Production holds every secret, from any source, to 32 bytes at least; development warns.
+    const minBytes = Math.max(spec.minBytes ?? 16, scope.env === 'production' ? PRODUCTION_MIN_BYTES : 0);
+    const bytes = value === undefined ? 0 : Buffer.byteLength(value);
+    if (value !== undefined && bytes < minBytes) {
+      const message = `${scope.app ? `app ${scope.app}: ` : ''}the ${spec.purpose} secret (from ${source}) must be at least ${minBytes} bytes; ${how}`;
+      scope.problems.push(new ConfigError(code, message, { details: { key: where, file: scope.file, source, minBytes } }));
+    } else if (value !== undefined && bytes < PRODUCTION_MIN_BYTES) {
+      scope.log.warn(
+        { app: scope.app, key: where, source },
+        `the ${spec.purpose} secret is shorter than ${PRODUCTION_MIN_BYTES} bytes: production refuses it`,
       );
+      data[key] = value;
     } else if (value !== undefined) data[key] = value;
     else if (scope.env === 'production') {
       if (!spec.optional) {

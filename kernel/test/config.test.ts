@@ -197,4 +197,42 @@ describe('secrets', () => {
     expect((fromEnv.error as Error).message).toContain(ENV);
     expect((fromEnv.error as Error).message).not.toContain('too-short-from-env');
   });
+
+  it('B11: production refuses any secret under 32 bytes from the file, its variable or MEGA_SECRET; development warns; an empty one names its minimum', async () => {
+    const lenient = { minBytes: 16 };
+    process.env.MEGA_SECRET = 'x';
+    const tiny = await boot({}, 'production', lenient);
+    expect(tiny.error).toMatchObject({
+      code: 'thing.secret_missing',
+      message: expect.stringMatching(/from MEGA_SECRET\) must be at least 32 bytes/),
+    });
+    process.env.MEGA_SECRET = 'twenty-bytes-secret!';
+    expect((await boot({}, 'production', lenient)).error).toMatchObject({ message: expect.stringContaining('at least 32 bytes') });
+    const dev = await boot({}, 'development', lenient);
+    expect([dev.error, dev.secret]).toEqual([undefined, 'twenty-bytes-secret!']);
+    expect(dev.logs.some((l) => l.level === LEVELS.warn && String(l.msg).includes('shorter than 32 bytes: production refuses it'))).toBe(
+      true,
+    );
+    delete process.env.MEGA_SECRET;
+    process.env[ENV] = 'twenty-bytes-secret!';
+    expect((await boot({}, 'production', lenient)).error).toMatchObject({
+      message: expect.stringContaining(`from ${ENV}) must be at least 32 bytes`),
+    });
+    delete process.env[ENV];
+    expect((await boot({ thing: { secret: 'twenty-bytes-secret!' } }, 'production', lenient)).error).toMatchObject({
+      message: expect.stringContaining('at least 32 bytes'),
+    });
+    expect((await boot({}, 'production', lenient)).error).toMatchObject({ code: 'thing.secret_missing' });
+    process.env.MEGA_SECRET = '';
+    for (const [env, spec, min] of [
+      ['production', { minBytes: undefined }, 32],
+      ['development', { minBytes: undefined }, 16],
+    ] as const) {
+      const empty = await boot({}, env, spec);
+      expect(empty.error).toMatchObject({ code: 'thing.secret_missing', message: expect.stringContaining(`at least ${min} bytes`) });
+      expect((empty.error as Error).message).not.toContain('undefined');
+    }
+    process.env.MEGA_SECRET = 'x'.repeat(32);
+    expect((await boot({}, 'production', lenient)).error).toBeUndefined();
+  });
 });

@@ -43,6 +43,8 @@ export const CsrfSchema = Type.Object(
     headerName: Type.String({ minLength: 1, default: 'x-csrf-token' }),
     /** JSON requests without an `Origin` header are refused unless this is true (non-browser API clients). */
     allowMissingOrigin: Type.Boolean({ default: false }),
+    /** How long a token from `ctx.csrfToken()` is accepted, milliseconds (a form left open longer must be reloaded). */
+    ttlMs: Type.Integer({ minimum: 1000, default: 86_400_000 }),
   },
   { additionalProperties: false },
 );

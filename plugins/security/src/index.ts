@@ -5,17 +5,22 @@
  * - CORS: cross-origin reads denied unless `cors.origin` lists the origin; preflights answered here;
  * - rate limit: 1000 requests/min per client IP (memory, or Redis through @mega/cache-redis when
  *   `services.caches.rate` exists), 429 `rate.limited` with `Retry-After`;
- * - CSRF: unsafe methods with a JSON body need an `Origin` in the app's hosts; any other unsafe
- *   request (forms, multipart, no body) needs a token (`ctx.csrfToken()`), GET/HEAD/OPTIONS exempt.
+ * - CSRF: unsafe methods with a JSON body need an `Origin` equal to the app's own origin (scheme, host
+ *   and port) or a CORS-allowed one; any other unsafe request (forms, multipart, no body) needs a
+ *   token (`ctx.csrfToken()`) bound to the session (or to a server-made cookie) with an expiry,
+ *   GET/HEAD/OPTIONS exempt. Checked in the `request` phase, before any body is read, except the
+ *   `_csrf` field of urlencoded forms (a bounded in-memory parse, then the `before` phase).
  * Every rejection is logged with its reason.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { redactUrl } from '@mega/adapters';
 // Brings the `redis` service type of @mega/cache-redis into scope (the plugin itself is optional).
 import type {} from '@mega/cache-redis';
 import type { Middleware } from '@mega/http';
-import type { App, ConfigInput } from '@mega/kernel';
+import type { App, ConfigInput, MegaContext } from '@mega/kernel';
 import { ConfigError, definePlugin, MegaError, PluginError, packageVersion, within } from '@mega/kernel';
+// Brings ctx.session and the `sessions` service of @mega/session into scope (an optional peer).
+import type {} from '@mega/session';
 import { parseCookie, stringifySetCookie } from 'cookie';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import helmet from 'helmet';
@@ -29,6 +34,7 @@ export { CorsSchema, CsrfSchema, RateLimitSchema, SecurityAppConfig } from './co
 export { MemoryRateStore, RedisRateStore } from './rate-limit.js';
 
 const CACHE_REDIS = '@mega/cache-redis';
+const SESSION = '@mega/session';
 
 declare module '@mega/kernel' {
   /** This plugin's keys of app.config.ts (see the README's config table). */
@@ -43,6 +49,20 @@ declare module '@mega/kernel' {
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\b/i;
+const FORM_TYPE = /^application\/x-www-form-urlencoded\b/i;
+
+/**
+ * Labels of the keys derived from `security.secret` (HKDF-SHA256, salt "mega"): one key per kind of
+ * signed value, so a secret shared with other plugins (MEGA_SECRET) never signs two kinds of values
+ * with one key (issue 11, B9: a CSRF signature over a client-chosen nonce was a valid session cookie).
+ */
+export const CSRF_TOKEN_LABEL = 'mega.security.csrf-token.v1';
+export const CSRF_COOKIE_LABEL = 'mega.security.csrf-cookie.v1';
+
+/** HKDF-SHA256(secret, salt "mega", info label), 32 bytes. */
+export function purposeKey(secret: string, label: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', secret, 'mega', label, 32));
+}
 
 /** Helmet's header set for a config, captured once by running its middleware against a recording response. */
 export function helmetHeaders(options: Parameters<typeof helmet>[0]): Array<[string, string]> {
@@ -72,13 +92,16 @@ export function apiHeaders(all: ReadonlyArray<[string, string]>): Array<[string,
   return subset;
 }
 
+/** A URL for logs: CSRF tokens in the query (multipart forms) are not written to the log. */
+const logUrl = (url: string): string => (url.includes('?') ? url.replace(/([?&][^=&]*csrf[^=&]*=)[^&]*/gi, '$1***') : url);
+
 function reject(req: FastifyRequest, reply: FastifyReply, app: App, status: number, code: string, message: string): FastifyReply {
-  app.log.warn({ reqId: req.id, reason: code, ip: req.ip, method: req.method, url: req.url }, 'security: request rejected');
+  app.log.warn({ reqId: req.id, reason: code, ip: req.ip, method: req.method, url: logUrl(req.url) }, 'security: request rejected');
   return reply.code(status).send({ error: { code, message } });
 }
 
-function sign(secret: string, value: string): string {
-  return createHmac('sha256', secret).update(value).digest('base64url');
+function sign(key: Buffer, value: string): string {
+  return createHmac('sha256', key).update(value).digest('base64url');
 }
 
 function safeEqual(a: string, b: string): boolean {
@@ -95,6 +118,27 @@ function originHost(origin: string): string | undefined {
   }
 }
 
+function parseUrl(value: string): URL | undefined {
+  try {
+    return new URL(value);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * May a browser page at `origin` send this JSON write? Its whole origin (scheme, host, port) must be
+ * a CORS-allowed origin, or the app's own: the request's scheme and port with the request's host
+ * (an app without `hosts`) or one of the app's hosts (issue 11, B15: the port and scheme count).
+ */
+function originAllowed(p: AppPolicy, req: FastifyRequest, origin: string): boolean {
+  const o = parseUrl(origin);
+  if (!o || o.origin === 'null') return false;
+  if (p.allowedOrigins.has(o.origin)) return true;
+  const self = req.headers.host ? parseUrl(`${req.protocol}://${req.headers.host}`) : undefined;
+  if (!self || o.protocol !== self.protocol || o.port !== self.port) return false;
+  return p.app.hosts.length === 0 ? o.hostname === self.hostname : p.appHosts.has(o.hostname);
+}
 interface AppPolicy {
   app: App;
   /** Helmet's full set (documents: HTML, text, files) and the set for JSON responses. */
@@ -104,9 +148,15 @@ interface AppPolicy {
   corsOrigins: Set<string> | '*';
   rate: { store: RateStore; max: number; timeoutMs: number } | undefined;
   csrf: CsrfConfig | undefined;
-  secret: string;
-  /** Hosts an `Origin` may name for JSON writes: the app's hosts plus CORS-allowed origins. */
-  originHosts: Set<string>;
+  /** Keys derived from the secret: token MACs and the CSRF cookie's own MAC. */
+  tokenKey: Buffer;
+  cookieKey: Buffer;
+  /** CORS-allowed origins, normalised (`URL.origin`): JSON writes from them pass the CSRF check. */
+  allowedOrigins: Set<string>;
+  /** The app's hosts, lower case. */
+  appHosts: Set<string>;
+  /** True when @mega/session serves the app: tokens bind to the session. */
+  sessions: boolean;
 }
 
 function requestPhase(p: AppPolicy): Middleware {
@@ -172,13 +222,72 @@ function requestPhase(p: AppPolicy): Middleware {
   };
 }
 
-function csrfPhase(p: AppPolicy): Middleware {
+/** The CSRF cookie's random value when the cookie is one this server made (its MAC holds), else undefined. */
+function csrfCookie(p: AppPolicy, cookieHeader: string | undefined): string | undefined {
+  const csrf = p.csrf as CsrfConfig;
+  const value = cookieHeader ? parseCookie(cookieHeader)[csrf.cookieName] : undefined;
+  if (!value) return undefined;
+  const dot = value.indexOf('.');
+  if (dot <= 0) return undefined;
+  const random = value.slice(0, dot);
+  return safeEqual(value.slice(dot + 1), sign(p.cookieKey, `${p.app.name}:${random}`)) ? random : undefined;
+}
+
+/**
+ * What a token binds to for this request: the visitor's session (the id its cookie presents, when
+ * @mega/session serves the app and the cookie's signature holds), else the server-made CSRF cookie.
+ */
+function binding(p: AppPolicy, ctx: MegaContext, cookieHeader: string | undefined): string | undefined {
+  if (p.sessions) {
+    const id = ctx.session.presentedId();
+    if (id !== undefined) return `s:${id}`;
+  }
+  const random = csrfCookie(p, cookieHeader);
+  return random === undefined ? undefined : `c:${random}`;
+}
+
+/** `<expiry, base36 ms>.<HMAC(tokenKey, app | binding | expiry)>`. */
+function makeToken(p: AppPolicy, bound: string, expires: number): string {
+  const exp = expires.toString(36);
+  return `${exp}.${sign(p.tokenKey, `${p.app.name}|${bound}|${exp}`)}`;
+}
+
+type Verdict = undefined | 'csrf.invalid_token' | 'csrf.expired_token';
+
+function verify(p: AppPolicy, ctx: MegaContext, req: FastifyRequest, token: string): Verdict {
+  const bound = binding(p, ctx, req.headers.cookie);
+  const dot = token.indexOf('.');
+  if (bound === undefined || dot <= 0 || dot > 12) return 'csrf.invalid_token';
+  const exp = token.slice(0, dot);
+  if (!safeEqual(token.slice(dot + 1), sign(p.tokenKey, `${p.app.name}|${bound}|${exp}`))) return 'csrf.invalid_token';
+  return Number.parseInt(exp, 36) > Date.now() ? undefined : 'csrf.expired_token';
+}
+
+const VERDICT_MESSAGE = {
+  'csrf.invalid_token': 'the CSRF token does not match this browser session',
+  'csrf.expired_token': 'the CSRF token has expired: reload the form',
+} as const;
+
+const routeOptedOut = (req: FastifyRequest): boolean =>
+  (req.routeOptions.config as { mega?: { options?: { csrf?: boolean } } } | undefined)?.mega?.options?.csrf === false;
+
+/** The token of a header or (multipart and other non-form bodies) the query, if any. */
+function headerOrQueryToken(csrf: CsrfConfig, req: FastifyRequest): unknown {
+  const header = req.headers[csrf.headerName];
+  if (header !== undefined) return header;
+  return (req.query as Record<string, unknown> | undefined)?.[csrf.fieldName];
+}
+
+/**
+ * The `request` phase of CSRF (before any body is read): JSON writes by Origin; tokens in the header
+ * or the query. Only urlencoded forms without one wait for their (bounded, in-memory) body: a
+ * multipart or other body without a token is refused here, before a byte of it is spooled (B16).
+ */
+function csrfRequestPhase(p: AppPolicy): Middleware {
   const csrf = p.csrf as CsrfConfig;
   const { app } = p;
-  return (req, reply) => {
-    if (SAFE_METHODS.has(req.method)) return undefined;
-    const config = (req.routeOptions.config as { mega?: { options?: { csrf?: boolean } } } | undefined)?.mega;
-    if (config?.options?.csrf === false) return undefined;
+  return (req, reply, ctx) => {
+    if (SAFE_METHODS.has(req.method) || routeOptedOut(req)) return undefined;
     const type = req.headers['content-type'];
     if (type !== undefined && JSON_TYPE.test(type)) {
       const origin = req.headers.origin;
@@ -186,19 +295,38 @@ function csrfPhase(p: AppPolicy): Middleware {
         if (csrf.allowMissingOrigin && origin === undefined) return undefined;
         return reject(req, reply, app, 403, 'csrf.origin_missing', 'JSON requests that change state must carry an Origin header');
       }
-      const host = originHost(origin);
-      const sameHost = host !== undefined && host === req.headers.host?.toLowerCase() && app.hosts.length === 0;
-      if (host === undefined || !(sameHost || p.originHosts.has(host) || p.originHosts.has(host.replace(/:\d+$/, '')))) {
-        return reject(req, reply, app, 403, 'csrf.origin_mismatch', `Origin ${origin} is not one of this app's hosts`);
+      if (!originAllowed(p, req, origin)) {
+        return reject(req, reply, app, 403, 'csrf.origin_mismatch', `Origin ${origin} is not this app's origin nor a CORS-allowed one`);
       }
       return undefined;
     }
-    const body = req.body as Record<string, unknown> | undefined;
-    let token: unknown = req.headers[csrf.headerName];
-    if (token === undefined && body && typeof body === 'object') {
-      const field = body[csrf.fieldName];
-      token = field && typeof field === 'object' && 'value' in field ? (field as { value: unknown }).value : field;
+    const token = headerOrQueryToken(csrf, req);
+    if (token === undefined && type !== undefined && FORM_TYPE.test(type)) return undefined; // the body's field: `before` phase
+    if (typeof token !== 'string' || token === '') {
+      return reject(
+        req,
+        reply,
+        app,
+        403,
+        'csrf.missing_token',
+        `this request needs a CSRF token: header ${csrf.headerName}, or field ${csrf.fieldName} of a urlencoded form, or ?${csrf.fieldName}= for multipart`,
+      );
     }
+    const verdict = verify(p, ctx, req, token);
+    return verdict ? reject(req, reply, app, 403, verdict, VERDICT_MESSAGE[verdict]) : undefined;
+  };
+}
+
+/** The `before` phase of CSRF: the `_csrf` field of urlencoded forms that carried no header or query token. */
+function csrfBodyPhase(p: AppPolicy): Middleware {
+  const csrf = p.csrf as CsrfConfig;
+  const { app } = p;
+  return (req, reply, ctx) => {
+    if (SAFE_METHODS.has(req.method) || routeOptedOut(req)) return undefined;
+    const type = req.headers['content-type'];
+    if (type === undefined || !FORM_TYPE.test(type) || headerOrQueryToken(csrf, req) !== undefined) return undefined;
+    const body = req.body as Record<string, unknown> | undefined;
+    const token = body && typeof body === 'object' ? body[csrf.fieldName] : undefined;
     if (typeof token !== 'string' || token === '') {
       return reject(
         req,
@@ -209,13 +337,8 @@ function csrfPhase(p: AppPolicy): Middleware {
         `form posts need a CSRF token (field ${csrf.fieldName} or header ${csrf.headerName})`,
       );
     }
-    const cookieHeader = req.headers.cookie;
-    const nonce = cookieHeader ? parseCookie(cookieHeader)[csrf.cookieName] : undefined;
-    const dot = token.indexOf('.');
-    const valid =
-      dot > 0 && nonce !== undefined && safeEqual(token.slice(0, dot), nonce) && safeEqual(token.slice(dot + 1), sign(p.secret, nonce));
-    if (!valid) return reject(req, reply, app, 403, 'csrf.invalid_token', 'the CSRF token does not match this browser session');
-    return undefined;
+    const verdict = verify(p, ctx, req, token);
+    return verdict ? reject(req, reply, app, 403, verdict, VERDICT_MESSAGE[verdict]) : undefined;
   };
 }
 
@@ -234,8 +357,8 @@ export default definePlugin({
   version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.2.0',
   dependsOn: ['@mega/http'],
-  // Set up after the Redis owner when it is loaded, so its `redis` service is there.
-  after: [CACHE_REDIS],
+  // Set up after the Redis owner and the session plugin when they are loaded, so their services are there.
+  after: [CACHE_REDIS, SESSION],
   config: { app: SecurityAppConfig },
   setup(api) {
     const { kernel } = api;
@@ -248,8 +371,8 @@ export default definePlugin({
       if (!config.enabled) continue;
       const cors = withDefaults(CorsSchema, config.cors || { origin: [] });
       const origins = cors.origin === '*' ? '*' : new Set(cors.origin);
-      const originHosts = new Set<string>(app.hosts);
-      if (origins !== '*') for (const o of origins) originHosts.add(originHost(o) ?? o);
+      const allowedOrigins = new Set<string>();
+      if (origins !== '*') for (const o of origins) allowedOrigins.add(parseUrl(o)?.origin ?? o);
       const full = config.helmet === false ? undefined : helmetHeaders(config.helmet);
       const csrf = config.csrf === false ? undefined : withDefaults(CsrfSchema, config.csrf);
       // The kernel fills the secret from the environment (a random one in development); only
@@ -284,8 +407,11 @@ export default definePlugin({
         corsOrigins: origins,
         rate: undefined,
         csrf,
-        secret: config.secret ?? '',
-        originHosts,
+        tokenKey: purposeKey(config.secret ?? '', CSRF_TOKEN_LABEL),
+        cookieKey: purposeKey(config.secret ?? '', CSRF_COOKIE_LABEL),
+        allowedOrigins,
+        appHosts: new Set(app.hosts.map((h) => h.toLowerCase())),
+        sessions: api.has('sessions') && api.use('sessions').enabled(app.name),
       });
     }
 
@@ -293,15 +419,16 @@ export default definePlugin({
       const policy = policies.get(ctx.app.name);
       if (!policy?.csrf) throw new MegaError('security.csrf_disabled', `CSRF is off for app ${ctx.app.name}`);
       const req = ctx.source as FastifyRequest;
-      const cookieHeader = req.headers.cookie;
-      let nonce = cookieHeader ? parseCookie(cookieHeader)[policy.csrf.cookieName] : undefined;
-      if (!nonce || !/^[A-Za-z0-9_-]{16,64}$/.test(nonce)) {
-        nonce = randomBytes(18).toString('base64url');
+      let bound = binding(policy, ctx, req.headers.cookie);
+      if (bound === undefined) {
+        // No session and no cookie of ours: a fresh random value, MAC'd so that no client-chosen value is ever bound.
+        const random = randomBytes(18).toString('base64url');
+        bound = `c:${random}`;
         ctx.reply?.header(
           'set-cookie',
           stringifySetCookie({
             name: policy.csrf.cookieName,
-            value: nonce,
+            value: `${random}.${sign(policy.cookieKey, `${policy.app.name}:${random}`)}`,
             path: '/',
             httpOnly: true,
             sameSite: 'lax',
@@ -309,7 +436,7 @@ export default definePlugin({
           }),
         );
       }
-      return `${nonce}.${sign(policy.secret, nonce)}`;
+      return makeToken(policy, bound, Date.now() + policy.csrf.ttlMs);
     });
 
     // Stage 0: before @mega/http loads routes (500) and freezes the app-wide middleware (900).
@@ -332,7 +459,11 @@ export default definePlugin({
         }
         const apps = [name];
         http.use(requestPhase(policy), { phase: 'request', apps });
-        if (policy.csrf) http.use(csrfPhase(policy), { apps, methods: ['POST', 'PUT', 'PATCH', 'DELETE'] });
+        if (policy.csrf) {
+          const methods = ['POST', 'PUT', 'PATCH', 'DELETE'];
+          http.use(csrfRequestPhase(policy), { phase: 'request', apps, methods });
+          http.use(csrfBodyPhase(policy), { apps, methods });
+        }
         if (policy.headers) http.use(sendPhase(policy), { phase: 'send', apps });
       }
     });

@@ -6,12 +6,13 @@ import type {} from '@mega/http';
 import type { ConfigInput, Static } from '@mega/kernel';
 import { definePlugin, MegaError, PluginError, packageVersion, Secret, Type } from '@mega/kernel';
 import type { FastifyRequest } from 'fastify';
-import type { SessionRuntime } from './session.js';
-import { Session } from './session.js';
+import type { SessionApi, SessionRuntime } from './session.js';
+import { Session, sessionCookieKey } from './session.js';
 import type { SessionStore } from './stores.js';
 import { FileSessionStore, RedisSessionStore } from './stores.js';
 
-export { Session, signId, unsignId } from './session.js';
+export type { SessionApi } from './session.js';
+export { SESSION_COOKIE_LABEL, Session, sessionCookieKey, signId, unsignId } from './session.js';
 export type { SessionData, SessionStore, StoredSession } from './stores.js';
 export { FileSessionStore, RedisSessionStore } from './stores.js';
 
@@ -65,9 +66,19 @@ export const SessionAppConfig = Type.Object({
 
 export type SessionConfig = Static<typeof SessionAppConfig>['session'];
 
+/** Called after `ctx.session.destroy()` removed a session (its id, its app). */
+export type SessionEndListener = (event: { app: string; id: string }) => void | Promise<void>;
+
 /** Service `sessions`: the store of each app's sessions (admin tools, tests). */
 export interface SessionService {
   storeOf(app: string): SessionStore | undefined;
+  /** True when the app has sessions on (`ctx.session` works there). */
+  enabled(app: string): boolean;
+  /**
+   * Listens for destroyed sessions (call during setup or boot). `destroy()` awaits the listeners; one
+   * that throws is logged at `warn`, never fails the request. @mega/ws-presence closes the session's sockets here.
+   */
+  onDestroy(listener: SessionEndListener): void;
 }
 
 declare module '@mega/kernel' {
@@ -80,7 +91,7 @@ declare module '@mega/kernel' {
   }
   interface MegaContext {
     /** The visitor's session (HTTP requests of apps with sessions on). */
-    readonly session: Session;
+    readonly session: SessionApi;
   }
 }
 
@@ -126,7 +137,23 @@ export default definePlugin({
       configs.set(app.name, config);
     }
 
-    api.provide('sessions', { storeOf: (app: string) => runtimes.get(app)?.store });
+    const endListeners: SessionEndListener[] = [];
+    api.provide('sessions', {
+      storeOf: (app: string) => runtimes.get(app)?.store,
+      enabled: (app: string) => configs.has(app),
+      onDestroy: (listener) => {
+        endListeners.push(listener);
+      },
+    });
+    const ended = async (app: string, id: string): Promise<void> => {
+      for (const listener of endListeners) {
+        try {
+          await listener({ app, id });
+        } catch (error) {
+          api.log.warn({ err: error, app }, 'session: a destroy listener failed (the session is destroyed)');
+        }
+      }
+    };
     api.contributeCtx('session', (ctx) => {
       const runtime = runtimes.get(ctx.app.name);
       if (!runtime) throw new MegaError('session.disabled', `sessions are off for app ${ctx.app.name}`);
@@ -155,7 +182,9 @@ export default definePlugin({
           store: instance,
           cookieName: config.cookieName,
           // Always set: the kernel fills a Secret from the environment (or a random one in development) or fails boot.
-          secret: config.secret as string,
+          // The cookie is signed with a key derived for this purpose only (HKDF label mega.session.cookie.v1).
+          key: sessionCookieKey(config.secret as string),
+          ended: (id) => ended(name, id),
           ttlMs: config.ttlMs,
           rolling: config.rolling,
           cookie: {

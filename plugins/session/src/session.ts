@@ -1,5 +1,5 @@
 /** The per-request session object behind `ctx.session`: nothing is read until a method is called. */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Logger } from '@mega/kernel';
 import { parseCookie, stringifySetCookie } from 'cookie';
 import type { FastifyReply } from 'fastify';
@@ -17,34 +17,66 @@ export interface CookieOptions {
 export interface SessionRuntime {
   store: SessionStore;
   cookieName: string;
-  secret: string;
+  /** The cookie-signing key derived from the app's secret (`sessionCookieKey`), never the secret itself. */
+  key: Buffer;
   ttlMs: number;
   /** Re-save a session read in the second half of its lifetime, so active users stay signed in. */
   rolling: boolean;
   cookie: CookieOptions;
+  /** Called once a session is destroyed (`sessions.onDestroy` listeners: presence closes its sockets). */
+  ended(id: string): Promise<void>;
 }
 
-export function signId(secret: string, id: string): string {
-  return `${id}.${createHmac('sha256', secret).update(id).digest('base64url')}`;
+/**
+ * The label of the cookie-signing key. Every keyed use of a secret derives its own key with HKDF and
+ * a label of its own (CSRF, ASP, ...), so one secret shared by several plugins (MEGA_SECRET) never
+ * signs two kinds of values with the same key (issue 11, B9: a CSRF token was a valid session cookie).
+ */
+export const SESSION_COOKIE_LABEL = 'mega.session.cookie.v1';
+
+/** HKDF-SHA256(secret, salt "mega", info SESSION_COOKIE_LABEL), 32 bytes: the key of `signId`. */
+export function sessionCookieKey(secret: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', secret, 'mega', SESSION_COOKIE_LABEL, 32));
+}
+
+const keyOf = (secret: string | Buffer): Buffer => (typeof secret === 'string' ? sessionCookieKey(secret) : secret);
+
+/** `<id>.<HMAC-SHA256(key, id)>`; a string is the app's secret (its cookie key is derived), a Buffer the derived key. */
+export function signId(secret: string | Buffer, id: string): string {
+  return `${id}.${createHmac('sha256', keyOf(secret)).update(id).digest('base64url')}`;
 }
 
 /** The session id of a signed cookie value, or undefined when it is malformed or its signature is wrong. */
-export function unsignId(secret: string, value: string): string | undefined {
+export function unsignId(secret: string | Buffer, value: string): string | undefined {
   const dot = value.lastIndexOf('.');
   if (dot <= 0) return undefined;
   const id = value.slice(0, dot);
   if (!SESSION_ID.test(id)) return undefined;
-  const expected = Buffer.from(signId(secret, id));
+  const expected = Buffer.from(signId(keyOf(secret), id));
   const given = Buffer.from(value);
   return expected.length === given.length && timingSafeEqual(expected, given) ? id : undefined;
 }
 
 export const newSessionId = (): string => randomBytes(32).toString('base64url');
 
-export class Session {
+/** What `ctx.session` offers (an interface, so copies of this package's types merge into one `MegaContext`). */
+export interface SessionApi {
+  readonly id: string | undefined;
+  presentedId(): string | undefined;
+  get<T = unknown>(key: string): Promise<T | undefined>;
+  all(): Promise<Readonly<SessionData>>;
+  set(key: string | SessionData, value?: unknown): Promise<void>;
+  delete(key: string): Promise<void>;
+  destroy(): Promise<void>;
+  regenerate(options?: { keepData?: boolean }): Promise<string>;
+}
+
+export class Session implements SessionApi {
   #id: string | undefined;
   #data: SessionData = {};
   #loaded: Promise<void> | undefined;
+  /** The id the visitor's next request presents: null until known (cookie not parsed yet). */
+  #presented: string | undefined | null = null;
 
   constructor(
     private readonly runtime: SessionRuntime,
@@ -58,11 +90,27 @@ export class Session {
     return this.#id;
   }
 
+  /**
+   * The session id the visitor's next request will present, without reading the store: the id of
+   * the request's cookie when its signature holds (and this request did not replace or clear it),
+   * the new id after a write or `regenerate()`, undefined after `destroy()` or without a cookie.
+   * CSRF tokens bind to it (@mega/security).
+   */
+  presentedId(): string | undefined {
+    if (this.#presented === null) this.#presented = this.#cookieId();
+    return this.#presented;
+  }
+
+  #cookieId(): string | undefined {
+    const value = this.cookieHeader ? parseCookie(this.cookieHeader)[this.runtime.cookieName] : undefined;
+    return value === undefined ? undefined : unsignId(this.runtime.key, value);
+  }
+
   #load(): Promise<void> {
     this.#loaded ??= (async () => {
       const value = this.cookieHeader ? parseCookie(this.cookieHeader)[this.runtime.cookieName] : undefined;
       if (value === undefined) return;
-      const id = unsignId(this.runtime.secret, value);
+      const id = unsignId(this.runtime.key, value);
       if (id === undefined) {
         this.log.info({ reason: 'session.invalid_cookie' }, 'session: ignoring a session cookie with a bad signature');
         return;
@@ -101,13 +149,19 @@ export class Session {
     await this.set(key, undefined);
   }
 
-  /** Deletes the session from the store and clears the cookie. */
+  /**
+   * Deletes the session from the store, clears the cookie, and ends what the session opened: with
+   * @mega/ws-presence, every WebSocket joined under this session closes with 1008 on every instance.
+   */
   async destroy(): Promise<void> {
     await this.#load();
-    if (this.#id) await this.runtime.store.destroy(this.#id);
+    const id = this.#id;
+    if (id) await this.runtime.store.destroy(id);
     this.#id = undefined;
     this.#data = {};
+    this.#presented = undefined;
     this.#cookie('', 0);
+    if (id) await this.runtime.ended(id);
   }
 
   /**
@@ -121,7 +175,8 @@ export class Session {
     this.#id = newSessionId();
     await this.runtime.store.set(this.#id, this.#data, this.runtime.ttlMs);
     if (old) await this.runtime.store.destroy(old);
-    this.#cookie(signId(this.runtime.secret, this.#id), this.runtime.ttlMs);
+    this.#presented = this.#id;
+    this.#cookie(signId(this.runtime.key, this.#id), this.runtime.ttlMs);
     return this.#id;
   }
 
@@ -129,7 +184,8 @@ export class Session {
     this.#id ??= newSessionId();
     await this.runtime.store.set(this.#id, this.#data, this.runtime.ttlMs);
     // Re-sent on every write: the cookie's expiry rolls with the store's.
-    this.#cookie(signId(this.runtime.secret, this.#id), this.runtime.ttlMs);
+    this.#presented = this.#id;
+    this.#cookie(signId(this.runtime.key, this.#id), this.runtime.ttlMs);
   }
 
   #cookie(value: string, ttlMs: number): void {

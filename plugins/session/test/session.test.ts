@@ -132,17 +132,17 @@ describe('@mega/session (file store)', () => {
     await fast.close();
   });
 
-  it('refuses a secret shorter than 16 bytes, from the file or from MEGA_SESSION_SECRET, with session.secret_missing', async () => {
+  it('refuses a secret shorter than 16 bytes (32 in production), from the file or from MEGA_SESSION_SECRET, with session.secret_missing', async () => {
     for (const env of ['development', 'production']) {
       await expect(boot(sessionFiles(`{ secret: 'too-short' }`), { config: CONFIG, env })).rejects.toMatchObject({
         code: 'session.secret_missing',
-        message: expect.stringContaining('at least 16 bytes'),
+        message: expect.stringContaining(`at least ${env === 'production' ? 32 : 16} bytes`),
       });
       process.env.MEGA_SESSION_SECRET = 'too-short';
       try {
         await expect(boot(sessionFiles('{}'), { config: CONFIG, env })).rejects.toMatchObject({
           code: 'session.secret_missing',
-          message: expect.stringMatching(/MEGA_SESSION_SECRET.*at least 16 bytes/),
+          message: expect.stringMatching(new RegExp(`MEGA_SESSION_SECRET.*at least ${env === 'production' ? 32 : 16} bytes`)),
         });
       } finally {
         delete process.env.MEGA_SESSION_SECRET;
@@ -158,7 +158,7 @@ describe('@mega/session (file store)', () => {
 
   it('refuses to boot in production without a secret', async () => {
     await expect(boot(sessionFiles('{}'), { config: CONFIG, env: 'production' })).rejects.toMatchObject({ code: 'session.secret_missing' });
-    process.env.MEGA_SESSION_SECRET = 'from-the-environment-123';
+    process.env.MEGA_SESSION_SECRET = 'from-the-environment-0123456789abcdef';
     try {
       const { inject } = await boot(sessionFiles('{}'), { config: CONFIG, env: 'production' });
       const login = await inject('/login', { method: 'POST', body: '{"user":"p"}', headers: { 'content-type': 'application/json' } });

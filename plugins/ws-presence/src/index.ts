@@ -1,12 +1,14 @@
 import type { App } from '@mega/kernel';
 import { definePlugin, MegaError, packageVersion } from '@mega/kernel';
+// Brings the `sessions` service type of @mega/session into scope (an optional peer).
+import type {} from '@mega/session';
 import type { WsConnection } from '@mega/ws';
 import { connectionOf } from '@mega/ws';
 import type { BroadcastOptions, JoinOptions, PresenceEntry, PresenceMessage } from './presence.js';
 import { Presence } from './presence.js';
 
 export type { BroadcastOptions, JoinOptions, PresenceEntry, PresenceMessage, RosterProvider } from './presence.js';
-export { Presence } from './presence.js';
+export { loginTag, Presence } from './presence.js';
 
 /** The `presence` service: one Presence per app. */
 export interface PresenceService {
@@ -15,8 +17,8 @@ export interface PresenceService {
 
 /** `ctx.presence`: the app's presence bound to the ctx's connection and namespace. */
 export interface CtxPresence {
-  /** joinSession for this connection. */
-  join(options: JoinOptions): void;
+  /** joinSession for this connection; returns the presence session id. */
+  join(options: JoinOptions): string;
   leave(): void;
   /** Joined sessions of this namespace (or `ns`), optionally one channel. */
   list(channel?: string, ns?: string): PresenceEntry[];
@@ -71,6 +73,8 @@ export default definePlugin({
   version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.2.0',
   dependsOn: ['@mega/ws'],
+  // After @mega/session when it is loaded: its `sessions` service tells presence which sessions end.
+  after: ['@mega/session'],
   setup(api) {
     const ws = api.use('ws');
     const byApp = new Map<string, Presence>();
@@ -86,6 +90,12 @@ export default definePlugin({
     api.contributeCtx('presence', (ctx) => bind(of(ctx.app), connectionOf(ctx)));
     ws.onOpen((conn) => byApp.get(conn.app.name)?.track(conn));
     ws.onClose((conn) => byApp.get(conn.app.name)?.untrack(conn));
+    // A destroyed HTTP session (logout) ends its sockets everywhere: 1008 here, `disconnect` events for the rest.
+    if (api.has('sessions')) {
+      api.use('sessions').onDestroy(({ app, id }) => {
+        byApp.get(app)?.endHttpSession(id, 'logged out');
+      });
+    }
     // Runs before @mega/ws's shutdown (reverse dependency order): sessions leave, then sockets close 1001.
     api.onShutdown(async () => {
       for (const p of byApp.values()) await p.close();

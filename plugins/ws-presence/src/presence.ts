@@ -4,13 +4,25 @@
  * channels, metadata). Delivery is always local first; the kernel `presence` hook is called after
  * it so cluster transports (NATS, hub) can fan out, and local delivery never waits for them.
  */
+import { createHash, randomBytes } from 'node:crypto';
 import type { App, Kernel, PresenceEvent } from '@mega/kernel';
 import { MegaError, ValidationError } from '@mega/kernel';
 import type { PreparedMessage, WsConnection, WsServer } from '@mega/ws';
 
 export interface JoinOptions {
   userId: string;
-  sessionId: string;
+  /**
+   * The presence session id: opaque, visible to every cluster transport and roster reader, so never
+   * an HTTP session id (nor anything that contains one). Leave it out and pass `httpSessionId`: presence
+   * then makes one (`loginTag(httpSessionId).<random>`) and `joinSession` returns it.
+   */
+  sessionId?: string;
+  /**
+   * The HTTP session (e.g. `ctx.session.id`) the connection belongs to. Kept in this process only;
+   * when that session is destroyed (`ctx.session.destroy()`, @mega/session) the connection is closed
+   * with 1008 on whichever instance holds it (`endHttpSession`). Exclusive with `sessionId`.
+   */
+  httpSessionId?: string;
   /** Logical channels inside the namespace (broadcasts can target one). */
   channels?: readonly string[];
   metadata?: Record<string, unknown>;
@@ -46,6 +58,8 @@ export interface BroadcastOptions {
 interface Entry {
   userId: string;
   sessionId: string;
+  /** loginTag of the HTTP session the connection joined under, if any. */
+  login: string | undefined;
   channels: Set<string>;
   metadata: Record<string, unknown> | undefined;
 }
@@ -53,6 +67,15 @@ interface Entry {
 function nonEmpty(value: unknown, what: string): string {
   if (typeof value !== 'string' || value.length === 0) throw new ValidationError('presence.invalid', `${what} must be a non-empty string`);
   return value;
+}
+
+/**
+ * The opaque tag of an HTTP session in presence ids: SHA-256 over a label and the id, 22 base64url
+ * characters (132 bits). One-way: the HTTP session id (32 random bytes) cannot be recovered from it,
+ * so a roster reader (a hub bridge, another instance) learns nothing that opens the session.
+ */
+export function loginTag(httpSessionId: string): string {
+  return createHash('sha256').update('mega.presence.login.v1\0').update(httpSessionId).digest('base64url').slice(0, 22);
 }
 
 function checkMessage(message: PresenceMessage | undefined): PresenceMessage {
@@ -67,6 +90,7 @@ export class Presence {
   readonly #byNs = new Map<string, Set<WsConnection>>();
   readonly #byUser = new Map<string, Set<WsConnection>>();
   readonly #bySession = new Map<string, WsConnection>();
+  readonly #byLogin = new Map<string, Set<WsConnection>>();
   readonly #entries = new Map<WsConnection, Entry>();
   #roster: RosterProvider | undefined;
 
@@ -102,18 +126,31 @@ export class Presence {
    * Maps a connection to a user session. A session id already held by another connection moves to
    * this one: the old connection is detached from the indices (with a warning), not closed.
    */
-  joinSession(conn: WsConnection, options: JoinOptions): void {
+  joinSession(conn: WsConnection, options: JoinOptions): string {
     if (!conn || typeof conn.sendPrepared !== 'function')
       throw new ValidationError('presence.invalid', 'joinSession needs a WS connection');
     const userId = nonEmpty(options?.userId, 'userId');
-    const sessionId = nonEmpty(options?.sessionId, 'sessionId');
+    let login: string | undefined;
+    let sessionId: string;
+    if (options.httpSessionId !== undefined) {
+      if (options.sessionId !== undefined) {
+        throw new ValidationError(
+          'presence.invalid',
+          'pass httpSessionId or sessionId, not both: presence makes the id from httpSessionId',
+        );
+      }
+      login = loginTag(nonEmpty(options.httpSessionId, 'httpSessionId'));
+      // The same connection joining again under the same login keeps its id.
+      const current = this.#entries.get(conn);
+      sessionId = current?.login === login ? current.sessionId : `${login}.${randomBytes(9).toString('base64url')}`;
+    } else sessionId = nonEmpty(options?.sessionId, 'sessionId');
     const channels = options.channels ?? [];
     if (!Array.isArray(channels) || channels.some((c) => typeof c !== 'string')) {
       throw new ValidationError('presence.invalid', 'channels must be a list of strings');
     }
     if (conn.app !== this.app)
       throw new MegaError('presence.app_mismatch', `connection ${conn.id} belongs to app ${conn.app.name}, not ${this.app.name}`);
-    if (!conn.isOpen) return;
+    if (!conn.isOpen) return sessionId;
     const prior = this.#bySession.get(sessionId);
     if (prior && prior !== conn) {
       this.#kernel.log.warn(
@@ -124,10 +161,11 @@ export class Presence {
     }
     const current = this.#entries.get(conn);
     if (current && (current.sessionId !== sessionId || current.userId !== userId)) this.leave(conn);
-    const entry: Entry = { userId, sessionId, channels: new Set(channels), metadata: options.metadata };
+    const entry: Entry = { userId, sessionId, login, channels: new Set(channels), metadata: options.metadata };
     this.#entries.set(conn, entry);
     this.#bySession.set(sessionId, conn);
     add(this.#byUser, userId, conn);
+    if (login !== undefined) add(this.#byLogin, login, conn);
     this.#emit({
       kind: 'join',
       app: this.app,
@@ -137,6 +175,36 @@ export class Presence {
       channels: [...entry.channels],
       ...(entry.metadata ? { metadata: entry.metadata } : {}),
     });
+    return sessionId;
+  }
+
+  /**
+   * Closes every connection joined under an HTTP session (`httpSessionId`), with 1008, on every
+   * instance: this process's at once; for the others, each roster entry of the session's tag (the
+   * cluster roster of ws-cluster or hub-bridge, across the app's WebSocket namespaces) gets a
+   * `disconnect` event, which the transport routes to the instance holding it. @mega/session calls it
+   * (through `sessions.onDestroy`) when a session is destroyed. Returns local closes + remote requests.
+   */
+  endHttpSession(httpSessionId: string, reason = 'session ended'): number {
+    const login = loginTag(nonEmpty(httpSessionId, 'httpSessionId'));
+    let n = 0;
+    for (const conn of [...(this.#byLogin.get(login) ?? [])]) {
+      conn.close(1008, reason);
+      n++;
+    }
+    if (!this.#roster) return n;
+    const prefix = `${login}.`;
+    const seen = new Set<string>();
+    for (const route of this.#ws.routes) {
+      if (route.app !== this.app || seen.has(route.path)) continue;
+      seen.add(route.path);
+      for (const entry of this.list(route.path)) {
+        if (!entry.sessionId.startsWith(prefix) || this.#bySession.has(entry.sessionId)) continue;
+        this.#emit({ kind: 'disconnect', app: this.app, ns: '', sessionId: entry.sessionId, mode: 'kick', reason });
+        n++;
+      }
+    }
+    return n;
   }
 
   /** Removes a connection's session mapping (it stays connected). */
@@ -271,6 +339,7 @@ export class Presence {
     this.#entries.clear();
     this.#bySession.clear();
     this.#byUser.clear();
+    this.#byLogin.clear();
     this.#byNs.clear();
     const hook = this.#kernel.hooks.presence;
     if (hook.isUsed()) {
@@ -294,6 +363,7 @@ export class Presence {
     if (!e) return;
     this.#entries.delete(conn);
     remove(this.#byUser, e.userId, conn);
+    if (e.login !== undefined) remove(this.#byLogin, e.login, conn);
     if (this.#bySession.get(e.sessionId) === conn) this.#bySession.delete(e.sessionId);
   }
 

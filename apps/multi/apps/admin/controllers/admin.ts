@@ -1,5 +1,6 @@
 import type { Handler, Middleware } from '@mega/http';
 import { AuthError, getApp } from '@mega/kernel';
+import { adminPassword } from '../../../admin-password.js';
 
 /** `before` middleware: the dashboard needs a logged-in admin. */
 export const requireAdmin: Middleware = async (_req, _reply, ctx) => {
@@ -12,7 +13,7 @@ export class AdminController {
   /** Form post: CSRF token checked by @mega/security; the session id is regenerated (fixation). */
   static login: Handler = async (req, reply, ctx) => {
     const { user, password } = req.body as { user?: string; password?: string };
-    if (user !== 'admin' || password !== (process.env.ADMIN_PASSWORD ?? 'admin')) {
+    if (user !== 'admin' || password !== adminPassword()) {
       throw new AuthError('auth.invalid_credentials', 'wrong user or password');
     }
     await ctx.session.regenerate();
