@@ -24,15 +24,17 @@ function members(ctx: MegaContext): string[] {
 export class ChatChannel {
   async onConnect(sock: WsConnection, ctx: MegaContext): Promise<void> {
     const { userId, userName, sessionId } = ctx.auth as ChatAuth;
-    // Presence session = HTTP session + connection, so two tabs of one login are two entries.
-    ctx.presence.join({ userId, sessionId: `${sessionId}#${sock.id}`, channels: [CHANNEL], metadata: { userName } });
+    // One presence entry per connection (two tabs of one login are two entries). Its id is opaque,
+    // made by presence from the HTTP session, which it never reveals: rosters travel to other
+    // instances and hub bridges. Logging out (ctx.session.destroy()) closes this socket with 1008.
+    const presenceId = ctx.presence.join({ userId, httpSessionId: sessionId, channels: [CHANNEL], metadata: { userName } });
     const items = await storeOf(ctx.app).lastMessages(HISTORY);
     const online = members(ctx);
     sock.send({ type: 'chat.history', payload: { me: { userId, userName }, items, members: online } });
     ctx.presence.broadcast({
       channel: CHANNEL,
       message: { type: 'chat.presence', payload: { event: 'join', userName, members: online } },
-      exceptSessionIds: [`${sessionId}#${sock.id}`],
+      exceptSessionIds: [presenceId],
     });
   }
 

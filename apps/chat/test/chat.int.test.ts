@@ -42,8 +42,8 @@ beforeAll(async () => {
     NODE_ENV: 'development',
     CHAT_DATABASE_URL: serviceEnv().DATABASE_URL,
     MEGA_ASP_SECRET: 'chat-test-asp-master-secret-0123456789abcdef',
-    MEGA_SESSION_SECRET: 'chat-test-session-secret',
-    MEGA_SECURITY_SECRET: 'chat-test-security-secret',
+    MEGA_SESSION_SECRET: 'chat-test-session-secret-0123456789abcdef',
+    MEGA_SECURITY_SECRET: 'chat-test-security-secret-0123456789abcdef',
   });
   await mega.waitFor(/ready in \d+ ms/, 60_000);
   expect((await http('/health')).status).toBe(200);
@@ -154,6 +154,9 @@ describe('apps/chat over HTTP and WS from Node', () => {
         wake?.();
       });
     });
+    const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+      ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })),
+    );
     await new Promise((ok, fail) => {
       ws.once('open', ok);
       ws.once('unexpected-response', (_q, r) => fail(new Error(`HTTP ${r.statusCode}`)));
@@ -165,8 +168,26 @@ describe('apps/chat over HTTP and WS from Node', () => {
         await new Promise<void>((r) => (wake = r));
       }
     };
-    return { ws, asp, next, send: async (m: unknown) => ws.send(await asp.sealFrame(JSON.stringify(m), '/ws/chat')) };
+    return { ws, asp, next, closed, send: async (m: unknown) => ws.send(await asp.sealFrame(JSON.stringify(m), '/ws/chat')) };
   }
+
+  it('B17: a login whose name is not a string is a 400 in the envelope, never a 500', async () => {
+    const home = await http('/');
+    const csrfCookie = String(home.headers['set-cookie']).split(';')[0] as string;
+    const token = /name="_csrf" value="([^"]+)"/.exec(home.text)?.[1] as string;
+    const res = await http('/login', {
+      method: 'POST',
+      body: JSON.stringify({ _csrf: token, name: { toString: null }, password: 'correct horse battery' }),
+      headers: { cookie: csrfCookie, 'content-type': 'application/json', origin: base, 'x-csrf-token': token },
+    });
+    expect([res.status, JSON.parse(res.text).error.code]).toEqual([400, 'validation.failed']);
+  });
+
+  it('B19: /api/me hands out the ASP key with Cache-Control: no-store', async () => {
+    const { cookie } = await signUp(`dora-${RUN}`);
+    const me = await http('/api/me', { headers: { cookie } });
+    expect([me.status, me.headers['cache-control']]).toEqual([200, 'no-store']);
+  });
 
   it('replays the last 30 messages to a new connection, refuses strangers, and rejects plain frames', async () => {
     const { cookie, key } = await signUp(`carol-${RUN}`);
@@ -186,5 +207,31 @@ describe('apps/chat over HTTP and WS from Node', () => {
     const stranger = new WebSocket(`ws://127.0.0.1:${port}/ws/chat`);
     const status = await new Promise((r) => stranger.once('unexpected-response', (_q, res) => r(res.statusCode)));
     expect(status).toBe(401);
+  });
+
+  it('B12: logging out closes the open chat sockets of that session with 1008, and only those', async () => {
+    const dave = await signUp(`dave-${RUN}`);
+    const erin = await signUp(`erin-${RUN}`);
+    const tab1 = await connect(dave.cookie, dave.key);
+    const tab2 = await connect(dave.cookie, dave.key);
+    const other = await connect(erin.cookie, erin.key);
+    for (const c of [tab1, tab2, other]) await c.next('chat.history');
+    const page = await http('/chat', { headers: { cookie: dave.cookie } });
+    const token = /name="_csrf" value="([^"]+)"/.exec(page.text)?.[1] as string;
+    const out = await http('/logout', {
+      method: 'POST',
+      body: new URLSearchParams({ _csrf: token }).toString(),
+      headers: { cookie: dave.cookie, 'content-type': 'application/x-www-form-urlencoded', origin: base },
+    });
+    expect(out.status).toBe(303);
+    expect(await tab1.closed).toEqual({ code: 1008, reason: 'logged out' });
+    expect(await tab2.closed).toEqual({ code: 1008, reason: 'logged out' });
+    // Erin's socket lives on and sees Dave leave.
+    await other.send({ type: 'chat.send', id: 'after', payload: { text: `${RUN} still here` } });
+    expect((await other.next('chat.sent')).id).toBe('after');
+    // The old cookie opens nothing any more.
+    const again = new WebSocket(`ws://127.0.0.1:${port}/ws/chat`, ['mega.v1'], { headers: { cookie: dave.cookie } });
+    expect(await new Promise((r) => again.once('unexpected-response', (_q, res) => r(res.statusCode)))).toBe(401);
+    other.ws.close();
   });
 });

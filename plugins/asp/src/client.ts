@@ -297,13 +297,16 @@ export class AspClient {
   ): Promise<{ status: number; body: unknown }> {
     const path = new URL(url, (globalThis as { location?: { href: string } }).location?.href ?? 'http://localhost').pathname;
     const headers: Record<string, string> = { 'x-mega-asp': '1', accept: 'application/x-mega-asp, application/json', ...init.headers };
+    const method = (init.method ?? (init.body !== undefined ? 'POST' : 'GET')).toUpperCase();
     let body: string | undefined;
-    if (init.body !== undefined) {
-      body = await this.sealFrame(JSON.stringify(init.body), path);
+    // Unsafe methods always carry a sealed body (an empty payload when there is nothing to send):
+    // the server refuses them without one, since the seal is their integrity and replay check.
+    if (init.body !== undefined || (method !== 'GET' && method !== 'HEAD')) {
+      body = await this.sealFrame(init.body === undefined ? '' : JSON.stringify(init.body), path);
       headers['content-type'] = 'application/x-mega-asp';
     }
     const res = await globalThis.fetch(url, {
-      method: init.method ?? (body ? 'POST' : 'GET'),
+      method,
       headers,
       body,
       credentials: init.credentials ?? 'same-origin',

@@ -9,8 +9,8 @@
  * - Keys reach clients over their HTTP session (`ctx.asp.keys()`); `@mega/asp/client` speaks it.
  */
 import { randomBytes } from 'node:crypto';
-import type { Handler, HttpRouteOptions } from '@mega/http';
-import { envelope, HTTP_STAGES } from '@mega/http';
+import type { Handler, HttpRouteOptions, HttpServer } from '@mega/http';
+import { envelope, HTTP_STAGES, noStore } from '@mega/http';
 import type { App, ConfigInput, MegaContext, MegaError, RouteDefinition } from '@mega/kernel';
 import { AuthError, ConfigError, definePlugin, MegaError as MegaErrorClass, packageVersion, ValidationError } from '@mega/kernel';
 import type { WsConnection, WsInboundFrame } from '@mega/ws';
@@ -176,7 +176,11 @@ export default definePlugin({
         async keys() {
           const id = await resolveSessionId(ctx);
           if (!id) throw new AuthError('asp.no_session', 'ASP keys need a session: log in first');
-          return keysFor(ctx.app, id);
+          const keys = keysFor(ctx.app, id);
+          // Key material: the HTTP response that carries it must not sit in any cache.
+          const reply = (ctx as { reply?: Parameters<typeof noStore>[0] }).reply;
+          if (reply && !reply.sent) noStore(reply);
+          return keys;
         },
       }),
     );
@@ -207,14 +211,22 @@ export default definePlugin({
 
     // ---------------------------------------------------------------------------------- WS
     const ws = api.use('ws');
-    const wsState = new WeakMap<WsConnection, { s: SessionCrypto; app: AppState }>();
+    const wsState = new WeakMap<WsConnection, { s: SessionCrypto; app: AppState; sessionId: string }>();
+    ws.onClose((conn) => {
+      const st = wsState.get(conn);
+      if (!st) return;
+      wsState.delete(conn);
+      st.app.ws.release(st.sessionId);
+    });
     ws.onOpen((conn) => {
       const app = apps.get(conn.app.name);
       if (!app?.namespaces.has(conn.ns)) return;
       const sessionId = sessionIdOf(conn.ctx);
       if (!sessionId) throw new AuthError('asp.no_session', `${conn.ns} is an encrypted namespace: connect with a session`);
-      const s = app.ws.get(sessionId);
-      wsState.set(conn, { s, app });
+      // Pinned while the socket is open: LRU pressure from other sessions never drops this
+      // session's replay cache under a live connection (released in onClose below).
+      const s = app.ws.acquire(sessionId);
+      wsState.set(conn, { s, app, sessionId });
       const ns = conn.ns;
       conn.setOutboundTransform((env) => {
         stats.sealed++;
@@ -245,6 +257,11 @@ export default definePlugin({
 
     // -------------------------------------------------------------------------------- HTTP
     const ajv = new Ajv({ allErrors: true, strict: false });
+    let httpService: HttpServer | undefined;
+    const http = (): HttpServer => {
+      httpService ??= api.use('http');
+      return httpService;
+    };
     api.tap('route', (def) => {
       if (def.kind !== 'http') return def;
       const app = apps.get(def.app.name);
@@ -285,12 +302,27 @@ export default definePlugin({
             throw opened;
           }
           stats.opened++;
-          try {
-            body = opened.length ? JSON.parse(opened.toString('utf8')) : undefined;
-          } catch {
-            throw aspError('asp.malformed', 'the opened body is not JSON');
+          // @mega/http's own JSON rules (depth limit, __proto__ / constructor guard): a sealed body
+          // is no more trusted than a plain one once opened.
+          if (opened.length) {
+            try {
+              body = http().parseJson(opened.toString('utf8'));
+            } catch (error) {
+              if ((error as MegaError).code === 'http.invalid_json' && !/prototype/.test((error as Error).message)) {
+                throw aspError('asp.malformed', 'the opened body is not JSON');
+              }
+              throw error;
+            }
           }
-        } else if (BODY_METHODS.has(req.method) && validateBody) body = undefined;
+        } else if (BODY_METHODS.has(req.method)) {
+          // Without a sealed body an unsafe request would carry no ASP integrity or replay check at
+          // all; a client with nothing to send seals an empty payload (AspClient.fetch does).
+          report('asp.signal', { path: ns });
+          throw aspError(
+            'asp.signal',
+            `${req.method} ${def.path} takes a sealed body: send E: + base64url(sealed), an empty payload if there is nothing to send`,
+          );
+        }
         if (validateBody && !validateBody(body)) {
           throw new ValidationError('validation.failed', 'request body does not match the schema', {
             details: (validateBody.errors ?? [])

@@ -41,14 +41,15 @@ export default (router: any) => {
   });
   router.http.get('/api/notes', async () => [{ title: 'a' }, { title: 'b' }]);
   router.http.get('/open', async () => ({ plain: true }));
+  router.http.post('/api/echo', async (req: any) => ({ body: req.body ?? null, polluted: ({} as any).admin === true }));
 };
 `;
 
-async function start(onFailure: 'error' | 'close' = 'error', backend?: 'ts' | 'native') {
+async function start(onFailure: 'error' | 'close' = 'error', backend?: 'ts' | 'native', extra = '') {
   if (backend) process.env.MEGA_CODEC = backend;
   const appConfig = `export default {
     session: { secret: 'session-secret-0123456789' },
-    asp: { masterSecret: '${SECRET}', onFailure: '${onFailure}', websocket: { namespaces: ['/ws/secret'] }, http: { enabledPaths: ['/api/*'] } },
+    asp: { masterSecret: '${SECRET}', onFailure: '${onFailure}',${extra} websocket: { namespaces: ['/ws/secret'] }, http: { enabledPaths: ['/api/*'] } },
   };\n`;
   return bootProject(
     project(
@@ -129,6 +130,34 @@ describe.each(['native', 'ts'] as const)('@mega/asp over WebSocket (%s codec)', 
   });
 });
 
+describe('B13: replay protection holds on long-lived sockets', () => {
+  it('B13: a frame captured on a long-lived socket is still asp.replay on a new connection after LRU pressure from many sessions', async () => {
+    const b = await start('error', undefined, ' maxSessions: 2,');
+    const app = b.kernel.apps[0] as any;
+    const asp = b.kernel.use('asp');
+    const key = asp.keysFor(app, 'LONG').ws;
+    const long = await secretClient(b.url('/ws/secret?sid=LONG', 'ws'), key);
+    await long.c.next(); // hello
+    const frame = await long.client.sealFrame(JSON.stringify({ type: 'note.add', id: 'cap', payload: { text: 'captured' } }), '/ws/secret');
+    long.c.sendRaw(frame);
+    expect((await long.open(await long.c.next())).id).toBe('cap');
+    // Many other sessions come and go while the long-lived socket stays open: 10 x maxSessions.
+    for (let i = 0; i < 20; i++) {
+      const other = await secretClient(b.url(`/ws/secret?sid=O${i}`, 'ws'), asp.keysFor(app, `O${i}`).ws);
+      await other.c.next();
+      await other.c.close();
+    }
+    const replayer = await secretClient(b.url('/ws/secret?sid=LONG', 'ws'), key);
+    await replayer.c.next();
+    replayer.c.sendRaw(frame);
+    expect((await replayer.open(await replayer.c.next())).payload.code).toBe('asp.replay');
+    // And on the long-lived socket itself.
+    long.c.sendRaw(frame);
+    expect((await long.open(await long.c.next())).payload.code).toBe('asp.replay');
+    await Promise.all([long.c.close(), replayer.c.close()]);
+  });
+});
+
 describe('@mega/asp policies', () => {
   it('closes with 1008 on a bad frame when onFailure is close; refuses encrypted namespaces without a session', async () => {
     const b = await start('close');
@@ -161,6 +190,55 @@ describe('@mega/asp policies', () => {
     const dev = await bootProject(dir);
     expect(dev.kernel.use('asp').isEncrypted(dev.kernel.apps[0] as any, '/x')).toBe(true);
     if (saved !== undefined) process.env.MEGA_ASP_SECRET = saved;
+  });
+});
+
+describe('B17: sealed bodies get the same input checks as plain ones', () => {
+  async function loggedIn() {
+    const b = await start();
+    const origin = `http://127.0.0.1:${b.port}`;
+    const login = await http(b.port, '/login', { method: 'POST', json: { user: 'ann' }, headers: { origin } });
+    const { keys } = JSON.parse(login.text).data;
+    const cookie = String(login.headers['set-cookie']).split(';')[0] as string;
+    const client = await AspClient.create(keys.http);
+    const post = (body: string | undefined, headers: Record<string, string> = {}) =>
+      http(b.port, '/api/echo', {
+        method: 'POST',
+        ...(body === undefined ? {} : { body }),
+        headers: {
+          cookie,
+          'x-mega-asp': '1',
+          origin,
+          ...(body === undefined ? {} : { 'content-type': 'application/x-mega-asp' }),
+          ...headers,
+        },
+      });
+    return { b, client, post, login };
+  }
+
+  it('B17: sealed JSON with __proto__ (or constructor.prototype) is refused with 400 http.invalid_json', async () => {
+    const { client, post } = await loggedIn();
+    const proto = await post(await client.sealFrame('{"a":1,"__proto__":{"admin":true}}', '/api/echo'));
+    expect([proto.status, JSON.parse(proto.text).error.code]).toEqual([400, 'http.invalid_json']);
+    const ctor = await post(await client.sealFrame('{"constructor":{"prototype":{"admin":true}}}', '/api/echo'));
+    expect([ctor.status, JSON.parse(ctor.text).error.code]).toEqual([400, 'http.invalid_json']);
+    const deep = await post(await client.sealFrame(`${'['.repeat(10_000)}${']'.repeat(10_000)}`, '/api/echo'));
+    expect([deep.status, JSON.parse(deep.text).error.code]).toEqual([400, 'http.too_deep']);
+    const notJson = await post(await client.sealFrame('{nope', '/api/echo'));
+    expect([notJson.status, JSON.parse(notJson.text).error.code]).toEqual([400, 'asp.malformed']);
+    const ok = await post(await client.sealFrame('{"a":1}', '/api/echo'));
+    expect(JSON.parse(await client.openFrame(ok.text, '/api/echo'))).toEqual({ data: { body: { a: 1 }, polluted: false } });
+  });
+
+  it('B17: a sealed route refuses a request without a body (400 asp.signal); AspClient seals an empty payload', async () => {
+    const { b, client, post } = await loggedIn();
+    const missing = await post(undefined);
+    expect([missing.status, JSON.parse(missing.text).error.code]).toEqual([400, 'asp.signal']);
+    const empty = await post('');
+    expect([empty.status, JSON.parse(empty.text).error.code]).toEqual([400, 'asp.signal']);
+    const sealedEmpty = await post(await client.sealFrame('', '/api/echo'));
+    expect(JSON.parse(await client.openFrame(sealedEmpty.text, '/api/echo'))).toEqual({ data: { body: null, polluted: false } });
+    expect(b.kernel.use('asp').stats()['asp.signal']).toBeGreaterThanOrEqual(2);
   });
 });
 
@@ -215,6 +293,7 @@ describe('@mega/asp over HTTP', () => {
     expect([anon.status, codeOf(anon)]).toEqual([401, 'asp.no_session']);
 
     const list = await http(b.port, '/api/notes', { headers: { cookie, 'x-mega-asp': '1' } });
+    expect(login.headers['cache-control']).toBe('no-store'); // B19: ctx.asp.keys() marks its response
     expect(JSON.parse(await client.openFrame(list.text, '/api/notes'))).toEqual({ data: [{ title: 'a' }, { title: 'b' }] });
     const open = await http(b.port, '/open');
     expect(JSON.parse(open.text)).toEqual({ data: { plain: true } });

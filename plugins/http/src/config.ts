@@ -41,6 +41,11 @@ export const HttpConfigSchema = Type.Object(
     formBody: Type.Boolean({ default: true }),
     /** `multipart/form-data` bodies; `false` turns the parser off. Fields and files land in `req.body`. */
     multipart: Type.Union([Type.Literal(false), MultipartSchema], { default: {} }),
+    /**
+     * JSON bodies nesting objects/arrays deeper than this are refused at parse (400 `http.too_deep`),
+     * before validation, the handler or serialisation walk them. Also applies to @mega/asp's opened bodies.
+     */
+    maxJsonDepth: Type.Integer({ minimum: 1, maximum: 10_000, default: 64 }),
     /** Validation failures list at most this many details (the rest are counted in the message). */
     maxValidationDetails: Type.Integer({ minimum: 1, maximum: 1000, default: 20 }),
   },

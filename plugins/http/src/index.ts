@@ -16,6 +16,7 @@ export type { HttpAppKeys, HttpConfig } from './config.js';
 export { HttpAppConfig, HttpConfigSchema, HttpGlobalConfig } from './config.js';
 export type { ErrorBody, ValidationDetail } from './errors.js';
 export { mapError } from './errors.js';
+export { DEFAULT_MAX_JSON_DEPTH, parseJson } from './json.js';
 export { ENVELOPED, envelope } from './pipeline.js';
 export type {
   After,
@@ -30,7 +31,7 @@ export type {
   Transform,
 } from './router.js';
 export type { MiddlewarePhase, UseOptions } from './server.js';
-export { HttpServer } from './server.js';
+export { HttpServer, noStore } from './server.js';
 export type { UploadedFile, UploadStorage } from './uploads.js';
 export { normalizeHost } from './vhost.js';
 

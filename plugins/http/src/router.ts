@@ -32,6 +32,11 @@ export interface HttpRouteOptions extends RouteOptions {
   schema?: Record<string, unknown>;
   /** Body limit of this route in bytes. */
   bodyLimit?: number;
+  /**
+   * Send `Cache-Control: no-store` on every answer of this route (its errors too): for routes that
+   * hand out keys, tokens or other secrets. Inside a handler, `noStore(reply)` does the same.
+   */
+  noStore?: boolean;
   /** Extra content types this route takes, as a text `req.body` (e.g. `application/x-mega-asp`); others get 415. */
   bodyTypes?: readonly string[];
 }

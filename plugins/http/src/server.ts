@@ -4,7 +4,8 @@
  * error mapping, body parsers and static files.
  */
 import { existsSync, readdirSync } from 'node:fs';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import type { App, Kernel, MegaContext, RouteDefinition } from '@mega/kernel';
@@ -15,6 +16,7 @@ import Fastify, { LogController } from 'fastify';
 import type { HttpAppKeys, HttpConfig, MultipartLimits } from './config.js';
 import { MultipartSchema } from './config.js';
 import { mapError } from './errors.js';
+import { parseJson } from './json.js';
 import { envelope, runChain, runSteps } from './pipeline.js';
 import type { After, AppMiddleware, Handler, HttpRouteOptions, Middleware, Router, RouterExtension, Send, Transform } from './router.js';
 import { createHttpMethods } from './router.js';
@@ -33,6 +35,21 @@ declare module 'fastify' {
 
 const ROUTE_FILE = /\.(ts|mts|js|mjs)$/;
 const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+/** An absolute-form request target (RFC 9112 §3.2.2): scheme, authority, then the origin-form rest. */
+const ABSOLUTE_FORM = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#]*)(.*)$/s;
+/** An authority Mega routes by: a host (name, IPv4 or [IPv6]) and an optional port; no userinfo. */
+const AUTHORITY = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::[0-9]{0,5})?$/;
+
+/** A refusal written straight to the response, in the envelope (before Fastify routed the request). */
+function refuse(res: ServerResponse, status: number, code: string, message: string): void {
+  const body = JSON.stringify({ error: { code, message } });
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    connection: 'close',
+  });
+  res.end(body);
+}
 
 /**
  * Where an app-wide middleware runs (see the phase table in README.md), in this order:
@@ -158,6 +175,45 @@ export class HttpServer {
     return ctx;
   }
 
+  /**
+   * Parses a JSON body with this server's rules (`maxJsonDepth`, `__proto__` guard): for plugins
+   * that open bodies themselves (@mega/asp). Throws 400 `http.invalid_json` / `http.too_deep`.
+   */
+  parseJson(text: string): unknown {
+    return parseJson(text, this.config.maxJsonDepth);
+  }
+
+  /**
+   * Checks a raw request before routing (also for upgrades, which bypass the request handler):
+   * two `Host` headers are refused (`http.duplicate_host`); an absolute-form target
+   * (`GET http://admin.example/x`) is routed by its authority, as RFC 9112 §3.2.2 requires, so
+   * `req.headers.host` becomes the target's authority and `req.url` the origin-form rest. Returns
+   * the refusal (400), or undefined when the request may go on.
+   */
+  checkTarget(req: IncomingMessage): { code: string; message: string } | undefined {
+    const raw = req.rawHeaders;
+    let hosts = 0;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i] as string;
+      if (name.length === 4 && name.toLowerCase() === 'host' && ++hosts > 1) {
+        return { code: 'http.duplicate_host', message: 'the request has more than one Host header' };
+      }
+    }
+    const url = req.url ?? '/';
+    if (url.charCodeAt(0) === 47 /* / */ || url === '*') return undefined;
+    const m = ABSOLUTE_FORM.exec(url);
+    if (!m) return undefined; // authority-form (CONNECT) and other oddities: Fastify answers them
+    const scheme = (m[1] as string).toLowerCase();
+    const authority = m[2] as string;
+    if ((scheme !== 'http' && scheme !== 'https') || !AUTHORITY.test(authority)) {
+      return { code: 'http.bad_url', message: 'an absolute-form target must be http(s)://host[:port]/path' };
+    }
+    const rest = m[3] as string;
+    req.headers.host = authority;
+    req.url = rest.startsWith('/') ? rest : `/${rest}`;
+    return undefined;
+  }
+
   /** The app a Host header routes to (undefined for an unknown host without a default app). */
   appForHost(host: string | undefined): App | undefined {
     return this.vhosts.enabled || this.kernel.apps.length !== 1 ? this.vhosts.appFor(host) : this.kernel.apps[0];
@@ -181,11 +237,51 @@ export class HttpServer {
       requestIdHeader: false,
       genReqId: (req: IncomingMessage) => this.#requestId(req),
       ajv: { customOptions: { allErrors: true } },
+      // Requests refused before routing (two Host headers, a bad absolute-form target) and
+      // absolute-form targets rewritten to origin-form: one check per request on the raw request.
+      serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void, opts: Record<string, number>) => {
+        const server = createServer((req, res) => {
+          const problem = this.checkTarget(req);
+          if (problem) {
+            this.kernel.log.info({ code: problem.code, status: 400 }, 'request rejected');
+            refuse(res, 400, problem.code, problem.message);
+          } else handler(req, res);
+        });
+        // What Fastify applies to a server it creates itself (its defaults are in `opts`).
+        server.keepAliveTimeout = opts.keepAliveTimeout as number;
+        server.requestTimeout = opts.requestTimeout as number;
+        server.setTimeout(opts.connectionTimeout as number);
+        return server;
+      },
+      // Errors Fastify raises before a route runs (a URL it cannot decode), in the envelope.
+      frameworkErrors: (error: Error & { code?: string }, req: FastifyRequest, reply: FastifyReply) => {
+        if (error.code === 'FST_ERR_BAD_URL') {
+          this.kernel.log.info({ reqId: req.id, code: 'http.bad_url', status: 400 }, 'request rejected');
+          return reply.code(400).send({ error: { code: 'http.bad_url', message: 'the request target is not a valid URL' } });
+        }
+        const { status, body } = this.#logAndMap(error, req);
+        return reply.code(status).send({ error: body });
+      },
+      // Requests Node's parser refuses (garbage request lines and headers, headers too large).
+      clientErrorHandler: (error: Error & { code?: string }, socket: import('node:net').Socket) => this.#clientError(error, socket),
       ...(this.vhosts.enabled ? { routerOptions: { constraints: { megaApp: this.vhosts.strategy() } } } : {}),
     } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
     fastify.decorateRequest('megaCtx', null);
     fastify.decorateRequest('megaReply', null);
     fastify.decorateRequest('megaResult', undefined);
+    // Fastify's own JSON parser has no depth limit; this one also guards __proto__ / constructor.
+    const maxDepth = this.config.maxJsonDepth;
+    fastify.removeContentTypeParser('application/json');
+    fastify.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+      let value: unknown;
+      try {
+        value = parseJson(body as string, maxDepth);
+      } catch (error) {
+        done(error as Error, undefined);
+        return;
+      }
+      done(null, value);
+    });
     fastify.setErrorHandler((error, req, reply) => {
       const { status, body } = this.#logAndMap(error, req);
       reply.code(status).send({ error: body });
@@ -351,6 +447,26 @@ export class HttpServer {
     return typeof given === 'string' && SAFE_REQUEST_ID.test(given) ? given : `r${(++this.#seq).toString(36)}`;
   }
 
+  /** Node's parser refused a request: answer in the envelope when the socket can still take it. */
+  #clientError(error: Error & { code?: string }, socket: import('node:net').Socket): void {
+    if (error.code === 'ECONNRESET' || socket.destroyed) return;
+    let status = 400;
+    let code = 'http.bad_request';
+    let message = 'the request could not be parsed';
+    if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') [status, code, message] = [408, 'http.request_timeout', 'the request took too long'];
+    else if (error.code === 'HPE_HEADER_OVERFLOW')
+      [status, code, message] = [431, 'http.headers_too_large', 'the request headers are too large'];
+    this.kernel.log.debug({ code, status, parserCode: error.code }, 'client error');
+    if (socket.writable) {
+      const body = JSON.stringify({ error: { code, message } });
+      socket.write(
+        `HTTP/1.1 ${status} ${status === 400 ? 'Bad Request' : status === 408 ? 'Request Timeout' : 'Request Header Fields Too Large'}\r\n` +
+          `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      );
+    }
+    socket.destroy(error);
+  }
+
   #logAndMap(error: unknown, req: FastifyRequest) {
     const mapped = mapError(error, { production: this.kernel.env === 'production', maxDetails: this.config.maxValidationDetails });
     // One log line per failed request, with its request id.
@@ -435,10 +551,14 @@ export class HttpServer {
     if (options.schema && !served) route.schema = normalizeSchema(options.schema);
     if (typeof options.bodyLimit === 'number') route.bodyLimit = options.bodyLimit;
     if (this.#multipart && this.#readMultipart && BODY_METHODS.has(def.method)) route.preValidation = this.#readMultipart;
+    const onRequest: FastifyRouteOptions['onRequest'][] = [];
+    // First thing on arrival, so error answers of the route (validation, auth) carry it too.
+    if (options.noStore) onRequest.push(noStoreHook as never);
     if (request) {
-      route.onRequest = (req: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void) =>
-        runChain(request, req, reply, req.megaCtx ?? this.ctx(req, reply, app), done);
+      onRequest.push(((req: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void) =>
+        runChain(request, req, reply, req.megaCtx ?? this.ctx(req, reply, app), done)) as never);
     }
+    if (onRequest.length) route.onRequest = (onRequest.length === 1 ? onRequest[0] : onRequest) as FastifyRouteOptions['onRequest'];
     if (after) {
       route.onResponse = (req: FastifyRequest, reply: FastifyReply, done: () => void) => {
         const ctx = req.megaCtx ?? this.ctx(req, reply, app);
@@ -511,6 +631,19 @@ export class HttpServer {
 }
 
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+
+/**
+ * Marks a response as not storable by any cache (`Cache-Control: no-store`): for responses that
+ * carry keys, tokens or other secrets. Routes say it with the `noStore: true` option instead.
+ */
+export function noStore(reply: FastifyReply): FastifyReply {
+  return reply.header('cache-control', 'no-store');
+}
+
+function noStoreHook(_req: FastifyRequest, reply: FastifyReply, done: () => void): void {
+  noStore(reply);
+  done();
+}
 
 /** reply.send() treats anything but an Error as a payload: a thrown string must still be an error. */
 function asError(error: unknown): Error {

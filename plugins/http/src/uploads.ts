@@ -38,6 +38,23 @@ type Part = {
 };
 type MultipartRequest = { isMultipart(): boolean; parts(): AsyncIterable<Part> };
 
+/** What JSON.stringify shows of a field part. */
+function fieldJson(part: Part & { value?: unknown }) {
+  return { type: 'field', fieldname: part.fieldname, value: part.value, mimetype: part.mimetype, encoding: part.encoding };
+}
+
+/** What JSON.stringify shows of an uploaded file (never its bytes or its temporary path). */
+function fileJson(part: Part & { size?: number }) {
+  return {
+    type: 'file',
+    fieldname: part.fieldname,
+    filename: part.filename,
+    mimetype: part.mimetype,
+    encoding: part.encoding,
+    size: part.size ?? part.file?.bytesRead ?? 0,
+  };
+}
+
 const fileTooLarge = () => Object.assign(new Error('request file too large'), { code: 'FST_REQ_FILE_TOO_LARGE', statusCode: 413 });
 
 /** The preValidation step of body routes: reads the whole multipart body before validation runs. */
@@ -56,7 +73,13 @@ export function multipartReader(storage: UploadStorage, tmpDir: string) {
     (async () => {
       for await (const part of mp.parts()) {
         req.body = part.fields;
-        if (!part.file) continue;
+        // Parts point back at the fields object and hold streams: JSON gets a plain summary instead
+        // (a handler that returns req.body, as an echo does, must not hit circular JSON).
+        if (!part.file) {
+          Object.defineProperty(part, 'toJSON', { value: () => fieldJson(part), enumerable: false });
+          continue;
+        }
+        Object.defineProperty(part, 'toJSON', { value: () => fileJson(part), enumerable: false });
         if (storage === 'memory') {
           const buffer = await part.toBuffer();
           Object.assign(part, { size: buffer.length, stream: () => Readable.from([buffer]) });
