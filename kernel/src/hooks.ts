@@ -122,12 +122,8 @@ export function wrapPluginError(error: unknown, plugin: string, hook: string): P
   if (error instanceof PluginError && error.plugin !== undefined) return error;
   const message = error instanceof Error ? error.message : String(error);
   const mega = isMegaError(error);
-  return new PluginError(mega ? error.code : 'internal', `[${plugin}] ${hook}: ${message}`, {
-    plugin,
-    hook,
-    cause: error,
-    ...(mega ? { details: error.details, status: error.status } : {}),
-  });
+  const extra = mega ? { details: error.details, status: error.status } : {};
+  return new PluginError(mega ? error.code : 'internal', `[${plugin}] ${hook}: ${message}`, { plugin, hook, cause: error, ...extra });
 }
 
 type AnyFn = (...args: unknown[]) => unknown;
@@ -139,13 +135,8 @@ function wrapTap(hook: HookName, tap: WrappableTap, policy: HookPolicy): Wrappab
     throw new MegaError('hooks.frozen', `[${plugin}] cannot tap "${hook}" after the kernel started; tap during setup or boot`);
   }
   if (policy.orderOf(plugin) === undefined) {
-    throw new MegaError(
-      'hooks.unknown_tap',
-      `tap "${plugin}" on "${hook}" is not a loaded plugin; tap through api.tap in a plugin's setup`,
-      {
-        details: { tap: plugin, hook },
-      },
-    );
+    const message = `tap "${plugin}" on "${hook}" is not a loaded plugin; tap through api.tap in a plugin's setup`;
+    throw new MegaError('hooks.unknown_tap', message, { details: { tap: plugin, hook } });
   }
   const inner = tap.fn;
   if (tap.type === 'sync') {

@@ -43,6 +43,8 @@ export interface KernelOptions {
   env?: string;
   port?: number;
   logger?: Logger;
+  /** False for processes that serve no traffic (`mega worker`, `mega scheduler`): servers skip listening. */
+  serve?: boolean;
 }
 
 export interface HealthEntry {
@@ -68,6 +70,8 @@ export class Kernel {
   /** Resolved listen options (CLI flag > PORT env > config > 3000). */
   readonly server: { port: number; host: string };
   readonly instanceId = randomUUID();
+  /** Whether this process serves traffic; plugins that listen skip it when false. */
+  readonly serving: boolean;
   #state: KernelState = 'created';
   #services = new Map<string, { value: unknown; plugin: string }>();
   #ctx = new ContextFactory();
@@ -80,6 +84,7 @@ export class Kernel {
 
   constructor(options: KernelOptions) {
     this.dir = options.dir;
+    this.serving = options.serve ?? true;
     this.env = options.env ?? process.env.NODE_ENV ?? 'development';
     this.config = options.config;
     this.configFile = options.configFile ?? 'mega.config.ts';
@@ -281,6 +286,7 @@ export interface LoadKernelOptions {
   port?: number;
   env?: string;
   logger?: Logger;
+  serve?: boolean;
 }
 
 /** Imports the plugins a project lists (package names or inline definitions), in listed order. */
@@ -306,5 +312,6 @@ export async function loadKernel(options: LoadKernelOptions): Promise<Kernel> {
     ...(options.env ? { env: options.env } : {}),
     ...(options.port !== undefined ? { port: options.port } : {}),
     ...(options.logger ? { logger: options.logger } : {}),
+    ...(options.serve === false ? { serve: false } : {}),
   });
 }

@@ -78,7 +78,8 @@ export default definePlugin({
     );
     api.tap('boot', () => server.freeze(), { stage: HTTP_STAGES.freeze });
     // Stage 1000: listen only after every other plugin's boot taps added their routes.
-    api.tap('boot', () => server.listen(), { stage: HTTP_STAGES.listen });
+    // Processes that serve no traffic (`mega worker`, `mega scheduler`) build routes but never listen.
+    api.tap('boot', () => (kernel.serving ? server.listen() : undefined), { stage: HTTP_STAGES.listen });
     api.onShutdown(() => server.close());
   },
 });
