@@ -15,6 +15,9 @@ pub const DEFAULT_WINDOW_BITS: u8 = 15;
 /// Inflated size limit per message unless the caller picks another one.
 pub const DEFAULT_MAX_OUTPUT: usize = 16 << 20;
 
+/// Output buffers above this are dropped after use (see `trim`).
+const TRIM_ABOVE: usize = 64 * 1024;
+
 const TOO_LARGE: CodecError =
     CodecError::new(Code::TooLarge, "inflated message exceeds the output limit");
 
@@ -101,9 +104,21 @@ fn inflate_message(
     }
 }
 
+/// Memory zlib documents for a raw deflate stream: `(1 << (windowBits + 2)) + (1 << (memLevel + 9))`
+/// (memLevel 8), plus its ~6 KB state; what a binding reports to the JS garbage collector.
+pub fn deflater_footprint(window_bits: u8) -> usize {
+    (1usize << (window_bits + 2)) + (1 << 17) + 6 * 1024
+}
+
+/// Memory zlib documents for an inflate stream: the `1 << windowBits` window plus its ~7 KB state.
+pub fn inflater_footprint(window_bits: u8) -> usize {
+    (1usize << window_bits) + 7 * 1024
+}
+
 /// Stateful compressor for one connection direction.
 pub struct Deflater {
     c: Compress,
+    window_bits: u8,
     takeover: bool,
     broken: bool,
     out: Vec<u8>,
@@ -114,10 +129,24 @@ impl Deflater {
         check_params(level, window_bits)?;
         Ok(Self {
             c: Compress::new_with_window_bits(Compression::new(level), false, window_bits),
+            window_bits,
             takeover,
             broken: false,
             out: Vec::new(),
         })
+    }
+
+    /// Bytes of zlib state this object holds (see [`deflater_footprint`]).
+    pub fn footprint(&self) -> usize {
+        deflater_footprint(self.window_bits)
+    }
+
+    /// Gives back an output buffer grown past 64 KiB by one large message, so an idle connection
+    /// holds only its zlib state. Call after the last output slice was copied out.
+    pub fn trim(&mut self) {
+        if self.out.capacity() > TRIM_ABOVE {
+            self.out = Vec::new();
+        }
     }
 
     /// Compresses one message; the returned slice is valid until the next call.
@@ -161,6 +190,19 @@ impl Inflater {
             max_output,
             out: Vec::new(),
         })
+    }
+
+    /// Bytes of zlib state this object holds (see [`inflater_footprint`]).
+    pub fn footprint(&self) -> usize {
+        inflater_footprint(self.window_bits)
+    }
+
+    /// Gives back an output buffer grown past 64 KiB by one large message, so an idle connection
+    /// holds only its zlib state. Call after the last output slice was copied out.
+    pub fn trim(&mut self) {
+        if self.out.capacity() > TRIM_ABOVE {
+            self.out = Vec::new();
+        }
     }
 
     /// Inflates one message; the returned slice is valid until the next call. After a failure the
@@ -271,6 +313,23 @@ mod tests {
         assert_eq!(inflate(&deflate(&msg, 6).unwrap(), 1 << 20).unwrap(), msg);
         assert_eq!(deflate(b"", 6).unwrap(), [0u8]);
         assert_eq!(inflate(&[0], 10).unwrap(), b"");
+    }
+
+    #[test]
+    fn trim_drops_large_output_buffers_and_keeps_working() {
+        let mut d = Deflater::new(6, 15, true).unwrap();
+        let mut i = Inflater::new(15, true, DEFAULT_MAX_OUTPUT).unwrap();
+        let big: Vec<u8> = (0..300_000u32).map(|n| (n * 7 % 251) as u8).collect();
+        let z = d.deflate(&big).unwrap().to_vec();
+        d.trim();
+        assert_eq!(d.out.capacity(), 0);
+        assert_eq!(i.inflate(&z).unwrap(), &big[..]);
+        i.trim();
+        assert_eq!(i.out.capacity(), 0);
+        let z2 = d.deflate(b"after trim").unwrap().to_vec();
+        assert_eq!(i.inflate(&z2).unwrap(), b"after trim");
+        assert_eq!(d.footprint(), deflater_footprint(15));
+        assert_eq!(i.footprint(), inflater_footprint(15));
     }
 
     #[test]

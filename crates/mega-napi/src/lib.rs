@@ -7,12 +7,18 @@
 //! `code` set to the codec's dotted code; the kernel facade turns them into `MegaError`.
 #![allow(clippy::new_without_default)]
 
+mod alloc;
+
+#[global_allocator]
+static GLOBAL: alloc::MegaAlloc = alloc::MegaAlloc;
+
 use std::cell::RefCell;
 use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use mega_codec::{asp, deflate, frame, CodecError};
-use napi::bindgen_prelude::{FromNapiValue, TypeName};
-use napi::{sys, ValueType};
+use mega_codec::{asp, deflate, frame, Code, CodecError};
+use napi::bindgen_prelude::{FromNapiValue, ObjectFinalize, TypeName};
+use napi::{sys, Env, ValueType};
 use napi_derive::napi;
 
 type Result<T> = std::result::Result<T, napi::Error<&'static str>>;
@@ -408,45 +414,126 @@ pub fn inflate(data: &[u8], max_output: f64, mut out: OutBuf) -> Result<f64> {
     })
 }
 
+fn closed(what: &'static str) -> napi::Error<&'static str> {
+    napi::Error::new(Code::Closed.as_str(), what)
+}
+
+/// Tells V8 about zlib state held outside its heap, so a burst of connections that come and go
+/// triggers collections (and finalizers) instead of piling up unseen native memory. Best effort:
+/// a failed adjustment only loses the hint.
+fn account(env: &Env, bytes: usize, sign: i64) {
+    if sign > 0 {
+        HELD.fetch_add(bytes, Ordering::Relaxed);
+    } else {
+        HELD.fetch_sub(bytes, Ordering::Relaxed);
+    }
+    let _ = env.adjust_external_memory(sign * bytes as i64);
+}
+
+/// zlib state held by live deflaters/inflaters, as reported to V8 (Node's per-addon counter is not
+/// readable from JS, so this one is: tests and `mega` diagnostics read it).
+static HELD: AtomicUsize = AtomicUsize::new(0);
+
 #[napi]
+pub fn held_bytes() -> f64 {
+    HELD.load(Ordering::Relaxed) as f64
+}
+
+/// A per-connection deflate stream. `close()` frees the zlib state at once (a closed WebSocket
+/// calls it); otherwise the finalizer does when V8 collects the wrapper. Either way the external
+/// memory reported at construction is given back exactly once.
+#[napi(custom_finalize)]
 pub struct Deflater {
-    inner: deflate::Deflater,
+    inner: Option<deflate::Deflater>,
+    reported: usize,
 }
 
 #[napi]
 impl Deflater {
     #[napi(constructor)]
-    pub fn new(level: u32, window_bits: u32, takeover: bool) -> Result<Self> {
+    pub fn new(env: Env, level: u32, window_bits: u32, takeover: bool) -> Result<Self> {
         let wb = u8::try_from(window_bits).unwrap_or(0);
+        let inner = deflate::Deflater::new(level, wb, takeover).map_err(err)?;
+        let reported = inner.footprint();
+        account(&env, reported, 1);
         Ok(Deflater {
-            inner: deflate::Deflater::new(level, wb, takeover).map_err(err)?,
+            inner: Some(inner),
+            reported,
         })
     }
 
     #[napi]
     pub fn deflate(&mut self, data: &[u8], mut out: OutBuf) -> Result<f64> {
-        Ok(emit(self.inner.deflate(data).map_err(err)?, out.slice()))
+        let inner = self
+            .inner
+            .as_mut()
+            .ok_or_else(|| closed("deflater is closed"))?;
+        let n = emit(inner.deflate(data).map_err(err)?, out.slice());
+        inner.trim();
+        Ok(n)
+    }
+
+    /// Frees the zlib state now; later calls fail with `codec.closed`. Idempotent.
+    #[napi]
+    pub fn close(&mut self, env: Env) {
+        if self.inner.take().is_some() {
+            account(&env, std::mem::take(&mut self.reported), -1);
+        }
     }
 }
 
-#[napi]
+impl ObjectFinalize for Deflater {
+    fn finalize(self, env: Env) -> napi::Result<()> {
+        account(&env, self.reported, -1);
+        Ok(())
+    }
+}
+
+/// A per-connection inflate stream; same lifetime rules as [`Deflater`].
+#[napi(custom_finalize)]
 pub struct Inflater {
-    inner: deflate::Inflater,
+    inner: Option<deflate::Inflater>,
+    reported: usize,
 }
 
 #[napi]
 impl Inflater {
     #[napi(constructor)]
-    pub fn new(window_bits: u32, takeover: bool, max_output: f64) -> Result<Self> {
+    pub fn new(env: Env, window_bits: u32, takeover: bool, max_output: f64) -> Result<Self> {
         let wb = u8::try_from(window_bits).unwrap_or(0);
+        let inner = deflate::Inflater::new(wb, takeover, size(max_output)?).map_err(err)?;
+        let reported = inner.footprint();
+        account(&env, reported, 1);
         Ok(Inflater {
-            inner: deflate::Inflater::new(wb, takeover, size(max_output)?).map_err(err)?,
+            inner: Some(inner),
+            reported,
         })
     }
 
     #[napi]
     pub fn inflate(&mut self, data: &[u8], mut out: OutBuf) -> Result<f64> {
-        Ok(emit(self.inner.inflate(data).map_err(err)?, out.slice()))
+        let inner = self
+            .inner
+            .as_mut()
+            .ok_or_else(|| closed("inflater is closed"))?;
+        let n = emit(inner.inflate(data).map_err(err)?, out.slice());
+        inner.trim();
+        Ok(n)
+    }
+
+    /// Frees the zlib state now; later calls fail with `codec.closed`. Idempotent.
+    #[napi]
+    pub fn close(&mut self, env: Env) {
+        if self.inner.take().is_some() {
+            account(&env, std::mem::take(&mut self.reported), -1);
+        }
+    }
+}
+
+impl ObjectFinalize for Inflater {
+    fn finalize(self, env: Env) -> napi::Result<()> {
+        account(&env, self.reported, -1);
+        Ok(())
     }
 }
 

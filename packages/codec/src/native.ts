@@ -15,6 +15,8 @@ type Len = number;
 /** The addon's exports (napi's generated typings land in target/mega-codec.d.ts). */
 export interface Binding {
   version(): string;
+  /** zlib state held by live native deflaters/inflaters (bytes), as reported to V8. */
+  heldBytes(): number;
   takePending(out: Bytes): number;
   deriveKey(master: Bytes, sessionId: string, scope: string, out: Bytes): Len;
   seal(key: Bytes, nonce: Bytes, ts: number, ns: string, plaintext: Bytes, deflate: boolean, out: Bytes): Len;
@@ -34,8 +36,8 @@ export interface Binding {
   ) => { open(s: Bytes, ns: string, now: number, out: Bytes): Len };
   deflate(data: Bytes, level: number, out: Bytes): Len;
   inflate(data: Bytes, maxOutput: number, out: Bytes): Len;
-  Deflater: new (level: number, windowBits: number, takeover: boolean) => { deflate(data: Bytes, out: Bytes): Len };
-  Inflater: new (windowBits: number, takeover: boolean, maxOutput: number) => { inflate(data: Bytes, out: Bytes): Len };
+  Deflater: new (level: number, windowBits: number, takeover: boolean) => { deflate(data: Bytes, out: Bytes): Len; close(): void };
+  Inflater: new (windowBits: number, takeover: boolean, maxOutput: number) => { inflate(data: Bytes, out: Bytes): Len; close(): void };
   encodeFrame(type: string, ns: string | null, payload: Bytes, id: string | null, out: Bytes): Len;
   validateFrame(bytes: Bytes, meta: Uint32Array): void;
   encodeServerFrame(kind: number, type: string, ns: string, target: string, origin: string, payload: Bytes, out: Bytes): Len;
@@ -115,12 +117,12 @@ export function createNativeCodec(n: Binding): T.Codec {
     createDeflater(o = {}) {
       const [level, bits] = [checkLevel(o.level ?? DEFAULTS.level), checkWindowBits(o.windowBits ?? DEFAULTS.windowBits)];
       const d = guard(() => new n.Deflater(level, bits, o.takeover ?? true));
-      return { deflate: (data) => produce((out) => d.deflate(data, out)) };
+      return { deflate: (data) => produce((out) => d.deflate(data, out)), close: () => d.close() };
     },
     createInflater(o = {}) {
       const bits = checkWindowBits(o.windowBits ?? DEFAULTS.windowBits);
       const i = guard(() => new n.Inflater(bits, o.takeover ?? true, maxOut(o.maxOutput)));
-      return { inflate: (data) => produce((out) => i.inflate(data, out)) };
+      return { inflate: (data) => produce((out) => i.inflate(data, out)), close: () => i.close() };
     },
     encodeFrame: (type, ns, payload, id = null) => produce((out) => n.encodeFrame(type, ns, payload, id, out)),
     validateFrame(bytes) {

@@ -428,26 +428,36 @@ export function createTsCodec(reason?: string): T.Codec {
     inflate: (data, o = {}) => inflateMsg(data, maxOut(o.maxOutput)).out,
     createDeflater(o = {}) {
       const [level, bits, takeover] = [checkLevel(o.level ?? DEFAULTS.level), checkWindowBits(o.windowBits ?? 15), o.takeover ?? true];
-      let window = EMPTY;
+      let window: Buffer | null = EMPTY; // null once closed
       return {
         deflate(data) {
+          if (window === null) throw codecError('codec.closed', 'deflater is closed');
           const out = deflateMsg(data, level, bits, takeover ? window : EMPTY);
           if (takeover) window = slide(window, data, 1 << bits);
           return out;
+        },
+        close() {
+          window = null;
         },
       };
     },
     createInflater(o = {}) {
       const [bits, takeover, max] = [checkWindowBits(o.windowBits ?? 15), o.takeover ?? true, maxOut(o.maxOutput)];
       let window: Buffer | null = EMPTY; // null once a failure left the shared window unknown
+      let closed = false;
       return {
         inflate(data) {
+          if (closed) throw codecError('codec.closed', 'inflater is closed');
           if (window === null) throw codecError('codec.closed', 'inflater unusable after an earlier failure');
           const last = window;
           window = null;
           const { out, ended } = inflateMsg(data, max, bits, takeover ? last : EMPTY);
           window = !takeover || ended ? EMPTY : slide(last, out, 1 << bits);
           return out;
+        },
+        close() {
+          closed = true;
+          window = null;
         },
       };
     },

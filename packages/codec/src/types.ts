@@ -56,8 +56,13 @@ export type AspOpener = { open(sealed: Uint8Array, ns: string): Buffer };
 /** `takeover` = RFC 7692 context takeover (default true). */
 export type DeflaterOptions = { level?: number; windowBits?: number; takeover?: boolean };
 export type InflaterOptions = { windowBits?: number; takeover?: boolean; maxOutput?: number };
-export type Deflater = { deflate(data: Uint8Array): Buffer };
-export type Inflater = { inflate(data: Uint8Array): Buffer };
+/**
+ * A per-connection (de)compression stream. `close()` frees its state at once (zlib streams in the
+ * native backend, the kept window in the TS one); later calls throw `codec.closed`. Idempotent.
+ * Unclosed streams are freed when collected: the native backend reports their memory to V8.
+ */
+export type Deflater = { deflate(data: Uint8Array): Buffer; close(): void };
+export type Inflater = { inflate(data: Uint8Array): Buffer; close(): void };
 /** Inbound envelope; the payload value is bytes[payloadOffset, +payloadLength) (length 0 = absent). */
 export type FrameHeader = { type: string; id?: string; ns?: string; payloadOffset: number; payloadLength: number };
 /** `kind` 0..255 belongs to the transport (broadcast, direct, presence...). */

@@ -13,6 +13,8 @@ export const WsConfigSchema = Type.Object(
     heartbeatMs: Type.Integer({ minimum: 0, default: 30_000 }),
     /** Largest inbound message (bytes). */
     maxPayload: Type.Integer({ minimum: 1, default: 1_048_576 }),
+    /** Frames one fragmented message may have; one more closes with 1009. */
+    maxFragments: Type.Integer({ minimum: 1, default: 4_096 }),
     /** Buffered output above which a slow client is closed with 1013. */
     maxBufferedBytes: Type.Integer({ minimum: 1, default: 16_777_216 }),
     /** Frames queued while onConnect runs. */

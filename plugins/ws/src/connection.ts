@@ -59,6 +59,12 @@ export interface Runtime {
 }
 
 const LARGE = 16 * 1024;
+/**
+ * Output waiting for a client above which we stop reading from it, until the socket drains (as the
+ * `ws` package does): a client that sends pings (or requests) without reading the answers cannot make
+ * us buffer more than this plus one socket chunk's worth of replies.
+ */
+export const OUTPUT_HIGH_WATER = 1024 * 1024;
 const PING = buildFrame(OP_PING, Buffer.alloc(0));
 
 type Queued = [data: Buffer, binary: boolean];
@@ -101,6 +107,10 @@ export class WsConnection implements FrameSink {
   #busy = false;
   /** Reading is paused because the queue is full. */
   #paused = false;
+  /** Reading is paused because output is backed up (resumes on 'drain'). */
+  #outPaused = false;
+  /** A close frame or protocol violation that waits for the frames received before it to be handled. */
+  #afterInbound: (() => void) | null = null;
   /** The socket is corked until the next tick (see #put). */
   #corked = false;
   #closeTimer: NodeJS.Timeout | null = null;
@@ -227,7 +237,11 @@ export class WsConnection implements FrameSink {
     this.#socket = socket;
     this.#deflate = deflate;
     this.#channel = channel;
-    this.#reader = new FrameReader(this, this.#route.maxPayload, deflate !== null);
+    this.#reader = new FrameReader(this, {
+      maxPayload: this.#route.maxPayload,
+      rsv1Allowed: deflate !== null,
+      maxFragments: this.#route.maxFragments,
+    });
     socket.setNoDelay(true);
     socket.setTimeout(0);
     socket.on('data', (chunk: Buffer) => this.#reader?.push(chunk));
@@ -292,6 +306,7 @@ export class WsConnection implements FrameSink {
     this.#closeTimer = null;
     this.#reader?.stop();
     this.#queue = [];
+    this.#deflate?.close();
     const info: CloseInfo = { code: this.closeCode ?? CloseCode.ABNORMAL, reason: this.closeReason };
     this.closeCode = info.code;
     this.#rt.closed(this, info);
@@ -323,7 +338,8 @@ export class WsConnection implements FrameSink {
         return;
       }
     }
-    if (!binary && !isUtf8(data)) {
+    // Uncompressed text was checked by the reader as it arrived (fail fast); inflated text is checked here.
+    if (!binary && compressed && !isUtf8(data)) {
       this.onViolation(CloseCode.INVALID_DATA, 'text frame is not valid UTF-8');
       return;
     }
@@ -360,6 +376,7 @@ export class WsConnection implements FrameSink {
   }
 
   onCloseFrame(code: number, reason: Buffer): void {
+    if (this.#deferred(() => this.onCloseFrame(code, reason))) return;
     if (!isUtf8(reason)) {
       this.onViolation(CloseCode.INVALID_DATA, 'close reason is not valid UTF-8');
       return;
@@ -377,6 +394,7 @@ export class WsConnection implements FrameSink {
 
   onViolation(code: number, reason: string): void {
     this.#reader?.stop();
+    if (this.#deferred(() => this.onViolation(code, reason))) return;
     if (this.readyState === ReadyState.OPEN) {
       this.readyState = ReadyState.CLOSING;
       this.closeCode = code;
@@ -385,6 +403,19 @@ export class WsConnection implements FrameSink {
     }
     this.#socket?.end();
     this.#armCloseTimer();
+  }
+
+  /**
+   * Messages received before a close frame or a protocol violation are still handled, in order,
+   * before the connection answers the close or fails (what a peer that sent them expects; Autobahn
+   * 3.2, 4.1.3, 7.1.1 strict). The reader is stopped already, so nothing more is taken in; the close
+   * timer bounds how long handlers may take.
+   */
+  #deferred(then: () => void): boolean {
+    if (!this.#busy && this.#queue.length === 0) return false;
+    this.#afterInbound ??= then;
+    this.#armCloseTimer();
+    return true;
   }
 
   // ---------------------------------------------------------------------------- inbound path
@@ -422,7 +453,12 @@ export class WsConnection implements FrameSink {
     }
     if (this.#paused && queue.length < Math.max(this.#route.preConnectQueue, 16) / 2) {
       this.#paused = false;
-      this.#socket?.resume();
+      if (!this.#outPaused) this.#socket?.resume();
+    }
+    if (this.#afterInbound && !this.#busy && queue.length === 0) {
+      const then = this.#afterInbound;
+      this.#afterInbound = null;
+      then();
     }
   }
 
@@ -515,9 +551,12 @@ export class WsConnection implements FrameSink {
     const socket = this.#socket;
     if (!socket) return false;
     if (payload.length < LARGE) return this.#write(buildFrame(OP_TEXT, payload, rsv1));
+    if (this.#slowConsumer(socket)) return false;
     // Large payloads: header and payload written separately (no copy); the tick's cork joins them.
     this.#put(buildHeader(OP_TEXT, payload.length, rsv1));
-    return this.#write(payload);
+    this.#put(payload);
+    this.#backPressure(socket);
+    return true;
   }
 
   /**
@@ -544,12 +583,38 @@ export class WsConnection implements FrameSink {
   #write(bytes: Buffer): boolean {
     const socket = this.#socket;
     if (!socket || socket.destroyed) return false;
+    if (this.#slowConsumer(socket)) return false;
     this.#put(bytes);
-    if (socket.writableLength > this.#route.maxBufferedBytes && this.readyState === ReadyState.OPEN) {
-      this.ctx.log.warn({ connId: this.id, buffered: socket.writableLength }, 'ws slow consumer: closing (1013)');
-      this.close(CloseCode.TRY_AGAIN, 'slow consumer');
-      return false;
-    }
+    this.#backPressure(socket);
     return true;
+  }
+
+  /**
+   * The slow-consumer check looks at the backlog a new message would join, not at the message: a
+   * client that still has more than `maxBufferedBytes` of earlier output waiting is closed (1013),
+   * while one message of any size over a shorter backlog is queued (a 20 MiB push to a client that
+   * reads is fine).
+   */
+  #slowConsumer(socket: Socket): boolean {
+    if (socket.writableLength <= this.#route.maxBufferedBytes || this.readyState !== ReadyState.OPEN) return false;
+    this.ctx.log.warn({ connId: this.id, buffered: socket.writableLength }, 'ws slow consumer: closing (1013)');
+    this.close(CloseCode.TRY_AGAIN, 'slow consumer');
+    return true;
+  }
+
+  /** Stops reading while more than OUTPUT_HIGH_WATER waits to be written; 'drain' resumes. */
+  #backPressure(socket: Socket): void {
+    if (this.#outPaused || socket.writableLength <= OUTPUT_HIGH_WATER) return;
+    this.#outPaused = true;
+    socket.pause();
+    socket.once('drain', () => {
+      this.#outPaused = false;
+      if (!this.#paused && this.readyState !== ReadyState.CLOSED) socket.resume();
+    });
+  }
+
+  /** Reading is paused (queue full or output backed up). */
+  get readPaused(): boolean {
+    return this.#paused || this.#outPaused;
   }
 }

@@ -69,7 +69,11 @@ export function isValidCloseCode(code: number): boolean {
   return (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999);
 }
 
-export function unmask(data: Buffer, mask: Buffer): void {
+/** Unmasks `data` in place; `offset` is where `data` starts in the frame payload (streamed payloads). */
+export function unmask(data: Buffer, key: Buffer, offset = 0): void {
+  const r = offset & 3;
+  const mask =
+    r === 0 ? key : Buffer.from([key[r] as number, key[(r + 1) & 3] as number, key[(r + 2) & 3] as number, key[(r + 3) & 3] as number]);
   const n = data.length;
   const m0 = mask[0] as number;
   const m1 = mask[1] as number;

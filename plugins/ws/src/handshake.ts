@@ -35,6 +35,10 @@ function header(req: IncomingMessage, name: string): string | undefined {
 /** Checks the request is a well-formed version-13 upgrade; returns the client key. */
 export function checkUpgrade(req: IncomingMessage): string {
   if (req.method !== 'GET') throw new HandshakeError('ws.bad_handshake', 'WebSocket upgrade must use GET', 405);
+  // RFC 6455 §4.2.1: the opening handshake is an HTTP/1.1 (or later) request.
+  if (req.httpVersionMajor < 1 || (req.httpVersionMajor === 1 && req.httpVersionMinor < 1)) {
+    throw new HandshakeError('ws.bad_handshake', `WebSocket upgrade requires HTTP/1.1 or later (got HTTP/${req.httpVersion})`, 400);
+  }
   if (header(req, 'upgrade')?.toLowerCase() !== 'websocket') {
     throw new HandshakeError('ws.bad_handshake', 'Upgrade header must be "websocket"', 400);
   }

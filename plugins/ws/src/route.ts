@@ -27,6 +27,7 @@ export interface CompiledRoute {
   readonly before: readonly BeforeUpgrade[];
   readonly heartbeatMs: number;
   readonly maxPayload: number;
+  readonly maxFragments: number;
   readonly maxBufferedBytes: number;
   readonly preConnectQueue: number;
   readonly compression: ResolvedCompression | null;
@@ -122,6 +123,7 @@ export function compileRoute(def: RouteDefinition, config: WsConfig): CompiledRo
     before,
     heartbeatMs: positiveInt(def, 'heartbeatMs', options.heartbeatMs, config.heartbeatMs, 0),
     maxPayload: positiveInt(def, 'maxPayload', options.maxPayload, config.maxPayload),
+    maxFragments: positiveInt(def, 'maxFragments', options.maxFragments, config.maxFragments),
     maxBufferedBytes: positiveInt(def, 'maxBufferedBytes', options.maxBufferedBytes, config.maxBufferedBytes),
     preConnectQueue: positiveInt(def, 'preConnectQueue', options.preConnectQueue, config.preConnectQueue, 0),
     compression,

@@ -207,6 +207,10 @@ export class WsServer {
    */
   #route(req: IncomingMessage, socket: Socket, head: Buffer): undefined {
     socket.on('error', noop);
+    // Upgrades bypass the HTTP request handler: the same Host rules (two Host headers refused, an
+    // absolute-form target routed by its authority) apply here before anything else.
+    const problem = this.#httpServer.checkTarget(req);
+    if (problem) return refuse(socket, 400, problem.code, problem.message);
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);

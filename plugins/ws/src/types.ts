@@ -54,7 +54,12 @@ export interface WsRouteOptions {
   compression?: boolean | CompressionOptions;
   /** Largest inbound message in bytes (compressed and inflated). Over it: close 1009. */
   maxPayload?: number;
-  /** Output buffered for a slow client beyond this closes it with 1013. Default 16 MiB. */
+  /** Frames one fragmented message may have (a message's fragments cost their bytes, not more); one more closes with 1009. Default 4096. */
+  maxFragments?: number;
+  /**
+   * Output already waiting for a client when a new message is sent: above this the client is a slow
+   * consumer and is closed with 1013. One message of any size is queued over a shorter backlog. Default 16 MiB.
+   */
   maxBufferedBytes?: number;
   /** Frames queued while `onConnect` runs; one more closes with 1013. Default 256. */
   preConnectQueue?: number;

@@ -82,7 +82,8 @@ describe('FrameReader', () => {
       ['rsv1 on control', wsFrame(9, Buffer.from('x'), { rsv: 4 }), 1002],
       ['oversize single', wsFrame(1, Buffer.alloc(101)), 1009, 100],
       ['oversize fragments', Buffer.concat([wsFrame(1, Buffer.alloc(60), { fin: false }), wsFrame(0, Buffer.alloc(60))]), 1009, 100],
-      ['64-bit length over 2^53', Buffer.from([0x82, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), 1009],
+      ['64-bit length over 2^53', Buffer.from([0x82, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), 1009],
+      ['64-bit length with the top bit set', Buffer.from([0x82, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), 1002],
       ['close code 1005 on the wire', wsFrame(8, Buffer.from([0x03, 0xed])), 1002],
       ['close code 2999', wsFrame(8, Buffer.from([0x0b, 0xb7])), 1002],
       ['binary inside a text message', Buffer.concat([wsFrame(1, Buffer.from('a'), { fin: false }), wsFrame(2, Buffer.from('b'))]), 1002],
@@ -92,6 +93,61 @@ describe('FrameReader', () => {
       expect(events.at(-1)?.slice(0, 2), name).toEqual(['violation', code]);
       expect(events.filter((e) => e[0] === 'violation').length, name).toBe(1);
     }
+  });
+
+  it('A7: a 64-bit length with the most significant bit set is a protocol error (1002), even when it is small otherwise', () => {
+    for (const low of [0, 5]) {
+      const head = Buffer.from([0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, low]);
+      expect(feed(head, [])).toEqual([['violation', 1002, '64-bit payload length with the most significant bit set']]);
+    }
+  });
+
+  it('A7: invalid UTF-8 fails in the fragment or chunk that carries it (1007), before the message ends', () => {
+    const valid = Buffer.from('\u03ba\u1f79\u03c3\u03bc\u03b5', 'utf8');
+    const bad = Buffer.from([0xf4, 0x90, 0x80, 0x80]); // U+110000: past the last code point
+    // Fragments: the second one is rejected at once, the third is never needed.
+    const reader = (events: Event[]) => new FrameReader(sink(events), 1 << 20, false);
+    let events: Event[] = [];
+    let r = reader(events);
+    r.push(wsFrame(1, valid, { fin: false }));
+    expect(events).toEqual([]);
+    r.push(wsFrame(0, bad, { fin: false }));
+    expect(events).toEqual([['violation', 1007, 'text message is not valid UTF-8']]);
+    // Chunks of one frame: the chunk with the bad bytes is enough (the frame is not complete yet).
+    const frame = wsFrame(1, Buffer.concat([valid, bad, Buffer.from('edited')]));
+    const head = frame.length - 6 - bad.length - valid.length;
+    events = [];
+    r = reader(events);
+    r.push(Buffer.from(frame.subarray(0, head + valid.length)));
+    expect(events).toEqual([]);
+    r.push(Buffer.from(frame.subarray(head + valid.length, head + valid.length + 2)));
+    expect(events).toEqual([['violation', 1007, 'text message is not valid UTF-8']]);
+    // A sequence cut between fragments is held back when it can still become valid.
+    events = [];
+    r = reader(events);
+    const euro = Buffer.from('\u20ac', 'utf8');
+    r.push(wsFrame(1, euro.subarray(0, 1), { fin: false }));
+    r.push(wsFrame(0, euro.subarray(1, 2), { fin: false }));
+    r.push(wsFrame(0, euro.subarray(2), { fin: true }));
+    expect(events).toEqual([['message', false, euro.toString('latin1'), false]]);
+    // ...and fails at the end when it never completes.
+    events = [];
+    r = reader(events);
+    r.push(wsFrame(1, euro.subarray(0, 2), { fin: true }));
+    expect(events[0]?.slice(0, 2)).toEqual(['violation', 1007]);
+  });
+
+  it('A6: a message in many fragments costs its bytes (one buffer), and one fragment past maxFragments closes with 1009', () => {
+    const parts = Array.from({ length: 5000 }, (_, i) => wsFrame(i === 0 ? 2 : 0, Buffer.from([i & 0xff]), { fin: i === 4999 }));
+    const events: Event[] = [];
+    const r = new FrameReader(sink(events), { maxPayload: 1 << 20, rsv1Allowed: false, maxFragments: 5000 });
+    r.push(Buffer.concat(parts));
+    expect(events).toHaveLength(1);
+    expect(Buffer.from(events[0]?.[2] as string, 'latin1')).toEqual(Buffer.from(Array.from({ length: 5000 }, (_, i) => i & 0xff)));
+    const over: Event[] = [];
+    const r2 = new FrameReader(sink(over), { maxPayload: 1 << 20, rsv1Allowed: false, maxFragments: 4999 });
+    r2.push(Buffer.concat(parts));
+    expect(over).toEqual([['violation', 1009, 'message exceeds 4999 fragments']]);
   });
 
   it('never throws on random bytes (property)', () => {

@@ -2,7 +2,8 @@
  * Upgrades take the HTTP request lifecycle (real Fastify request/reply, the app's phases), and
  * wsMessage taps that throw are internal failures, unlike a returned MegaError.
  */
-import { bootProject, stopAll } from '@mega/testing';
+import { connect } from 'node:net';
+import { bootProject, stopAll, writeProject } from '@mega/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Client, project, refused } from './support.js';
 
@@ -130,5 +131,50 @@ describe('wsMessage taps: a throw is internal, a returned MegaError is a rejecti
     const err = await c.ofType('error');
     expect(err.payload).toEqual({ code: 'guard.rejected', message: 'returned on purpose' });
     await c.close();
+  });
+});
+
+/** Sends a raw upgrade request and resolves with the status line's code and the body (if any). */
+function rawUpgrade(port: number, head: string): Promise<{ status: number; text: string }> {
+  return new Promise((done, fail) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write(head));
+    let text = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => {
+      text += chunk;
+      // A 101 keeps the socket open: its status line is all this test needs.
+      if (/^HTTP\/1\.1 101 /.test(text) && text.includes('\r\n\r\n')) socket.destroy();
+    });
+    socket.on('close', () => done({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0), text }));
+    socket.on('error', fail);
+  });
+}
+
+describe('B18 on upgrades: the same Host rules as plain requests', () => {
+  const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
+  const upgrade = (target: string, hosts: string[]) =>
+    `GET ${target} HTTP/1.1\r\n${hosts.map((h) => `Host: ${h}\r\n`).join('')}Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n`;
+
+  it("B18: an absolute-form upgrade is routed by the target's authority; two Host headers are refused with 400", async () => {
+    const dir = writeProject(
+      {
+        'mega.config.ts': "export default { plugins: ['@mega/http', '@mega/ws'] };\n",
+        'apps/web/app.config.ts': "export default { hosts: ['web.localhost'] };\n",
+        'apps/admin/app.config.ts': "export default { hosts: ['admin.localhost'] };\n",
+        'apps/admin/channel.ts': 'export class Room { onConnect() {} }\n',
+        'apps/admin/routes/ws.ts':
+          "import { Room } from '../channel.js';\nexport default (router: any) => { router.ws('/room', Room); };\n",
+      },
+      { prefix: 'mega-ws-b18-' },
+    );
+    const { port } = await bootProject(dir);
+    expect((await rawUpgrade(port, upgrade('/room', ['web.localhost']))).status).toBe(404);
+    expect((await rawUpgrade(port, upgrade('/room', ['admin.localhost']))).status).toBe(101);
+    expect((await rawUpgrade(port, upgrade('http://admin.localhost/room', ['web.localhost']))).status).toBe(101);
+    const twice = await rawUpgrade(port, upgrade('/room', ['admin.localhost', 'admin.localhost']));
+    expect([twice.status, JSON.parse(twice.text.slice(twice.text.indexOf('\r\n\r\n') + 4)).error.code]).toEqual([
+      400,
+      'http.duplicate_host',
+    ]);
   });
 });
