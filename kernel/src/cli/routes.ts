@@ -91,9 +91,11 @@ export async function routesCommand(argv: string[], io: CliIO): Promise<number> 
   process.env.NODE_ENV ??= 'development';
   const { createLogger } = await import('../logger.js');
   try {
+    // Routes are built at boot; nothing needs to listen or consume (serve: false).
     const kernel = await loadKernel({
       dir,
       port: 0,
+      serve: false,
       logger: createLogger({ level: 'error' }),
       ...(values.app ? { only: values.app } : {}),
     });

@@ -1,5 +1,5 @@
 import { errorSummary, redactUrl } from '@mega/adapters';
-import type { NatsConnections, NatsOutbox } from '@mega/bus';
+import type { NatsConnections } from '@mega/bus';
 import type { App, ConfigInput, Kernel, PresenceEvent, Static } from '@mega/kernel';
 import { ConfigError, definePlugin, isMegaError, MegaError, packageVersion, Type, within } from '@mega/kernel';
 import { PreparedMessage } from '@mega/ws';
@@ -123,7 +123,8 @@ export default definePlugin({
     const fix =
       "declare services.buses.<alias> = { driver: 'nats', url } in mega.config.ts (served by @mega/bus; run: mega plugin add @mega/bus)";
     if (!api.has('nats')) throw new MegaError('ws_cluster.no_nats', `wsCluster fans out over NATS, but no plugin provides it: ${fix}`);
-    const nats = api.use('nats');
+    // Typed by the package entry, not by whichever MegaServices augmentation a program saw first.
+    const nats = api.use<NatsConnections>('nats');
     if (nats.aliases.length === 0) throw new ConfigError('ws_cluster.no_bus', `wsCluster needs a NATS bus: ${fix}`);
     if (config.bus !== undefined && !nats.aliases.includes(config.bus)) {
       throw new ConfigError(
@@ -143,7 +144,7 @@ export default definePlugin({
     const stats = { published: 0, received: 0, malformed: 0, publishErrors: 0, dropped: 0 };
     let nc: NatsConnection | undefined;
     /** Fan-out frames go through it: nothing accepted is lost across a reconnect (bounded). */
-    let outbox: NatsOutbox | undefined;
+    let outbox: Awaited<ReturnType<NatsConnections['outbox']>> | undefined;
     /** Other instances by the time we last heard from them (the peers to wait for after a reconnect). */
     const lastSeen = new Map<string, number>();
     let peerWait: { expected: string[]; heard: Set<string>; timer: NodeJS.Timeout } | undefined;

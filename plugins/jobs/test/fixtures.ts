@@ -1,0 +1,59 @@
+/** Job files for the tests: each job delegates to `globalThis.__jobsTest[<name>]`, set by the test. */
+import type { JobContext } from '../src/index.js';
+
+export type Handler = (payload: any, ctx: JobContext) => unknown;
+
+declare global {
+  var __jobsTest: Record<string, Handler>;
+}
+
+export function handlers(map: Record<string, Handler>): void {
+  globalThis.__jobsTest = map;
+}
+
+const call = (name: string) => `(p, ctx) => globalThis.__jobsTest[${JSON.stringify(name)}](p, ctx)`;
+
+/** apps/<app>/jobs/*.ts with the test jobs (class and defineJob forms). */
+export function jobFiles(app: string, opts: { timeoutMs?: number; concurrency?: number } = {}): Record<string, string> {
+  return {
+    [`apps/${app}/jobs/work.ts`]: `import { MegaJob } from '@mega/jobs';
+export class Flaky extends MegaJob {
+  static retries = 3;
+  static backoff = { initialMs: 5, maxMs: 20 };
+  static concurrency = ${opts.concurrency ?? 4};
+  run(p, ctx) { return (${call('Flaky')})(p, ctx); }
+}
+export class Slow extends MegaJob {
+  static timeoutMs = ${opts.timeoutMs ?? 150};
+  static retries = 0;
+  run(p, ctx) { return (${call('Slow')})(p, ctx); }
+}
+export class Grouped extends MegaJob {
+  static concurrency = 10;
+  static groupConcurrency = 1;
+  static retries = 0;
+  run(p, ctx) { return (${call('Grouped')})(p, ctx); }
+}
+`,
+    [`apps/${app}/jobs/typed.ts`]: `import { defineJob } from '@mega/jobs';
+export const typed = defineJob({
+  name: 'Typed',
+  retries: 0,
+  schema: { type: 'object', required: ['to'], properties: { to: { type: 'string' } } },
+  run: ${call('Typed')},
+});
+`,
+  };
+}
+
+export async function poll<T>(fn: () => T | undefined | false, timeoutMs = 10_000, what = 'condition'): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = fn();
+    if (v !== undefined && v !== false) return v as T;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
