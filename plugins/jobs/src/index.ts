@@ -11,6 +11,7 @@ import { ConfigError, definePlugin, packageVersion, Type } from '@mega/kernel';
 import { jobsCommand, runMode, workerCommand } from './cli.js';
 import { JetStreamQueue } from './drivers/jetstream.js';
 import { MemoryQueue } from './drivers/memory.js';
+import { jobGenerator } from './generators.js';
 import { Jobs } from './jobs.js';
 import { loadJobs } from './loader.js';
 
@@ -93,6 +94,7 @@ export default definePlugin({
   after: ['@mega/bus'],
   config: { global: JobsGlobalConfig },
   commands: { worker: workerCommand, jobs: jobsCommand },
+  generators: { job: jobGenerator },
   bootTimeoutMs: 30_000,
   async setup(api, config) {
     const c = config.jobs;

@@ -7,6 +7,7 @@ import type { App, ConfigInput, Static } from '@mega/kernel';
 import { definePlugin, packageVersion, Type } from '@mega/kernel';
 import type { LockManager } from '@mega/lock';
 import { isDedicated, schedulerCommand } from './command.js';
+import { scheduleGenerator } from './generators.js';
 import { loadSchedules } from './loader.js';
 import { Scheduler } from './scheduler.js';
 import type { RedisLike, TickStore } from './store.js';
@@ -70,6 +71,7 @@ export default definePlugin({
   kernel: '^0.2.0',
   dependsOn: [LOCK],
   config: { global: SchedulerGlobalConfig, app: SchedulerAppConfig },
+  generators: { schedule: scheduleGenerator },
   commands: {
     scheduler: { summary: 'run the schedules of the project without serving HTTP', run: schedulerCommand },
   },

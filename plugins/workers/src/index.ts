@@ -10,6 +10,7 @@ import { basename, extname, join, resolve } from 'node:path';
 import type { App, ConfigInput, Static } from '@mega/kernel';
 import { ConfigError, definePlugin, importModule, MegaError, packageVersion, Type } from '@mega/kernel';
 import type { WorkerDefinition, WorkerMode, WorkerOptions } from './define.js';
+import { workerGenerator } from './generators.js';
 import { defaultSize, type PoolStats, type RunOptions, WorkerPool } from './pool.js';
 
 export type { WorkerDefinition, WorkerMode, WorkerOptions, WorkerTask } from './define.js';
@@ -170,6 +171,7 @@ export default definePlugin({
   version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.2.0',
   config: { app: WorkersAppConfig },
+  generators: { worker: workerGenerator },
   setup(api) {
     const registries = new Map<string, WorkerRegistry>();
     const all: { pool: WorkerPool; drainMs: number; eager: boolean }[] = [];
