@@ -5,6 +5,7 @@
  */
 export type { Booted, BootOptions, BootPluginsOptions, BootProjectOptions } from './boot.js';
 export { bootPlugins, bootProject, buildPlugins, openWs, stopAll } from './boot.js';
+export { exposedText } from './exposed.js';
 export type { InjectInit, InjectResponse } from './http.js';
 export { inject } from './http.js';
 export type { LogCapture, LogLevel, LogLine, LogMatcher } from './logs.js';

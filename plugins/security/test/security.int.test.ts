@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { type BootProjectOptions, bootProject, captureLogs, stopAll, writeProject } from '@mega/testing';
+import { type BootProjectOptions, bootProject, captureLogs, exposedText, stopAll, writeProject } from '@mega/testing';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RedisRateStore } from '../src/index.js';
@@ -67,14 +67,7 @@ describe('@mega/security rate limit on real Redis', () => {
       (e: unknown) => e as Error & { details?: unknown },
     );
     expect(error).toMatchObject({ code: 'cache.unavailable', message: expect.stringContaining('redis://:***@127.0.0.1:1') });
-    const seen = [
-      error?.message,
-      error?.stack,
-      JSON.stringify(error?.details),
-      String((error?.cause as Error | undefined)?.message),
-      JSON.stringify(lines),
-    ];
-    for (const text of seen) expect(text).not.toContain(password);
+    expect(exposedText(error, lines)).not.toContain(password);
   });
 
   it('fails open, bounded by rateLimit.timeoutMs, while an optional Redis alias is down', async () => {

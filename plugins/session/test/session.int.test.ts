@@ -1,4 +1,4 @@
-import { type BootProjectOptions, bootProject, captureLogs, stopAll, writeProject } from '@mega/testing';
+import { type BootProjectOptions, bootProject, captureLogs, exposedText, stopAll, writeProject } from '@mega/testing';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { jar, sessionFiles } from './fixtures.js';
@@ -69,13 +69,6 @@ describe('@mega/session (redis store, real Redis)', () => {
       (e: unknown) => e as Error & { details?: unknown },
     );
     expect(error).toMatchObject({ code: 'cache.unavailable', message: expect.stringContaining('redis://:***@127.0.0.1:1') });
-    const seen = [
-      error?.message,
-      error?.stack,
-      JSON.stringify(error?.details),
-      String((error?.cause as Error | undefined)?.message),
-      JSON.stringify(lines),
-    ];
-    for (const text of seen) expect(text).not.toContain(password);
+    expect(exposedText(error, lines)).not.toContain(password);
   });
 });
