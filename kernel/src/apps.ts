@@ -29,12 +29,10 @@ export type App = AppBase & AppExtensions;
 
 const KEY = Symbol.for('mega.kernel.apps');
 const shared = globalThis as unknown as Record<symbol, Map<string, App> | undefined>;
-const registered: Map<string, App> = shared[KEY] ?? new Map<string, App>();
-shared[KEY] = registered;
-const registry = () => ({ apps: registered });
+const apps: Map<string, App> = shared[KEY] ?? new Map<string, App>();
+shared[KEY] = apps;
 
 export function registerApp(app: App): void {
-  const apps = registry().apps;
   if (apps.has(app.name) && apps.get(app.name) !== app && apps.get(app.name)?.state !== 'stopped') {
     throw new MegaError('app.duplicate', `an app named "${app.name}" is already registered in this process`);
   }
@@ -42,12 +40,11 @@ export function registerApp(app: App): void {
 }
 
 export function unregisterApp(app: App): void {
-  const apps = registry().apps;
   if (apps.get(app.name) === app) apps.delete(app.name);
 }
 
 export function listApps(): App[] {
-  return [...registry().apps.values()];
+  return [...apps.values()];
 }
 
 /**
@@ -56,7 +53,6 @@ export function listApps(): App[] {
  * `app.ambiguous` (no name given and several apps run).
  */
 export function getApp(name?: string): App {
-  const apps = registry().apps;
   let app: App | undefined;
   if (name === undefined) {
     if (apps.size === 0) throw new MegaError('app.not_initialized', 'no Mega app has been started in this process yet');

@@ -5,7 +5,7 @@
  * plugins' declared schemas before any plugin runs (kernel/src/schema.ts).
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { basename, join, relative, resolve } from 'node:path';
+import { basename, join, relative } from 'node:path';
 import { createJiti } from 'jiti';
 import { ConfigError, isMegaError } from './errors.js';
 import type { LoggerConfig } from './logger.js';
@@ -58,17 +58,6 @@ export interface LoadedProject {
 
 export const CONFIG_NAMES = ['mega.config.ts', 'mega.config.mts', 'mega.config.js', 'mega.config.mjs'];
 export const APP_CONFIG_NAMES = ['app.config.ts', 'app.config.mts', 'app.config.js', 'app.config.mjs'];
-
-/** Walks up from `from` to the nearest directory holding a mega.config file. */
-export function findProjectDir(from: string): string | undefined {
-  let dir = resolve(from);
-  for (;;) {
-    if (CONFIG_NAMES.some((n) => existsSync(join(dir, n)))) return dir;
-    const parent = resolve(dir, '..');
-    if (parent === dir) return undefined;
-    dir = parent;
-  }
-}
 
 /** Loads `.env` (existing variables win, as with any 12-factor app). */
 export function loadDotEnv(dir: string): void {

@@ -6,8 +6,10 @@ export type { Static, TObject, TSchema } from '@sinclair/typebox';
 export { Type } from '@sinclair/typebox';
 export type { App, AppBase, AppExtensions } from './apps.js';
 export { getApp, listApps } from './apps.js';
+export type { ServiceOptions } from './cli/service.js';
+export { findProjectDir, formatError, runService } from './cli/service.js';
 export type { AppConfig, LoadedApp, LoadedProject, MegaConfig, ServiceDeclaration } from './config.js';
-export { defineAppConfig, defineConfig, findProjectDir, importModule, loadDotEnv, loadProject } from './config.js';
+export { defineAppConfig, defineConfig, importModule, loadDotEnv, loadProject } from './config.js';
 export type { ContextContribution, MegaContext } from './context.js';
 export * from './errors.js';
 export type {

@@ -5,7 +5,6 @@
  */
 
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { type Codec, loadCodec } from '@mega/codec';
 import type { App, AppBase } from './apps.js';
 import { registerApp, unregisterApp } from './apps.js';
@@ -19,11 +18,10 @@ import { createHooks, tapHook, wrapPluginError } from './hooks.js';
 import type { Logger } from './logger.js';
 import { createLogger } from './logger.js';
 import type { AnyPlugin, HealthCheck, PluginApi } from './plugin.js';
-import { checkKernelRange, importPlugin, isPluginDefinition, orderPlugins } from './plugin.js';
+import { checkKernelRange, importPlugin, isPluginDefinition, orderPlugins, packageVersion } from './plugin.js';
 import { validateConfig } from './schema.js';
 
-export const KERNEL_VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string })
-  .version;
+export const KERNEL_VERSION: string = packageVersion(new URL('../package.json', import.meta.url));
 
 /** Services plugins provide to each other (`api.provide('http', server)`). Extend by declaration merging. */
 // biome-ignore lint/suspicious/noEmptyInterface: extended by plugins through declaration merging
@@ -269,14 +267,11 @@ export class Kernel {
 
 /** One error for every problem found before setup: the first one's code, every message listed. */
 function combine(problems: Error[]): Error {
-  const [first] = problems;
-  if (problems.length === 1 && first) return first;
-  const lines = problems.map((p) => `  - ${(p as Partial<MegaError>).code ? `[${(p as MegaError).code}] ` : ''}${p.message}`);
-  const head = first as MegaError;
-  return new PluginError(head.code ?? 'config.invalid', `${problems.length} problems stop boot:\n${lines.join('\n')}`, {
-    cause: head,
-    details: { problems: problems.map((p) => ({ code: (p as MegaError).code, message: p.message, details: (p as MegaError).details })) },
-  });
+  if (problems.length === 1) return problems[0] as Error;
+  const all = problems as MegaError[];
+  const message = `${all.length} problems stop boot:\n${all.map((p) => `  - [${p.code ?? 'error'}] ${p.message}`).join('\n')}`;
+  const details = { problems: all.map((p) => ({ code: p.code, message: p.message, details: p.details })) };
+  return new PluginError(all[0]?.code ?? 'config.invalid', message, { cause: all[0], details });
 }
 
 export interface LoadKernelOptions {

@@ -8,8 +8,9 @@
  * TypeBox over zod/valibot: its schemas are plain JSON Schema, so the same Ajv that validates
  * route bodies validates config, and `Static<>` gives the type without a second declaration.
  */
-import { randomBytes } from 'node:crypto';
-import { relative } from 'node:path';
+import { createHmac, randomBytes } from 'node:crypto';
+import { existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
 import { type StringOptions, type TObject, type TSchema, type TString, Type } from '@sinclair/typebox';
 import type { ErrorObject } from 'ajv';
 import { Ajv } from 'ajv';
@@ -109,15 +110,13 @@ export function schemaErrors(errors: ErrorObject[] | null | undefined, prefix = 
 
 /** Levenshtein distance, for "did you mean" on unknown keys. */
 function distance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
-    let prev = row[0] as number;
-    row[0] = i;
+    const next = [i];
     for (let j = 1; j <= b.length; j++) {
-      const next = Math.min((row[j] as number) + 1, (row[j - 1] as number) + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = row[j] as number;
-      row[j] = next;
+      next[j] = Math.min((row[j] as number) + 1, (next[j - 1] as number) + 1, (row[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
     }
+    row = next;
   }
   return row[b.length] as number;
 }
@@ -203,7 +202,7 @@ export function validateConfig(input: Input): ValidatedConfig {
     const data: Record<string, unknown> = {};
     for (const key of Object.keys(schema.properties)) if (values[key] !== undefined) data[key] = clonePlain(values[key]);
     // Secrets first (a required one is filled from the environment before Ajv would call it missing).
-    resolveSecrets(schema, data, { file, app, env: input.env, log: input.log, problems });
+    resolveSecrets(schema, data, { dir: input.dir, file, app, env: input.env, log: input.log, problems });
     const check = validator(schema);
     if (!check(data)) {
       const errors = schemaErrors(check.errors);
@@ -257,7 +256,29 @@ function checkDrivers(
   }
 }
 
+/**
+ * Development without a configured secret: one random key per project in `.mega/dev-secret`,
+ * made once (a link is atomic, so concurrent workers agree), each secret derived from it by its
+ * label. Restarts, `--watch` and `--workers` then share sessions and CSRF tokens.
+ */
+function devSecret(dir: string, label: string): string {
+  const file = join(dir, '.mega', 'dev-secret');
+  if (!existsSync(file)) {
+    mkdirSync(dirname(file), { recursive: true });
+    const temp = `${file}.${process.pid}`;
+    writeFileSync(temp, randomBytes(32).toString('base64url'), { mode: 0o600 });
+    try {
+      linkSync(temp, file);
+    } catch {
+      // another process made it first: use theirs
+    }
+    unlinkSync(temp);
+  }
+  return createHmac('sha256', readFileSync(file, 'utf8')).update(label).digest('base64url');
+}
+
 interface SecretScope {
+  dir: string;
   file: string;
   app: string | undefined;
   env: string;
@@ -306,8 +327,8 @@ function resolveSecrets(schema: TSchema, data: Record<string, unknown>, scope: S
         );
       }
     } else {
-      scope.log.warn({ app: scope.app }, `no ${where} configured; using a random one (${spec.purpose} will not survive a restart)`);
-      data[key] = randomBytes(32).toString('base64url');
+      scope.log.warn({ app: scope.app }, `no ${where} configured; using the project's development secret (.mega/dev-secret)`);
+      data[key] = devSecret(scope.dir, `${scope.app ?? ''}:${where}`);
     }
   }
 }

@@ -1,3 +1,5 @@
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PluginApi } from '@mega/kernel';
 import { definePlugin, Secret, Type } from '@mega/kernel';
@@ -150,8 +152,8 @@ describe('secrets', () => {
       },
     });
   const LONG = 'x'.repeat(32);
-  const boot = async (appConfig: Record<string, unknown>, env = 'test', spec: Partial<Parameters<typeof Secret>[0]> = {}) => {
-    const b = buildPlugins({ plugins: [thing(spec)], apps: { web: appConfig }, env, logLevel: 'warn' });
+  const boot = async (appConfig: Record<string, unknown>, env = 'test', spec: Partial<Parameters<typeof Secret>[0]> = {}, dir?: string) => {
+    const b = buildPlugins({ plugins: [thing(spec)], apps: { web: appConfig }, env, logLevel: 'warn', ...(dir ? { dir } : {}) });
     const error = await b.kernel.start().catch((e: unknown) => e);
     const secret = error ? undefined : api?.appConfig('web').thing.secret;
     await b.stop();
@@ -173,12 +175,17 @@ describe('secrets', () => {
     expect(unshared.error).toMatchObject({ code: 'thing.secret_missing', message: expect.stringContaining(ENV) });
   });
 
-  it('fails boot in production, warns and makes a random one in development', async () => {
+  it('fails boot in production; development warns and uses a per-project secret that restarts and workers share', async () => {
     const missing = await boot({}, 'production');
     expect(missing.error).toMatchObject({ code: 'thing.secret_missing', message: expect.stringContaining('app web') });
     const a = await boot({}, 'development');
     const b = await boot({}, 'development');
-    expect(a.secret).not.toBe(b.secret);
+    expect(a.secret).not.toBe(b.secret); // two projects
+    const dir = mkdtempSync(join(tmpdir(), 'mega-devsecret-'));
+    const first = await boot({}, 'development', {}, dir);
+    const again = await boot({}, 'development', {}, dir);
+    expect(again.secret).toBe(first.secret); // one project, two boots (a restart, or two workers)
+    expect(readFileSync(join(dir, '.mega/dev-secret'), 'utf8')).not.toBe(first.secret); // derived, not the file itself
     expect(Buffer.byteLength(a.secret ?? '')).toBeGreaterThanOrEqual(32);
     const warnings = a.logs.filter((l) => l.level === LEVELS.warn);
     expect(warnings).toHaveLength(1);

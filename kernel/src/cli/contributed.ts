@@ -3,11 +3,12 @@
  * definePlugin). The project's plugin list is read without booting anything: the plugins are
  * imported, never set up.
  */
-import { findProjectDir, loadProject } from '../config.js';
+import { loadProject } from '../config.js';
 import { loadPlugins } from '../kernel.js';
 import type { AnyPlugin } from '../plugin.js';
 import type { CliIO } from './io.js';
 import { createProjectEditor } from './plugin/project-editor.js';
+import { findProjectDir } from './service.js';
 
 async function projectPlugins(io: CliIO): Promise<{ dir: string; file: string; plugins: AnyPlugin[] } | undefined> {
   const dir = findProjectDir(io.cwd);

@@ -11,7 +11,7 @@ import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { basename, join, relative, resolve } from 'node:path';
 import semver from 'semver';
-import { CONFIG_NAMES, findProjectDir } from '../config.js';
+import { CONFIG_NAMES } from '../config.js';
 import { ConfigError, isMegaError, PluginError } from '../errors.js';
 import { KERNEL_VERSION } from '../kernel.js';
 import type { AnyPlugin as PluginDefinition } from '../plugin.js';
@@ -31,6 +31,7 @@ import {
   parseSpec,
 } from './plugin/packages.js';
 import { createProjectEditor } from './plugin/project-editor.js';
+import { findProjectDir } from './service.js';
 
 export type { Installer, InstallResult } from './plugin/packages.js';
 

@@ -4,11 +4,10 @@
  * ephemeral port to see exactly what `mega start` would serve, then stops it.
  */
 import { parseArgs } from 'node:util';
-import { findProjectDir } from '../config.js';
 import type { RouteDefinition } from '../hooks.js';
 import { loadKernel } from '../kernel.js';
 import type { CliIO } from './io.js';
-import { formatError } from './start.js';
+import { findProjectDir, formatError } from './service.js';
 
 export const ROUTES_HELP = `Usage: mega routes [--json] [--app <name>]
 

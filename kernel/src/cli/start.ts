@@ -5,13 +5,15 @@
 import cluster from 'node:cluster';
 import { relative, sep } from 'node:path';
 import { parseArgs } from 'node:util';
-import { findProjectDir, loadProject } from '../config.js';
-import { isMegaError } from '../errors.js';
+import { loadProject } from '../config.js';
 import type { Kernel } from '../kernel.js';
 import { loadKernel, loadPlugins } from '../kernel.js';
 import type { PrimaryHandler } from '../plugin.js';
 import { runPrimary } from './cluster.js';
 import type { CliIO } from './io.js';
+import { findProjectDir, formatError } from './service.js';
+
+export { formatError } from './service.js';
 
 export const START_HELP = `Usage: mega start [options]
 
@@ -142,13 +144,4 @@ function printBanner(kernel: Kernel, bootMs: number, io: CliIO): void {
     `  codec      ${codec}`,
   ];
   io.stdout(lines.join('\n'));
-}
-
-/** One readable block: code, message, and the details a user needs to fix it. */
-export function formatError(error: unknown): string {
-  if (isMegaError(error)) {
-    const details = error.details === undefined ? '' : `\n  details: ${JSON.stringify(error.details)}`;
-    return `mega: [${error.code}] ${error.message}${details}`;
-  }
-  return `mega: ${(error as Error)?.stack ?? String(error)}`;
 }

@@ -6,7 +6,7 @@
  */
 import { parseArgs } from 'node:util';
 import type { CliCommand, CliIO, Kernel } from '@mega/kernel';
-import { createLogger, findProjectDir, isMegaError, loadKernel } from '@mega/kernel';
+import { createLogger, findProjectDir, isMegaError, loadKernel, runService } from '@mega/kernel';
 import type { Jobs } from './jobs.js';
 
 export type RunMode = { kind: 'start' } | { kind: 'worker'; jobs: string[] | undefined } | { kind: 'admin' };
@@ -36,12 +36,6 @@ export const workerCommand: CliCommand = {
       );
       return 0;
     }
-    const dir = findProjectDir(io.cwd);
-    if (!dir) {
-      io.stderr(`mega worker: no mega.config.ts in ${io.cwd} or above`);
-      return 1;
-    }
-    process.env.NODE_ENV ??= 'development';
     mode = {
       kind: 'worker',
       jobs: values.jobs
@@ -51,27 +45,12 @@ export const workerCommand: CliCommand = {
             .filter(Boolean)
         : undefined,
     };
-    let kernel: Kernel;
-    try {
-      kernel = await loadKernel({ dir, serve: false, ...(values.app ? { only: values.app } : {}) });
-      let signalled = false;
-      const stop = (signal: NodeJS.Signals) => {
-        if (signalled) process.exit(130);
-        signalled = true;
-        kernel.log.info(`${signal} received: stopping the worker`);
-        kernel.stop('signal', signal).then(
-          () => process.exit(0),
-          () => process.exit(1),
-        );
-      };
-      process.on('SIGTERM', () => stop('SIGTERM'));
-      process.on('SIGINT', () => stop('SIGINT'));
-      await kernel.start();
-    } catch (error) {
-      return fail(io, error);
-    }
-    io.stdout(`mega worker pid ${process.pid} ready: apps ${kernel.apps.map((a) => a.name).join(', ')}`);
-    return new Promise<number>(() => {});
+    return runService({
+      name: 'worker',
+      io,
+      apps: values.app,
+      ready: (kernel) => `mega worker pid ${process.pid} ready: apps ${kernel.apps.map((a) => a.name).join(', ')}`,
+    });
   },
 };
 

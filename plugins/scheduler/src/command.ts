@@ -3,8 +3,8 @@
  * routes but never listen) and runs only what schedules need; SIGTERM/SIGINT stop it gracefully.
  */
 import { parseArgs } from 'node:util';
-import type { CliIO, Kernel } from '@mega/kernel';
-import { findProjectDir, isMegaError, loadKernel } from '@mega/kernel';
+import type { CliIO } from '@mega/kernel';
+import { runService } from '@mega/kernel';
 
 const DEDICATED = Symbol.for('mega.scheduler.dedicated');
 
@@ -40,54 +40,19 @@ export async function schedulerCommand(argv: string[], io: CliIO): Promise<numbe
     return 0;
   }
   if (values.env) process.env.NODE_ENV = values.env;
-  process.env.NODE_ENV ??= 'development';
-  const dir = findProjectDir(io.cwd);
-  if (!dir) {
-    io.stderr(`mega scheduler: no mega.config.ts in ${io.cwd} or above; cd into a Mega project`);
-    return 1;
-  }
   (globalThis as Record<symbol, unknown>)[DEDICATED] = true;
-  let kernel: Kernel;
-  try {
-    kernel = await loadKernel({ dir, serve: false, ...(values.app ? { only: values.app } : {}) });
-    installSignals(kernel);
-    await kernel.start();
-  } catch (error) {
-    io.stderr(describe(error));
-    return 1;
-  }
-  const stats = kernel.has('scheduler')
-    ? kernel.use<{ stats(): Array<{ app: string; name: string; cron: string }> }>('scheduler').stats()
-    : [];
-  io.stdout(
-    [
-      `Mega scheduler pid ${process.pid} (${kernel.env}) ready in ${Math.round(performance.now())} ms`,
-      `  schedules  ${stats.map((s) => `${s.app}/${s.name} (${s.cron})`).join(', ') || 'none'}`,
-    ].join('\n'),
-  );
-  return new Promise<number>(() => {}); // runs until a signal stops the kernel
-}
-
-function installSignals(kernel: Kernel): void {
-  let signalled = false;
-  const stop = (signal: NodeJS.Signals) => {
-    if (signalled) process.exit(130);
-    signalled = true;
-    kernel.log.info(`${signal} received: stopping the scheduler`);
-    kernel.stop('signal', signal).then(
-      () => process.exit(0),
-      (error: unknown) => {
-        kernel.log.error({ err: error }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-}
-
-function describe(error: unknown): string {
-  if (!isMegaError(error)) return `mega scheduler: ${(error as Error)?.stack ?? String(error)}`;
-  const details = error.details === undefined ? '' : `\n  details: ${JSON.stringify(error.details)}`;
-  return `mega scheduler: ${error.code}: ${error.message}${details}`;
+  return runService({
+    name: 'scheduler',
+    io,
+    apps: values.app,
+    ready: (kernel) => {
+      const stats = kernel.has('scheduler')
+        ? kernel.use<{ stats(): Array<{ app: string; name: string; cron: string }> }>('scheduler').stats()
+        : [];
+      return [
+        `Mega scheduler pid ${process.pid} (${kernel.env}) ready in ${Math.round(performance.now())} ms`,
+        `  schedules  ${stats.map((s) => `${s.app}/${s.name} (${s.cron})`).join(', ') || 'none'}`,
+      ].join('\n');
+    },
+  });
 }

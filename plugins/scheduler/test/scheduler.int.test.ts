@@ -143,6 +143,6 @@ describe('mega scheduler (two processes, Redis lock)', () => {
     const w = runMega(['scheduler'], bad, { RUNS_FILE: join(bad, 'runs.jsonl') });
     const { code } = await w.exited;
     expect(code).toBe(1);
-    expect(w.out()).toMatch(/scheduler\.invalid_cron: .*schedule "reports" \(schedules\/bad\.ts\): cron "\*\/5 \* \* \*" is invalid/);
+    expect(w.out()).toMatch(/\[scheduler\.invalid_cron\] .*schedule "reports" \(schedules\/bad\.ts\): cron "\*\/5 \* \* \*" is invalid/);
   });
 });
