@@ -42,7 +42,13 @@ export interface Hub {
 export async function startHub(env: Record<string, string> = {}): Promise<Hub> {
   const bin = ensureHubBinary();
   const proc = spawn(bin, [], {
-    env: { PATH: process.env.PATH ?? '', MEGA_WSHUB_TOKENS: 'secret-a,secret-b', MEGA_WSHUB_PORT: '0', ...env },
+    env: {
+      PATH: process.env.PATH ?? '',
+      MEGA_WSHUB_TOKENS: 'secret-a,secret-b',
+      MEGA_WSHUB_ADMIN_TOKENS: 'admin-secret',
+      MEGA_WSHUB_PORT: '0',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -114,10 +120,15 @@ export class Client {
 
   /** Next non-heartbeat frame; rejects after `ms` or when the link closes first. */
   async next(ms = 3000): Promise<Frame> {
+    return this.#take(() => (this.frames.length > 0 ? 0 : -1), ms);
+  }
+
+  /** Removes and returns the first queued frame `pick` chooses (its index, or -1), waiting up to `ms`. */
+  async #take(pick: () => number, ms: number): Promise<Frame> {
     const deadline = Date.now() + ms;
     for (;;) {
-      const f = this.frames.shift();
-      if (f) return f;
+      const i = pick();
+      if (i >= 0) return this.frames.splice(i, 1)[0] as Frame;
       if (this.isClosed) throw new Error('link closed while waiting for a frame');
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`no frame within ${ms} ms`);
@@ -140,17 +151,10 @@ export class Client {
   }
 
   /** Round trip through the hub: every frame routed to this link before now has arrived after it. */
-  async barrier(id: string): Promise<void> {
+  async barrier(id: string, ms = 3000): Promise<void> {
     this.send({ type: 'sync', payload: { requestId: id, channels: ['\u0000barrier'] } });
-    for (;;) {
-      const i = this.frames.findIndex((f) => f.type === 'sync' && f.payload.requestId === id);
-      if (i >= 0) {
-        this.frames.splice(i, 1);
-        return;
-      }
-      const before = this.frames.length;
-      await this.next().then((f) => this.frames.splice(before, 0, f));
-    }
+    // Other frames stay queued in order (waiting, not spinning, while they are there).
+    await this.#take(() => this.frames.findIndex((f) => f.type === 'sync' && f.payload.requestId === id), ms);
   }
 
   close(): void {
@@ -215,6 +219,7 @@ export async function replayScript(
   tokens: string[],
   heartbeatMs: number,
   check: (f: Frame) => void = () => {},
+  adminTokens: string[] = ['admin-secret'],
 ): Promise<void> {
   const clients = new Map<string, Client>();
   const silent = new Set<string>();
@@ -237,13 +242,14 @@ export async function replayScript(
   try {
     for (const [i, step] of script.steps.entries()) {
       const at = `${script.name} step ${i}: ${JSON.stringify(step)}`;
-      if ('connect' in step || 'register' in step) {
-        const name = String(step.connect ?? step.register);
+      if ('connect' in step || 'register' in step || 'registerAdmin' in step) {
+        const name = String(step.connect ?? step.register ?? step.registerAdmin);
         const c = new Client(url);
         clients.set(name, c);
         await c.opened;
-        if ('register' in step) {
-          c.send({ type: 'register', payload: { token: tokens[0], bridgeId: name } });
+        if (!('connect' in step)) {
+          const token = 'registerAdmin' in step ? adminTokens[0] : tokens[0];
+          c.send({ type: 'register', payload: { token, bridgeId: name } });
           const ok = await take(c);
           if (ok.type !== 'register_ok' || ok.payload.bridgeId !== name) throw new Error(`${at}: got ${JSON.stringify(ok)}`);
         }

@@ -15,7 +15,7 @@ interface Case {
   schemaValid?: boolean;
 }
 const messages = loadJson<{ valid: Case[]; invalid: Case[] }>('vectors/messages.json');
-const exchanges = loadJson<{ hub: { tokens: string[] }; scripts: Script[] }>('vectors/exchanges.json');
+const exchanges = loadJson<{ hub: { tokens: string[]; adminTokens: string[] }; scripts: Script[] }>('vectors/exchanges.json');
 const { toHub, fromHub } = protocolValidators();
 
 function parse(c: Case): { ok: true; value: unknown } | { ok: false } {
@@ -59,12 +59,23 @@ describe('mega-hub plays the exchange scripts', () => {
   const heartbeatMs = 400;
   for (const script of exchanges.scripts) {
     it(script.name, async () => {
-      const hub = await startHub({ MEGA_WSHUB_HEARTBEAT_MS: String(heartbeatMs) });
+      const hub = await startHub({
+        MEGA_WSHUB_HEARTBEAT_MS: String(heartbeatMs),
+        MEGA_WSHUB_TOKENS: exchanges.hub.tokens.join(','),
+        MEGA_WSHUB_ADMIN_TOKENS: exchanges.hub.adminTokens.join(','),
+      });
       const bad: string[] = [];
       try {
-        await replayScript(script, hub.url, exchanges.hub.tokens, heartbeatMs, (f: Frame) => {
-          if (!fromHub(f)) bad.push(`${JSON.stringify(f)}: ${JSON.stringify(fromHub.errors)}`);
-        });
+        await replayScript(
+          script,
+          hub.url,
+          exchanges.hub.tokens,
+          heartbeatMs,
+          (f: Frame) => {
+            if (!fromHub(f)) bad.push(`${JSON.stringify(f)}: ${JSON.stringify(fromHub.errors)}`);
+          },
+          exchanges.hub.adminTokens,
+        );
       } finally {
         await hub.stop();
       }

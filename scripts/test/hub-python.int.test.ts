@@ -28,7 +28,7 @@ it('python client passes the vectors and registers, joins, broadcasts and receiv
   try {
     const r = spawnSync(PY, ['-m', 'unittest', '-v', 'test_mega_hub_client'], {
       cwd: DIR,
-      env: { PATH: process.env.PATH ?? '', MEGA_HUB_URL: hub.url },
+      env: { PATH: process.env.PATH ?? '', MEGA_HUB_URL: hub.url, MEGA_HUB_ADMIN_TOKEN: 'admin-secret' },
       encoding: 'utf8',
       timeout: 60_000,
     });

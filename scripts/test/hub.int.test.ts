@@ -5,11 +5,13 @@
  * the `mega ws-hub` wrapper is tested with its plugin (plugins/hub-bridge/test/ws-hub.int.test.ts).
  */
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import type { Socket } from 'node:net';
+import { join } from 'node:path';
 import { deflateRawSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Client, ensureHubBinary, type Hub, startHub } from './hub-harness.js';
+import { Client, ensureHubBinary, type Hub, ROOT, startHub } from './hub-harness.js';
 
 const hubs: Hub[] = [];
 const clients: Client[] = [];
@@ -64,6 +66,25 @@ describe('mega-hub configuration', () => {
     const r = await runBin({ MEGA_WSHUB_PORT: '0' });
     expect(r.code).toBe(2);
     expect(r.out).toContain('MEGA_WSHUB_TOKENS is required');
+  });
+
+  it('B11: refuses hub tokens shorter than 32 bytes in production (exit 2, token never printed), warns in development', async () => {
+    const strong = 'k'.repeat(32);
+    for (const env of [{ MEGA_ENV: 'production' }, { NODE_ENV: 'production' }]) {
+      const r = await runBin({ ...env, MEGA_WSHUB_PORT: '0', MEGA_WSHUB_TOKENS: `${strong},weak-token` });
+      expect(r.code).toBe(2);
+      expect(r.out).toContain('MEGA_WSHUB_TOKENS: entry 2 (10 bytes) shorter than 32 bytes');
+      expect(r.out).not.toContain('weak-token');
+      const admin = await runBin({ ...env, MEGA_WSHUB_PORT: '0', MEGA_WSHUB_TOKENS: strong, MEGA_WSHUB_ADMIN_TOKENS: 'a' });
+      expect(admin.code).toBe(2);
+      expect(admin.out).toContain('MEGA_WSHUB_ADMIN_TOKENS: entry 1 (1 bytes)');
+    }
+    const h = await hub({ MEGA_WSHUB_TOKENS: 'weak-token', MEGA_WSHUB_ADMIN_TOKENS: '' });
+    const deadline = Date.now() + 3000;
+    while (!h.output().includes('warning') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(h.output()).toContain('warning: MEGA_WSHUB_TOKENS: entry 1 (10 bytes) shorter than 32 bytes');
+    expect(h.output()).not.toContain('weak-token');
+    await client(h).register('dev', {}, 'weak-token');
   });
 
   it('refuses bad numbers with the variable name (exit 2)', async () => {
@@ -153,6 +174,67 @@ describe('mega-hub links', () => {
     expect((await b.closed).code).toBe(4503);
     expect(await h.exited).toEqual({ code: 0, signal: null });
     expect(h.output()).toContain('draining');
+  });
+
+  it('A8: a SIGSTOPped bridge process leaves every roster at once when its queue overflows, and hub memory stays bounded', async () => {
+    const h = await hub({ MEGA_WSHUB_QUEUE_BYTES: String(4 << 20), MEGA_WSHUB_WRITE_TIMEOUT_MS: '60000' });
+    const watch = client(h);
+    const a = client(h);
+    await watch.register('watch');
+    await a.register('a');
+    // The stuck bridge is a real process: register, join channel c, then it is stopped.
+    const child = spawn(
+      join(ROOT, 'node_modules', '.bin', 'node'),
+      [
+        '--input-type=module',
+        '-e',
+        `import WebSocket from 'ws';
+         const ws = new WebSocket(${JSON.stringify(h.url)});
+         ws.on('open', () => ws.send(JSON.stringify({ type: 'register', payload: { token: 'secret-a', bridgeId: 'stopped' } })));
+         ws.on('message', (d) => {
+           const f = JSON.parse(d.toString());
+           if (f.type === 'register_ok') {
+             ws.send(JSON.stringify({ type: 'join', payload: { sessionId: 's-stopped', userId: 'u', channels: ['c'] } }));
+             ws.send(JSON.stringify({ type: 'sync', payload: { requestId: 'ready' } }));
+           }
+           if (f.type === 'sync') console.log('ready');
+         });`,
+      ],
+      { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    try {
+      await new Promise<void>((resolve, reject) => {
+        child.stdout?.on('data', (b: Buffer) => b.toString().includes('ready') && resolve());
+        child.on('exit', (code) => reject(new Error(`stuck bridge exited early (${code})`)));
+      });
+      expect((await watch.next()).payload).toMatchObject({ sessionId: 's-stopped', bridgeId: 'stopped' });
+      expect((await a.next()).payload).toMatchObject({ sessionId: 's-stopped', bridgeId: 'stopped' });
+      child.kill('SIGSTOP');
+      const rss = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${h.proc.pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
+      const before = rss();
+      const pad = 'x'.repeat(60 * 1024);
+      const full = async () => /reason="queue_full"} ([1-9]\d*)/.test((await get(h.port, '/metrics')).body);
+      let sent = 0;
+      while (!(await full())) {
+        for (let i = 0; i < 32; i++) a.send({ type: 'broadcast', payload: { channel: 'c', message: { i: sent++, pad } } });
+        await a.barrier(`b-${sent}`); // the hub has handled every broadcast so far
+        expect(sent, 'no overflow').toBeLessThan(3000);
+      }
+      const overflowAt = Date.now();
+      const left = await watch.next(2000);
+      expect(Date.now() - overflowAt).toBeLessThan(2000);
+      expect(left).toEqual({ type: 'bulk_leave', payload: { bridgeId: 'stopped', reason: 'evicted', sessionIds: ['s-stopped'] } });
+      expect(await a.next()).toEqual(left); // every roster, the sender's too
+      a.send({ type: 'sync', payload: { requestId: 'after' } });
+      expect((await a.next()).payload).toEqual({ requestId: 'after', sessions: [], done: true });
+      const metrics = (await get(h.port, '/metrics')).body;
+      expect(metrics).toMatch(/mega_hub_bridges 2\n/);
+      expect(metrics).toMatch(/mega_hub_queued_bytes 0\n/);
+      // Bounded: the 4 MiB queue plus socket buffers, not one copy per routed frame (was +186 MB).
+      expect(rss() - before).toBeLessThan(48 << 20);
+    } finally {
+      child.kill('SIGKILL');
+    }
   });
 
   it('serves Prometheus metrics and a health check on the same port', async () => {

@@ -2,6 +2,7 @@
 //! per-connection protocol driver (`Link`). No sockets here: the server feeds frames in and drains
 //! each bridge's queue, and the tests drive the same code with the protocol vectors.
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
@@ -9,7 +10,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::config::Config;
+use crate::config::{Config, Role};
 use crate::metrics::{Dropped, Metrics};
 use crate::protocol::{
     self, error_frame, frame, frame_value, parse_inbound, ErrorCode, Inbound, ProtoError, Register,
@@ -25,11 +26,12 @@ pub mod close {
     /// A message above MEGA_WSHUB_MAX_FRAME_BYTES (inflated size for compressed frames).
     pub const TOO_BIG: u16 = 1009;
     pub const INTERNAL: u16 = 1011;
-    /// The bridge's outbound queue overflowed.
+    /// The bridge's outbound queue overflowed (frames or bytes), or its socket accepted nothing
+    /// for MEGA_WSHUB_WRITE_TIMEOUT_MS.
     pub const SLOW: u16 = 1013;
     /// No frame for 2 x heartbeat.
     pub const HEARTBEAT: u16 = 4408;
-    /// Another link registered the same bridgeId; do not reconnect this one.
+    /// An admin link registered the same bridgeId; do not reconnect this one.
     pub const REPLACED: u16 = 4409;
     /// The hub is draining (SIGTERM): reconnect later, keep state.
     pub const DRAIN: u16 = 4503;
@@ -72,19 +74,71 @@ impl OutFrame {
     }
 }
 
-/// What the server holds to reach a connection: its bounded frame queue and a close request.
+/// What the server holds to reach a connection: its queue, bounded in frames (the channel) and in
+/// bytes (`queued` against `limit`), and a close request.
 #[derive(Clone)]
 pub struct Handle {
     pub tx: mpsc::Sender<Arc<OutFrame>>,
     pub ctl: mpsc::UnboundedSender<(u16, String)>,
+    /// Text bytes of the frames in the queue; the writer subtracts what it takes out.
+    pub queued: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+/// Why a frame could not be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushError {
+    /// The frame or byte bound is reached: the bridge is not keeping up.
+    Full,
+    /// The connection task is gone.
+    Closed,
+}
+
+impl Handle {
+    pub fn new(
+        tx: mpsc::Sender<Arc<OutFrame>>,
+        ctl: mpsc::UnboundedSender<(u16, String)>,
+        limit_bytes: usize,
+    ) -> Self {
+        Self {
+            tx,
+            ctl,
+            queued: Arc::new(AtomicUsize::new(0)),
+            limit: limit_bytes,
+        }
+    }
+
+    /// Queues a frame within both bounds. Only the hub (under its lock) and the link's own
+    /// replies push, so the byte check and the add cannot overshoot by more than one frame.
+    pub fn push(&self, f: &Arc<OutFrame>) -> Result<(), PushError> {
+        let n = f.text.len();
+        if self.queued.load(Relaxed) + n > self.limit {
+            return Err(PushError::Full);
+        }
+        self.queued.fetch_add(n, Relaxed);
+        match self.tx.try_send(f.clone()) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.queued.fetch_sub(n, Relaxed);
+                Err(match e {
+                    mpsc::error::TrySendError::Full(_) => PushError::Full,
+                    mpsc::error::TrySendError::Closed(_) => PushError::Closed,
+                })
+            }
+        }
+    }
+
+    /// The writer took `f` out of the queue.
+    pub fn taken(&self, f: &OutFrame) {
+        self.queued.fetch_sub(f.text.len(), Relaxed);
+    }
 }
 
 struct Bridge {
     name: String,
     handle: Handle,
+    role: Role,
     sessions: BTreeSet<String>,
-    /// Set once its queue overflowed: no more frames, a close is on its way.
-    doomed: bool,
 }
 
 struct Session {
@@ -129,6 +183,9 @@ pub struct Hub {
     users: HashMap<String, HashMap<ConnId, u32>>,
     /// Set by SIGTERM: links are closing anyway, so no bulk_leave fan-out.
     pub draining: bool,
+    /// Bridges whose queue overflowed during the current operation; removed (presence dropped,
+    /// bulk_leave sent) before the operation returns, see `settle`.
+    overflowed: Vec<ConnId>,
 }
 
 fn inc(idx: &mut HashMap<String, HashMap<ConnId, u32>>, key: &str, conn: ConnId) {
@@ -182,6 +239,7 @@ impl Hub {
             channels: HashMap::new(),
             users: HashMap::new(),
             draining: false,
+            overflowed: Vec::new(),
         }
     }
 
@@ -194,28 +252,43 @@ impl Hub {
         self.bridges.values().map(|b| b.handle.clone()).collect()
     }
 
-    /// Queues a frame; a full queue dooms the bridge (close 1013, its presence is dropped when the
-    /// link ends) rather than silently losing presence events.
+    /// Text bytes queued to all bridges (the `mega_hub_queued_bytes` gauge).
+    pub fn queued_bytes(&self) -> usize {
+        self.bridges
+            .values()
+            .map(|b| b.handle.queued.load(Relaxed))
+            .sum()
+    }
+
+    /// Queues a frame. A full queue (frames or bytes) evicts the bridge before the current
+    /// operation returns (`settle`): its presence leaves every roster at once and its link is told
+    /// to close with 1013, rather than keeping a bridge that reads nothing in the rosters.
     fn send(&mut self, conn: ConnId, f: &Arc<OutFrame>) {
-        let Some(b) = self.bridges.get_mut(&conn) else {
+        let Some(b) = self.bridges.get(&conn) else {
             return;
         };
-        if b.doomed {
+        if self.overflowed.contains(&conn) {
             self.metrics.dropped(Dropped::QueueFull);
             return;
         }
-        match b.handle.tx.try_send(f.clone()) {
+        match b.handle.push(f) {
             Ok(()) => {
-                self.metrics
-                    .frames_out
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.metrics.frames_out.fetch_add(1, Relaxed);
             }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                b.doomed = true;
+            Err(PushError::Full) => {
                 self.metrics.dropped(Dropped::QueueFull);
                 let _ = b.handle.ctl.send((close::SLOW, "hub.slow_consumer".into()));
+                self.overflowed.push(conn);
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(PushError::Closed) => {}
+        }
+    }
+
+    /// Removes the bridges that overflowed, and any that overflow on the resulting bulk_leave.
+    fn settle(&mut self) {
+        while let Some(c) = self.overflowed.first().copied() {
+            self.remove_bridge_now(c, Gone::Evicted);
+            self.overflowed.retain(|x| *x != c);
         }
     }
 
@@ -238,14 +311,28 @@ impl Hub {
             .unwrap_or_default()
     }
 
-    /// Adds a registered bridge; an older link with the same bridgeId is closed with 4409 and its
-    /// presence dropped first, so the new link starts from an empty slate for that bridgeId.
-    pub fn add_bridge(&mut self, conn: ConnId, name: &str, handle: Handle) {
+    /// Adds a registered bridge. A bridgeId held by a live link is refused
+    /// (`hub.bridge_id_in_use`) unless the new link is an admin: then the older link is closed with
+    /// 4409 and its presence dropped first, so the new link starts from an empty slate.
+    pub fn add_bridge(
+        &mut self,
+        conn: ConnId,
+        name: &str,
+        handle: Handle,
+        role: Role,
+    ) -> Result<(), ProtoError> {
         if let Some(old) = self.names.get(name).copied() {
+            if role != Role::Admin {
+                return Err(ProtoError::new(
+                    ErrorCode::BridgeIdInUse,
+                    format!("bridgeId {name} is held by a live link"),
+                    Some("register"),
+                ));
+            }
             if let Some(b) = self.bridges.get(&old) {
                 let _ = b.handle.ctl.send((close::REPLACED, "hub.replaced".into()));
             }
-            self.remove_bridge(old, Gone::Replaced);
+            self.remove_bridge_now(old, Gone::Replaced);
         }
         self.names.insert(name.to_owned(), conn);
         self.bridges.insert(
@@ -253,10 +340,18 @@ impl Hub {
             Bridge {
                 name: name.to_owned(),
                 handle,
+                role,
                 sessions: BTreeSet::new(),
-                doomed: false,
             },
         );
+        self.settle();
+        Ok(())
+    }
+
+    fn is_admin(&self, conn: ConnId) -> bool {
+        self.bridges
+            .get(&conn)
+            .is_some_and(|b| b.role == Role::Admin)
     }
 
     fn drop_session(&mut self, sid: &str) -> Option<Session> {
@@ -297,6 +392,11 @@ impl Hub {
 
     /// Drops a bridge and all its presence (bulk_leave to the others unless draining).
     pub fn remove_bridge(&mut self, conn: ConnId, why: Gone) {
+        self.remove_bridge_now(conn, why);
+        self.settle();
+    }
+
+    fn remove_bridge_now(&mut self, conn: ConnId, why: Gone) {
         let Some(b) = self.bridges.get(&conn) else {
             return;
         };
@@ -305,8 +405,9 @@ impl Hub {
         for s in &sids {
             self.drop_session(s);
         }
-        self.announce_bulk_leave(conn, &name, sids, why);
+        // Out of the table first, so the announcement (which may evict others) never targets it.
         self.bridges.remove(&conn);
+        self.announce_bulk_leave(conn, &name, sids, why);
         if self.names.get(&name) == Some(&conn) {
             self.names.remove(&name);
         }
@@ -323,8 +424,19 @@ impl Hub {
                     Some("join"),
                 ));
             }
+            Some(s) if s.owner != conn && s.user != j.user_id && !self.is_admin(conn) => {
+                return Err(ProtoError::new(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "session {} belongs to another bridge and userId; moving it to another userId needs an admin token",
+                        j.session_id
+                    ),
+                    Some("join"),
+                ));
+            }
             Some(s) if s.owner != conn => {
-                // The session moved (e.g. a requeued client reconnected elsewhere): last join wins.
+                // The session moved (e.g. a requeued client reconnected elsewhere, same userId):
+                // last join wins. An admin may also move it to another userId.
                 let old = s.owner;
                 let old_name = self.name_of(old);
                 self.drop_session(&j.session_id);
@@ -467,7 +579,18 @@ impl Hub {
                 ))
             }
         };
-        // A bridge closes its own sessions locally; the hub only carries requests across bridges.
+        // A bridge closes its own sessions locally; the hub only carries an admin's requests to
+        // the owner of a foreign session.
+        if owner != conn && !self.is_admin(conn) {
+            return Err(ProtoError::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "session {} belongs to another bridge; disconnecting it needs an admin token",
+                    d.session_id
+                ),
+                Some("disconnect"),
+            ));
+        }
         if owner != conn {
             let f = OutFrame::new(frame("disconnect", payload));
             self.send(owner, &f);
@@ -534,6 +657,12 @@ impl Hub {
 
     /// Applies one message from a registered bridge. `raw` is the frame's payload bytes.
     pub fn apply(&mut self, conn: ConnId, msg: Inbound, raw: &[u8]) -> Result<(), ProtoError> {
+        let r = self.apply_inner(conn, msg, raw);
+        self.settle();
+        r
+    }
+
+    fn apply_inner(&mut self, conn: ConnId, msg: Inbound, raw: &[u8]) -> Result<(), ProtoError> {
         match msg {
             Inbound::Register(_) => {
                 return Err(ProtoError::new(
@@ -600,10 +729,8 @@ impl Link {
 
     fn reply(&self, metrics: &Metrics, f: Vec<u8>) {
         // Replies go through the same queue as routed frames, so they keep their order.
-        if self.handle.tx.try_send(OutFrame::new(f)).is_ok() {
-            metrics
-                .frames_out
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.handle.push(&OutFrame::new(f)).is_ok() {
+            metrics.frames_out.fetch_add(1, Relaxed);
         }
     }
 
@@ -631,12 +758,10 @@ impl Link {
 
     fn register(&mut self, hub: &Mutex<Hub>, r: Register) -> Verdict {
         let mut h = lock(hub);
-        if !h.cfg.token_ok(&r.token) {
-            h.metrics
-                .rejected_auth
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some(role) = h.cfg.token_role(&r.token) else {
+            h.metrics.rejected_auth.fetch_add(1, Relaxed);
             return Verdict::Close(close::POLICY, "hub.unauthorized".into());
-        }
+        };
         let version = r.protocol_version.unwrap_or(1).min(PROTOCOL_VERSION);
         let caps: Vec<&str> = r
             .capabilities
@@ -646,7 +771,12 @@ impl Link {
             .filter(|c| *c == CAP_DEFLATE)
             .collect();
         self.deflate = !caps.is_empty();
-        h.add_bridge(self.conn, &r.bridge_id, self.handle.clone());
+        if let Err(e) = h.add_bridge(self.conn, &r.bridge_id, self.handle.clone(), role) {
+            let m = h.metrics.clone();
+            drop(h);
+            self.reply(&m, error_frame(&e));
+            return Verdict::Close(close::POLICY, e.code.as_str().into());
+        }
         h.metrics.frame_in("register", 0);
         let ok = json!({
             "hubId": h.cfg.hub_id,
@@ -655,6 +785,7 @@ impl Link {
             "heartbeatMs": h.cfg.heartbeat_ms,
             "maxFrameBytes": h.cfg.max_frame_bytes,
             "capabilities": caps,
+            "role": role.as_str(),
             "acceptedAt": protocol::epoch_ms(),
         });
         let m = h.metrics.clone();
@@ -770,7 +901,7 @@ mod tests {
     fn bridge(hub: &Mutex<Hub>, conn: ConnId, name: &str, queue: usize) -> T {
         let (tx, rx) = mpsc::channel(queue);
         let (ctl_tx, ctl) = mpsc::unbounded_channel();
-        let mut link = Link::new(conn, Handle { tx, ctl: ctl_tx }, 0);
+        let mut link = Link::new(conn, Handle::new(tx, ctl_tx, usize::MAX), 0);
         let reg =
             format!(r#"{{"type":"register","payload":{{"token":"tok","bridgeId":"{name}"}}}}"#);
         assert_eq!(link.on_text(hub, reg.as_bytes(), 0), Verdict::Continue);
@@ -835,7 +966,7 @@ mod tests {
     }
 
     #[test]
-    fn full_queue_dooms_the_bridge_with_1013() {
+    fn a8_full_queue_evicts_the_bridge_at_once_with_1013() {
         let h = hub();
         let mut a = bridge(&h, 1, "a", 64);
         let mut slow = bridge(&h, 2, "slow", 2);
@@ -851,11 +982,15 @@ mod tests {
             );
         }
         assert_eq!(slow.ctl.try_recv().unwrap().0, close::SLOW);
-        slow.link.on_closed(&h, Gone::Evicted);
+        // A8: evicted at once, before its link task runs at all: no presence left behind.
         assert_eq!(
             a.next(),
             r#"{"type":"bulk_leave","payload":{"bridgeId":"slow","reason":"evicted","sessionIds":["s"]}}"#
         );
+        assert_eq!(lock(&h).counts(), (1, 0, 0));
+        // The link ending later changes nothing.
+        slow.link.on_closed(&h, Gone::Evicted);
+        a.none();
         assert_eq!(lock(&h).counts(), (1, 0, 0));
     }
 

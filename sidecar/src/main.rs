@@ -13,12 +13,17 @@ fn main() -> ExitCode {
         println!(
             "mega-hub: the Mega hub sidecar (protocol v{PROTOCOL_VERSION})\n\n\
              Environment:\n  \
-             MEGA_WSHUB_TOKENS           required, comma-separated bridge tokens\n  \
+             MEGA_WSHUB_TOKENS           required, comma-separated bridge tokens (>= 32 bytes each in production)\n  \
+             MEGA_WSHUB_ADMIN_TOKENS     comma-separated admin tokens: may also disconnect/move other bridges' sessions\n  \
              MEGA_WSHUB_HOST             listen address (default 127.0.0.1)\n  \
              MEGA_WSHUB_PORT             listen port (default 3100; 0 = any free port)\n  \
              MEGA_WSHUB_HEARTBEAT_MS     heartbeat interval (default 25000; a bridge silent for 2x is dropped)\n  \
              MEGA_WSHUB_MAX_FRAME_BYTES  largest message in either form (default 1048576)\n  \
              MEGA_WSHUB_DRAIN_MS         how long SIGTERM waits for bridges to close (default 5000)\n  \
+             MEGA_WSHUB_QUEUE_FRAMES     frames queued per bridge before it is evicted with 1013 (default 16384)\n  \
+             MEGA_WSHUB_QUEUE_BYTES      bytes queued per bridge before it is evicted with 1013 (default 33554432)\n  \
+             MEGA_WSHUB_WRITE_TIMEOUT_MS a bridge whose socket accepts nothing this long is evicted (default 10000)\n  \
+             MEGA_ENV / NODE_ENV         `production` refuses tokens shorter than 32 bytes (development warns)\n  \
              MEGA_WSHUB_ID               hub id reported in register_ok (default hub-<pid>)\n\n\
              Serves bridges (WebSocket), GET /metrics (Prometheus) and GET /healthz on the same port."
         );
@@ -32,6 +37,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    for w in &cfg.warnings {
+        eprintln!("mega-hub: warning: {w}");
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -7,7 +7,7 @@ use crate::protocol::TYPES;
 /// Why a frame was not delivered or not accepted.
 #[derive(Debug, Clone, Copy)]
 pub enum Dropped {
-    /// A bridge's outbound queue was full (the bridge is then closed with 1013).
+    /// A bridge's outbound queue was full in frames or bytes (the bridge is then evicted, 1013).
     QueueFull,
     /// An inbound frame was rejected with an `error` message.
     Invalid,
@@ -36,11 +36,21 @@ impl Metrics {
         self.bytes_in.fetch_add(bytes as u64, Relaxed);
     }
 
+    pub fn queue_full(&self) -> u64 {
+        self.drops[Dropped::QueueFull as usize].load(Relaxed)
+    }
+
     pub fn dropped(&self, why: Dropped) {
         self.drops[why as usize].fetch_add(1, Relaxed);
     }
 
-    pub fn render(&self, bridges: usize, sessions: usize, channels: usize) -> String {
+    pub fn render(
+        &self,
+        bridges: usize,
+        sessions: usize,
+        channels: usize,
+        queued: usize,
+    ) -> String {
         let mut s = String::with_capacity(2048);
         let mut gauge = |name: &str, help: &str, v: usize| {
             let _ = write!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n");
@@ -55,6 +65,11 @@ impl Metrics {
             "mega_hub_channels",
             "Channels with at least one session.",
             channels,
+        );
+        gauge(
+            "mega_hub_queued_bytes",
+            "Frame bytes queued to bridges (each bounded by MEGA_WSHUB_QUEUE_BYTES).",
+            queued,
         );
         s.push_str("# HELP mega_hub_frames_in_total Accepted inbound frames by type.\n# TYPE mega_hub_frames_in_total counter\n");
         for (i, t) in TYPES.iter().enumerate() {

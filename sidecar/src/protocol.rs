@@ -60,6 +60,11 @@ pub enum ErrorCode {
     UnknownSession,
     /// join for an existing session of this bridge with a different userId.
     SessionConflict,
+    /// An act on another bridge's session that needs an admin token (disconnect it, or move it
+    /// to another userId).
+    Forbidden,
+    /// `register` with a bridgeId a live link holds (only an admin token may replace it).
+    BridgeIdInUse,
 }
 
 impl ErrorCode {
@@ -72,13 +77,18 @@ impl ErrorCode {
             ErrorCode::Compression => "hub.compression",
             ErrorCode::UnknownSession => "hub.unknown_session",
             ErrorCode::SessionConflict => "hub.session_conflict",
+            ErrorCode::Forbidden => "hub.forbidden",
+            ErrorCode::BridgeIdInUse => "hub.bridge_id_in_use",
         }
     }
 
     /// Protocol violations count towards the abuse limit; state races (a session that just moved
     /// or left) are normal in a cluster and do not.
     pub fn is_strike(self) -> bool {
-        !matches!(self, ErrorCode::UnknownSession | ErrorCode::SessionConflict)
+        !matches!(
+            self,
+            ErrorCode::UnknownSession | ErrorCode::SessionConflict | ErrorCode::Forbidden
+        )
     }
 }
 

@@ -1,11 +1,13 @@
 //! Sockets: one listener serving WebSocket upgrades (bridges), GET /metrics and GET /healthz;
 //! one task per bridge link; drain on shutdown.
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
@@ -48,6 +50,11 @@ impl Server {
             idle: Notify::new(),
             epoch: Instant::now(),
         })
+    }
+
+    /// Text bytes queued to all bridges right now.
+    pub fn queued_bytes(&self) -> usize {
+        lock(&self.hub).queued_bytes()
     }
 
     fn now(&self) -> u64 {
@@ -143,8 +150,14 @@ impl Server {
             let mut wc = WebSocketConfig::default();
             wc.max_message_size = Some(self.cfg.max_frame_bytes);
             wc.max_frame_size = Some(self.cfg.max_frame_bytes);
+            let last_write = Arc::new(AtomicU64::new(self.now()));
+            let s = Tracked {
+                inner: s,
+                last_write: last_write.clone(),
+                epoch: self.epoch,
+            };
             let ws = WebSocketStream::from_partially_read(s, rest, Role::Server, Some(wc)).await;
-            self.link(ws).await;
+            self.link(ws, last_write).await;
             return;
         }
         let _ = match (
@@ -152,12 +165,15 @@ impl Server {
             req.path.split('?').next().unwrap_or(""),
         ) {
             ("GET", "/metrics") => {
-                let (b, se, c) = lock(&self.hub).counts();
+                let ((b, se, c), q) = {
+                    let h = lock(&self.hub);
+                    (h.counts(), h.queued_bytes())
+                };
                 respond(
                     &mut s,
                     "200 OK",
                     "text/plain; version=0.0.4",
-                    &self.metrics.render(b, se, c),
+                    &self.metrics.render(b, se, c, q),
                 )
                 .await
             }
@@ -184,12 +200,14 @@ impl Server {
         };
     }
 
-    async fn link(self: &Arc<Self>, ws: WebSocketStream<TcpStream>) {
+    async fn link(self: &Arc<Self>, ws: WebSocketStream<Tracked>, last_write: Arc<AtomicU64>) {
         let (mut sink, mut stream) = ws.split();
         let (tx, mut rx) = mpsc::channel::<Arc<OutFrame>>(self.cfg.queue_frames);
         let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
         let conn = self.next_id.fetch_add(1, Relaxed);
-        let mut link = Link::new(conn, Handle { tx, ctl: ctl_tx }, self.now());
+        let handle = Handle::new(tx, ctl_tx, self.cfg.queue_bytes);
+        let mut link = Link::new(conn, handle.clone(), self.now());
+        let write_timeout = self.cfg.write_timeout_ms;
         let hb = self.cfg.heartbeat_ms;
         let mut tick = tokio::time::interval(Duration::from_millis((hb / 4).max(5)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -228,36 +246,48 @@ impl Server {
                 }
                 f = rx.recv() => {
                     let Some(f) = f else { continue };
-                    let mut next = Some(f);
-                    let mut n = 0;
-                    let mut failed = false;
-                    while let Some(f) = next.take() {
-                        let msg = match f.deflated(threshold).filter(|_| link.deflate) {
-                            Some(z) => Message::Binary(z.clone()),
-                            None => Message::Text(f.text.clone()),
-                        };
-                        metrics.bytes_out.fetch_add(msg.len() as u64, Relaxed);
-                        if sink.feed(msg).await.is_err() {
-                            failed = true;
-                            break;
+                    // The write stalls while the peer reads nothing; it is raced against the write
+                    // timeout (no byte accepted for write_timeout_ms) and against a close request
+                    // (the hub evicted this bridge on overflow), so neither waits on the socket.
+                    last_write.store(self.now(), Relaxed);
+                    let deflate = link.deflate;
+                    let batch = async {
+                        let mut next = Some(f);
+                        let mut n = 0;
+                        while let Some(f) = next.take() {
+                            handle.taken(&f);
+                            let msg = match f.deflated(threshold).filter(|_| deflate) {
+                                Some(z) => Message::Binary(z.clone()),
+                                None => Message::Text(f.text.clone()),
+                            };
+                            drop(f);
+                            metrics.bytes_out.fetch_add(msg.len() as u64, Relaxed);
+                            sink.feed(msg).await?;
+                            n += 1;
+                            if n < WRITE_BATCH {
+                                next = rx.try_recv().ok();
+                            }
                         }
-                        n += 1;
-                        if n < WRITE_BATCH {
-                            next = rx.try_recv().ok();
+                        sink.flush().await
+                    };
+                    tokio::select! {
+                        r = batch => {
+                            if r.is_err() {
+                                break (0, String::new(), Gone::Closed);
+                            }
                         }
-                    }
-                    if failed || sink.flush().await.is_err() {
-                        break (0, String::new(), Gone::Closed);
+                        _ = stalled(&last_write, self.epoch, write_timeout) => {
+                            break (close::SLOW, "hub.write_timeout".into(), Gone::Evicted);
+                        }
+                        c = ctl_rx.recv() => {
+                            let Some((c, r)) = c else { continue };
+                            break (c, r, gone_for(c));
+                        }
                     }
                 }
                 c = ctl_rx.recv() => {
                     let Some((c, r)) = c else { continue };
-                    let why = match c {
-                        close::REPLACED => Gone::Replaced,
-                        close::DRAIN => Gone::Closed,
-                        _ => Gone::Evicted,
-                    };
-                    break (c, r, why);
+                    break (c, r, gone_for(c));
                 }
                 _ = tick.tick() => {
                     let now = self.now();
@@ -267,8 +297,16 @@ impl Server {
                     if link.bridge.is_some() && now.saturating_sub(last_hb_sent) >= hb {
                         last_hb_sent = now;
                         let f = OutFrame::new(frame_value("heartbeat", &serde_json::json!({ "ts": epoch_ms() })));
-                        if sink.send(Message::Text(f.text.clone())).await.is_err() {
-                            break (0, String::new(), Gone::Closed);
+                        last_write.store(now, Relaxed);
+                        tokio::select! {
+                            r = sink.send(Message::Text(f.text.clone())) => {
+                                if r.is_err() {
+                                    break (0, String::new(), Gone::Closed);
+                                }
+                            }
+                            _ = stalled(&last_write, self.epoch, write_timeout) => {
+                                break (close::SLOW, "hub.write_timeout".into(), Gone::Evicted);
+                            }
                         }
                     }
                 }
@@ -278,22 +316,41 @@ impl Server {
             }
         };
         link.on_closed(&self.hub, why);
-        if code != 0 {
-            // Flush what was already queued (e.g. the `error` that explains a 1008), then close.
+        if code == close::SLOW {
+            // It reads nothing: release its queue now and do not wait on it. The close frame gets
+            // a short chance (a slow but live bridge learns why), the peer's close none.
+            rx.close();
             while let Ok(f) = rx.try_recv() {
-                if sink.feed(Message::Text(f.text.clone())).await.is_err() {
-                    break;
-                }
+                handle.taken(&f);
             }
+            drop(rx);
             let frame = CloseFrame {
                 code: CloseCode::from(code),
                 reason: reason.into(),
             };
             let _ = tokio::time::timeout(
-                Duration::from_secs(2),
+                Duration::from_millis(500),
                 sink.send(Message::Close(Some(frame))),
             )
             .await;
+            return;
+        }
+        if code != 0 {
+            // Flush what was already queued (e.g. the `error` that explains a 1008), then close.
+            let flush = async {
+                while let Ok(f) = rx.try_recv() {
+                    handle.taken(&f);
+                    if sink.feed(Message::Text(f.text.clone())).await.is_err() {
+                        break;
+                    }
+                }
+                let frame = CloseFrame {
+                    code: CloseCode::from(code),
+                    reason: reason.into(),
+                };
+                sink.send(Message::Close(Some(frame))).await
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(2), flush).await;
             // Wait briefly for the peer's close so the TCP close is clean.
             let _ = tokio::time::timeout(Duration::from_secs(2), async {
                 while let Some(Ok(m)) = stream.next().await {
@@ -305,6 +362,84 @@ impl Server {
             .await;
         }
         let _ = sink.close().await;
+    }
+}
+
+fn gone_for(code: u16) -> Gone {
+    match code {
+        close::REPLACED => Gone::Replaced,
+        close::DRAIN => Gone::Closed,
+        _ => Gone::Evicted,
+    }
+}
+
+/// Resolves once `last_write` (ms since `epoch`) is `timeout_ms` old: the socket has accepted no
+/// byte for that long.
+async fn stalled(last_write: &AtomicU64, epoch: Instant, timeout_ms: u64) {
+    loop {
+        let now = epoch.elapsed().as_millis() as u64;
+        let due = last_write.load(Relaxed).saturating_add(timeout_ms);
+        if now >= due {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(due - now)).await;
+    }
+}
+
+/// The bridge's TCP stream, recording when it last accepted bytes (the write timeout's clock).
+pub struct Tracked {
+    inner: TcpStream,
+    last_write: Arc<AtomicU64>,
+    epoch: Instant,
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.last_write
+                .store(self.epoch.elapsed().as_millis() as u64, Relaxed);
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.last_write
+                .store(self.epoch.elapsed().as_millis() as u64, Relaxed);
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

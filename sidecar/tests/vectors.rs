@@ -99,9 +99,9 @@ fn why(code: u16) -> Gone {
     }
 }
 
-fn run_script(script: &Value, tokens: &[&str]) {
+fn run_script(script: &Value, tokens: &[&str], admin_tokens: &[&str]) {
     let name = script["name"].as_str().unwrap();
-    let cfg = Config::with_tokens(tokens);
+    let cfg = Config::with_tokens(tokens).with_admin_tokens(admin_tokens);
     let hb = cfg.heartbeat_ms;
     let hub = Mutex::new(Hub::new(Arc::new(cfg), Arc::new(Metrics::default())));
     let mut bs: HashMap<String, B> = HashMap::new();
@@ -122,7 +122,7 @@ fn run_script(script: &Value, tokens: &[&str]) {
         let connect = |bs: &mut HashMap<String, B>, who: &str, conn: u64| {
             let (tx, rx) = mpsc::channel(1024);
             let (ctl_tx, ctl) = mpsc::unbounded_channel();
-            let link = Link::new(conn, Handle { tx, ctl: ctl_tx }, now);
+            let link = Link::new(conn, Handle::new(tx, ctl_tx, usize::MAX), now);
             bs.insert(
                 who.to_owned(),
                 B {
@@ -137,10 +137,19 @@ fn run_script(script: &Value, tokens: &[&str]) {
         if let Some(who) = step.get("connect").and_then(Value::as_str) {
             connect(&mut bs, who, next_conn);
             next_conn += 1;
-        } else if let Some(who) = step.get("register").and_then(Value::as_str) {
+        } else if let Some((who, token)) = step
+            .get("register")
+            .and_then(Value::as_str)
+            .map(|w| (w, tokens[0]))
+            .or_else(|| {
+                step.get("registerAdmin")
+                    .and_then(Value::as_str)
+                    .map(|w| (w, admin_tokens[0]))
+            })
+        {
             connect(&mut bs, who, next_conn);
             next_conn += 1;
-            let reg = serde_json::json!({ "type": "register", "payload": { "token": tokens[0], "bridgeId": who } });
+            let reg = serde_json::json!({ "type": "register", "payload": { "token": token, "bridgeId": who } });
             send(&mut bs, who, &reg.to_string(), now);
             let got = bs.get_mut(who).unwrap().next().expect(&at);
             assert_eq!(
@@ -204,15 +213,18 @@ fn run_script(script: &Value, tokens: &[&str]) {
 #[test]
 fn exchange_scripts() {
     let v = load("exchanges.json");
-    let tokens: Vec<&str> = v["hub"]["tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_str().unwrap())
-        .collect();
+    let list = |k: &str| -> Vec<&str> {
+        v["hub"][k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect()
+    };
+    let (tokens, admin) = (list("tokens"), list("adminTokens"));
     let scripts = v["scripts"].as_array().unwrap();
     assert!(scripts.len() >= 15);
     for s in scripts {
-        run_script(s, &tokens);
+        run_script(s, &tokens, &admin);
     }
 }

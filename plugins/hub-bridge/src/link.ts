@@ -3,7 +3,9 @@
  * socket when the link is up and dropped (counted) otherwise; presence is restored on every
  * (re)connect by re-joining the configured channels and every open local session (resync), then
  * a `sync` rebuilds the remote roster. Reconnects use jittered exponential backoff; a bad token
- * (1008 hub.unauthorized) and a replaced link (4409) are fatal and not retried.
+ * (1008 hub.unauthorized) and a replaced link (4409) are fatal and not retried; a bridgeId still held
+ * by a live link (1008 hub.bridge_id_in_use, e.g. the old link of a half-open connection the hub has
+ * not yet timed out) is retried with backoff.
  */
 import { redactUrl } from '@mega/adapters';
 import type { Codec, Logger, PresenceEvent } from '@mega/kernel';
@@ -24,6 +26,8 @@ export interface LinkStatus {
   protocolVersion?: number;
   /** The `deflate` capability was negotiated on the current link. */
   deflate?: boolean;
+  /** What the token allows (register_ok.role): only `admin` reaches other bridges' sessions with disconnect. */
+  role?: 'bridge' | 'admin';
   connectedAt?: number;
   /** Successful registrations so far (1 = the first connect). */
   connects: number;
@@ -335,6 +339,7 @@ export class HubLink {
     this.#status.hubId = p.hubId;
     this.#status.protocolVersion = p.protocolVersion;
     this.#status.deflate = this.#deflate;
+    this.#status.role = p.role ?? 'bridge';
     this.#status.connectedAt = Date.now();
     this.#status.connects++;
     this.#status.attempts = 0;

@@ -24,6 +24,8 @@ export type FromHub =
         heartbeatMs: number;
         maxFrameBytes: number;
         capabilities: string[];
+        /** `admin`: the token may also disconnect/move other bridges' sessions (absent from older hubs = bridge). */
+        role?: 'bridge' | 'admin';
       };
     }
   | { type: 'broadcast'; payload: { channel: string; message: unknown; ns?: string; exceptSessionIds?: string[] } }
@@ -77,6 +79,7 @@ export function decodeFromHub(text: string): FromHub {
         t,
         'hubId, bridgeId, protocolVersion, heartbeatMs, maxFrameBytes and capabilities are required',
       );
+      need(p.role === undefined || p.role === 'bridge' || p.role === 'admin', t, 'role must be bridge or admin');
       break;
     case 'broadcast':
       need(isId(p.channel) && 'message' in p, t, 'channel and message are required');

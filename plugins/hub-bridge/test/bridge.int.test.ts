@@ -88,7 +88,9 @@ describe('@mega/hub-bridge with the real hub and two instances', () => {
   it('fans out exactly once, directs, kicks/requeues, survives SIGKILL and SIGTERM of the hub', async () => {
     const port = await freePort();
     let hub = await hubAt(port);
-    const dir = project(hub.url);
+    // Kicking a session held by the other instance needs an admin token (B10: sessions belong to
+    // the bridge that joined them); the harness hub accepts 'admin-secret' as one.
+    const dir = project(hub.url, 'admin-secret');
     [a, b] = await Promise.all([megaStart(dir, { BRIDGE_ID: 'A' }), megaStart(dir, { BRIDGE_ID: 'B' })]);
     await Promise.all([a.waitFor(/hub-bridge: registered/), b.waitFor(/hub-bridge: registered/)]);
     const a1 = await open(a.port, 'user=ann&session=a1');

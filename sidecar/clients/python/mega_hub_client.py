@@ -81,7 +81,7 @@ FROM_HUB: dict[str, tuple[dict, dict]] = {
     "register_ok": ({"hubId": _str(1), "bridgeId": ID, "protocolVersion": lambda v: _is_int(v, 1),
                      "heartbeatMs": lambda v: _is_int(v, 1), "maxFrameBytes": lambda v: _is_int(v, 1),
                      "capabilities": lambda v: isinstance(v, list) and all(isinstance(c, str) for c in v),
-                     "acceptedAt": _is_int}, {}),
+                     "acceptedAt": _is_int}, {"role": lambda v: v in ("bridge", "admin")}),
     "join": ({"sessionId": ID, "userId": ID, "channels": CHANNELS, "bridgeId": ID}, {"metadata": OBJ}),
     "leave": ({"sessionId": ID, "bridgeId": ID}, {"channels": SOME_CHANNELS}),
     "bulk_leave": ({"bridgeId": ID, "sessionIds": lambda v: _ids(v, 1, None),

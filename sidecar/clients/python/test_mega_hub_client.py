@@ -95,8 +95,18 @@ class Live(unittest.IsolatedAsyncioTestCase):
             self.assertEqual(await b.recv(), {"type": "broadcast", "payload": {"channel": "room", "message": msg, "ns": "/chat"}})
             await a.direct("ada", {"n": 1})
             self.assertEqual((await b.recv())["payload"], {"userId": "ada", "message": {"n": 1}})
+            # B10: a plain bridge may not disconnect another bridge's session; an admin token may.
+            self.assertEqual(a.register_ok["role"], "bridge")
             await a.disconnect("pb-1", "requeue", "rebalance")
-            self.assertEqual((await b.recv())["payload"], {"sessionId": "pb-1", "mode": "requeue", "reason": "rebalance"})
+            refused = await a.recv()
+            self.assertEqual((refused["type"], refused["payload"]["code"]), ("error", "hub.forbidden"))
+            admin = await HubClient.connect(url, os.environ["MEGA_HUB_ADMIN_TOKEN"], "py-admin")
+            try:
+                self.assertEqual(admin.register_ok["role"], "admin")
+                await admin.disconnect("pb-1", "requeue", "rebalance")
+                self.assertEqual((await b.recv())["payload"], {"sessionId": "pb-1", "mode": "requeue", "reason": "rebalance"})
+            finally:
+                await admin.close()
             sessions = await a.sync("r1", ["room"])
             self.assertEqual([s["sessionId"] for s in sessions], ["pb-1"])
             # The sender never hears its own broadcast back.
