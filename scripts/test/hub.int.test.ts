@@ -70,7 +70,7 @@ describe('mega-hub configuration', () => {
 
   it('B11: refuses hub tokens shorter than 32 bytes in production (exit 2, token never printed), warns in development', async () => {
     const strong = 'k'.repeat(32);
-    for (const env of [{ MEGA_ENV: 'production' }, { NODE_ENV: 'production' }]) {
+    for (const env of [{ MEGA_ENV: 'production' }, { NODE_ENV: 'production' }] as Array<Record<string, string>>) {
       const r = await runBin({ ...env, MEGA_WSHUB_PORT: '0', MEGA_WSHUB_TOKENS: `${strong},weak-token` });
       expect(r.code).toBe(2);
       expect(r.out).toContain('MEGA_WSHUB_TOKENS: entry 2 (10 bytes) shorter than 32 bytes');
