@@ -2,12 +2,13 @@
  * The `mega` CLI as users run it: real processes, real sockets, real signals.
  */
 
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { writeProject } from '@mega/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { freePort, httpGet as get, killAll, runMega as mega, until as poll } from '../../scripts/test/procs.js';
+import { freePort, httpGet as get, killAll, MEGA_BIN, runMega as mega, until as poll } from '../../scripts/test/procs.js';
 
 /** The repository root. */
 const REPO = join(import.meta.dirname, '../..');
@@ -199,7 +200,7 @@ describe('mega CLI', () => {
 
   it('mega new writes a project that mega start serves and TypeScript accepts; refuses a non-empty dir and bad names', async () => {
     const parent = writeProject({});
-    const created = mega(['new', 'shop-front'], parent);
+    const created = mega(['new', 'shop-front', '--skip-install'], parent);
     expect((await created.exited).code).toBe(0);
     expect(created.out()).toContain('npm install');
     const dir = join(parent, 'shop-front');
@@ -244,6 +245,71 @@ describe('mega CLI', () => {
     expect(again.out()).toContain('is not empty');
     expect((await mega(['new', 'Bad Name!'], parent).exited).code).toBe(2);
     expect((await mega(['new'], parent).exited).code).toBe(2);
+  });
+
+  it('takes NODE_ENV from the project .env, refuses an --env that disagrees, and logs the production banner as one JSON line', async () => {
+    const dir = writeProject({ ...PID_PROJECT, '.env': 'NODE_ENV=production\n' });
+    const port = await freePort();
+    // NODE_ENV empty: as in a shell where it is not set (the harness sets NODE_ENV=test otherwise).
+    const run = mega(['start', '--port', String(port)], dir, { NODE_ENV: '', MEGA_CODEC_ADDON: join(dir, 'missing.node') });
+    const line = await run.waitFor(/^\{.*\(production\) ready in \d+ ms.*\}$/m);
+    const banner = JSON.parse(line[0]) as { msg: string; address: string; plugins: string[]; codec: string };
+    expect(banner.address).toBe(`http://localhost:${port}`);
+    expect(banner.plugins).toEqual(['@mega/http@0.1.0']);
+    // Outside the Mega repository the fallback reason names no npm script the project lacks.
+    expect(banner.codec).toMatch(/^ts \(native addon unavailable: no addon at /);
+    expect(banner.codec).not.toContain('build:native');
+    expect(run.out()).not.toMatch(/^\s+listening/m);
+    run.child.kill('SIGTERM');
+    expect((await run.exited).code).toBe(0);
+
+    const clash = mega(['start', '--env', 'development'], dir, { NODE_ENV: '' });
+    expect((await clash.exited).code).toBe(1);
+    expect(clash.out()).toContain(`mega start: --env development disagrees with NODE_ENV=production in ${join(dir, '.env')}`);
+  });
+
+  it('hints at --port when the port is in use, and at mega new when there is no project', async () => {
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, '0.0.0.0', r));
+    const port = (taken.address() as { port: number }).port;
+    try {
+      const run = mega(['start', '--port', String(port)], writeProject(PID_PROJECT));
+      expect((await run.exited).code).toBe(1);
+      expect(run.out()).toContain(`hint: port ${port} is already in use`);
+      expect(run.out()).toContain('--port <n>');
+    } finally {
+      taken.close();
+    }
+    const empty = writeProject({});
+    for (const command of ['start', 'routes', 'doctor']) {
+      const none = mega([command], empty);
+      expect((await none.exited).code).toBe(1);
+      expect(none.out()).toMatch(/no mega\.config\.ts in .* or above: create a project with "mega new <dir>"/);
+    }
+  });
+
+  it('output into a reader that closed early ends cleanly, without an EPIPE stack', async () => {
+    for (const args of [['--help'], ['routes', '--json']]) {
+      const child = spawn(process.execPath, [MEGA_BIN, ...args], { cwd: join(REPO, 'apps/multi'), stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stdout.destroy(); // the reader is gone before the first write: every write fails with EPIPE
+      let err = '';
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      const code = await new Promise<number | null>((r) => child.on('close', (c) => r(c)));
+      expect(err).not.toMatch(/EPIPE|at .*\(node:/);
+      expect(code).toBe(0);
+    }
+  });
+
+  it('mega bench: codec anywhere, the npm benchmarks only inside the Mega repository', async () => {
+    const outside = mega(['bench', 'http'], writeProject({}));
+    expect((await outside.exited).code).toBe(1);
+    expect(outside.out()).toContain('runs only inside a checkout of it; here only "mega bench codec" runs');
+    const unknown = mega(['bench', 'nope'], REPO);
+    expect((await unknown.exited).code).toBe(2);
+    expect(unknown.out()).toMatch(/unknown target "nope" \(available: .*http.*ws.*jobs/);
+    const help = mega(['bench', '--help'], REPO);
+    expect((await help.exited).code).toBe(0);
+    expect(help.out()).toContain('mega bench <target>');
   });
 
   it('prints help, and exits 2 with help on an unknown command or flag', async () => {

@@ -11,7 +11,7 @@
  * `npm install <local dir>`.
  */
 
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -20,11 +20,13 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { addDefault, addPlugins, listedPlugins, removePlugin } from '../src/cli/plugin/config-edit.js';
 import { npmInstaller } from '../src/cli/plugin/packages.js';
 import { createProjectEditor } from '../src/cli/plugin/project-editor.js';
-import type { Installer, InstallResult } from '../src/cli/plugin-cmd.js';
+import { catalogue, withTarballs } from '../src/cli/plugin/source.js';
+import type { Installer, InstallResult, PluginCommandOptions } from '../src/cli/plugin-cmd.js';
 import { pluginCommand } from '../src/cli/plugin-cmd.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const KERNEL_DIR = resolve(here, '..');
+const REPO = resolve(KERNEL_DIR, '..');
 const FIXTURES = join(here, 'fixtures', 'plugin-cmd');
 const ORIGINAL_CONFIG = readFileSync(join(FIXTURES, 'project', 'mega.config.ts'), 'utf8');
 
@@ -38,10 +40,10 @@ const stubInstaller: Installer = async (args, cwd) => {
   return installResult(args, cwd);
 };
 
-async function run(argv: string[], cwd = app, install: Installer = stubInstaller) {
+async function run(argv: string[], cwd = app, install: Installer = stubInstaller, options: PluginCommandOptions = { checkout: null }) {
   const stdout: string[] = [];
   const stderr: string[] = [];
-  const code = await pluginCommand(argv, { cwd, stdout: (s) => stdout.push(s), stderr: (s) => stderr.push(s) }, { install });
+  const code = await pluginCommand(argv, { cwd, stdout: (s) => stdout.push(s), stderr: (s) => stderr.push(s) }, { install, ...options });
   return { code, stdout: stdout.join('\n'), stderr: stderr.join('\n') };
 }
 
@@ -190,9 +192,9 @@ export default defineConfig({
 
   it('reports any other npm failure clearly', async () => {
     installResult = async () => ({ code: 1, output: 'npm error code ECONNREFUSED' });
-    const result = await run(['add', '@mega/tracing']);
+    const result = await run(['add', '@acme/solo']);
     expect(result.code).toBe(1);
-    expect(result.stderr).toContain('[plugin.install_failed] npm install @mega/tracing failed with exit code 1');
+    expect(result.stderr).toContain('[plugin.install_failed] npm install @acme/solo failed with exit code 1');
   });
 
   it('does not enable a plugin whose configure step fails', async () => {
@@ -243,7 +245,7 @@ describe('mega plugin remove', () => {
 
 describe('mega plugin list', () => {
   it('shows enabled plugins with versions and marks the available ones', async () => {
-    const result = await run(['list']);
+    const result = await run(['list'], app, stubInstaller, { checkout: REPO });
     expect(result.code).toBe(0);
     const lines = result.stdout.split('\n');
     expect(lines).toContain('Enabled (plugins in mega.config.ts):');
@@ -252,6 +254,9 @@ describe('mega plugin list', () => {
     expect(lines.find((l) => l.includes('@mega/metrics'))).toMatch(/^ {2}@mega\/metrics +0\.1\.0 +workspace$/);
     expect(result.stdout).not.toContain('@mega/kernel');
     expect(result.stdout).toMatch(/Also in the catalogue .*\bhttp\b/);
+    // Only plugins that exist: no libraries, nothing from a hand-written wish list.
+    for (const absent of ['tracing', 'migrations', 'models', 'codec', 'adapters', 'testing'])
+      expect(result.stdout).not.toMatch(new RegExp(`\\b${absent}\\b`));
 
     await run(['add', 'ws-presence']);
     const after = (await run(['list'])).stdout.split('\n');
@@ -259,6 +264,112 @@ describe('mega plugin list', () => {
       expect.stringMatching(/^ {2}@mega\/ws-presence +0\.1\.0$/),
       expect.stringMatching(/^\* @mega\/ws-presence +0\.1\.0 +workspace$/),
     ]);
+  });
+});
+
+describe('the catalogue and local plugins', () => {
+  it('is derived from the checkout: exactly the packages under plugins/', () => {
+    const expected = readdirSync(join(REPO, 'plugins'))
+      .filter((d) => existsSync(join(REPO, 'plugins', d, 'package.json')))
+      .map((d) => JSON.parse(readFileSync(join(REPO, 'plugins', d, 'package.json'), 'utf8')).name as string)
+      .sort();
+    expect(catalogue(REPO)).toEqual(expected);
+    expect(catalogue(REPO)).toContain('@mega/ws-presence');
+    expect(catalogue(REPO)).not.toContain('@mega/kernel');
+  });
+
+  it('lists a ./plugins/x.ts plugin as a local file, and remove does not suggest npm uninstall for it', async () => {
+    await writeFile(
+      join(app, 'mega.config.ts'),
+      "export default defineConfig({\n  plugins: ['@acme/audit', './plugins/x.ts', './plugins/gone.ts'],\n});\n",
+    );
+    await mkdir(join(app, 'plugins'));
+    await writeFile(join(app, 'plugins', 'x.ts'), 'export default {};\n');
+    const listed = (await run(['list'])).stdout.split('\n');
+    expect(listed.find((l) => l.includes('./plugins/x.ts'))).toMatch(/^ {2}\.\/plugins\/x\.ts +local file$/);
+    expect(listed.find((l) => l.includes('./plugins/gone.ts'))).toMatch(/local file not found/);
+    expect(listed.join('\n')).not.toContain('not installed');
+    const removed = await run(['remove', './plugins/x.ts']);
+    expect(removed.code).toBe(0);
+    expect(removed.stdout).not.toContain('npm uninstall');
+    expect(removed.stdout).toContain('./plugins/x.ts is a local file; it stays in the project');
+  });
+});
+
+describe('mega plugin add outside the monorepo', () => {
+  let outside: string;
+  const specs = {
+    '@mega/kernel': 'file:/packs/mega-kernel-0.2.0-aaa.tgz',
+    '@mega/ws': 'file:/packs/mega-ws-0.1.0-bbb.tgz',
+    '@mega/ws-presence': 'file:/packs/mega-ws-presence-0.1.0-ccc.tgz',
+  };
+  const pack = async () => specs;
+  const PKG = `${JSON.stringify({ name: 'outside', private: true, type: 'module', dependencies: { '@mega/kernel': 'file:/packs/old.tgz' } }, null, 2)}\n`;
+
+  beforeEach(async () => {
+    outside = await mkdtemp(join(tmpdir(), 'mega-outside-unit-'));
+    await writeFile(join(outside, 'package.json'), PKG);
+    await writeFile(join(outside, 'package-lock.json'), '{"lockfileVersion":3}\n');
+    await writeFile(join(outside, 'mega.config.ts'), 'export default defineConfig({\n  plugins: [],\n});\n');
+  });
+  afterEach(async () => {
+    await rm(outside, { recursive: true, force: true });
+  });
+
+  it('installs a @mega plugin from the packed checkout, with overrides for its @mega dependencies', async () => {
+    const seen: unknown[] = [];
+    const install: Installer = async (args, cwd) => {
+      seen.push({ args, pkg: JSON.parse(await readFile(join(cwd, 'package.json'), 'utf8')) });
+      return { code: 1, output: 'npm error code ECONNRESET' };
+    };
+    await run(['add', 'ws-presence'], outside, install, { checkout: REPO, pack });
+    expect(seen).toEqual([
+      {
+        args: ['install', '--no-audit', '--no-fund'],
+        pkg: expect.objectContaining({
+          dependencies: { '@mega/kernel': specs['@mega/kernel'], '@mega/ws-presence': specs['@mega/ws-presence'] },
+          overrides: specs,
+        }),
+      },
+    ]);
+  });
+
+  it('rolls back package.json, package-lock.json and the config when the install fails, blaming the missing dependency', async () => {
+    const install: Installer = async (_args, cwd) => {
+      await writeFile(join(cwd, 'package-lock.json'), '{"half":"written"}\n');
+      return { code: 1, output: "npm error code E404\nnpm error 404  '@mega/session@0.1.0' is not in this registry." };
+    };
+    const result = await run(['add', 'ws-presence'], outside, install, { checkout: REPO, pack });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('@mega/ws-presence needs @mega/session, which npm cannot find (404)');
+    expect(result.stderr).not.toContain('unknown plugin');
+    expect(result.stderr).toContain('restored package.json, package-lock.json');
+    expect(await readFile(join(outside, 'package.json'), 'utf8')).toBe(PKG);
+    expect(await readFile(join(outside, 'package-lock.json'), 'utf8')).toBe('{"lockfileVersion":3}\n');
+    expect(await readFile(join(outside, 'mega.config.ts'), 'utf8')).toBe('export default defineConfig({\n  plugins: [],\n});\n');
+  });
+
+  it('does not blame a tarball for a dependency npm cannot find', async () => {
+    const install: Installer = async () => ({
+      code: 1,
+      output: 'npm error 404 Not Found - GET https://registry.npmjs.org/@mega%2fkernel - Not found',
+    });
+    const result = await run(['add', './audit-1.0.0.tgz'], outside, install);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('./audit-1.0.0.tgz needs @mega/kernel, which npm cannot find (404)');
+    expect(result.stderr).toContain('not on a registry');
+    expect(result.stderr).not.toContain('unknown plugin');
+  });
+
+  it('withTarballs repoints existing @mega dependencies and keeps the rest', () => {
+    const next = withTarballs(
+      { name: 'x', dependencies: { '@mega/kernel': '^0.2.0', pg: '^8' }, devDependencies: { '@mega/ws': 'old' } },
+      specs,
+      ['@mega/ws-presence', '@mega/ws'],
+    );
+    expect(next.dependencies).toEqual({ '@mega/kernel': specs['@mega/kernel'], pg: '^8', '@mega/ws-presence': specs['@mega/ws-presence'] });
+    expect(next.devDependencies).toEqual({ '@mega/ws': specs['@mega/ws'] });
+    expect(next.overrides).toEqual(specs);
   });
 });
 

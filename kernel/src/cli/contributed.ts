@@ -8,7 +8,7 @@ import { loadPlugins } from '../kernel.js';
 import type { AnyPlugin } from '../plugin.js';
 import type { CliIO } from './io.js';
 import { createProjectEditor } from './plugin/project-editor.js';
-import { findProjectDir } from './service.js';
+import { findProjectDir, noProjectMessage } from './service.js';
 
 async function projectPlugins(io: CliIO): Promise<{ dir: string; file: string; plugins: AnyPlugin[] } | undefined> {
   const dir = findProjectDir(io.cwd);
@@ -51,7 +51,7 @@ export async function generateCommand(argv: string[], io: CliIO): Promise<number
   }
   const project = await projectPlugins(io);
   if (!project) {
-    io.stderr(`mega generate: no mega.config.ts in ${io.cwd} or above (create a project with: mega new <dir>)`);
+    io.stderr(noProjectMessage('generate', io.cwd));
     return 1;
   }
   const kinds = project.plugins.flatMap((p) => Object.entries(p.generators ?? {}).map(([kind, g]) => ({ kind, g, plugin: p.name })));

@@ -11,7 +11,8 @@ Commands:
   plugin list           installed and available plugins
   routes                list every HTTP and WebSocket route with its app and middleware (--json)
   generate <kind> <n>   scaffold a file of a kind a plugin contributes (mega generate lists them)
-  bench codec           native vs TypeScript codec, side by side (--json)
+  doctor                Node, package versions, native codec, services and config in one screen
+  bench <target>        run a benchmark: codec in process; http, ws, jobs, ... inside the Mega repo
   help [command]        show help
 
 Plugins add commands of their own (e.g. ws-hub from @mega/hub-bridge); inside a project,
@@ -19,10 +20,26 @@ Plugins add commands of their own (e.g. ws-hub from @mega/hub-bridge); inside a 
 
 Run "mega <command> --help" for a command's options.`;
 
+/**
+ * A reader that closes early (`mega plugin list | head`) makes the next write fail with EPIPE,
+ * which Node raises as an uncaught 'error' event: swallow it once here, stop writing to that
+ * stream, and let the command finish with its own exit code.
+ */
+const closed = new Set<NodeJS.WriteStream>();
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+    closed.add(stream);
+  });
+}
+const write = (stream: NodeJS.WriteStream, line: string) => {
+  if (!closed.has(stream) && !stream.destroyed) stream.write(`${line}\n`);
+};
+
 const io: CliIO = {
   cwd: process.cwd(),
-  stdout: (s) => process.stdout.write(`${s}\n`),
-  stderr: (s) => process.stderr.write(`${s}\n`),
+  stdout: (s) => write(process.stdout, s),
+  stderr: (s) => write(process.stderr, s),
 };
 
 export async function main(argv: string[]): Promise<number> {
@@ -50,12 +67,12 @@ export async function main(argv: string[]): Promise<number> {
       return generateCommand(rest, io);
     }
     case 'bench': {
-      if (rest[0] === 'codec') {
-        const { benchCodec } = await import('@mega/codec/bench');
-        return benchCodec(rest.slice(1));
-      }
-      io.stderr(`mega bench: unknown target "${rest[0] ?? ''}" (available: codec)`);
-      return 2;
+      const { benchCommand } = await import('./bench.js');
+      return benchCommand(rest, io);
+    }
+    case 'doctor': {
+      const { doctorCommand } = await import('./doctor.js');
+      return doctorCommand(rest, io);
     }
     case undefined:
     case 'help':
@@ -84,8 +101,9 @@ export async function main(argv: string[]): Promise<number> {
 const argv0 = process.argv[2];
 main(process.argv.slice(2)).then(
   (code) => {
-    // `start` resolves only when it failed or the cluster primary finished; end the process then.
-    if (argv0 === 'start') process.exit(code);
+    // `start` resolves only when it failed or the cluster primary finished; `doctor` may leave a
+    // service's sockets open after a timed-out check: end the process then.
+    if (argv0 === 'start' || argv0 === 'doctor') process.exit(code);
     process.exitCode = code;
   },
   async (error: unknown) => {

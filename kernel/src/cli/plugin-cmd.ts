@@ -8,7 +8,7 @@
  * Config edits are AST-anchored splices (see plugin/config-edit.ts) that keep the user's layout.
  */
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, join, relative, resolve } from 'node:path';
 import semver from 'semver';
 import { CONFIG_NAMES } from '../config.js';
@@ -21,16 +21,17 @@ import { addPlugins, hasKey, listedPlugins, removePlugin } from './plugin/config
 import type { Available, Installer, InstallResult } from './plugin/packages.js';
 import {
   availablePlugins,
-  CATALOGUE,
   closeMatches,
   findPackage,
   installedInScope,
   isNotFound,
+  missingPackage,
   normalizeName,
   npmInstaller,
   parseSpec,
 } from './plugin/packages.js';
 import { createProjectEditor } from './plugin/project-editor.js';
+import { catalogue, checkoutFor, packCheckout, withTarballs } from './plugin/source.js';
 import { findProjectDir } from './service.js';
 
 export type { Installer, InstallResult } from './plugin/packages.js';
@@ -41,6 +42,10 @@ export type CommandIo = CliIO;
 export interface PluginCommandOptions {
   /** Runs npm; tests replace it to stay offline. */
   install?: Installer;
+  /** The checkout @mega plugins come from outside the monorepo (default: recorded in package.json, or this CLI's). */
+  checkout?: string | null;
+  /** Packs the checkout into tarballs (name -> file: spec); tests replace it. */
+  pack?: (checkout: string) => Promise<Record<string, string>>;
 }
 
 const HELP: Record<'main' | 'add' | 'remove' | 'list', string> = {
@@ -62,7 +67,9 @@ Options:
 Installs each plugin with npm when it cannot be resolved from the project (workspace plugins are
 linked instead), adds it and the plugins it depends on to \`plugins\` in mega.config.ts (dependencies
 first), and runs each newly enabled plugin's configure step (config defaults, .env keys, files).
-Plugins already enabled are left alone.
+Plugins already enabled are left alone. In a project outside the Mega checkout, @mega plugins and
+their @mega dependencies come from tarballs packed from the checkout the project was made from
+("mega" in package.json); a failed install puts package.json and package-lock.json back.
 
 Examples:
   mega plugin add ws-presence          same as @mega/ws-presence
@@ -75,8 +82,9 @@ dependsOn on one of them (remove those first, or in the same command). The npm p
 installed and the plugin's config keys stay in place.`,
   list: `Usage: mega plugin list
 
-Shows the plugins enabled in mega.config.ts with their installed versions, and the plugins available
-in the workspace (plugins/*) and in node_modules/@mega (* marks enabled ones).`,
+Shows the plugins enabled in mega.config.ts with their installed versions (or "local file"), the
+plugins available in the workspace (plugins/*) and in node_modules/@mega (* marks enabled ones), and
+the other plugins of the Mega checkout.`,
 };
 
 const SUBCOMMANDS: Record<string, keyof typeof HELP> = { add: 'add', remove: 'remove', rm: 'remove', list: 'list', ls: 'list' };
@@ -90,6 +98,13 @@ interface Ctx {
   available: Available;
   install: Installer;
   out: (line: string) => void;
+  /** The checkout that @mega/* packages come from, when the project is not in its workspace. */
+  checkout: string | undefined;
+  /** Real plugin names (from the checkout's plugins/*). */
+  catalogue: string[];
+  pack: (checkout: string) => Promise<Record<string, string>>;
+  /** The tarball specs, packed at most once per command. */
+  tarballs?: Record<string, string>;
 }
 
 export async function pluginCommand(argv: string[], io: CommandIo, options: PluginCommandOptions = {}): Promise<number> {
@@ -130,14 +145,20 @@ export async function pluginCommand(argv: string[], io: CommandIo, options: Plug
         `no mega.config.ts in ${io.cwd} or above; run this inside a Mega project (mega new <dir> creates one)`,
       );
     }
+    const available = availablePlugins(dir);
+    const checkout = options.checkout === null ? undefined : (options.checkout ?? checkoutFor(dir));
     const ctx: Ctx = {
       io,
       dir,
       file,
       rel: basename(file),
-      available: availablePlugins(dir),
+      available,
       install: options.install ?? npmInstaller,
       out: io.stdout,
+      // Inside the checkout's own workspace, plugins are linked from it, never packed.
+      checkout: checkout && available.workspaceRoot !== checkout ? checkout : undefined,
+      catalogue: checkout ? catalogue(checkout) : [...available.workspace.keys()],
+      pack: options.pack ?? ((root) => packCheckout(root)),
     };
     if (command === 'add') return await add(rest, ctx);
     if (command === 'remove') return await remove(rest, ctx);
@@ -183,11 +204,29 @@ async function add(specs: string[], ctx: Ctx): Promise<number> {
     if (parent) neededBy.set(name, parent);
   };
 
+  // Installing may rewrite package.json and package-lock.json: put them back when it fails.
+  const snapshot = ['package.json', 'package-lock.json', ctx.rel].map((f) => {
+    const path = join(ctx.dir, f);
+    return { path, content: existsSync(path) ? readFileSync(path) : undefined };
+  });
   const requested: string[] = [];
-  for (const spec of specs) {
-    const { name, installSpec } = await nameOf(spec, ctx);
-    requested.push(name);
-    await visit(name, installSpec);
+  try {
+    for (const spec of specs) {
+      const { name, installSpec } = await nameOf(spec, ctx);
+      requested.push(name);
+      await visit(name, installSpec);
+    }
+  } catch (error) {
+    const restored: string[] = [];
+    for (const { path, content } of snapshot) {
+      const now = existsSync(path) ? readFileSync(path) : undefined;
+      if (content === undefined ? now === undefined : now?.equals(content)) continue;
+      if (content === undefined) await rm(path, { force: true });
+      else await writeFile(path, content);
+      restored.push(basename(path));
+    }
+    if (restored.length > 0) ctx.io.stderr(`mega plugin add: restored ${restored.join(', ')} as they were before this command`);
+    throw error;
   }
 
   for (const name of requested) if (listed.has(name)) ctx.out(`${name} is already installed (listed in plugins in ${ctx.rel}).`);
@@ -237,6 +276,8 @@ async function nameOf(spec: string, ctx: Ctx): Promise<{ name: string; installSp
   }
   const local = spec.startsWith('file:') || !/^[a-z+]+:/i.test(spec) ? resolve(ctx.io.cwd, spec.replace(/^file:/, '')) : undefined;
   const target = local ?? spec;
+  // Its @mega dependencies must come from the checkout too, not the registry.
+  await useTarballs(ctx, []);
   if (local && existsSync(join(local, 'package.json'))) {
     const { name } = JSON.parse(readFileSync(join(local, 'package.json'), 'utf8')) as { name?: unknown };
     if (typeof name !== 'string') throw new PluginError('plugin.invalid', `${local}/package.json has no name`);
@@ -272,12 +313,19 @@ async function ensureInstalled(name: string, installSpec: string, ctx: Ctx): Pro
   const present = findPackage(name, ctx.dir);
   if (present && (!range || semver.satisfies(present.version, range))) return;
   const root = ctx.available.workspaceRoot;
+  const known = ctx.catalogue.includes(name) || ctx.available.all.has(name);
   if (!present && root && ctx.available.workspace.has(name)) {
     // A workspace plugin is linked by installing the workspace, never fetched from the registry.
     await runInstall(['install'], root, name, ctx);
-  } else {
+  } else if (name.startsWith('@mega/') && !known && (ctx.catalogue.length > 0 || !ctx.checkout)) {
     // Typos of Mega plugin names fail here, without a round trip to the registry.
-    if (name.startsWith('@mega/') && !CATALOGUE.includes(name) && !ctx.available.all.has(name)) throw unknownPlugin(name, ctx, false);
+    if (ctx.catalogue.length > 0) throw unknownPlugin(name, ctx, false);
+    await runInstall(['install', installSpec], ctx.dir, name, ctx);
+  } else if (ctx.checkout && name.startsWith('@mega/')) {
+    // Outside the monorepo: the plugin and its @mega dependencies come from tarballs of the checkout.
+    await useTarballs(ctx, [name]);
+    await runInstall(['install', '--no-audit', '--no-fund'], ctx.dir, name, ctx);
+  } else {
     await runInstall(['install', installSpec], ctx.dir, name, ctx);
   }
   if (!findPackage(name, ctx.dir)) {
@@ -289,6 +337,23 @@ async function ensureInstalled(name: string, installSpec: string, ctx: Ctx): Pro
   }
 }
 
+/** Points package.json's @mega dependencies (plus `add`) and overrides at tarballs of the checkout. */
+async function useTarballs(ctx: Ctx, add: string[]): Promise<void> {
+  if (!ctx.checkout) return;
+  if (!ctx.tarballs) {
+    ctx.out(`Packing the @mega packages of ${ctx.checkout} ...`);
+    try {
+      ctx.tarballs = await ctx.pack(ctx.checkout);
+    } catch (error) {
+      throw new PluginError('plugin.install_failed', error instanceof Error ? error.message : String(error), { cause: error });
+    }
+  }
+  const file = join(ctx.dir, 'package.json');
+  const pkg = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+  const next = withTarballs(pkg, ctx.tarballs, add);
+  if (JSON.stringify(next) !== JSON.stringify(pkg)) await writeFile(file, `${JSON.stringify(next, null, 2)}\n`);
+}
+
 async function runInstall(args: string[], cwd: string, name: string, ctx: Ctx): Promise<void> {
   ctx.out(`Running npm ${args.join(' ')} in ${relative(ctx.dir, cwd) || '.'} ...`);
   let result: InstallResult;
@@ -298,7 +363,22 @@ async function runInstall(args: string[], cwd: string, name: string, ctx: Ctx): 
     result = { code: 1, output: error instanceof Error ? error.message : String(error) };
   }
   if (result.code === 0) return;
-  if (isNotFound(result)) throw unknownPlugin(name, ctx, true);
+  if (isNotFound(result)) {
+    const missing = missingPackage(result.output);
+    // A path, tarball or plugin that npm found is not to blame for a dependency npm could not find.
+    if (missing && missing !== name) {
+      const hint = missing.startsWith('@mega/')
+        ? ctx.checkout
+          ? ` ${missing} is not in ${ctx.checkout}; update the checkout`
+          : ' @mega packages are not on a registry; create projects with mega new from a Mega checkout (or set MEGA_CHECKOUT) so they come from it'
+        : '';
+      throw new PluginError('plugin.install_failed', `${name} needs ${missing}, which npm cannot find (404).${hint}`, {
+        plugin: name,
+        details: { args, cwd, missing },
+      });
+    }
+    throw unknownPlugin(name, ctx, true);
+  }
   throw new PluginError(
     'plugin.install_failed',
     `npm ${args.join(' ')} failed with exit code ${result.code}; see npm's output above, fix the cause (network, registry access, version conflict) and run the command again`,
@@ -310,7 +390,7 @@ async function runInstall(args: string[], cwd: string, name: string, ctx: Ctx): 
 }
 
 function unknownPlugin(name: string, ctx: Ctx, askedNpm: boolean): PluginError {
-  const matches = closeMatches(name, [...CATALOGUE, ...ctx.available.all.keys(), ...installedInScope(name, ctx.dir)]);
+  const matches = closeMatches(name, [...ctx.catalogue, ...ctx.available.all.keys(), ...installedInScope(name, ctx.dir)]);
   const hint = matches.length > 0 ? `; did you mean: ${matches.join(', ')}?` : '.';
   return new PluginError(
     'plugin.unknown',
@@ -373,20 +453,46 @@ async function remove(specs: string[], ctx: Ctx): Promise<number> {
         );
     }
   }
-  ctx.out(`The npm package${names.length > 1 ? 's stay' : ' stays'} installed; to uninstall: npm uninstall ${names.join(' ')}`);
+  const packages = names.filter((n) => !isLocal(n));
+  const locals = names.filter(isLocal);
+  if (packages.length > 0)
+    ctx.out(`The npm package${packages.length > 1 ? 's stay' : ' stays'} installed; to uninstall: npm uninstall ${packages.join(' ')}`);
+  if (locals.length > 0)
+    ctx.out(`${locals.join(', ')} ${locals.length > 1 ? 'are local files; they stay' : 'is a local file; it stays'} in the project`);
   return 0;
 }
 
 // --------------------------------------------------------------------------------------- list
 
+/** A plugin listed by path (`./plugins/audit.ts`) rather than by package name. */
+const isLocal = (name: string) => /^(?:\.{1,2}[/\\]|[/\\]|[a-z]:[/\\]|file:)/i.test(name);
+
 async function list(ctx: Ctx): Promise<number> {
+  // `mega plugin list | head`: the reader went away, so stop quietly instead of dying with EPIPE.
+  const onError = (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(0);
+  };
+  process.stdout.on('error', onError);
+  try {
+    return await listPlugins(ctx);
+  } finally {
+    process.stdout.off('error', onError);
+  }
+}
+
+async function listPlugins(ctx: Ctx): Promise<number> {
   const listed = listedPlugins(await readFile(ctx.file, 'utf8'), ctx.rel);
   const names = [...listed, ...ctx.available.all.keys()];
   const width = Math.max(0, ...names.map((n) => n.length)) + 2;
   ctx.out(`Enabled (plugins in ${ctx.rel}):`);
   if (listed.length === 0) ctx.out('  (none)');
   for (const name of listed) {
-    ctx.out(`  ${name.padEnd(width)}${findPackage(name, ctx.dir)?.version ?? 'not installed (run npm install)'}`);
+    const state = isLocal(name)
+      ? existsSync(resolve(ctx.dir, name.replace(/^file:/, '')))
+        ? 'local file'
+        : `local file not found (${resolve(ctx.dir, name.replace(/^file:/, ''))})`
+      : (findPackage(name, ctx.dir)?.version ?? 'not installed (run npm install)');
+    ctx.out(`  ${name.padEnd(width)}${state}`);
   }
   ctx.out('');
   ctx.out('Available (* = enabled):');
@@ -396,7 +502,7 @@ async function list(ctx: Ctx): Promise<number> {
     const where = ctx.available.workspace.has(pkg.name) ? '  workspace' : '';
     ctx.out(`${listed.includes(pkg.name) ? '* ' : '  '}${pkg.name.padEnd(width)}${pkg.version}${where}`);
   }
-  const more = CATALOGUE.filter((n) => !ctx.available.all.has(n));
+  const more = ctx.catalogue.filter((n) => !ctx.available.all.has(n));
   if (more.length > 0) ctx.out(`\nAlso in the catalogue (mega plugin add <name>): ${more.map((n) => n.replace('@mega/', '')).join(', ')}`);
   return 0;
 }

@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import type { RouteDefinition } from '../hooks.js';
 import { loadKernel } from '../kernel.js';
 import type { CliIO } from './io.js';
-import { findProjectDir, formatError } from './service.js';
+import { findProjectDir, formatError, noProjectMessage, settleNodeEnv } from './service.js';
 
 export const ROUTES_HELP = `Usage: mega routes [--json] [--app <name>]
 
@@ -84,10 +84,10 @@ export async function routesCommand(argv: string[], io: CliIO): Promise<number> 
   }
   const dir = findProjectDir(io.cwd);
   if (!dir) {
-    io.stderr(`mega routes: no mega.config.ts in ${io.cwd} or above`);
+    io.stderr(noProjectMessage('routes', io.cwd));
     return 1;
   }
-  process.env.NODE_ENV ??= 'development';
+  settleNodeEnv(dir, undefined);
   const { createLogger } = await import('../logger.js');
   try {
     // Routes are built at boot; nothing needs to listen or consume (serve: false).

@@ -3,8 +3,9 @@
  * running the project as a long-lived process that serves no traffic (`mega worker`, `mega
  * scheduler`): boot with `serve: false`, stop cleanly on SIGTERM/SIGINT, force on a second signal.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { parseEnv } from 'node:util';
 import { CONFIG_NAMES } from '../config.js';
 import { isMegaError } from '../errors.js';
 import { type Kernel, loadKernel } from '../kernel.js';
@@ -19,6 +20,37 @@ export function findProjectDir(from: string): string | undefined {
     if (parent === dir) return undefined;
     dir = parent;
   }
+}
+
+/** The "no project here" message every command prints, with the way to make one. */
+export function noProjectMessage(command: string, cwd: string): string {
+  return `mega ${command}: no mega.config.ts in ${cwd} or above: create a project with "mega new <dir>", or cd into one`;
+}
+
+/**
+ * Settles NODE_ENV for a command before the project's `.env` is loaded: `--env`, else the real
+ * environment, else NODE_ENV from `.env`, else development. An `--env` that disagrees with the
+ * `.env` is refused (a production `.env` silently run as development serves stack traces).
+ */
+export function settleNodeEnv(dir: string, flag: string | undefined): { env: string } | { conflict: string } {
+  if (process.env.NODE_ENV === '') delete process.env.NODE_ENV;
+  const file = join(dir, '.env');
+  let fromFile: string | undefined;
+  if (existsSync(file)) {
+    try {
+      fromFile = parseEnv(readFileSync(file, 'utf8')).NODE_ENV || undefined;
+    } catch {
+      // loadDotEnv reports an unreadable .env with its own error at load time
+    }
+  }
+  if (flag && fromFile && flag !== fromFile) {
+    return {
+      conflict: `--env ${flag} disagrees with NODE_ENV=${fromFile} in ${file}: change or remove one of them (without --env, the .env value is used)`,
+    };
+  }
+  const env = flag ?? process.env.NODE_ENV ?? fromFile ?? 'development';
+  process.env.NODE_ENV = env;
+  return { env };
 }
 
 /** One readable block: code, message, and the details a user needs to fix it. */
@@ -45,10 +77,14 @@ export async function runService(options: ServiceOptions): Promise<number> {
   const { io, name } = options;
   const dir = findProjectDir(io.cwd);
   if (!dir) {
-    io.stderr(`mega ${name}: no mega.config.ts in ${io.cwd} or above (create a project with: mega new <dir>)`);
+    io.stderr(noProjectMessage(name, io.cwd));
     return 1;
   }
-  process.env.NODE_ENV ??= 'development';
+  const settled = settleNodeEnv(dir, undefined);
+  if ('conflict' in settled) {
+    io.stderr(`mega ${name}: ${settled.conflict}`);
+    return 1;
+  }
   let kernel: Kernel;
   try {
     kernel = await loadKernel({ dir, serve: false, ...(options.apps?.length ? { only: options.apps } : {}) });

@@ -9,9 +9,10 @@ import { loadProject } from '../config.js';
 import type { Kernel } from '../kernel.js';
 import { loadKernel, loadPlugins } from '../kernel.js';
 import type { PrimaryHandler } from '../plugin.js';
+import { findMegaCheckout } from './bench.js';
 import { runPrimary } from './cluster.js';
 import type { CliIO } from './io.js';
-import { findProjectDir, formatError } from './service.js';
+import { findProjectDir, formatError, noProjectMessage, settleNodeEnv } from './service.js';
 
 export { formatError } from './service.js';
 
@@ -24,7 +25,8 @@ Options:
   --workers <n>    fork n worker processes with node:cluster (or MEGA_CLUSTER_WORKERS)
   --watch          development: restart when a source file of the project changes
   --app <name>     run only this app (repeatable); inside apps/<name> that app is the default
-  --env <name>     NODE_ENV to use (default: development)
+  --env <name>     NODE_ENV to use (default: NODE_ENV, then NODE_ENV in .env, then development;
+                   refused when it disagrees with the .env)
   -h, --help       show this help`;
 
 export async function startCommand(argv: string[], io: CliIO): Promise<number> {
@@ -44,15 +46,18 @@ export async function startCommand(argv: string[], io: CliIO): Promise<number> {
     io.stdout(START_HELP);
     return 0;
   }
-  if (values.env) process.env.NODE_ENV = values.env;
-  process.env.NODE_ENV ??= 'development';
   const port = values.port === undefined ? undefined : parsePositiveInt(values.port, '--port', 0);
   const workersRaw = values.workers ?? process.env.MEGA_CLUSTER_WORKERS;
   const workers = workersRaw === undefined ? 0 : parsePositiveInt(workersRaw, '--workers', 1);
   if (values.watch && workers > 0) throw new CliUsageError('--watch and --workers do not go together: watch mode runs one process');
   const dir = findProjectDir(io.cwd);
   if (!dir) {
-    io.stderr(`mega start: no mega.config.ts in ${io.cwd} or above. Create one (see README) or cd into a Mega project.`);
+    io.stderr(noProjectMessage('start', io.cwd));
+    return 1;
+  }
+  const settled = settleNodeEnv(dir, values.env);
+  if ('conflict' in settled) {
+    io.stderr(`mega start: ${settled.conflict}`);
     return 1;
   }
   if (workers > 0 && cluster.isPrimary) {
@@ -80,7 +85,7 @@ export async function startCommand(argv: string[], io: CliIO): Promise<number> {
     installSignalHandlers(kernel);
     await kernel.start();
   } catch (error) {
-    io.stderr(formatError(error));
+    io.stderr(formatError(error) + portHint(error, port));
     return 1;
   }
   const bootMs = Math.round(performance.now());
@@ -98,6 +103,20 @@ function parsePositiveInt(raw: string, flag: string, min: number): number {
 }
 
 export class CliUsageError extends Error {}
+
+/** For a listen error of a port in use, how to pick another one. */
+function portHint(error: unknown, port: number | undefined): string {
+  for (let e = error as { code?: string; cause?: unknown; port?: number } | undefined, depth = 0; e && depth < 8; depth++) {
+    if (e.code === 'EADDRINUSE') {
+      const which = e.port ?? port ?? process.env.PORT ?? 'the port';
+      return `\n  hint: port ${which} is already in use (another mega start?): stop that process, or choose another port with --port <n> (or PORT=<n>)`;
+    }
+    e = e.cause as typeof e;
+  }
+  return /EADDRINUSE/.test(String((error as Error)?.message))
+    ? '\n  hint: the port is already in use: choose another with --port <n> (or PORT=<n>)'
+    : '';
+}
 
 function installSignalHandlers(kernel: Kernel): void {
   let signalled = false;
@@ -135,9 +154,21 @@ function printBanner(kernel: Kernel, bootMs: number, io: CliIO): void {
     address = `http://${kernel.server.host === '0.0.0.0' ? 'localhost' : kernel.server.host}:${http.port}`;
   }
   const apps = kernel.apps.map((a) => (a.hosts.length ? `${a.name} (${a.hosts.join(', ')})` : `${a.name} (default host)`));
-  const codec = kernel.codec.backend + (kernel.codec.reason ? ` (${kernel.codec.reason})` : '');
+  let reason = kernel.codec.reason;
+  // "npm run build:native" exists only in the Mega repository, not in a user's project.
+  if (reason && !findMegaCheckout(kernel.dir)) reason = reason.replace(/\s*\((?:build it with|rebuild:) npm run build:native\)/, '');
+  const codec = kernel.codec.backend + (reason ? ` (${reason})` : '');
+  const title = `Mega ${kernel.version} ${cluster.isWorker ? `worker ${cluster.worker?.id} ` : ''}pid ${process.pid} (${kernel.env}) ready in ${bootMs} ms`;
+  if (kernel.env === 'production') {
+    // Production output is for log collectors: one JSON line through the kernel's logger, nothing else on stdout.
+    kernel.log.info(
+      { address, apps: kernel.apps.map((a) => a.name), plugins: kernel.plugins.map((p) => `${p.name}@${p.version}`), codec },
+      title,
+    );
+    return;
+  }
   const lines = [
-    `Mega ${kernel.version} ${cluster.isWorker ? `worker ${cluster.worker?.id} ` : ''}pid ${process.pid} (${kernel.env}) ready in ${bootMs} ms`,
+    title,
     `  listening  ${address}`,
     `  apps       ${apps.join(', ')}`,
     `  plugins    ${kernel.plugins.map((p) => `${p.name}@${p.version}`).join(', ') || 'none'}`,

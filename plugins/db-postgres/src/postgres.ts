@@ -2,7 +2,7 @@
  * One PostgreSQL database per alias: a `pg` pool against a server, or embedded PGlite (same SQL,
  * same result shapes) when no server URL is configured.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { PGlite } from '@electric-sql/pglite';
 import type { Adapter, OpStatsSnapshot } from '@mega/adapters';
@@ -136,6 +136,8 @@ export class PostgresDb implements Queryable, Adapter {
       }
       const { PGlite, types } = await import('@electric-sql/pglite');
       if (this.#dataDir !== 'memory://') {
+        if (!existsSync(join(this.#dataDir as string, 'PG_VERSION')))
+          this.#log.info(`db "${this.alias}": initialising the embedded database in ${this.#dataDir} (first boot takes a few seconds)`);
         mkdirSync(this.#dataDir as string, { recursive: true });
         // One process per data directory: a second one would open its own copy and lose rows.
         this.#dirLock ??= DataDirLock.acquire(this.alias, this.#dataDir as string);

@@ -114,6 +114,15 @@ export async function wsHubCommand(argv: string[], io: CliIO): Promise<number> {
     return 2;
   }
 
+  // The environment is checked before anything is built: a missing token must not cost a cargo build first.
+  const env = { ...readDotEnv(io.cwd), ...process.env };
+  if (!(env.MEGA_WSHUB_TOKENS ?? '').split(',').some((t) => t.trim())) {
+    io.stderr(
+      'mega ws-hub: MEGA_WSHUB_TOKENS is required: a comma-separated list of bridge tokens, in the environment or ./.env (e.g. MEGA_WSHUB_TOKENS=$(openssl rand -hex 32))',
+    );
+    return 2;
+  }
+
   let bin = process.env.MEGA_HUB_BIN;
   if (!bin) {
     const root = findHubWorkspace(io.cwd);
@@ -140,7 +149,6 @@ export async function wsHubCommand(argv: string[], io: CliIO): Promise<number> {
     return 1;
   }
 
-  const env = { ...readDotEnv(io.cwd), ...process.env };
   return new Promise((done) => {
     // Own process group: a terminal's Ctrl+C reaches only us, and we forward it exactly once
     // (a second signal makes the hub skip its drain).

@@ -3,7 +3,7 @@
  * plugin runs the real mega-hub binary (found from the plugin's dist/ by walking up to sidecar/).
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { writeProject } from '@mega/testing';
@@ -85,7 +85,34 @@ describe('mega ws-hub (from @mega/hub-bridge)', () => {
     expect(hubBinaryStale(root, bin)).toBe(false);
   });
 
-  it('passes the hub exit code through (2 without tokens)', async () => {
+  it('reports a missing MEGA_WSHUB_TOKENS before building anything: no cargo runs', async () => {
+    // A fake cargo first on PATH that leaves a marker, and an empty target dir: the binary is missing,
+    // so without the early check the wrapper would start a (35 s) build.
+    const fake = mkdtempSync(join(tmpdir(), 'mega-fake-cargo-'));
+    const marker = join(fake, 'cargo-ran');
+    writeFileSync(join(fake, 'cargo'), `#!/bin/sh\ntouch '${marker}'\nexit 1\n`, { mode: 0o755 });
+    const env = { PATH: `${fake}:${process.env.PATH ?? ''}`, CARGO_TARGET_DIR: join(fake, 'target') };
+    const run = (extra: Record<string, string>) => {
+      const p = spawn(process.execPath, [MEGA_BIN, 'ws-hub'], { cwd: hubProject(), env: { ...env, ...extra } });
+      let err = '';
+      p.stderr.on('data', (d: Buffer) => {
+        err += d.toString();
+      });
+      return new Promise<{ code: number | null; err: string }>((r) => p.on('exit', (code) => r({ code, err })));
+    };
+    const missing = await run({});
+    expect(missing.code).toBe(2);
+    expect(missing.err).toContain('MEGA_WSHUB_TOKENS is required');
+    expect(missing.err).not.toContain('building the hub');
+    expect(existsSync(marker)).toBe(false);
+    // With a token the same setup reaches the build, so the fake cargo was on the path all along.
+    const withToken = await run({ MEGA_WSHUB_TOKENS: 'a-token' });
+    expect(withToken.code).toBe(1);
+    expect(withToken.err).toContain('the hub build failed');
+    expect(existsSync(marker)).toBe(true);
+  });
+
+  it('exits 2 without tokens, saying which variable is missing', async () => {
     ensureHubBinary();
     const p = megaWsHub(hubProject(), {});
     let err = '';

@@ -1,40 +1,13 @@
 /**
- * Where plugins come from: the catalogue (SPEC §4), the npm workspace the project lives in,
- * the project's node_modules, and npm itself.
+ * Where plugins come from: the npm workspace the project lives in, the project's node_modules,
+ * and npm itself (the catalogue of real plugins and the packed checkout are in source.ts).
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 
-export const CATALOGUE: readonly string[] = [
-  'http',
-  'security',
-  'session',
-  'views',
-  'i18n',
-  'ws',
-  'asp',
-  'ws-presence',
-  'ws-cluster',
-  'ws-roster-redis',
-  'hub-bridge',
-  'db-postgres',
-  'db-mongo',
-  'cache-redis',
-  'bus',
-  'lock',
-  'jobs',
-  'scheduler',
-  'workers',
-  'metrics',
-  'tracing',
-  'health',
-  'migrations',
-  'models',
-].map((n) => `@mega/${n}`);
-
-/** Packages under the `@mega` scope that are not plugins. */
-const NOT_PLUGINS = new Set(['@mega/kernel']);
+/** Packages under the `@mega` scope that are libraries, not plugins. */
+const NOT_PLUGINS = new Set(['@mega/kernel', '@mega/codec', '@mega/adapters', '@mega/testing']);
 
 export interface PackageInfo {
   name: string;
@@ -209,4 +182,12 @@ export const npmInstaller: Installer = (args, cwd, io) =>
 
 export function isNotFound(result: InstallResult): boolean {
   return /\bE404\b|404 Not Found|is not in this registry/i.test(result.output);
+}
+
+/** The package npm could not find, from its 404 output ('@mega/ws@0.1.0' is not in this registry / GET .../@mega%2fws - Not found). */
+export function missingPackage(output: string): string | undefined {
+  const quoted = /'((?:@[^/'\s]+\/)?[^@'\s]+)@[^']*' is not in this registry/.exec(output)?.[1];
+  if (quoted) return quoted;
+  const url = /404 Not Found - GET \S+\/((?:@[^/\s]+%2[fF])?[^/\s]+) - /.exec(output)?.[1];
+  return url ? decodeURIComponent(url) : undefined;
 }
