@@ -106,7 +106,7 @@ export default definePlugin({
         service = pickAlias('buses', nats.aliases, config.service, 'default');
         transport = nats.get(service);
       } else if (config.service) {
-        throw new ConfigError('config.invalid', `apps/${app.name}: bus.service is only for the nats driver (driver is "${driver}")`, {
+        throw new ConfigError('config.invalid', `app ${app.name}: bus.service is only for the nats driver (driver is "${driver}")`, {
           details: { app: app.name, driver, service: config.service },
         });
       } else if (driver === 'cluster') {

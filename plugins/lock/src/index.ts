@@ -84,7 +84,7 @@ export default definePlugin({
         if (!api.has('redis')) {
           throw new PluginError(
             'plugin.missing_dependency',
-            `apps/${app.name}: lock.driver is redis, and Redis connections are owned by ${CACHE_REDIS}, which is not in plugins; run: mega plugin add ${CACHE_REDIS}`,
+            `app ${app.name}: lock.driver is redis, and Redis connections are owned by ${CACHE_REDIS}, which is not in plugins; run: mega plugin add ${CACHE_REDIS}`,
             { plugin: api.name, details: { app: app.name, missing: CACHE_REDIS } },
           );
         }
@@ -96,7 +96,7 @@ export default definePlugin({
         id = `redis:${alias}:${config.retryDelayMs}`;
         if (!drivers.has(id)) drivers.set(id, new RedisLockDriver(redisAliases.get(alias), config.retryDelayMs));
       } else if (config.service) {
-        throw new ConfigError('config.invalid', `apps/${app.name}: lock.service is only for the redis driver (driver is "${driverName}")`, {
+        throw new ConfigError('config.invalid', `app ${app.name}: lock.service is only for the redis driver (driver is "${driverName}")`, {
           details: { app: app.name, driver: driverName },
         });
       } else if (!drivers.has(id)) drivers.set(id, driverName === 'cluster' ? new ClusterLockDriver() : new MemoryLockDriver());

@@ -104,7 +104,7 @@ export default definePlugin({
         if (enabled && dedicated && lock.driver === 'memory') {
           api.log.warn(
             { app: app.name },
-            `apps/${app.name}: lock driver is memory: exactly one run per tick holds within this process only; with several scheduler processes set lock.service to a Redis cache alias`,
+            `app ${app.name}: lock driver is memory: exactly one run per tick holds within this process only; with several scheduler processes set lock.service to a Redis cache alias`,
           );
         }
       }

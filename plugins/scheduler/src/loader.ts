@@ -114,7 +114,7 @@ export async function loadSchedules(app: App, dirName: string, projectDir: strin
       if (other !== undefined) {
         throw new ConfigError(
           'scheduler.duplicate',
-          `apps/${app.name}: two schedules are named "${s.name}" (${other} and ${rel}); set static scheduleName or name`,
+          `app ${app.name}: two schedules are named "${s.name}" (${other} and ${rel}); set static scheduleName or name`,
           {
             details: { app: app.name, schedule: s.name, files: [other, rel] },
           },

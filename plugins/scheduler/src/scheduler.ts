@@ -114,7 +114,7 @@ export class Scheduler {
 
   add(app: App, schedule: LoadedSchedule, lock: LockLike, store: TickStore): void {
     if (this.#entries.some((e) => e.app.name === app.name && e.schedule.name === schedule.name)) {
-      throw new MegaError('scheduler.duplicate', `apps/${app.name}: a schedule named "${schedule.name}" is already registered`);
+      throw new MegaError('scheduler.duplicate', `app ${app.name}: a schedule named "${schedule.name}" is already registered`);
     }
     this.#entries.push({
       app,

@@ -380,7 +380,7 @@ export default definePlugin({
       if (csrf && config.secret === undefined) {
         throw new ConfigError(
           'security.secret_missing',
-          `app ${app.name}: CSRF tokens need a secret in production; set security.secret in apps/${app.name}/app.config.ts or MEGA_SECURITY_SECRET (or MEGA_SECRET), or turn CSRF off with csrf: false`,
+          `app ${app.name}: CSRF tokens need a secret in production; set security.secret in its app.config.ts or MEGA_SECURITY_SECRET (or MEGA_SECRET), or turn CSRF off with csrf: false`,
           { details: { key: 'security.secret', app: app.name } },
         );
       }
