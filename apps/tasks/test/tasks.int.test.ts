@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import type { JobEventData } from '@mega/jobs';
 import type {} from '@mega/scheduler';
-import { type Booted, bootProject, stopAll } from '@mega/testing';
+import { type Booted, bootProject, stopAll, waitUntil } from '@mega/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const APP = join(import.meta.dirname, '..');
@@ -14,15 +14,8 @@ const ENV = { TASKS_CLEANUP_CRON: '* * * * * *', TASKS_REPORT_MAX_AGE_MS: '60000
 let app: Booted;
 const done: JobEventData[] = [];
 
-async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn();
-    if (value !== undefined) return value;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+const until = <T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000): Promise<T> =>
+  waitUntil(fn, { timeoutMs, what, intervalMs: 25 });
 
 beforeAll(async () => {
   Object.assign(process.env, ENV);

@@ -13,5 +13,6 @@ export { captureLogs, LEVELS } from './logs.js';
 export type { Loose } from './loose.js';
 export type { WriteProjectOptions } from './project.js';
 export { findNodeModules, writeProject } from './project.js';
+export { waitUntil } from './wait.js';
 export type { WsClose, WsMessage, WsOptions } from './ws.js';
 export { WsClient, WsHandshakeError } from './ws.js';

@@ -1,4 +1,5 @@
 /** Job files for the tests: each job delegates to `globalThis.__jobsTest[<name>]`, set by the test. */
+import { waitUntil } from '@mega/testing';
 import type { JobContext } from '../src/index.js';
 
 export type Handler = (payload: any, ctx: JobContext) => unknown;
@@ -46,14 +47,15 @@ export const typed = defineJob({
   };
 }
 
-export async function poll<T>(fn: () => T | undefined | false, timeoutMs = 10_000, what = 'condition'): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined && v !== false) return v as T;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+export const poll = <T>(fn: () => T | undefined | false, timeoutMs = 10_000, what = 'condition'): Promise<T> =>
+  waitUntil(fn, { timeoutMs, what });
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Simulated work inside a job (how long a run takes), not a wait before an assertion. */
+export const work = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A run that finishes only when the test says so: `gate.release()` makes a timed-out run complete late. */
+export function gate(): { wait: () => Promise<void>; release: () => void } {
+  let release = () => {};
+  const done = new Promise<void>((resolve) => (release = resolve));
+  return { wait: () => done, release: () => release() };
+}

@@ -8,7 +8,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { restartService } from '../../../scripts/test/restart.js';
 import { serviceEnv } from '../../../scripts/test/service-env.js';
 import jobs, { type JobEventData, type JobEventName } from '../src/index.js';
-import { handlers, jobFiles, poll, sleep } from './fixtures.js';
+import { gate, handlers, jobFiles, poll, work } from './fixtures.js';
 
 const env = serviceEnv();
 const RUN = `T${process.pid}`;
@@ -84,11 +84,13 @@ describe('@mega/jobs jetstream driver', () => {
   }, 90_000);
 
   it('a run over its timeout is dead-lettered; its late completion is reported as abandoned-run', async () => {
-    handlers({ Slow: async () => sleep(700) });
+    const slow = gate();
+    handlers({ Slow: () => slow.wait() });
     const { q, events } = await boot({ ackWaitMs: 500 }, { timeoutMs: 200 });
     const id = await q.enqueue('Slow', { a: 1 });
     await poll(() => events.find(([e]) => e === 'dlq'), 10_000, 'dlq');
     expect(events.find(([e]) => e === 'fail')?.[1]).toMatchObject({ id, phase: 'run', error: { code: 'jobs.timeout' } });
+    slow.release(); // the abandoned run completes late, after its timeout dead-lettered the job
     await poll(() => events.find(([e, d]) => e === 'fail' && d.phase === 'abandoned-run'), 5000, 'abandoned-run');
     const [row] = await q.dlq.list();
     expect(row?.letter).toMatchObject({ id, job: 'Slow', payload: { a: 1 }, error: { code: 'jobs.timeout' } });
@@ -145,7 +147,7 @@ describe('@mega/jobs jetstream driver', () => {
   });
 
   it('NATS restart while producing and consuming: every enqueue returned an id later done, or raised jobs.unavailable', async () => {
-    handlers({ Flaky: async () => sleep(2) });
+    handlers({ Flaky: async () => work(2) });
     const { q, events } = await boot({ publishTimeoutMs: 2000 }, { concurrency: 16 });
     const resolved = new Set<string>();
     const rejected: string[] = [];
@@ -158,7 +160,7 @@ describe('@mega/jobs jetstream driver', () => {
           (id) => void resolved.add(id),
           (error: { code?: string }) => void rejected.push(error.code ?? String(error)),
         );
-        await sleep(4);
+        await work(4);
       }
     })();
     await poll(() => resolved.size >= 100, 10_000, 'enqueues before the restart');

@@ -3,7 +3,7 @@ import { definePlugin, getApp, type JobEvent } from '@mega/kernel';
 import { bootPlugins, buildPlugins, stopAll, writeProject } from '@mega/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import jobs, { backoffDelay, type JobEventData, type JobEventName } from '../src/index.js';
-import { handlers, jobFiles, poll, sleep } from './fixtures.js';
+import { gate, handlers, jobFiles, poll, work } from './fixtures.js';
 
 afterEach(stopAll);
 
@@ -96,11 +96,13 @@ describe('@mega/jobs memory driver', () => {
   });
 
   it('a run over its timeout goes to the DLQ (jobs.timeout), its late completion is reported as abandoned-run', async () => {
-    handlers({ Slow: async () => sleep(400) });
+    const slow = gate();
+    handlers({ Slow: () => slow.wait() });
     const { q, events } = await boot();
     await q.enqueue('Slow', {});
     await poll(() => events.find(([e]) => e === 'dlq'), 5000, 'dlq');
     expect(events.find(([e]) => e === 'fail')?.[1]).toMatchObject({ phase: 'run', error: { code: 'jobs.timeout' } });
+    slow.release(); // the abandoned run completes late, after its timeout dead-lettered the job
     await poll(() => events.find(([e, d]) => e === 'fail' && d.phase === 'abandoned-run'), 5000, 'abandoned-run');
     expect(events.filter(([e]) => e === 'done')).toEqual([]);
   });
@@ -114,7 +116,7 @@ describe('@mega/jobs memory driver', () => {
         active.set(p.g, (active.get(p.g) ?? 0) + 1);
         maxA = Math.max(maxA, active.get('A') ?? 0);
         if ((active.get('A') ?? 0) > 0 && (active.get('B') ?? 0) > 0) bothAtOnce = true;
-        await sleep(30);
+        await work(30);
         active.set(p.g, (active.get(p.g) ?? 1) - 1);
       },
     });
@@ -125,7 +127,7 @@ describe('@mega/jobs memory driver', () => {
       Flaky: async () => {
         running++;
         maxFlaky = Math.max(maxFlaky, running);
-        await sleep(20);
+        await work(20);
         running--;
       },
     });
@@ -192,7 +194,7 @@ describe('@mega/jobs memory driver', () => {
     const finished: string[] = [];
     handlers({
       Flaky: async (p: { ms: number; name: string }) => {
-        await sleep(p.ms);
+        await work(p.ms);
         finished.push(p.name);
       },
     });

@@ -31,12 +31,13 @@ afterAll(async () => {
 const JOBS = `import { appendFileSync } from 'node:fs';
 import { MegaJob } from '@mega/jobs';
 const log = (line: string) => appendFileSync(process.env.JOBS_LOG as string, line + '\\n');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Simulated work inside a job (how long a run takes), not a wait before an assertion. */
+const work = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export class Hold extends MegaJob {
   static retries = 3;
   async run(p: { ms: number }, ctx: any) {
     log(\`start \${ctx.source.id} \${process.pid} \${ctx.source.attempt}\`);
-    await sleep(p.ms);
+    await work(p.ms);
     log(\`end \${ctx.source.id} \${process.pid} \${ctx.source.attempt}\`);
   }
 }
@@ -45,7 +46,7 @@ export class Tenant extends MegaJob {
   static groupConcurrency = 1;
   async run(p: { g: string }) {
     log(\`tstart \${p.g} \${Date.now()} \${process.pid}\`);
-    await sleep(200);
+    await work(200);
     log(\`tend \${p.g} \${Date.now()} \${process.pid}\`);
   }
 }

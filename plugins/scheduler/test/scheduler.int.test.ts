@@ -6,7 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { writeProject } from '@mega/testing';
+import { waitUntil, writeProject } from '@mega/testing';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort, killAll, runMega, type Watched } from '../../../scripts/test/procs.js';
 import { serviceEnv } from '../../../scripts/test/service-env.js';
@@ -58,15 +58,8 @@ function lines(file: string): Line[] {
     .map((l) => JSON.parse(l) as Line);
 }
 
-async function until<T>(what: string, fn: () => T | undefined | false, timeoutMs = 30_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+const until = <T>(what: string, fn: () => T | undefined | false, timeoutMs = 30_000): Promise<T> =>
+  waitUntil(fn, { timeoutMs, what, intervalMs: 25 });
 
 const listening = (port: number) =>
   new Promise<boolean>((resolve) => {

@@ -52,6 +52,8 @@ interface Loop {
   running: number;
 }
 
+/** Lease of the delay consumer's messages (see its consumer config). */
+const DELAY_ACK_WAIT_MS = 5000;
 export class JetStreamQueue implements QueueDriver {
   readonly driver = 'jetstream' as const;
   readonly #jobs: Jobs;
@@ -210,7 +212,9 @@ export class JetStreamQueue implements QueueDriver {
     await this.#ensureConsumer({
       durable_name: '_delay',
       filter_subject: `${this.#base}.*.delay`,
-      ack_wait: nanos(this.#o.ackWaitMs),
+      // Promoting a due job is one publish and an ack, so its lease is short: a message handed to a
+      // worker that stopped in that moment comes back in seconds, not after a job's ackWait.
+      ack_wait: nanos(Math.min(this.#o.ackWaitMs, DELAY_ACK_WAIT_MS)),
       max_deliver: -1,
       max_ack_pending: 10_000,
     });
