@@ -8,7 +8,7 @@ import type { OpStatsSnapshot } from '@mega/adapters';
 import { OpStats } from '@mega/adapters';
 import type { Logger } from '@mega/kernel';
 import { isMegaError, MegaError } from '@mega/kernel';
-import type { NatsTransport } from './drivers/nats.js';
+import type { NatsStats, NatsTransport } from './drivers/nats.js';
 import { checkSubject, hasWildcard } from './subjects.js';
 import type { Transport } from './transport.js';
 
@@ -41,18 +41,7 @@ export interface BusStats {
   /** Requests: operations, failures and latency until the reply. */
   ops: OpStatsSnapshot;
   /** nats.js counters, plus the outbox: messages not yet confirmed, re-sent after a reconnect, refused. */
-  nats?:
-    | {
-        inMsgs: number;
-        outMsgs: number;
-        inBytes: number;
-        outBytes: number;
-        connected: boolean;
-        pending: number;
-        resent: number;
-        refused: number;
-      }
-    | undefined;
+  nats?: NatsStats | undefined;
 }
 
 type ReplyEnvelope = { ok: true; data: unknown } | { ok: false; error: { code: string; message: string; details?: unknown } };

@@ -302,43 +302,28 @@ function csrfRequestPhase(p: AppPolicy): Middleware {
     }
     const token = headerOrQueryToken(csrf, req);
     if (token === undefined && type !== undefined && FORM_TYPE.test(type)) return undefined; // the body's field: `before` phase
-    if (typeof token !== 'string' || token === '') {
-      return reject(
-        req,
-        reply,
-        app,
-        403,
-        'csrf.missing_token',
-        `this request needs a CSRF token: header ${csrf.headerName}, or field ${csrf.fieldName} of a urlencoded form, or ?${csrf.fieldName}= for multipart`,
-      );
-    }
-    const verdict = verify(p, ctx, req, token);
-    return verdict ? reject(req, reply, app, 403, verdict, VERDICT_MESSAGE[verdict]) : undefined;
+    const missing = `this request needs a CSRF token: header ${csrf.headerName}, or field ${csrf.fieldName} of a urlencoded form, or ?${csrf.fieldName}= for multipart`;
+    return checkToken(p, req, reply, ctx, token, missing);
   };
+}
+
+/** Refuses a missing token with `missing`, then an invalid one with its verdict (both 403); undefined when it verifies. */
+function checkToken(p: AppPolicy, req: FastifyRequest, reply: FastifyReply, ctx: MegaContext, token: unknown, missing: string) {
+  if (typeof token !== 'string' || token === '') return reject(req, reply, p.app, 403, 'csrf.missing_token', missing);
+  const verdict = verify(p, ctx, req, token);
+  return verdict ? reject(req, reply, p.app, 403, verdict, VERDICT_MESSAGE[verdict]) : undefined;
 }
 
 /** The `before` phase of CSRF: the `_csrf` field of urlencoded forms that carried no header or query token. */
 function csrfBodyPhase(p: AppPolicy): Middleware {
   const csrf = p.csrf as CsrfConfig;
-  const { app } = p;
   return (req, reply, ctx) => {
     if (SAFE_METHODS.has(req.method) || routeOptedOut(req)) return undefined;
     const type = req.headers['content-type'];
     if (type === undefined || !FORM_TYPE.test(type) || headerOrQueryToken(csrf, req) !== undefined) return undefined;
     const body = req.body as Record<string, unknown> | undefined;
     const token = body && typeof body === 'object' ? body[csrf.fieldName] : undefined;
-    if (typeof token !== 'string' || token === '') {
-      return reject(
-        req,
-        reply,
-        app,
-        403,
-        'csrf.missing_token',
-        `form posts need a CSRF token (field ${csrf.fieldName} or header ${csrf.headerName})`,
-      );
-    }
-    const verdict = verify(p, ctx, req, token);
-    return verdict ? reject(req, reply, app, 403, verdict, VERDICT_MESSAGE[verdict]) : undefined;
+    return checkToken(p, req, reply, ctx, token, `form posts need a CSRF token (field ${csrf.fieldName} or header ${csrf.headerName})`);
   };
 }
 

@@ -37,6 +37,17 @@ export const NatsDeclaration = Type.Object(
 );
 export type NatsDeclaration = Static<typeof NatsDeclaration>;
 
+/** nats.js counters of one connection, plus the outbox: messages not yet confirmed, re-sent after a reconnect, refused. */
+export interface NatsStats {
+  inMsgs: number;
+  outMsgs: number;
+  inBytes: number;
+  outBytes: number;
+  connected: boolean;
+  pending: number;
+  resent: number;
+  refused: number;
+}
 export class NatsTransport implements Transport, Adapter {
   readonly driver = 'nats' as const;
   readonly alias: string;
@@ -228,18 +239,7 @@ export class NatsTransport implements Transport, Adapter {
   }
 
   /** nats.js statistics (messages and bytes in/out). */
-  natsStats():
-    | {
-        inMsgs: number;
-        outMsgs: number;
-        inBytes: number;
-        outBytes: number;
-        connected: boolean;
-        pending: number;
-        resent: number;
-        refused: number;
-      }
-    | undefined {
+  natsStats(): NatsStats | undefined {
     const nc = this.#nc;
     const o = this.#outbox?.stats();
     return nc
