@@ -3,7 +3,8 @@
 # NATS (JetStream) and FerretDB (MongoDB wire protocol), all on 127.0.0.1.
 #
 # Usage: scripts/services.sh up|down|status|env|restart [service...]
-#   services: postgres redis nats mongo   (default: all)
+#   services: postgres redis nats mongo, plus those in scripts/services.d/
+#             (default: all)
 #
 #   up       install missing packages, start what is not already answering
 #   down     stop what `up` started (quiet if nothing runs)
@@ -530,12 +531,26 @@ mongo_up() {
 
 mongo_down() { stop_pidfile mongo "$RUN_DIR/ferretdb.pid" ferretdb; }
 
+# ------------------------------------------------------- more services ---
+
+# Each scripts/services.d/NAME.sh adds one service: it appends NAME to
+# ALL_SERVICES and defines NAME_up, NAME_down, NAME_ready, NAME_url and
+# NAME_env (prints its VAR=value lines); it may set NAME_ALIASES (other names
+# accepted on the command line). Files run in name order, after the helpers above.
+EXTRA_SERVICES=()
+for f in "$(dirname "${BASH_SOURCE[0]}")"/services.d/*.sh; do
+  [[ -e $f ]] || continue
+  # shellcheck source=/dev/null
+  source "$f"
+done
+
 # ------------------------------------------------------------------ main ---
 
 svc_url() {
   case $1 in
     postgres) echo "$DATABASE_URL" ;; redis) echo "$REDIS_URL" ;;
     nats) echo "$NATS_URL" ;; mongo) echo "$MONGO_URL" ;;
+    *) "${1}_url" ;;
   esac
 }
 
@@ -543,7 +558,19 @@ svc_ready() {
   case $1 in
     postgres) pg_resolve_bin || true; pg_ready ;;
     redis) redis_ready ;; nats) nats_ready ;; mongo) mongo_ready ;;
+    *) "${1}_ready" ;;
   esac
+}
+
+# extra_service NAME: the added service that NAME names (itself or an alias), if any.
+extra_service() {
+  local e a aliases
+  for e in "${EXTRA_SERVICES[@]}"; do
+    [[ $1 == "$e" ]] && { echo "$e"; return 0; }
+    aliases=${e}_ALIASES
+    for a in ${!aliases:-}; do [[ $1 == "$a" ]] && { echo "$e"; return 0; }; done
+  done
+  return 1
 }
 
 # Normalise service names (a few aliases accepted); default to all.
@@ -557,7 +584,8 @@ parse_services() {
       redis) SERVICES+=(redis) ;;
       nats) SERVICES+=(nats) ;;
       mongo | mongodb | ferretdb) SERVICES+=(mongo) ;;
-      *) echo "services.sh: unknown service '$s' (expected: ${ALL_SERVICES[*]})" >&2; exit 2 ;;
+      *) if e=$(extra_service "$s"); then SERVICES+=("$e"); continue; fi
+        echo "services.sh: unknown service '$s' (expected: ${ALL_SERVICES[*]})" >&2; exit 2 ;;
     esac
   done
 }
@@ -572,7 +600,7 @@ lock_state() {
 }
 
 usage() {
-  sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 cmd=${1:-}
@@ -609,6 +637,7 @@ case $cmd in
   env)
     printf 'DATABASE_URL=%s\nREDIS_URL=%s\nNATS_URL=%s\nMONGO_URL=%s\n' \
       "$DATABASE_URL" "$REDIS_URL" "$NATS_URL" "$MONGO_URL"
+    for e in "${EXTRA_SERVICES[@]}"; do "${e}_env"; done
     ;;
   -h | --help | help) usage ;;
   *) usage >&2; exit 2 ;;

@@ -9,6 +9,8 @@ import { ConfigError, MegaError } from '@mega/kernel';
 import { Value } from '@sinclair/typebox/value';
 
 export { within } from '@mega/kernel';
+export type { AnyTables, SqlDb, SqlDialect } from './sql.js';
+export { isSqlDb } from './sql.js';
 
 export interface LatencySnapshot {
   count: number;
