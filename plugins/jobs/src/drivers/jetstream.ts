@@ -294,7 +294,10 @@ export class JetStreamQueue implements QueueDriver {
   async #startLoop(durable: string, spec: JobSpec | undefined, maxMessages: number): Promise<void> {
     if (this.#stopping || this.#loops.has(durable)) return;
     const consumer = await this.#js.consumers.get(this.stream, durable);
-    const messages = await consumer.consume({ max_messages: Math.max(1, Math.min(maxMessages, 1000)) });
+    // The server enforces concurrency through max_ack_pending; a pull batch larger than that keeps one
+    // pull request open across many jobs instead of issuing a new one after every delivery (at
+    // concurrency 1 that was a pull round trip per job).
+    const messages = await consumer.consume({ max_messages: Math.min(Math.max(maxMessages, 256), 1000) });
     const loop: Loop = { messages, done: Promise.resolve(), lastActivity: Date.now(), running: 0 };
     this.#loops.set(durable, loop);
     loop.done = (async () => {
