@@ -6,6 +6,6 @@ import { promisify } from 'node:util';
 
 const SCRIPT = join(dirname(fileURLToPath(import.meta.url)), '..', 'services.sh');
 
-export async function restartService(service: 'redis' | 'nats' | 'postgres' | 'mongo'): Promise<void> {
+export async function restartService(service: 'redis' | 'nats' | 'postgres' | 'mongo' | 'mariadb'): Promise<void> {
   await promisify(execFile)('bash', [SCRIPT, 'restart', service], { timeout: 120_000 });
 }

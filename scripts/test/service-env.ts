@@ -12,9 +12,10 @@ export interface ServiceEnv {
   REDIS_URL: string;
   NATS_URL: string;
   MONGO_URL: string;
+  MARIADB_URL: string;
 }
 
-const KEYS = ['DATABASE_URL', 'REDIS_URL', 'NATS_URL', 'MONGO_URL'] as const;
+const KEYS = ['DATABASE_URL', 'REDIS_URL', 'NATS_URL', 'MONGO_URL', 'MARIADB_URL'] as const;
 
 export function serviceEnv(): ServiceEnv {
   const env: Partial<ServiceEnv> = {};
