@@ -8,7 +8,7 @@
  * TypeBox over zod/valibot: its schemas are plain JSON Schema, so the same Ajv that validates
  * route bodies validates config, and `Static<>` gives the type without a second declaration.
  */
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { type StringOptions, type TObject, type TSchema, type TString, Type } from '@sinclair/typebox';
@@ -43,9 +43,9 @@ export interface SecretSpec {
 }
 
 /**
- * A secret config value. Filled from `spec.env` (then MEGA_SECRET) when the file has none, checked
- * for `minBytes`; missing in production fails boot, in development a random one is used with a
- * warning. Its value never appears in an error or log line.
+ * A secret config value. Filled from `spec.env` (then a key derived from MEGA_SECRET) when the file
+ * has none, checked for `minBytes`; missing in production fails boot, in development a random one is
+ * used with a warning. Its value never appears in an error or log line.
  */
 export function Secret(spec: SecretSpec, options: StringOptions = {}): TString {
   return Type.String({ ...options, [SECRET]: spec });
@@ -277,6 +277,9 @@ function devSecret(dir: string, label: string): string {
   return createHmac('sha256', readFileSync(file, 'utf8')).update(label).digest('base64url');
 }
 
+/** MEGA_SECRET is never handed out as is: each purpose (sessions, CSRF, ASP: by its env name) gets its own HKDF key. */
+const derive = (key: string, label: string) => Buffer.from(hkdfSync('sha256', key, 'mega', label, 32)).toString('base64url');
+
 interface SecretScope {
   dir: string;
   file: string;
@@ -316,8 +319,8 @@ function resolveSecrets(schema: TSchema, data: Record<string, unknown>, scope: S
         { app: scope.app, key: where, source },
         `the ${spec.purpose} secret is shorter than ${PRODUCTION_MIN_BYTES} bytes: production refuses it`,
       );
-      data[key] = value;
-    } else if (value !== undefined) data[key] = value;
+      data[key] = source === 'MEGA_SECRET' ? derive(value, `mega.secret.v1:${spec.env}`) : value;
+    } else if (value !== undefined) data[key] = source === 'MEGA_SECRET' ? derive(value, `mega.secret.v1:${spec.env}`) : value;
     else if (scope.env === 'production') {
       if (!spec.optional) {
         scope.problems.push(

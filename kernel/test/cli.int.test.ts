@@ -3,9 +3,10 @@
  */
 
 import { execFile, spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { stripVTControlCharacters } from 'node:util';
 import { writeProject } from '@mega/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort, httpGet as get, killAll, MEGA_BIN, runMega as mega, until as poll } from '../../scripts/test/procs.js';
@@ -177,20 +178,43 @@ describe('mega CLI', () => {
     expect((await mega(['start', '--watch', '--workers', '2'], dir).exited).code).toBe(2);
   });
 
-  it('mega routes lists every route with app, hosts, kind and middleware, as a table or JSON', async () => {
+  it('mega routes lists every route with app, hosts, kind, handler and middleware, plugin routes and global middleware, as tables or JSON', async () => {
     const table = mega(['routes'], join(REPO, 'apps/multi'));
     expect((await table.exited).code).toBe(0);
-    expect(table.out()).toMatch(/^APP\s+METHOD\s+PATH\s+KIND\s+MIDDLEWARE$/m);
-    expect(table.out()).toMatch(/^admin \(admin\.localhost\)\s+GET\s+\/dashboard\s+http\s+before: requireAdmin$/m);
-    expect(table.out()).toMatch(/^admin \(admin\.localhost\)\s+POST\s+\/login\s+http\s+schema: body$/m);
+    expect(table.out()).toMatch(/^APP\s+METHOD\s+PATH\s+KIND\s+HANDLER\s+MIDDLEWARE$/m);
+    expect(table.out()).toMatch(
+      /^admin \(admin\.localhost\)\s+GET\s+\/dashboard\s+http\s+AdminController\.dashboard\s+before: requireAdmin$/m,
+    );
+    expect(table.out()).toMatch(/^admin \(admin\.localhost\)\s+POST\s+\/login\s+http\s+AdminController\.login\s+schema: body$/m);
+    // Routes @mega/health adds to every app, and the middleware @mega/security adds to each app, by phase.
+    expect(table.out()).toMatch(/^Routes added by plugins \(every app\):\nPLUGIN\s+METHOD\s+PATH\s+HANDLER$/m);
+    expect(table.out()).toMatch(/^@mega\/health\s+GET\s+\/health\s+/m);
+    expect(table.out()).toMatch(/^@mega\/health\s+GET\s+\/ready\s+/m);
+    expect(table.out()).toMatch(/^request\s+@mega\/security\s+\S+\s+admin\s+POST, PUT, PATCH, DELETE$/m);
+    expect(table.out()).toMatch(/^send\s+@mega\/security\s+\S+\s+web\s+all$/m);
     const json = mega(['routes', '--json', '--app', 'web'], join(REPO, 'apps/multi'));
     expect((await json.exited).code).toBe(0);
-    const rows = JSON.parse(json.out()) as Array<{ app: string; method: string; path: string; kind: string }>;
-    expect(rows.length).toBeGreaterThan(0);
-    expect(new Set(rows.map((r) => r.app))).toEqual(new Set(['web']));
+    const listed = JSON.parse(json.out()) as {
+      routes: Array<{ app: string; method: string; path: string; kind: string; handler: string }>;
+      pluginRoutes: Array<{ plugin: string; path: string }>;
+      middleware: Array<{ plugin: string; phase: string; apps: string[] }>;
+    };
+    expect(listed.routes.length).toBeGreaterThan(0);
+    expect(new Set(listed.routes.map((r) => r.app))).toEqual(new Set(['web']));
+    expect(listed.routes).toContainEqual(expect.objectContaining({ path: '/feedback', handler: 'WebController.feedback' }));
+    expect(listed.pluginRoutes.map((r) => `${r.plugin} ${r.path}`)).toEqual(['@mega/health /health', '@mega/health /ready']);
+    expect(new Set(listed.middleware.map((m) => m.apps.join()))).toEqual(new Set(['web']));
     const chat = mega(['routes', '--json'], join(REPO, 'apps/chat'));
     expect((await chat.exited).code).toBe(0);
-    expect(JSON.parse(chat.out())).toContainEqual(expect.objectContaining({ kind: 'ws', path: '/ws/chat', before: ['requireUser'] }));
+    const chatRoutes = JSON.parse(chat.out()) as { routes: unknown[]; pluginRoutes: unknown[] };
+    expect(chatRoutes.routes).toContainEqual(
+      expect.objectContaining({ kind: 'ws', path: '/ws/chat', handler: 'ChatChannel', before: ['requireUser'] }),
+    );
+    // Without @mega/health, @mega/http serves /health itself; public/ is served under /static/.
+    expect(chatRoutes.pluginRoutes).toEqual([
+      { plugin: '@mega/http', method: 'GET', path: '/health', handler: 'liveness' },
+      { plugin: '@mega/http', method: 'GET', path: '/static/*', handler: 'static files (public/)' },
+    ]);
     const bare = writeProject({ 'mega.config.ts': 'export default { plugins: [] };\n', 'app.config.ts': 'export default {};\n' });
     const none = mega(['routes'], bare);
     expect((await none.exited).code).toBe(1);
@@ -198,14 +222,35 @@ describe('mega CLI', () => {
     expect((await mega(['routes', '--nope'], bare).exited).code).toBe(2);
   });
 
-  it('mega new writes a project that mega start serves and TypeScript accepts; refuses a non-empty dir and bad names', async () => {
+  it('mega new writes a project that mega start serves, TypeScript accepts and mega test passes; refuses a non-empty dir, bad names and templates', async () => {
     const parent = writeProject({});
     const created = mega(['new', 'shop-front', '--skip-install'], parent);
     expect((await created.exited).code).toBe(0);
     expect(created.out()).toContain('npm install');
     const dir = join(parent, 'shop-front');
-    expect(readdirSync(dir).sort()).toEqual(['.gitignore', 'app.config.ts', 'controllers', 'mega.config.ts', 'package.json', 'routes']);
-    expect(JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'))).toMatchObject({ name: 'shop-front', type: 'module' });
+    expect(readdirSync(dir).sort()).toEqual([
+      '.env',
+      '.gitignore',
+      'README.md',
+      'app.config.ts',
+      'controllers',
+      'mega.config.ts',
+      'package.json',
+      'routes',
+      'test',
+      'tsconfig.json',
+      'vitest.config.ts',
+    ]);
+    const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
+    expect(pkg).toMatchObject({ name: 'shop-front', type: 'module', scripts: { test: 'mega test', start: 'mega start' } });
+    expect(Object.keys(pkg.dependencies)).toEqual(['@mega/kernel', '@mega/http', '@mega/health']);
+    expect(Object.keys(pkg.devDependencies)).toEqual(['@mega/testing', 'vitest', 'typescript', '@types/node']);
+    // One generated secret; .env is private and ignored by git.
+    const env = readFileSync(join(dir, '.env'), 'utf8');
+    expect(env).toMatch(/^MEGA_SECRET=[A-Za-z0-9_-]{43}$/m);
+    expect(statSync(join(dir, '.env')).mode & 0o077).toBe(0);
+    expect(readFileSync(join(dir, '.gitignore'), 'utf8').split('\n')).toEqual(expect.arrayContaining(['.env', '.mega/', 'node_modules/']));
+    expect(readFileSync(join(dir, 'README.md'), 'utf8')).toContain('npx mega generate');
     symlinkSync(join(REPO, 'node_modules'), join(dir, 'node_modules'));
     const port = await freePort();
     const run = mega(['start', '--port', String(port)], dir);
@@ -214,37 +259,69 @@ describe('mega CLI', () => {
       return r.status === 200 ? r : undefined;
     }, 30_000);
     expect(home.json).toEqual({ data: { message: 'Hello from shop-front', app: 'shop-front' } });
+    expect((await get(port, '/health')).json).toEqual({ data: { status: 'ok' } });
     run.child.kill('SIGTERM');
     expect((await run.exited).code).toBe(0);
-    // The generated TypeScript typechecks against the real packages.
-    writeFileSync(
-      join(dir, 'tsconfig.json'),
-      JSON.stringify({
-        compilerOptions: {
-          strict: true,
-          module: 'NodeNext',
-          moduleResolution: 'NodeNext',
-          target: 'ES2023',
-          noEmit: true,
-          skipLibCheck: true,
-          types: ['node'],
-        },
-        include: ['**/*.ts'],
-        exclude: ['node_modules'],
-      }),
-    );
-    const tsc = await new Promise<number | null>((done) =>
-      execFile(process.execPath, [join(REPO, 'node_modules/typescript/bin/tsc'), '-p', dir], (error) =>
-        done(error ? ((error as { code?: number }).code ?? 1) : 0),
+    // The generated TypeScript (its own tsconfig.json) typechecks against the real packages.
+    const tsc = await new Promise<{ code: number; out: string }>((done) =>
+      execFile(process.execPath, [join(REPO, 'node_modules/typescript/bin/tsc'), '-p', dir], (error, stdout) =>
+        done({ code: error ? ((error as { code?: number }).code ?? 1) : 0, out: stdout }),
       ),
     );
-    expect(tsc).toBe(0);
+    expect(tsc.code, tsc.out).toBe(0);
+    // mega test: the project's vitest with its config; the generated test passes.
+    const tested = mega(['test'], dir);
+    expect((await tested.exited).code, tested.out()).toBe(0);
+    expect(stripVTControlCharacters(tested.out())).toMatch(/test\/home\.test\.ts \(3 tests\)/);
 
     const again = mega(['new', 'shop-front'], parent);
     expect((await again.exited).code).toBe(1);
     expect(again.out()).toContain('is not empty');
     expect((await mega(['new', 'Bad Name!'], parent).exited).code).toBe(2);
     expect((await mega(['new'], parent).exited).code).toBe(2);
+    const template = mega(['new', 'x', '--template', 'blog'], parent);
+    expect((await template.exited).code).toBe(2);
+    expect(template.out()).toContain('unknown template "blog" (templates: api, chat, crud)');
+  });
+
+  it('mega new --template chat copies apps/chat with a test that registers, then chats over the encrypted channel', async () => {
+    const parent = writeProject({});
+    const created = mega(['new', 'talk', '--template', 'chat', '--skip-install'], parent);
+    expect((await created.exited).code, created.out()).toBe(0);
+    const dir = join(parent, 'talk');
+    for (const file of ['channels/chat.ts', 'routes/ws.ts', 'controllers/auth.ts', 'public/chat.js', 'test/chat.test.ts', '.env']) {
+      expect(existsSync(join(dir, file)), file).toBe(true);
+    }
+    expect(existsSync(join(dir, 'test/chat.int.test.ts'))).toBe(false);
+    expect(readFileSync(join(dir, 'channels/chat.ts'), 'utf8')).toBe(readFileSync(join(REPO, 'apps/chat/channels/chat.ts'), 'utf8'));
+    const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
+    expect(Object.keys(pkg.dependencies)).toEqual(
+      expect.arrayContaining(['@mega/asp', '@mega/ws-presence', '@mega/session', '@mega/db-postgres']),
+    );
+    symlinkSync(join(REPO, 'node_modules'), join(dir, 'node_modules'));
+    const tested = mega(['test'], dir);
+    expect((await tested.exited).code, tested.out()).toBe(0);
+    expect(stripVTControlCharacters(tested.out())).toMatch(/test\/chat\.test\.ts \(2 tests\)/);
+  });
+
+  it('mega new --template crud copies apps/crud with its migrations journal and a test of its API', async () => {
+    const parent = writeProject({});
+    const created = mega(['new', 'notes', '--template', 'crud', '--skip-install'], parent);
+    expect((await created.exited).code, created.out()).toBe(0);
+    const dir = join(parent, 'notes');
+    for (const file of ['models/note.ts', 'migrations', '.mega/journal/snapshot.json', 'routes/api.ts', 'test/api.test.ts']) {
+      expect(existsSync(join(dir, file)), file).toBe(true);
+    }
+    // Only the journal of .mega/ is source; the sample's repository tests stay behind.
+    expect(readdirSync(join(dir, '.mega'))).toEqual(['journal']);
+    expect(existsSync(join(dir, 'test/crud.int.test.ts'))).toBe(false);
+    expect(readFileSync(join(dir, '.gitignore'), 'utf8').split('\n')).toEqual(
+      expect.arrayContaining(['!.mega/journal/', '.env', 'node_modules/']),
+    );
+    symlinkSync(join(REPO, 'node_modules'), join(dir, 'node_modules'));
+    const tested = mega(['test'], dir);
+    expect((await tested.exited).code, tested.out()).toBe(0);
+    expect(stripVTControlCharacters(tested.out())).toMatch(/test\/api\.test\.ts \(2 tests\)/);
   });
 
   it('takes NODE_ENV from the project .env, refuses an --env that disagrees, and logs the production banner as one JSON line', async () => {
@@ -319,6 +396,17 @@ describe('mega CLI', () => {
     const startHelp = mega(['start', '--help'], REPO);
     expect((await startHelp.exited).code).toBe(0);
     expect(startHelp.out()).toContain('--workers <n>');
+    for (const [command, text] of [
+      ['new', '--template <t>'],
+      ['generate', '--dry-run'],
+      ['console', '.reload'],
+      ['test', 'mega test --watch'],
+      ['routes', 'pluginRoutes'],
+    ]) {
+      const shown = mega(['help', command as string], REPO);
+      expect((await shown.exited).code, command).toBe(0);
+      expect(shown.out(), command).toContain(text);
+    }
     const unknown = mega(['frobnicate'], REPO);
     expect((await unknown.exited).code).toBe(2);
     expect(unknown.out()).toContain('unknown command "frobnicate"');

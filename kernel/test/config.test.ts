@@ -1,3 +1,4 @@
+import { hkdfSync } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -170,7 +171,10 @@ describe('secrets', () => {
     expect((await boot({ thing: { secret: `file-${LONG}` } }, 'production')).secret).toBe(`file-${LONG}`);
     expect((await boot({}, 'production')).secret).toBe(`env-${LONG}`);
     delete process.env[ENV];
-    expect((await boot({}, 'production')).secret).toBe(`shared-${LONG}`);
+    // MEGA_SECRET itself is never handed out: each purpose gets its own HKDF key of it (issue 15).
+    const derived = (await boot({}, 'production')).secret;
+    expect(derived).toBe(Buffer.from(hkdfSync('sha256', `shared-${LONG}`, 'mega', `mega.secret.v1:${ENV}`, 32)).toString('base64url'));
+    expect((await boot({}, 'production')).secret).toBe(derived);
     const unshared = await boot({}, 'production', { shared: false });
     expect(unshared.error).toMatchObject({ code: 'thing.secret_missing', message: expect.stringContaining(ENV) });
   });
@@ -216,7 +220,10 @@ describe('secrets', () => {
     process.env.MEGA_SECRET = 'twenty-bytes-secret!';
     expect((await boot({}, 'production', lenient)).error).toMatchObject({ message: expect.stringContaining('at least 32 bytes') });
     const dev = await boot({}, 'development', lenient);
-    expect([dev.error, dev.secret]).toEqual([undefined, 'twenty-bytes-secret!']);
+    expect([dev.error, dev.secret]).toEqual([
+      undefined,
+      Buffer.from(hkdfSync('sha256', 'twenty-bytes-secret!', 'mega', `mega.secret.v1:${ENV}`, 32)).toString('base64url'),
+    ]);
     expect(dev.logs.some((l) => l.level === LEVELS.warn && String(l.msg).includes('shorter than 32 bytes: production refuses it'))).toBe(
       true,
     );

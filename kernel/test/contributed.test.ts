@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeProject } from '@mega/testing';
 import { describe, expect, it } from 'vitest';
@@ -63,10 +63,11 @@ describe('mega generate', () => {
   it("lists the kinds the project's plugins declare", async () => {
     const t = io(project());
     expect(await generateCommand([], t.cli)).toBe(0);
-    expect(t.out.join('\n')).toMatch(/Kinds from this project's plugins:\n {2}widget\s+a widget module \(@acme\/tool\)/);
+    expect(t.out.join('\n')).toMatch(/Kinds of this project:\n {2}widget\s+a widget module \(@acme\/tool\)/);
     const unknown = io(project());
     expect(await generateCommand(['gizmo', 'x'], unknown.cli)).toBe(2);
     expect(unknown.err).toEqual(['mega generate: unknown kind "gizmo"']);
+    expect(unknown.out.join('\n')).toContain('More kinds come with plugins: controller (mega plugin add http)');
     expect(unknown.out.join('\n')).toContain('widget');
   });
 
@@ -76,6 +77,59 @@ describe('mega generate', () => {
     expect(await generateCommand(['widget', 'blue', '--color=navy'], t.cli)).toBe(0);
     expect(readFileSync(join(dir, 'widgets/blue.ts'), 'utf8')).toBe('export const blue = "navy";\n');
     expect(t.out.join('\n')).toContain('wrote widgets/blue.ts');
+  });
+
+  it('--dry-run shows the files and writes nothing; an edited file is left alone unless --force; a test comes with the file', async () => {
+    const dir = project();
+    const dry = io(dir);
+    expect(await generateCommand(['widget', 'blue', '--dry-run', '--color', 'navy'], dry.cli)).toBe(0);
+    expect(dry.out).toContain('  would create widgets/blue.ts');
+    expect(dry.out).toContain('    | export const blue = "navy";');
+    expect(dry.out).toContain('  would create test/widget-blue.test.ts');
+    expect(existsSync(join(dir, 'widgets/blue.ts'))).toBe(false);
+    expect(existsSync(join(dir, 'test'))).toBe(false);
+
+    expect(await generateCommand(['widget', 'blue'], io(dir).cli)).toBe(0);
+    // The widget generator writes no test of its own: one that loads the file and boots the project comes with it.
+    const companion = readFileSync(join(dir, 'test/widget-blue.test.ts'), 'utf8');
+    expect(companion).toContain("import * as generated from '../widgets/blue.js';");
+    expect(companion).toContain('bootProject(');
+
+    const same = io(dir);
+    expect(await generateCommand(['widget', 'blue'], same.cli)).toBe(0);
+    expect(same.out).toContain('  identical widgets/blue.ts');
+    writeFileSync(join(dir, 'widgets/blue.ts'), 'export const blue = "mine";\n');
+    const kept = io(dir);
+    expect(await generateCommand(['widget', 'blue', '--color', 'red'], kept.cli)).toBe(1);
+    expect(kept.out).toContain('  exists widgets/blue.ts (left as it is; --force overwrites it)');
+    expect(kept.err.join('\n')).toContain('1 file existed and was left as it was: widgets/blue.ts');
+    expect(readFileSync(join(dir, 'widgets/blue.ts'), 'utf8')).toBe('export const blue = "mine";\n');
+    const forced = io(dir);
+    expect(await generateCommand(['widget', 'blue', '--color', 'red', '--force'], forced.cli)).toBe(0);
+    expect(forced.out).toContain('  overwrite widgets/blue.ts');
+    expect(readFileSync(join(dir, 'widgets/blue.ts'), 'utf8')).toBe('export const blue = "red";\n');
+  });
+
+  it('has the kernel kinds plugin (enabled in mega.config.ts) and test, and names the plugin of a missing kind', async () => {
+    const dir = project();
+    const t = io(dir);
+    expect(await generateCommand(['plugin', 'AuditLog'], t.cli)).toBe(0);
+    expect(t.out).toContain('  create plugins/audit-log.ts');
+    expect(t.out).toContain('  create test/audit-log-plugin.test.ts');
+    expect(t.out).toContain('  update mega.config.ts (plugins: ./plugins/audit-log.ts)');
+    expect(readFileSync(join(dir, 'mega.config.ts'), 'utf8')).toBe(
+      "export default { plugins: ['./plugins/tool.ts', './plugins/audit-log.ts'] };\n",
+    );
+    expect(readFileSync(join(dir, 'plugins/audit-log.ts'), 'utf8')).toContain(
+      'auditLog: Type.Object({ enabled: Type.Boolean({ default: true }) }',
+    );
+    expect(await generateCommand(['test', 'checkout-flow'], io(dir).cli)).toBe(0);
+    expect(existsSync(join(dir, 'test/checkout-flow.test.ts'))).toBe(true);
+    const missing = io(dir);
+    expect(await generateCommand(['channel', 'Room'], missing.cli)).toBe(2);
+    expect(missing.err).toEqual(['mega generate: unknown kind "channel" in this project: it comes with @mega/ws (mega plugin add ws)']);
+    const bad = io(dir);
+    await expect(generateCommand(['plugin', '9lives'], bad.cli)).rejects.toMatchObject({ code: 'generate.invalid_name' });
   });
 
   it('says how to start outside a project', async () => {

@@ -4,13 +4,15 @@ import type { CliIO } from './io.js';
 const HELP = `Usage: mega <command> [options]
 
 Commands:
-  new <dir>             create a project (package.json, configs, a route and a controller)
+  new <dir>             create a project outside or inside the checkout (--template api|chat|crud)
   start                 boot the project in this directory (--port, --workers, --app, --watch)
   plugin add <name>     install a plugin and its dependencies, add them to mega.config.ts
   plugin remove <name>  remove a plugin (refused while another depends on it)
   plugin list           installed and available plugins
-  routes                list every HTTP and WebSocket route with its app and middleware (--json)
-  generate <kind> <n>   scaffold a file of a kind a plugin contributes (mega generate lists them)
+  generate <kind> <n>   write a controller, route, channel, job, plugin, test, ... and its test (alias g)
+  console               a REPL with the project booted, not listening: getApp(), app.db(), ctx (alias c)
+  test [vitest args]    run the project's tests with vitest and @mega/testing
+  routes                every route with its handler, middleware and plugin routes (--json)
   doctor                Node, package versions, native codec, services and config in one screen
   bench <target>        run a benchmark: codec in process; http, ws, jobs, ... inside the Mega repo
   help [command]        show help
@@ -63,8 +65,17 @@ export async function main(argv: string[]): Promise<number> {
     }
     case 'generate':
     case 'g': {
-      const { generateCommand } = await import('./contributed.js');
+      const { generateCommand } = await import('./generate.js');
       return generateCommand(rest, io);
+    }
+    case 'console':
+    case 'c': {
+      const { consoleCommand } = await import('./console.js');
+      return consoleCommand(rest, io);
+    }
+    case 'test': {
+      const { testCommand } = await import('./test.js');
+      return testCommand(rest, io);
     }
     case 'bench': {
       const { benchCommand } = await import('./bench.js');
@@ -102,8 +113,8 @@ const argv0 = process.argv[2];
 main(process.argv.slice(2)).then(
   (code) => {
     // `start` resolves only when it failed or the cluster primary finished; `doctor` may leave a
-    // service's sockets open after a timed-out check: end the process then.
-    if (argv0 === 'start' || argv0 === 'doctor') process.exit(code);
+    // service's sockets open after a timed-out check, `console` its REPL's stdin: end the process then.
+    if (argv0 === 'start' || argv0 === 'doctor' || argv0 === 'console' || argv0 === 'c') process.exit(code);
     process.exitCode = code;
   },
   async (error: unknown) => {

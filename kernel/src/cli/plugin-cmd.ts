@@ -32,6 +32,7 @@ import {
 } from './plugin/packages.js';
 import { createProjectEditor } from './plugin/project-editor.js';
 import { catalogue, checkoutFor, packCheckout, withTarballs } from './plugin/source.js';
+import { startProgress } from './progress.js';
 import { findProjectDir } from './service.js';
 
 export type { Installer, InstallResult } from './plugin/packages.js';
@@ -45,7 +46,7 @@ export interface PluginCommandOptions {
   /** The checkout @mega plugins come from outside the monorepo (default: recorded in package.json, or this CLI's). */
   checkout?: string | null;
   /** Packs the checkout into tarballs (name -> file: spec); tests replace it. */
-  pack?: (checkout: string) => Promise<Record<string, string>>;
+  pack?: (checkout: string, need?: readonly string[]) => Promise<Record<string, string>>;
 }
 
 const HELP: Record<'main' | 'add' | 'remove' | 'list', string> = {
@@ -102,7 +103,7 @@ interface Ctx {
   checkout: string | undefined;
   /** Real plugin names (from the checkout's plugins/*). */
   catalogue: string[];
-  pack: (checkout: string) => Promise<Record<string, string>>;
+  pack: (checkout: string, need?: readonly string[]) => Promise<Record<string, string>>;
   /** The tarball specs, packed at most once per command. */
   tarballs?: Record<string, string>;
 }
@@ -158,7 +159,7 @@ export async function pluginCommand(argv: string[], io: CommandIo, options: Plug
       // Inside the checkout's own workspace, plugins are linked from it, never packed.
       checkout: checkout && available.workspaceRoot !== checkout ? checkout : undefined,
       catalogue: checkout ? catalogue(checkout) : [...available.workspace.keys()],
-      pack: options.pack ?? ((root) => packCheckout(root)),
+      pack: options.pack ?? ((root, need) => packCheckout(root, undefined, need)),
     };
     if (command === 'add') return await add(rest, ctx);
     if (command === 'remove') return await remove(rest, ctx);
@@ -211,6 +212,19 @@ async function add(specs: string[], ctx: Ctx): Promise<number> {
   });
   const requested: string[] = [];
   try {
+    // Outside the monorepo, the Mega plugins named here come from the packed checkout in one npm
+    // install (their @mega dependencies with them) rather than one install each.
+    if (ctx.checkout) {
+      const batch = specs
+        .filter((spec) => !PATH_LIKE.test(spec))
+        .map((spec) => parseSpec(spec))
+        .flatMap((parsed) => (parsed && !parsed.range ? [normalizeName(parsed.name, ctx.dir)] : []))
+        .filter((name) => name.startsWith('@mega/') && ctx.catalogue.includes(name) && !findPackage(name, ctx.dir));
+      if (batch.length > 1) {
+        await useTarballs(ctx, batch);
+        await runInstall(['install', '--no-audit', '--no-fund'], ctx.dir, batch.join(', '), ctx);
+      }
+    }
     for (const spec of specs) {
       const { name, installSpec } = await nameOf(spec, ctx);
       requested.push(name);
@@ -341,12 +355,21 @@ async function ensureInstalled(name: string, installSpec: string, ctx: Ctx): Pro
 async function useTarballs(ctx: Ctx, add: string[]): Promise<void> {
   if (!ctx.checkout) return;
   if (!ctx.tarballs) {
-    ctx.out(`Packing the @mega packages of ${ctx.checkout} ...`);
+    const packing = startProgress(ctx.out, `Packing the @mega packages of ${ctx.checkout}`);
     try {
-      ctx.tarballs = await ctx.pack(ctx.checkout);
+      ctx.tarballs = await ctx.pack(ctx.checkout, add);
+      packing.done();
     } catch (error) {
+      packing.fail();
       throw new PluginError('plugin.install_failed', error instanceof Error ? error.message : String(error), { cause: error });
     }
+  }
+  const unbuilt = add.filter((name) => !ctx.tarballs?.[name]);
+  if (unbuilt.length > 0) {
+    throw new PluginError(
+      'plugin.install_failed',
+      `${unbuilt.join(', ')} is not built in ${ctx.checkout}; run "npm run build" there first`,
+    );
   }
   const file = join(ctx.dir, 'package.json');
   const pkg = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
@@ -355,14 +378,18 @@ async function useTarballs(ctx: Ctx, add: string[]): Promise<void> {
 }
 
 async function runInstall(args: string[], cwd: string, name: string, ctx: Ctx): Promise<void> {
-  ctx.out(`Running npm ${args.join(' ')} in ${relative(ctx.dir, cwd) || '.'} ...`);
+  const installing = startProgress(ctx.out, `Running npm ${args.join(' ')} in ${relative(ctx.dir, cwd) || '.'}`);
   let result: InstallResult;
   try {
     result = await ctx.install(args, cwd, ctx.io);
   } catch (error) {
     result = { code: 1, output: error instanceof Error ? error.message : String(error) };
   }
-  if (result.code === 0) return;
+  if (result.code === 0) {
+    installing.done();
+    return;
+  }
+  installing.fail();
   if (isNotFound(result)) {
     const missing = missingPackage(result.output);
     // A path, tarball or plugin that npm found is not to blame for a dependency npm could not find.

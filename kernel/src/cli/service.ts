@@ -11,6 +11,10 @@ import { isMegaError } from '../errors.js';
 import { type Kernel, loadKernel } from '../kernel.js';
 import type { CliIO } from '../plugin.js';
 
+export type { Progress, ProgressOptions } from './progress.js';
+/** A progress line for long work in plugins' commands (builds, downloads): announced, ticking, timed. */
+export { startProgress } from './progress.js';
+
 /** Walks up from `from` to the nearest directory holding a mega.config file. */
 export function findProjectDir(from: string): string | undefined {
   let dir = resolve(from);

@@ -7,15 +7,13 @@ import { Secret, type Static, Type } from '@mega/kernel';
 export const AspConfigSchema = Type.Object(
   {
     /**
-     * Master secret (UTF-8, at least 32 bytes); default MEGA_ASP_SECRET (never MEGA_SECRET: every
-     * client's session keys derive from it). Needed only by apps that encrypt something, so the
-     * plugin itself fails boot (`asp.config`) when such an app runs in production without one.
+     * Master secret (UTF-8, at least 32 bytes); default MEGA_ASP_SECRET, then a key the kernel
+     * derives from MEGA_SECRET for ASP alone (HKDF; MEGA_SECRET itself never reaches ASP). Needed only
+     * by apps that encrypt something, so the plugin itself fails boot (`asp.config`) when such an app
+     * runs in production without one.
      */
     masterSecret: Type.Optional(
-      Secret(
-        { env: 'MEGA_ASP_SECRET', purpose: 'ASP session keys', minBytes: 32, code: 'asp.config', shared: false, optional: true },
-        { minLength: 32 },
-      ),
+      Secret({ env: 'MEGA_ASP_SECRET', purpose: 'ASP session keys', minBytes: 32, code: 'asp.config', optional: true }, { minLength: 32 }),
     ),
     /** Allowed clock drift either way (ms). */
     windowMs: Type.Integer({ minimum: 1000, default: 60_000 }),

@@ -9,6 +9,8 @@
  * - Keys reach clients over their HTTP session (`ctx.asp.keys()`); `@mega/asp/client` speaks it.
  */
 import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Handler, HttpRouteOptions, HttpServer } from '@mega/http';
 import { envelope, HTTP_STAGES, noStore } from '@mega/http';
 import type { App, ConfigInput, MegaContext, MegaError, RouteDefinition } from '@mega/kernel';
@@ -142,7 +144,7 @@ export default definePlugin({
       if (config.masterSecret === undefined) {
         throw new ConfigError(
           'asp.config',
-          `app ${app.name}: ASP session keys need a secret in production; set asp.masterSecret in its app.config.ts or MEGA_ASP_SECRET`,
+          `app ${app.name}: ASP session keys need a secret in production; set asp.masterSecret in its app.config.ts, MEGA_ASP_SECRET or MEGA_SECRET`,
           { details: { key: 'asp.masterSecret', app: app.name } },
         );
       }
@@ -373,6 +375,8 @@ export default definePlugin({
     );
   },
   async configure(project) {
+    // A project made by `mega new` has MEGA_SECRET in .env: ASP's key derives from it, nothing to add.
+    if (/^\s*MEGA_SECRET\s*=/m.test(await readFile(join(project.dir, '.env'), 'utf8').catch(() => ''))) return;
     await project.addEnv(
       'MEGA_ASP_SECRET',
       randomBytes(32).toString('base64url'),

@@ -9,7 +9,7 @@ import type { ConfigInput } from '@mega/kernel';
 import { definePlugin, packageVersion } from '@mega/kernel';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { HttpAppConfig, HttpGlobalConfig } from './config.js';
-import { controllerGenerator } from './generators.js';
+import { controllerGenerator, routeGenerator } from './generators.js';
 import { HttpServer } from './server.js';
 
 export type { HttpAppKeys, HttpConfig } from './config.js';
@@ -61,7 +61,7 @@ export default definePlugin({
   version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.2.0',
   config: { global: HttpGlobalConfig, app: HttpAppConfig },
-  generators: { controller: controllerGenerator },
+  generators: { controller: controllerGenerator, route: routeGenerator },
   setup(api, config) {
     const { kernel } = api;
     const server = new HttpServer(kernel, config.http, (app) => api.appConfig(app));

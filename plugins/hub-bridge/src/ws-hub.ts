@@ -9,7 +9,7 @@ import { constants } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseEnv } from 'node:util';
-import type { CliIO } from '@mega/kernel';
+import { type CliIO, startProgress } from '@mega/kernel';
 
 const HELP = `Usage: mega ws-hub [--no-build] [-- hub args]
 
@@ -136,12 +136,16 @@ export async function wsHubCommand(argv: string[], io: CliIO): Promise<number> {
         io.stderr(`mega ws-hub: ${bin} is missing or older than its sources (--no-build given)`);
         return 1;
       }
-      io.stderr('mega ws-hub: building the hub (cargo build --release -p mega-hub)...');
+      const building = startProgress(io.stderr, 'mega ws-hub: building the hub (cargo build --release -p mega-hub)', {
+        hint: 'a first build compiles every crate: minutes',
+      });
       const code = await run('cargo', ['build', '--release', '-p', 'mega-hub'], root, io);
       if (code !== 0 || !existsSync(bin)) {
+        building.fail();
         io.stderr(`mega ws-hub: the hub build failed (exit ${code}); fix the error above and retry`);
         return 1;
       }
+      building.done();
       markHubBuilt(bin);
     }
   } else if (!existsSync(bin)) {

@@ -102,19 +102,39 @@ const runNpm: Runner = (cmd, args, cwd) =>
     child.on('close', (code) => done({ code: code ?? 1, stdout, stderr }));
   });
 
+/** `names` and the `@mega` packages they depend on, transitively (from each workspace's package.json). */
+function withMegaDependencies(packages: readonly WorkspacePackage[], names: readonly string[]): Set<string> {
+  const byName = new Map(packages.map((p) => [p.name, p]));
+  const seen = new Set<string>();
+  const visit = (name: string) => {
+    if (seen.has(name)) return;
+    seen.add(name);
+    const pkg = byName.get(name);
+    const deps = (pkg ? readJson(join(pkg.dir, 'package.json'))?.dependencies : undefined) as Record<string, string> | undefined;
+    for (const dep of Object.keys(deps ?? {})) if (dep.startsWith('@mega/')) visit(dep);
+  };
+  for (const name of names) visit(name);
+  return seen;
+}
+
 /**
- * Packs every publishable workspace of `root` (one `npm pack`, about a second) and returns
+ * Packs every built publishable workspace of `root` (one `npm pack`, about a second) and returns
  * name -> `file:<tarball>`. A tarball is named after its content hash, so an unchanged package
- * keeps its path and a changed one gets a new path (package-lock integrity stays true).
+ * keeps its path and a changed one gets a new path (package-lock integrity stays true). A package
+ * without its dist/ is left out (another one may be mid-build in the checkout), unless it is one
+ * of `need` or what they depend on: then this fails and says to build.
  */
-export async function packCheckout(root: string, run: Runner = runNpm): Promise<Record<string, string>> {
-  const packages = workspacePackages(root);
-  const missingDist = packages.filter((p) => !existsSync(join(p.dir, 'dist')));
+export async function packCheckout(root: string, run: Runner = runNpm, need: readonly string[] = []): Promise<Record<string, string>> {
+  const all = workspacePackages(root);
+  const built = (p: WorkspacePackage) => existsSync(join(p.dir, 'dist'));
+  const needed = withMegaDependencies(all, need);
+  const missingDist = all.filter((p) => !built(p) && needed.has(p.name));
   if (missingDist.length > 0) {
     throw new Error(
       `${missingDist.map((p) => p.name).join(', ')} ${missingDist.length > 1 ? 'are' : 'is'} not built; run "npm install && npm run build" in ${root} first`,
     );
   }
+  const packages = all.filter(built);
   const cache = packCacheDir();
   mkdirSync(cache, { recursive: true });
   const staging = mkdtempSync(join(tmpdir(), 'mega-pack-'));
