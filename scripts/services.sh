@@ -567,7 +567,7 @@ extra_service() {
   local e a aliases
   for e in "${EXTRA_SERVICES[@]}"; do
     [[ $1 == "$e" ]] && { echo "$e"; return 0; }
-    aliases=${e}_ALIASES
+    aliases=${e^^}_ALIASES # MARIADB_ALIASES for mariadb
     for a in ${!aliases:-}; do [[ $1 == "$a" ]] && { echo "$e"; return 0; }; done
   done
   return 1
@@ -630,7 +630,7 @@ case $cmd in
     rc=0
     for s in "${SERVICES[@]}"; do
       if svc_ready "$s"; then st=up; else st=down rc=1; fi
-      printf '%-8s %-4s %s\n' "$s" "$st" "$(svc_url "$s")"
+      printf '%-10s %-4s %s\n' "$s" "$st" "$(svc_url "$s")"
     done
     exit "$rc"
     ;;

@@ -9,8 +9,10 @@ import { ConfigError, MegaError } from '@mega/kernel';
 import { Value } from '@sinclair/typebox/value';
 
 export { within } from '@mega/kernel';
-export type { AnyTables, SqlDb, SqlDialect } from './sql.js';
+export type { AnyTables, SqlDb, SqlDialect, SqlResult, SqlStatement } from './sql.js';
 export { isSqlDb } from './sql.js';
+export type { MegaTracer, TraceAttributes, TraceAttributeValue, TraceCarrier, TraceSpan, TraceSpanKind } from './trace.js';
+export { TRACE_HEADERS } from './trace.js';
 
 export interface LatencySnapshot {
   count: number;
@@ -18,6 +20,9 @@ export interface LatencySnapshot {
   p50Ms: number;
   p99Ms: number;
   maxMs: number;
+  /** Cumulative since start, for histograms (@mega/metrics): sum of all latencies, and counts per OP_BUCKETS_MS bound (+ one over the last). */
+  sumMs: number;
+  buckets: number[];
 }
 
 export interface OpStatsSnapshot {
@@ -27,6 +32,8 @@ export interface OpStatsSnapshot {
 }
 
 const RING = 1024;
+/** Upper bounds (ms, inclusive) of `LatencySnapshot.buckets`. */
+export const OP_BUCKETS_MS: readonly number[] = [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000];
 
 /** Counts operations and errors; keeps the last 1,024 latencies for percentiles (O(1) per record). */
 export class OpStats {
@@ -36,6 +43,7 @@ export class OpStats {
   #maxMs = 0;
   #ring = new Float64Array(RING);
   #next = 0;
+  #buckets = new Array<number>(OP_BUCKETS_MS.length + 1).fill(0);
 
   record(ms: number, failed: boolean): void {
     this.operations++;
@@ -43,6 +51,9 @@ export class OpStats {
     this.#totalMs += ms;
     if (ms > this.#maxMs) this.#maxMs = ms;
     this.#ring[this.#next++ & (RING - 1)] = ms;
+    let i = 0;
+    while (i < OP_BUCKETS_MS.length && ms > (OP_BUCKETS_MS[i] as number)) i++;
+    this.#buckets[i] = (this.#buckets[i] as number) + 1;
   }
 
   /** Runs one operation, recording its latency and whether it threw (the error is rethrown). */
@@ -71,6 +82,8 @@ export class OpStats {
         p50Ms: at(0.5),
         p99Ms: at(0.99),
         maxMs: round(this.#maxMs),
+        sumMs: this.#totalMs,
+        buckets: [...this.#buckets],
       },
     };
   }

@@ -6,6 +6,7 @@ import {
   type Adapter,
   AdapterSet,
   errorSummary,
+  OP_BUCKETS_MS,
   OpStats,
   pickAlias,
   redactText,
@@ -211,6 +212,19 @@ describe('OpStats', () => {
     const s = stats.snapshot();
     expect(s).toMatchObject({ operations: 3, errors: 1, latency: { count: 3, maxMs: 10 } });
     expect(s.latency.p99Ms).toBeGreaterThanOrEqual(s.latency.p50Ms);
+  });
+
+  it('keeps cumulative latency buckets (upper bounds inclusive) and their sum, for histograms', () => {
+    const stats = new OpStats();
+    for (const ms of [0.5, 1, 3, 10, 20_000]) stats.record(ms, false);
+    const { buckets, sumMs } = stats.snapshot().latency;
+    expect(buckets).toHaveLength(OP_BUCKETS_MS.length + 1);
+    expect(buckets[0]).toBe(2); // 0.5 and 1 (<= 1 ms)
+    expect(buckets[OP_BUCKETS_MS.indexOf(5)]).toBe(1);
+    expect(buckets[OP_BUCKETS_MS.indexOf(10)]).toBe(1);
+    expect(buckets.at(-1)).toBe(1); // over the last bound
+    expect(buckets.reduce((a, b) => a + b, 0)).toBe(5);
+    expect(sumMs).toBeCloseTo(20_014.5);
   });
 });
 

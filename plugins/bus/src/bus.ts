@@ -4,7 +4,7 @@
  * Payloads travel as JSON on every driver (the memory driver too), so code that works in
  * development behaves the same on NATS.
  */
-import type { OpStatsSnapshot } from '@mega/adapters';
+import type { MegaTracer, OpStatsSnapshot } from '@mega/adapters';
 import { OpStats } from '@mega/adapters';
 import type { Logger } from '@mega/kernel';
 import { isMegaError, MegaError } from '@mega/kernel';
@@ -54,6 +54,8 @@ export class Bus {
   readonly #service: string;
   readonly #log: Logger;
   readonly #timeoutMs: number;
+  /** The `tracing` service when @mega/tracing is loaded: publish, handle and request spans. */
+  readonly #tracer: MegaTracer | undefined;
   /** Requests: count, failures, latency until the reply. */
   readonly #stats = new OpStats();
   /** Validated event name -> full subject (emit is a hot path; names repeat). */
@@ -65,8 +67,12 @@ export class Bus {
   #handlerErrors = 0;
   #subscriptions = 0;
 
-  constructor(transport: Transport, options: { prefix: string; service: string; log: Logger; requestTimeoutMs: number }) {
+  constructor(
+    transport: Transport,
+    options: { prefix: string; service: string; log: Logger; requestTimeoutMs: number; tracer?: MegaTracer | undefined },
+  ) {
     this.#transport = transport;
+    this.#tracer = options.tracer;
     this.prefix = options.prefix;
     this.#service = options.service;
     this.#log = options.log;
@@ -88,6 +94,12 @@ export class Bus {
    * `bus.unavailable` when it cannot be kept (buffer full, shutdown). See the README's "Delivery".
    */
   emit(event: string, payload?: unknown): Promise<void> {
+    const tracer = this.#tracer;
+    if (tracer) return tracer.run(`bus.publish ${event}`, 'producer', this.#spanAttributes(event), () => this.#emit(event, payload));
+    return this.#emit(event, payload);
+  }
+
+  #emit(event: string, payload: unknown): Promise<void> {
     let sent: void | Promise<void>;
     try {
       sent = this.#transport.publish(this.#subjects.get(event) ?? this.#subject(event, false), encode(payload, event));
@@ -110,12 +122,15 @@ export class Bus {
     const prefixLength = this.prefix.length;
     // An exact subscription hands every message the same (frozen) meta.
     const fixed: MessageMeta | undefined = hasWildcard(event) ? undefined : Object.freeze({ event, subject: full });
+    const tracer = this.#tracer;
     const off = this.#transport.subscribe(full, (data, subject, respond) => {
       this.#received++;
       const meta = fixed ?? { event: subject.slice(prefixLength), subject };
       let result: unknown;
       try {
-        result = handler(JSON.parse(data) as T, meta);
+        result = tracer
+          ? tracer.run(`bus.handle ${meta.event}`, 'consumer', this.#spanAttributes(meta.event), () => handler(JSON.parse(data) as T, meta))
+          : handler(JSON.parse(data) as T, meta);
       } catch (error) {
         this.#failed(error, meta, respond);
         return;
@@ -143,7 +158,15 @@ export class Bus {
    * Sends `payload` to `event` and resolves with the first handler's return value. Rejects with
    * `bus.request_timeout`, `bus.no_responders`, or the responder's own error code.
    */
-  async request<R = unknown>(event: string, payload?: unknown, options: RequestOptions = {}): Promise<R> {
+  request<R = unknown>(event: string, payload?: unknown, options: RequestOptions = {}): Promise<R> {
+    const tracer = this.#tracer;
+    if (tracer) {
+      return tracer.run(`bus.request ${event}`, 'client', this.#spanAttributes(event), () => this.#request<R>(event, payload, options));
+    }
+    return this.#request<R>(event, payload, options);
+  }
+
+  async #request<R>(event: string, payload: unknown, options: RequestOptions): Promise<R> {
     const subject = this.#subjects.get(event) ?? this.#subject(event, false);
     const timeout = options.timeout ?? this.#timeoutMs;
     this.#requests++;
@@ -176,6 +199,10 @@ export class Bus {
       ops: this.#stats.snapshot(),
       ...(nats ? { nats } : {}),
     };
+  }
+
+  #spanAttributes(event: string): Record<string, string> {
+    return { 'messaging.system': this.#transport.driver, 'messaging.destination.name': this.prefix + event, 'mega.bus.event': event };
   }
 
   #subject(event: string, wildcards: boolean): string {

@@ -3,6 +3,7 @@
  * connection of the project (service `nats`: other plugins get `api.use('nats').connection(alias)`
  * and never open their own).
  */
+import type { MegaTracer } from '@mega/adapters';
 import { AdapterSet, pickAlias } from '@mega/adapters';
 import type { ConfigInput, Static } from '@mega/kernel';
 import { ConfigError, definePlugin, packageVersion, Type } from '@mega/kernel';
@@ -81,7 +82,10 @@ export default definePlugin({
   config: { app: BusAppConfig },
   drivers: { buses: ['nats'] },
   primary: createBusRelay,
+  // @mega/tracing (optional) first: publish, handle and request are traced when its service is there.
+  after: ['@mega/tracing'],
   setup(api) {
+    const tracer = api.has('tracing') ? api.use<MegaTracer>('tracing') : undefined;
     const nats = new AdapterSet<NatsTransport>({ kind: 'buses', preferred: 'default', label: 'bus' })
       .addDeclared(api, (alias, declaration) => new NatsTransport(alias, declaration, api.log))
       .attach(api);
@@ -115,7 +119,7 @@ export default definePlugin({
         transport = cluster;
       } else transport = memory ??= new MemoryTransport();
       const prefix = config.prefix ?? `${app.name}.`;
-      buses.set(app.name, new Bus(transport, { prefix, service, log: app.log, requestTimeoutMs: config.requestTimeoutMs }));
+      buses.set(app.name, new Bus(transport, { prefix, service, log: app.log, requestTimeoutMs: config.requestTimeoutMs, tracer }));
     }
     const clusterTransport = cluster;
     if (clusterTransport) api.health('bus:cluster', () => clusterTransport.check());

@@ -2,6 +2,7 @@
  * @mega/db-mongo: MongoDB databases by `services.dbs` alias through the official driver, reached
  * through `ctx.db(alias?)`, the registry it shares with @mega/db-postgres.
  */
+import type { MegaTracer } from '@mega/adapters';
 import { AdapterSet, sharedRegistry } from '@mega/adapters';
 import { definePlugin, packageVersion } from '@mega/kernel';
 import { MONGO_DRIVERS, MongoDb } from './mongo.js';
@@ -27,10 +28,13 @@ export default definePlugin({
   version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.2.0',
   drivers: { dbs: MONGO_DRIVERS },
+  // @mega/tracing (optional) first: commands are traced when its `tracing` service is there.
+  after: ['@mega/tracing'],
   setup(api) {
+    const tracer = api.has('tracing') ? api.use<MegaTracer>('tracing') : undefined;
     // The driver reconnects by itself: an optional alias down at boot needs no retry of its own.
     const dbs = new AdapterSet<MongoDb>({ kind: 'dbs', preferred: 'primary' })
-      .addDeclared(api, (alias, declaration) => new MongoDb(alias, declaration, api.log))
+      .addDeclared(api, (alias, declaration) => new MongoDb(alias, declaration, api.log, tracer))
       .attach(api);
     const registry = sharedRegistry<MongoDb>(api, 'dbs', 'db', 'primary');
     for (const db of dbs.all()) registry.add(db.alias, db);

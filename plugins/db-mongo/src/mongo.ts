@@ -1,5 +1,5 @@
 /** One MongoDB database per alias through the official driver; stats come from its command events. */
-import type { Adapter, OpStatsSnapshot } from '@mega/adapters';
+import type { Adapter, MegaTracer, OpStatsSnapshot, TraceSpan } from '@mega/adapters';
 import { errorSummary, OpStats, parseServiceUrl, redactText, redactUrl, serviceOptions } from '@mega/adapters';
 import type { Logger, ServiceDeclaration, Static } from '@mega/kernel';
 import { Type, UnavailableError } from '@mega/kernel';
@@ -32,6 +32,8 @@ export interface MongoStats extends OpStatsSnapshot {
   alias: string;
   url: string | undefined;
   database: string;
+  /** Connection pool (all servers), from the driver's pool events: the same shape as @mega/db-postgres's. */
+  pool: { total: number; idle: number; waiting: number };
 }
 
 export class MongoDb implements Adapter {
@@ -43,8 +45,10 @@ export class MongoDb implements Adapter {
   /** The database the URL (or `database`) names. */
   readonly db: Db;
   readonly #stats = new OpStats();
+  readonly #pool = { total: 0, inUse: 0, waiting: 0 };
 
-  constructor(alias: string, declaration: ServiceDeclaration, log: Logger) {
+  /** `tracer`: the `tracing` service when @mega/tracing is loaded (a client span per command). */
+  constructor(alias: string, declaration: ServiceDeclaration, log: Logger, tracer?: MegaTracer) {
     this.alias = alias;
     const url = parseServiceUrl('dbs', alias, declaration.url, ['mongodb:', 'mongodb+srv:']);
     const decl = serviceOptions('dbs', alias, declaration, MongoDeclaration);
@@ -62,10 +66,21 @@ export class MongoDb implements Adapter {
     this.native.on('commandSucceeded', (e) =>
       this.#stats.record(e.duration, ((e.reply as { writeErrors?: unknown[] })?.writeErrors?.length ?? 0) > 0),
     );
+    const pool = this.#pool;
+    this.native.on('connectionCreated', () => void pool.total++);
+    this.native.on('connectionClosed', () => void pool.total--);
+    this.native.on('connectionCheckOutStarted', () => void pool.waiting++);
+    this.native.on('connectionCheckOutFailed', () => void pool.waiting--);
+    this.native.on('connectionCheckedOut', () => {
+      pool.waiting--;
+      pool.inUse++;
+    });
+    this.native.on('connectionCheckedIn', () => void pool.inUse--);
     this.native.on('commandFailed', (e) => {
       this.#stats.record(e.duration, true);
       log.debug({ alias, command: e.commandName, err: errorSummary(e.failure) }, `db "${alias}": ${e.commandName} failed`);
     });
+    if (tracer) traceCommands(this.native, alias, tracer);
   }
 
   /** A collection of this alias's database (the driver's own `Collection`). */
@@ -110,6 +125,46 @@ export class MongoDb implements Adapter {
   }
 
   stats(): MongoStats {
-    return { driver: 'mongodb', alias: this.alias, url: this.url, database: this.db.databaseName, ...this.#stats.snapshot() };
+    const { total, inUse, waiting } = this.#pool;
+    return {
+      driver: 'mongodb',
+      alias: this.alias,
+      url: this.url,
+      database: this.db.databaseName,
+      pool: { total, idle: Math.max(0, total - inUse), waiting },
+      ...this.#stats.snapshot(),
+    };
   }
+}
+
+/**
+ * A client span per command from the driver's command events (emitted in the caller's async
+ * context, so the span is a child of the operation that issued it). No command document in the
+ * span: it holds the values.
+ */
+function traceCommands(client: MongoClient, alias: string, tracer: MegaTracer): void {
+  const spans = new Map<number, TraceSpan>();
+  client.on('commandStarted', (e) => {
+    const collection = (e.command as Record<string, unknown>)[e.commandName];
+    const target = typeof collection === 'string' ? collection : undefined;
+    const span = tracer.start(target ? `${e.commandName} ${target}` : e.commandName, 'client', {
+      'db.system.name': 'mongodb',
+      'db.operation.name': e.commandName,
+      'db.collection.name': target,
+      'db.namespace': e.databaseName,
+      'mega.db.alias': alias,
+    });
+    spans.set(e.requestId, span);
+  });
+  client.on('commandSucceeded', (e) => {
+    spans.get(e.requestId)?.end();
+    spans.delete(e.requestId);
+  });
+  client.on('commandFailed', (e) => {
+    const span = spans.get(e.requestId);
+    if (!span) return;
+    spans.delete(e.requestId);
+    span.fail(e.failure);
+    span.end();
+  });
 }

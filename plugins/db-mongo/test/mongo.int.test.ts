@@ -39,6 +39,9 @@ describe('@mega/db-mongo on FerretDB', () => {
     expect(s.operations).toBeGreaterThanOrEqual(6);
     expect(s.errors).toBeGreaterThanOrEqual(1);
     expect(s.latency.maxMs).toBeGreaterThan(0);
+    // Every operation gave its connection back: one at least stays open and idle, none is waited for.
+    expect(s.pool.total).toBeGreaterThanOrEqual(1);
+    expect(s.pool).toMatchObject({ idle: s.pool.total, waiting: 0 });
     const health = kernel.healthChecks().find((h) => h.name === 'db:docs');
     expect(health?.plugin).toBe('@mega/db-mongo');
     await health?.check();

@@ -2,6 +2,7 @@
  * @mega/db-postgres: PostgreSQL databases by `services.dbs` alias (a `pg` pool, or embedded PGlite),
  * reached through `ctx.db(alias?)`, the registry it shares with @mega/db-mongo.
  */
+import type { MegaTracer } from '@mega/adapters';
 import { AdapterSet, sharedRegistry } from '@mega/adapters';
 import { definePlugin, packageVersion } from '@mega/kernel';
 import { POSTGRES_DRIVERS, PostgresDb } from './postgres.js';
@@ -29,10 +30,13 @@ export default definePlugin({
   version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.2.0',
   drivers: { dbs: POSTGRES_DRIVERS },
+  // @mega/tracing (optional) first: queries are traced when its `tracing` service is there.
+  after: ['@mega/tracing'],
   // PGlite's first start runs initdb in WebAssembly: seconds on a busy machine.
   bootTimeoutMs: 60_000,
   setup(api) {
-    const make = (alias: string, declaration: { driver: string }) => new PostgresDb(alias, declaration, api.kernel.dir, api.log);
+    const tracer = api.has('tracing') ? api.use<MegaTracer>('tracing') : undefined;
+    const make = (alias: string, declaration: { driver: string }) => new PostgresDb(alias, declaration, api.kernel.dir, api.log, tracer);
     const dbs = new AdapterSet<PostgresDb>({ kind: 'dbs', preferred: 'primary' }).addDeclared(api, make);
     // Nothing declared at all (no database of any driver): an embedded `primary`, so ctx.db() works out of the box.
     if (Object.keys(api.kernel.config.services?.dbs ?? {}).length === 0) dbs.add(make('primary', { driver: 'pglite' }));

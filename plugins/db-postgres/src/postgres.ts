@@ -5,10 +5,12 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { PGlite } from '@electric-sql/pglite';
-import type { Adapter, OpStatsSnapshot } from '@mega/adapters';
+import type { Adapter, AnyTables, MegaTracer, OpStatsSnapshot, SqlDb } from '@mega/adapters';
 import { errorSummary, OpStats, parseServiceUrl, redactText, redactUrl, serviceOptions } from '@mega/adapters';
 import type { Logger, ServiceDeclaration, Static } from '@mega/kernel';
-import { ConfigError, isMegaError, MegaError, Type, UnavailableError, within } from '@mega/kernel';
+import { ConfigError, ConflictError, isMegaError, MegaError, Type, UnavailableError, within } from '@mega/kernel';
+import type { LogEvent, PostgresPool, PostgresPoolClient } from 'kysely';
+import { Kysely, PGliteDialect, PostgresDialect } from 'kysely';
 import type { PoolClient, PoolConfig } from 'pg';
 import pg from 'pg';
 import { DataDirLock, refuseInWorker } from './lock-file.js';
@@ -62,23 +64,28 @@ export interface DbStats extends OpStatsSnapshot {
 /** SQLSTATEs meaning "the connection or server is gone", not "your SQL is wrong". */
 const UNAVAILABLE_STATES = /^(08|53|57P0[1-4]|58)/;
 
-export class PostgresDb implements Queryable, Adapter {
+export class PostgresDb implements Queryable, Adapter, SqlDb {
   readonly alias: string;
+  readonly dialect = 'postgres' as const;
   readonly driver: 'postgres' | 'pglite';
   /** The URL with its password masked (PGlite: `memory://` or the data directory). */
   readonly url: string | undefined;
   readonly #decl: PostgresDeclaration;
   readonly #log: Logger;
   readonly #stats = new OpStats();
+  readonly #tracer: MegaTracer | undefined;
   readonly #dataDir: string | undefined;
   #pool: pg.Pool | undefined;
   #lite: PGlite | undefined;
   #dirLock: DataDirLock | undefined;
+  #kysely: Kysely<AnyTables> | undefined;
   #transactions = 0;
   #rollbacks = 0;
 
-  constructor(alias: string, declaration: ServiceDeclaration, projectDir: string, log: Logger) {
+  /** `tracer`: the `tracing` service when @mega/tracing is loaded (a client span per query). */
+  constructor(alias: string, declaration: ServiceDeclaration, projectDir: string, log: Logger, tracer?: MegaTracer) {
     this.alias = alias;
+    this.#tracer = tracer;
     checkPostgresDeclaration(alias, declaration);
     const decl = serviceOptions('dbs', alias, declaration, PostgresDeclaration);
     this.#decl = decl;
@@ -135,8 +142,11 @@ export class PostgresDb implements Queryable, Adapter {
         return;
       }
       const { PGlite, types } = await import('@electric-sql/pglite');
+      // The first boot runs initdb (seconds): announced, and timed once done.
+      const firstInit = this.#dataDir !== 'memory://' && !existsSync(join(this.#dataDir as string, 'PG_VERSION'));
+      const started = performance.now();
       if (this.#dataDir !== 'memory://') {
-        if (!existsSync(join(this.#dataDir as string, 'PG_VERSION')))
+        if (firstInit)
           this.#log.info(`db "${this.alias}": initialising the embedded database in ${this.#dataDir} (first boot takes a few seconds)`);
         mkdirSync(this.#dataDir as string, { recursive: true });
         // One process per data directory: a second one would open its own copy and lose rows.
@@ -144,6 +154,8 @@ export class PostgresDb implements Queryable, Adapter {
       }
       // int8 as a string, like pg: both drivers return the same values for the same SQL.
       this.#lite = await PGlite.create(this.#dataDir as string, { parsers: { [types.INT8]: (value: string) => value } });
+      if (firstInit)
+        this.#log.info(`db "${this.alias}": embedded database initialised in ${((performance.now() - started) / 1000).toFixed(1)} s`);
     } catch (error) {
       if (isMegaError(error) && error.code === 'db.embedded_in_use') throw error;
       this.#dirLock?.release();
@@ -159,10 +171,35 @@ export class PostgresDb implements Queryable, Adapter {
     }
   }
 
+  /**
+   * The typed query builder over this adapter's own connections: Kysely's PostgresDialect over the
+   * pool (each checked-out connection guarded like `tx()`'s), or its PGliteDialect over the embedded
+   * instance (one connection; a Kysely transaction holds PGlite's transaction lock, so `query()` and
+   * `tx()` from elsewhere wait for it instead of running inside it). Errors are the drivers' own:
+   * pass them through {@link toMegaError}.
+   */
+  kysely<DB extends AnyTables = AnyTables>(): Kysely<DB> {
+    if (!this.#kysely) {
+      const log = (event: LogEvent) => this.#stats.record(event.queryDurationMillis, event.level === 'error');
+      const dialect = this.#pool
+        ? new PostgresDialect({ pool: guardedPool(this.#pool, (error) => this.#lostInTx(error)) })
+        : new PGliteDialect({ pglite: () => this.native as PGlite });
+      this.#kysely = new Kysely<AnyTables>({ dialect, log });
+    }
+    return this.#kysely as unknown as Kysely<DB>;
+  }
+
+  /** A driver error (from `kysely()` or `native`) as a typed MegaError; see the README's error table. */
+  toMegaError(error: unknown): MegaError {
+    return this.#error(error, undefined);
+  }
+
   async close(): Promise<void> {
     const pool = this.#pool;
     const lite = this.#lite;
     this.#lite = undefined;
+    // Not destroyed: Kysely would end the pool / close PGlite, which this adapter owns and closes below.
+    this.#kysely = undefined;
     if (pool && !pool.ended) await pool.end();
     try {
       if (lite && !lite.closed) await lite.close();
@@ -235,10 +272,7 @@ export class PostgresDb implements Queryable, Adapter {
     // transaction with it (db.unavailable).
     const onError = (error: Error) => {
       broken = error;
-      this.#log.warn(
-        { err: errorSummary(error), alias: this.alias },
-        `db "${this.alias}": connection lost during a transaction (${redactText(error.message)})`,
-      );
+      this.#lostInTx(error);
     };
     client.on('error', onError);
     try {
@@ -281,20 +315,55 @@ export class PostgresDb implements Queryable, Adapter {
     };
   }
 
+  #lostInTx(error: Error): void {
+    this.#log.warn(
+      { err: errorSummary(error), alias: this.alias },
+      `db "${this.alias}": connection lost during a transaction (${redactText(error.message)})`,
+    );
+  }
+
   #timed<T>(sql: string, run: () => Promise<T>): Promise<T> {
+    if (this.#tracer) {
+      const op = /^\s*([A-Za-z]+)/.exec(sql)?.[1]?.toUpperCase() ?? 'QUERY';
+      const attributes = {
+        'db.system.name': 'postgresql',
+        'db.operation.name': op,
+        'db.query.text': sql.length > 1000 ? `${sql.slice(0, 1000)}...` : sql,
+        'mega.db.alias': this.alias,
+      };
+      return this.#tracer.run(op, 'client', attributes, () => this.#time(sql, run));
+    }
+    return this.#time(sql, run);
+  }
+
+  #time<T>(sql: string, run: () => Promise<T>): Promise<T> {
     return this.#stats.time(run).catch((error: unknown) => {
       throw this.#error(error, sql);
     });
   }
 
-  #error(error: unknown, sql: string): MegaError {
+  #error(error: unknown, sql: string | undefined): MegaError {
     if (isMegaError(error)) return error;
-    const e = error as Error & { code?: string; detail?: string; constraint?: string; table?: string; column?: string; position?: string };
+    const e = error as Error & { code?: string; detail?: string; constraint?: string; table?: string; column?: string };
     const sqlState = typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) ? e.code : undefined;
-    const statement = sql.length > 200 ? `${sql.slice(0, 200)}...` : sql;
+    const statement = sql === undefined ? undefined : sql.length > 200 ? `${sql.slice(0, 200)}...` : sql;
+    const where = { alias: this.alias, sqlState, ...(statement === undefined ? {} : { statement }) };
+    // Class 23 (integrity violations): PostgreSQL's `detail` quotes the offending values
+    // ("Key (email)=(ada@example.com) already exists"), so only the constraint, table and column go out.
+    const names = {
+      ...(e.constraint ? { constraint: e.constraint } : {}),
+      ...(e.table ? { table: e.table } : {}),
+      ...(e.column ? { column: e.column } : {}),
+    };
+    if (sqlState === '23505') {
+      return new ConflictError('db.conflict', `db "${this.alias}": ${e.message}`, { details: { ...where, ...names }, cause: error });
+    }
+    if (sqlState === '23503') {
+      return new ConflictError('db.constraint', `db "${this.alias}": ${e.message}`, { details: { ...where, ...names }, cause: error });
+    }
     if (sqlState === '57014') {
       return new MegaError('db.timeout', `db "${this.alias}": statement cancelled (statement timeout): ${e.message}`, {
-        details: { alias: this.alias, sqlState, statement },
+        details: where,
         cause: error,
       });
     }
@@ -306,19 +375,68 @@ export class PostgresDb implements Queryable, Adapter {
         });
       }
     }
-    return new MegaError('db.query_failed', `db "${this.alias}": ${e.message}`, {
-      details: {
-        alias: this.alias,
-        sqlState,
-        statement,
-        ...(e.detail ? { detail: e.detail } : {}),
-        ...(e.constraint ? { constraint: e.constraint } : {}),
-        ...(e.table ? { table: e.table } : {}),
-        ...(e.column ? { column: e.column } : {}),
-      },
+    return new MegaError('db.query_failed', `db "${this.alias}": ${redactText(e.message)}`, {
+      details: { ...where, ...(e.detail && !sqlState?.startsWith('23') ? { detail: e.detail } : {}), ...names },
       cause: error,
     });
   }
+}
+
+/**
+ * The pool as Kysely's PostgresDialect sees it. A checked-out connection has an error listener of
+ * ours (pg-pool removes its own while a client is out: a connection dying inside a Kysely transaction
+ * would otherwise be an unhandled 'error' event that ends the process) and is destroyed on release
+ * when it broke. One wrapper per pg client, made once: Kysely caches its connection object per
+ * client object, so a fresh wrapper per checkout would rebuild that on every statement. `end()` does
+ * nothing: the adapter owns the pool. No `options`: Kysely would keep the connection parameters
+ * (password included) for cancel connections.
+ */
+function guardedPool(pool: pg.Pool, onLost: (error: Error) => void): PostgresPool {
+  interface Guard {
+    wrapper: PostgresPoolClient;
+    /** Checked out through Kysely now (idle errors are the pool's to handle). */
+    out: boolean;
+    broken: Error | undefined;
+  }
+  const guards = new WeakMap<PoolClient, Guard>();
+  const guardOf = (client: PoolClient): Guard => {
+    const known = guards.get(client);
+    if (known) return known;
+    const guard: Guard = {
+      out: false,
+      broken: undefined,
+      wrapper: {
+        get processID() {
+          return (client as PoolClient & { processID?: number }).processID;
+        },
+        query: client.query.bind(client) as PostgresPoolClient['query'],
+        release(destroy?: boolean) {
+          const broken = guard.broken;
+          guard.out = false;
+          guard.broken = undefined;
+          // pg-pool sets a new `client.release` at every checkout: looked up now, not bound earlier.
+          client.release(broken ?? destroy);
+        },
+      },
+    };
+    client.on('error', (error: Error) => {
+      if (!guard.out) return;
+      guard.broken = error;
+      onLost(error);
+    });
+    guards.set(client, guard);
+    return guard;
+  };
+  return {
+    options: {},
+    async connect(): Promise<PostgresPoolClient> {
+      const guard = guardOf(await pool.connect());
+      guard.out = true;
+      guard.broken = undefined;
+      return guard.wrapper;
+    },
+    end: async () => undefined,
+  };
 }
 
 function toResult<R>(res: pg.QueryResult): QueryResult<R> {

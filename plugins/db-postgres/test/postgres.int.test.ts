@@ -68,13 +68,14 @@ describe.each([
     expect(count.rows[0]?.n).toBe('2');
   });
 
-  it('SQL errors are db.query_failed with the SQL state', async () => {
+  it('SQL errors are db.query_failed with the SQL state; a unique violation is db.conflict (409)', async () => {
     await expect(db.query('select * from no_such_table_here')).rejects.toMatchObject({
       code: 'db.query_failed',
       details: { sqlState: '42P01', alias: 'primary' },
     });
     await expect(db.query(`insert into ${table} (id, name) values (1, 'dup')`)).rejects.toMatchObject({
-      code: 'db.query_failed',
+      code: 'db.conflict',
+      status: 409,
       details: { sqlState: '23505' },
     });
   });
@@ -97,7 +98,7 @@ describe.each([
         await t.query(`insert into ${table} (id, name) values (12, 'rolled back too')`);
         await t.query(`insert into ${table} (id, name) values (12, 'duplicate')`);
       }),
-    ).rejects.toMatchObject({ code: 'db.query_failed', details: { sqlState: '23505' } });
+    ).rejects.toMatchObject({ code: 'db.conflict', details: { sqlState: '23505' } });
     const { rows } = await db.query<{ id: number }>(`select id from ${table} where id >= 10 order by id`);
     expect(rows).toEqual([{ id: 10 }]);
   });

@@ -4,6 +4,7 @@
  * in `mega start` (unless `jobs.inProcess: false`) and in `mega worker`.
  */
 
+import type { MegaTracer } from '@mega/adapters';
 import { pickAlias } from '@mega/adapters';
 import type { NatsConnections } from '@mega/bus';
 import type { ConfigInput, Static } from '@mega/kernel';
@@ -91,7 +92,8 @@ export default definePlugin({
   name: '@mega/jobs',
   version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.2.0',
-  after: ['@mega/bus'],
+  // @mega/tracing (optional) first, so its `tracing` service is there when jobs are set up.
+  after: ['@mega/bus', '@mega/tracing'],
   config: { global: JobsGlobalConfig },
   commands: { worker: workerCommand, jobs: jobsCommand },
   generators: { job: jobGenerator },
@@ -112,6 +114,7 @@ export default definePlugin({
       alias = pickAlias('buses', nats.aliases, c.service, 'default');
     }
     const mode = runMode();
+    const tracer = api.has('tracing') ? api.use<MegaTracer>('tracing') : undefined;
     const apps: Jobs[] = [];
     for (const app of api.kernel.apps) {
       const specs = await loadJobs(app, c.dir, api.kernel.dir, { timeoutMs: c.timeoutMs });
@@ -124,6 +127,7 @@ export default definePlugin({
           maxDeliver: c.maxDeliver,
           ackWaitMs: c.ackWaitMs,
           subjectPrefix: c.streamPrefix,
+          tracer,
         }),
       );
     }

@@ -3,6 +3,7 @@
  * anything is published; events are delivered to listeners after the driver settled the message.
  */
 import { randomUUID } from 'node:crypto';
+import type { MegaTracer, TraceCarrier } from '@mega/adapters';
 import type { App, Kernel, Logger } from '@mega/kernel';
 import { MegaError, NotFoundError, ValidationError } from '@mega/kernel';
 import type { JobLike, JobSpec } from './job.js';
@@ -28,6 +29,8 @@ export interface PublishRequest {
   data: string;
   group: string | undefined;
   delayMs: number;
+  /** W3C trace context of the enqueue (@mega/tracing), carried in the message headers. */
+  trace?: TraceCarrier;
 }
 
 export interface QueueStats {
@@ -69,6 +72,8 @@ export interface JobsOptions {
   maxDeliver: number;
   ackWaitMs: number;
   subjectPrefix: string;
+  /** The `tracing` service when @mega/tracing is loaded. */
+  tracer?: MegaTracer | undefined;
 }
 
 export class Jobs implements RunnerHost {
@@ -80,8 +85,11 @@ export class Jobs implements RunnerHost {
   /** `<prefix>.<app>`: job subjects are `<base>.<job>`, grouped `<base>.<job>.g.<group token>`. */
   readonly subjectBase: string;
   readonly specs: ReadonlyMap<string, JobSpec>;
+  readonly tracer: MegaTracer | undefined;
   #driver: QueueDriver | undefined;
   #listeners = new Map<JobEventName, Listener[]>();
+  /** Jobs stored by enqueue since boot, by job name (an id deduplicated within the window is not counted again). */
+  readonly enqueued = new Map<string, number>();
   #bySource = new Map<unknown, JobSpec>();
 
   constructor(options: JobsOptions) {
@@ -91,6 +99,7 @@ export class Jobs implements RunnerHost {
     this.maxDeliver = options.maxDeliver;
     this.ackWaitMs = options.ackWaitMs;
     this.subjectBase = `${options.subjectPrefix}.${options.app.name}`;
+    this.tracer = options.tracer;
     const specs = new Map<string, JobSpec>();
     for (const spec of options.specs) {
       specs.set(spec.name, spec);
@@ -132,16 +141,53 @@ export class Jobs implements RunnerHost {
   /** Validates and stores one job; resolves with its id once the driver confirmed it. */
   async enqueue(job: JobLike | string, payload?: unknown, options: EnqueueOptions = {}): Promise<string> {
     const { spec, request } = this.#prepare(job, payload, options);
-    await this.driver.publish(spec, request);
+    if (this.tracer) return this.#traced(this.tracer, spec, request);
+    if (!(await this.driver.publish(spec, request))) this.#count(spec.name);
     return request.id;
+  }
+
+  /** Enqueue in a producer span whose context travels with the message: the run becomes its child. */
+  #traced(tracer: MegaTracer, spec: JobSpec, request: PublishRequest): Promise<string> {
+    const attributes = {
+      'mega.app': this.app.name,
+      'mega.job.name': spec.name,
+      'mega.job.id': request.id,
+      'mega.job.group': request.group,
+    };
+    return tracer.run(`job.enqueue ${spec.name}`, 'producer', attributes, async () => {
+      request.trace = {};
+      tracer.inject(request.trace);
+      if (!(await this.driver.publish(spec, request))) this.#count(spec.name);
+      return request.id;
+    });
   }
 
   /** Validates every item first (nothing is published when one is invalid), then publishes them together. */
   async enqueueMany(items: readonly EnqueueItem[]): Promise<string[]> {
     const prepared = items.map((item) => this.#prepare(item.job, item.payload, item));
+    if (this.tracer) return this.#tracedMany(this.tracer, prepared);
     const driver = this.driver;
-    await Promise.all(prepared.map(({ spec, request }) => driver.publish(spec, request)));
+    await Promise.all(prepared.map(async ({ spec, request }) => (await driver.publish(spec, request)) || this.#count(spec.name)));
     return prepared.map((p) => p.request.id);
+  }
+
+  /** One producer span for the batch; every message carries its context. */
+  #tracedMany(tracer: MegaTracer, prepared: Array<{ spec: JobSpec; request: PublishRequest }>): Promise<string[]> {
+    return tracer.run('job.enqueue_many', 'producer', { 'mega.app': this.app.name, 'mega.job.count': prepared.length }, async () => {
+      const driver = this.driver;
+      await Promise.all(
+        prepared.map(async ({ spec, request }) => {
+          request.trace = {};
+          tracer.inject(request.trace);
+          if (!(await driver.publish(spec, request))) this.#count(spec.name);
+        }),
+      );
+      return prepared.map((p) => p.request.id);
+    });
+  }
+
+  #count(job: string): void {
+    this.enqueued.set(job, (this.enqueued.get(job) ?? 0) + 1);
   }
 
   #prepare(job: JobLike | string, payload: unknown, options: EnqueueOptions): { spec: JobSpec; request: PublishRequest } {

@@ -3,6 +3,7 @@
  * the run timeout, the lease keep-alive, then exactly one settlement (ack, nak with backoff, or DLQ
  * then ack). The settlement always happens before the event that reports it.
  */
+import type { MegaTracer, TraceCarrier } from '@mega/adapters';
 import type { App, Kernel, Logger } from '@mega/kernel';
 import { isMegaError, MegaError } from '@mega/kernel';
 import type { JobContext, JobRun, JobSpec } from './job.js';
@@ -27,6 +28,8 @@ export interface JobEventData {
   delayMs?: number;
   /** dlq: where the dead letter went. */
   dlqSubject?: string;
+  /** start of a first attempt: ms from when the job could run (stored, or due when delayed) until it started. */
+  lagMs?: number;
 }
 
 /** `<subject>.dlq` messages: what `mega jobs dlq list` shows and `replay` re-enqueues. */
@@ -49,6 +52,10 @@ export interface Delivery {
   readonly deliveryCount: number;
   readonly id: string;
   readonly group: string | undefined;
+  /** Epoch ms since which the job could run (stored, or due when delayed), when the driver knows it. */
+  readonly readyAt?: number;
+  /** W3C trace context the enqueue carried (@mega/tracing), when there was one. */
+  readonly trace?: TraceCarrier | undefined;
   ack(): void;
   nak(delayMs: number): void;
   working(): void;
@@ -61,6 +68,8 @@ export interface RunnerHost {
   /** Server-side delivery cap; the last delivery only routes an unsettled job to the DLQ. */
   readonly maxDeliver: number;
   readonly ackWaitMs: number;
+  /** The `tracing` service when @mega/tracing is loaded: each run is a consumer span, child of its enqueue. */
+  readonly tracer?: MegaTracer | undefined;
   readonly dlqSubject: (spec: JobSpec) => string;
   emit(event: JobEventName, data: JobEventData): void;
   /** Stores a dead letter durably; throws when it could not. */
@@ -146,7 +155,7 @@ async function handle(
     await deadLetter(host, spec, d, settle, base, 'max-deliver', e, payload);
     return;
   }
-  host.emit('start', base);
+  host.emit('start', attempt === 1 && d.readyAt !== undefined ? { ...base, lagMs: Math.max(0, Date.now() - d.readyAt) } : base);
   const info: JobRun = { kind: 'job', name: spec.name, id: d.id, attempt, group: d.group, signal: controller.signal };
   const ctx = host.kernel.createContext(host.app, { id: d.id, source: info }) as JobContext;
   const hook = host.kernel.hooks.job;
@@ -158,10 +167,11 @@ async function handle(
   keepAlive.unref();
   let timer: NodeJS.Timeout | undefined;
   let timedOut = false;
-  const run = (async () => {
+  const body = async () => {
     if (hooked) await hook.promise({ phase: 'before', app: host.app, job: hookJob });
     return spec.run(payload, ctx);
-  })();
+  };
+  const run = host.tracer ? tracedRun(host.tracer, host, spec, d, body) : body();
   let failure: unknown;
   let ok = false;
   try {
@@ -211,6 +221,19 @@ async function handle(
   }
   await deadLetter(host, spec, d, settle, { ...base, durationMs }, 'run', error, payload);
 }
+
+/** The run in a consumer span; no carried context (enqueued untraced) starts a new trace. */
+function tracedRun(tracer: MegaTracer, host: RunnerHost, spec: JobSpec, d: Delivery, body: () => Promise<unknown>): Promise<unknown> {
+  const attributes = {
+    'mega.app': host.app.name,
+    'mega.job.name': spec.name,
+    'mega.job.id': d.id,
+    'mega.job.attempt': d.deliveryCount,
+    'mega.job.group': d.group,
+  };
+  return tracer.run(`job.run ${spec.name}`, 'consumer', attributes, body, d.trace ?? NO_TRACE);
+}
+const NO_TRACE: TraceCarrier = {};
 
 function reportReleased(host: RunnerHost, base: JobEventData, durationMs: number): void {
   // Shutdown naked this delivery while it ran: it will be redelivered; its outcome here is moot.

@@ -3,6 +3,7 @@
  * Redis. The Redis driver uses the client @mega/cache-redis owns for the alias (`api.use('redis')`):
  * this plugin never opens a Redis connection.
  */
+import type { MegaTracer } from '@mega/adapters';
 import { AdapterSet, pickAlias } from '@mega/adapters';
 import type { RedisConnections } from '@mega/cache-redis';
 import type { ConfigInput, Static } from '@mega/kernel';
@@ -66,10 +67,11 @@ export default definePlugin({
   version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.2.0',
   config: { app: LockAppConfig },
-  // Set up after the Redis owner when it is loaded, so `api.use('redis')` is there.
-  after: [CACHE_REDIS],
+  // Set up after the Redis owner and @mega/tracing when they are loaded, so their services are there.
+  after: [CACHE_REDIS, '@mega/tracing'],
   primary: createLockTable,
   setup(api) {
+    const tracer = api.has('tracing') ? api.use<MegaTracer>('tracing') : undefined;
     const inCluster = typeof process.send === 'function' && process.env.MEGA_WORKER_SLOT !== undefined;
     // One connection check per cache alias; one driver per alias and retry delay (apps may differ).
     const redisAliases = new AdapterSet<RedisLockConnection>({ kind: 'caches', preferred: 'default', label: 'lock' });
@@ -109,6 +111,7 @@ export default definePlugin({
           log: app.log,
           ttlMs: config.ttlMs,
           waitMs: config.waitMs,
+          tracer,
         }),
       );
     }

@@ -6,7 +6,7 @@
  * arrival order and a busy key costs one backend call in flight, not one per waiter.
  */
 import { randomBytes } from 'node:crypto';
-import type { OpStatsSnapshot } from '@mega/adapters';
+import type { MegaTracer, OpStatsSnapshot } from '@mega/adapters';
 import { errorSummary, OpStats } from '@mega/adapters';
 import type { Logger } from '@mega/kernel';
 import { MegaError } from '@mega/kernel';
@@ -52,6 +52,8 @@ export interface LockStats {
   waiting: number;
   /** Acquisitions (including the wait) and their latency. */
   acquire: OpStatsSnapshot;
+  /** Released leases and how long they were held (errors: leases found lost). */
+  hold: OpStatsSnapshot;
 }
 
 /** Owner ids: random per process + a counter (short: they travel with every Redis call). */
@@ -68,6 +70,8 @@ class LeaseState implements Lease {
   validUntil = 0;
   lost = false;
   released = false;
+  /** performance.now() when granted: hold times for stats. */
+  readonly grantedAt = performance.now();
   watched: (() => void) | undefined = undefined;
   #controller: AbortController | undefined;
   #reason: MegaError | undefined;
@@ -115,6 +119,7 @@ export class LockManager {
   readonly #queues = new Map<string, KeyQueue>();
   readonly #leases = new Map<string, LeaseState>();
   readonly #acquire = new OpStats();
+  readonly #hold = new OpStats();
   #acquired = 0;
   #released = 0;
   #extended = 0;
@@ -123,8 +128,15 @@ export class LockManager {
   #errors = 0;
   #waiting = 0;
 
-  constructor(driver: LockDriver, options: { prefix: string; log: Logger; ttlMs: number; waitMs: number }) {
+  /** The `tracing` service when @mega/tracing is loaded: a span per acquire (the wait included). */
+  readonly #tracer: MegaTracer | undefined;
+
+  constructor(
+    driver: LockDriver,
+    options: { prefix: string; log: Logger; ttlMs: number; waitMs: number; tracer?: MegaTracer | undefined },
+  ) {
     this.#driver = driver;
+    this.#tracer = options.tracer;
     this.prefix = options.prefix;
     this.#log = options.log;
     this.#ttlMs = options.ttlMs;
@@ -187,6 +199,14 @@ export class LockManager {
    * command, and at thousands of locks per second they show.
    */
   acquire(key: string, options: LockOptions = {}): Promise<Lease> {
+    if (this.#tracer) {
+      const attributes = { 'mega.lock.key': key, 'mega.lock.driver': this.#driver.driver };
+      return this.#tracer.run('lock.acquire', 'internal', attributes, () => this.#take(key, options));
+    }
+    return this.#take(key, options);
+  }
+
+  #take(key: string, options: LockOptions): Promise<Lease> {
     const ttlMs = options.ttl ?? this.#ttlMs;
     const waitMs = options.waitMs ?? this.#waitMs;
     if (!(Number.isInteger(ttlMs) && ttlMs > 0) || !(Number.isFinite(waitMs) && waitMs >= 0)) {
@@ -257,6 +277,7 @@ export class LockManager {
     const state = lease as LeaseState;
     if (state.released) return Promise.resolve();
     state.released = true;
+    this.#hold.record(performance.now() - state.grantedAt, state.lost);
     clearTimeout(state.timer);
     const fullKey = this.prefix + state.key;
     if (this.#leases.get(fullKey) === state) this.#leases.delete(fullKey);
@@ -302,6 +323,7 @@ export class LockManager {
       held: this.#leases.size,
       waiting: this.#waiting,
       acquire: this.#acquire.snapshot(),
+      hold: this.#hold.snapshot(),
     };
   }
 

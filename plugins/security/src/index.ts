@@ -13,6 +13,7 @@
  * Every rejection is logged with its reason.
  */
 import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { MegaTracer } from '@mega/adapters';
 import { redactUrl } from '@mega/adapters';
 // Brings the `redis` service type of @mega/cache-redis into scope (the plugin itself is optional).
 import type {} from '@mega/cache-redis';
@@ -95,8 +96,12 @@ export function apiHeaders(all: ReadonlyArray<[string, string]>): Array<[string,
 /** A URL for logs: CSRF tokens in the query (multipart forms) are not written to the log. */
 const logUrl = (url: string): string => (url.includes('?') ? url.replace(/([?&][^=&]*csrf[^=&]*=)[^&]*/gi, '$1***') : url);
 
+/** Apps whose kernel loads @mega/tracing: a rejection marks the request's span (a rare path: one lookup). */
+const tracers = new WeakMap<App, MegaTracer>();
+
 function reject(req: FastifyRequest, reply: FastifyReply, app: App, status: number, code: string, message: string): FastifyReply {
   app.log.warn({ reqId: req.id, reason: code, ip: req.ip, method: req.method, url: logUrl(req.url) }, 'security: request rejected');
+  tracers.get(app)?.annotate('mega.security.reason', code);
   return reply.code(status).send({ error: { code, message } });
 }
 
@@ -342,8 +347,8 @@ export default definePlugin({
   version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.2.0',
   dependsOn: ['@mega/http'],
-  // Set up after the Redis owner and the session plugin when they are loaded, so their services are there.
-  after: [CACHE_REDIS, SESSION],
+  // Set up after the Redis owner, the session plugin and @mega/tracing when they are loaded, so their services are there.
+  after: [CACHE_REDIS, SESSION, '@mega/tracing'],
   config: { app: SecurityAppConfig },
   setup(api) {
     const { kernel } = api;
@@ -351,6 +356,7 @@ export default definePlugin({
     /** App -> its rate limit, and the Redis cache alias of its counters (undefined: in memory). */
     const rates = new Map<string, { config: RateLimitConfig; redis: string | undefined }>();
     const stores: RateStore[] = [];
+    if (api.has('tracing')) for (const app of kernel.apps) tracers.set(app, api.use<MegaTracer>('tracing'));
     for (const app of kernel.apps) {
       const config = api.appConfig(app).security;
       if (!config.enabled) continue;

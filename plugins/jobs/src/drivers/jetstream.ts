@@ -16,11 +16,13 @@
  *   (msg-id deduplicated, so a crash between publish and ack cannot run it twice) and acks it.
  */
 import { createHash } from 'node:crypto';
+import type { TraceCarrier } from '@mega/adapters';
+import { TRACE_HEADERS } from '@mega/adapters';
 import type { Logger } from '@mega/kernel';
 import { UnavailableError } from '@mega/kernel';
 import type { ConsumerConfig, ConsumerMessages, JetStreamClient, JetStreamManager, JsMsg, StreamConfig } from '@nats-io/jetstream';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { MsgHdrs, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { headers, nanos } from '@nats-io/transport-node';
 import type { JobSpec } from '../job.js';
 import type { DlqRow, Jobs, PublishRequest, QueueDriver, QueueStats } from '../jobs.js';
@@ -44,6 +46,14 @@ export interface JetStreamOptions {
 const H_ID = 'Mega-Job-Id';
 const H_GROUP = 'Mega-Group';
 const H_RUN_AT = 'Mega-Run-At';
+const TRACEPARENT = TRACE_HEADERS[0];
+
+/** The W3C trace context headers of a message (@mega/tracing). */
+function traceOf(h: MsgHdrs): TraceCarrier {
+  const trace: TraceCarrier = {};
+  for (const k of TRACE_HEADERS) if (h.has(k)) trace[k] = h.get(k);
+  return trace;
+}
 
 interface Loop {
   messages: ConsumerMessages;
@@ -158,6 +168,7 @@ export class JetStreamQueue implements QueueDriver {
     const h = headers();
     h.set(H_ID, request.id);
     if (request.group !== undefined) h.set(H_GROUP, request.group);
+    if (request.trace) for (const k in request.trace) h.set(k, request.trace[k] as string);
     const delayed = request.delayMs > 0;
     if (delayed) h.set(H_RUN_AT, String(Date.now() + request.delayMs));
     const subject = delayed ? `${this.#base}.${spec.name}.delay` : this.#jobs.subject(spec, request.group);
@@ -316,8 +327,11 @@ export class JetStreamQueue implements QueueDriver {
           subject: m.subject,
           data: m.string(),
           deliveryCount: m.info.deliveryCount,
+          // Stored time (a due delayed job is re-stored when it becomes due).
+          readyAt: m.info.timestampNanos / 1e6,
           id: m.headers?.get(H_ID) || `seq-${m.seq}`,
           group: m.headers?.has(H_GROUP) ? m.headers.get(H_GROUP) : undefined,
+          trace: m.headers?.has(TRACEPARENT) ? traceOf(m.headers) : undefined,
           ack: () => m.ack(),
           nak: (delayMs) => m.nak(delayMs),
           working: () => m.working(),
@@ -348,6 +362,7 @@ export class JetStreamQueue implements QueueDriver {
     const h = headers();
     h.set(H_ID, id);
     if (group !== undefined) h.set(H_GROUP, group);
+    for (const k of TRACE_HEADERS) if (m.headers?.has(k)) h.set(k, m.headers.get(k));
     const subject = group === undefined ? `${this.#base}.${job}` : `${this.#base}.${job}.g.${groupToken(group)}`;
     try {
       await this.#js.publish(subject, m.data, { msgID: `${job}:${id}:run`, headers: h, timeout: this.#o.publishTimeoutMs });

@@ -3,6 +3,7 @@
  * dedup) on in-process queues. Not durable: queued, delayed and dead-lettered jobs live in this
  * process's memory and end with it.
  */
+import type { TraceCarrier } from '@mega/adapters';
 import type { JobSpec } from '../job.js';
 import type { DlqRow, Jobs, PublishRequest, QueueDriver, QueueStats } from '../jobs.js';
 import type { DeadLetter, Running } from '../runner.js';
@@ -15,6 +16,7 @@ interface Entry {
   subject: string;
   deliveryCount: number;
   readyAt: number;
+  trace: TraceCarrier | undefined;
 }
 
 interface Queue {
@@ -70,6 +72,7 @@ export class MemoryQueue implements QueueDriver {
       subject: this.#jobs.subject(spec, request.group),
       deliveryCount: 0,
       readyAt: now + request.delayMs,
+      trace: request.trace,
     };
     this.#put(this.#queue(spec), entry);
     return false;
@@ -155,6 +158,8 @@ export class MemoryQueue implements QueueDriver {
       deliveryCount: entry.deliveryCount,
       id: entry.id,
       group,
+      readyAt: entry.readyAt,
+      trace: entry.trace,
       ack: () => {
         if (released) return;
         released = true;
