@@ -1,0 +1,255 @@
+/**
+ * `npm run bench:otel`: what observability costs per request. The same hello-world Mega app
+ * (`GET /` -> `{hello:'world'}`) served by
+ *   a)   @mega/http only                                  (the reference)
+ *   a2)  the same again                                   (A/A control: the noise band)
+ *   m)   + @mega/metrics (every instrument group on)
+ *   t1)  + @mega/metrics + @mega/tracing, sampling 1.0
+ *   t01) + @mega/metrics + @mega/tracing, sampling 0.1
+ * The tracing variants run only when @mega/tracing is built (plugins/tracing/dist); the script says
+ * when it skipped them. Tracing is configured through its environment (MEGA_OTEL_SAMPLING_RATIO,
+ * MEGA_OTEL_ENDPOINT) and exports OTLP/HTTP to a sink in this process that answers 200 to every
+ * batch, so the app pays for building and sending spans, and the sink's CPU is not counted.
+ *
+ * Every variant is its own server process; autocannon runs here. The primary figure is the server's
+ * CPU time per request from /proc/<pid>/stat (utime + stime) around each run; rounds are interleaved
+ * (the order rotates) and each ratio is paired within its round, then the median is taken. During
+ * each run a scraper reads /metrics once a second (as Prometheus would) from the variants that serve
+ * it, so the cost of collection is included.
+ *
+ * Env: BENCH_SECONDS (5), BENCH_ROUNDS (5), BENCH_CONNECTIONS (32), BENCH_WARMUP_SECONDS (3),
+ * BENCH_VARIANTS (default: all that can run).
+ */
+
+import type { ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const TRACING_BUILT = existsSync(join(REPO, 'plugins/tracing/dist/index.js'));
+const VARIANTS = {
+  a: { label: '@mega/http only', plugins: ['@mega/http'], sampling: undefined },
+  a2: { label: '@mega/http only (A/A control)', plugins: ['@mega/http'], sampling: undefined },
+  m: { label: '+ metrics', plugins: ['@mega/http', '@mega/metrics'], sampling: undefined },
+  t1: { label: '+ metrics + tracing 1.0', plugins: ['@mega/http', '@mega/metrics', '@mega/tracing'], sampling: '1' },
+  t01: { label: '+ metrics + tracing 0.1', plugins: ['@mega/http', '@mega/metrics', '@mega/tracing'], sampling: '0.1' },
+} as const;
+type Variant = keyof typeof VARIANTS;
+/** Most extra CPU per request allowed, as a ratio to variant a (issue 13 §4). */
+const GOALS: Partial<Record<Variant, number>> = { m: 1.05, t01: 1.1 };
+const TICK_US = 10_000;
+
+function project(variant: Variant): string {
+  const dir = mkdtempSync(join(tmpdir(), 'mega-bench-otel-'));
+  const files: Record<string, string> = {
+    'package.json': '{ "name": "mega-bench-otel", "private": true, "type": "module" }\n',
+    'mega.config.ts': `export default { plugins: ${JSON.stringify(VARIANTS[variant].plugins)}, server: { port: 0, host: '127.0.0.1' }, logger: { level: 'warn' } };\n`,
+    'apps/bench/app.config.ts': 'export default {};\n',
+    'apps/bench/routes/index.ts': "export default (router: any) => { router.http.get('/', async () => ({ hello: 'world' })); };\n",
+  };
+  for (const [path, content] of Object.entries(files)) {
+    mkdirSync(dirname(join(dir, path)), { recursive: true });
+    writeFileSync(join(dir, path), content);
+  }
+  symlinkSync(join(REPO, 'node_modules'), join(dir, 'node_modules'));
+  return dir;
+}
+
+/** Starts one variant's server in this process; returns its port. */
+async function serve(variant: Variant): Promise<number> {
+  const dir = project(variant);
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  const kernelModule = (await import(pathToFileURL(join(REPO, 'kernel/dist/index.js')).href)) as {
+    loadKernel(opts: object): Promise<{ start(): Promise<void>; use(name: string): { port: number } }>;
+  };
+  const kernel = await kernelModule.loadKernel({ dir, env: 'production' });
+  await kernel.start();
+  return kernel.use('http').port;
+}
+
+interface Server {
+  variant: Variant;
+  port: number;
+  child: ChildProcess;
+}
+
+function start(variant: Variant, sink: number): Promise<Server> {
+  return new Promise((resolvePromise, reject) => {
+    const sampling = VARIANTS[variant].sampling;
+    const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--serve', variant], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: {
+        ...process.env,
+        NODE_ENV: 'production',
+        ...(sampling ? { MEGA_OTEL_SAMPLING_RATIO: sampling, MEGA_OTEL_ENDPOINT: `http://127.0.0.1:${sink}/v1/traces` } : {}),
+      },
+    });
+    let out = '';
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /READY (\d+)\n/.exec(out);
+      if (m) resolvePromise({ variant, port: Number(m[1]), child });
+    });
+    child.on('exit', (code) => reject(new Error(`server ${variant} exited with ${code} before it was ready`)));
+  });
+}
+
+/** An OTLP/HTTP receiver that accepts and drops every batch (its CPU is this process's, not the server's). */
+function startSink(): Promise<{ port: number; spans: () => number; close(): void }> {
+  let bytes = 0;
+  const server = createServer((req, res) => {
+    req.on('data', (d: Buffer) => (bytes += d.length));
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{}');
+    });
+  });
+  return new Promise((ok) =>
+    server.listen(0, '127.0.0.1', () =>
+      ok({ port: (server.address() as { port: number }).port, spans: () => bytes, close: () => server.close() }),
+    ),
+  );
+}
+
+function cpuMicros(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * TICK_US;
+}
+
+interface Result {
+  requests: { average: number; total: number };
+  non2xx: number;
+  errors: number;
+}
+
+async function load(port: number, seconds: number, connections: number): Promise<Result> {
+  const { default: autocannon } = (await import('autocannon')) as unknown as { default: (opts: object) => Promise<Result> };
+  return autocannon({ url: `http://127.0.0.1:${port}/`, connections, duration: seconds, pipelining: 1 });
+}
+
+/** Reads /metrics every second while `until` is pending, as a Prometheus would; returns how many scrapes answered 200. */
+async function scrapeDuring(port: number, until: Promise<unknown>): Promise<number> {
+  let done = false;
+  void until.finally(() => (done = true));
+  let ok = 0;
+  while (!done) {
+    const r = await fetch(`http://127.0.0.1:${port}/metrics`).catch(() => undefined);
+    if (r?.status === 200) ok++;
+    await r?.text();
+    await Promise.race([until, new Promise((r) => setTimeout(r, 1000))]);
+  }
+  return ok;
+}
+
+const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((x, y) => x - y);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+};
+const spread = (xs: readonly number[], digits: number): string => `${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}`;
+
+async function main(): Promise<void> {
+  const seconds = Number(process.env.BENCH_SECONDS ?? 5);
+  const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
+  const connections = Number(process.env.BENCH_CONNECTIONS ?? 32);
+  const warmup = Number(process.env.BENCH_WARMUP_SECONDS ?? 3);
+  const all = Object.keys(VARIANTS) as Variant[];
+  const wanted = (process.env.BENCH_VARIANTS?.split(',') as Variant[] | undefined) ?? all;
+  for (const v of wanted) if (!(v in VARIANTS)) throw new Error(`unknown variant ${v} (known: ${all.join(', ')})`);
+  if (!wanted.includes('a')) throw new Error('variant a (@mega/http only) is the reference and must run');
+  const run = wanted.filter((v) => TRACING_BUILT || VARIANTS[v].sampling === undefined);
+  const sink = await startSink();
+  const servers: Server[] = [];
+  try {
+    for (const v of run) servers.push(await start(v, sink.port));
+    console.log(
+      `bench:otel  ${rounds} interleaved rounds x ${seconds} s, autocannon -c ${connections} (no pipelining), warm-up ${warmup} s; one server process per variant, NODE_ENV=production`,
+    );
+    console.log(`machine: ${cpus().length} cores, ${cpus()[0]?.model ?? 'unknown CPU'}; node ${process.version}`);
+    if (!TRACING_BUILT)
+      console.log('@mega/tracing is not built (plugins/tracing/dist missing): the tracing variants t1 and t01 are skipped');
+    for (const s of servers) {
+      const check = await fetch(`http://127.0.0.1:${s.port}/`).then((r) => r.text());
+      const metrics = await fetch(`http://127.0.0.1:${s.port}/metrics`).then((r) => r.status);
+      console.log(
+        `  ${s.variant.padEnd(3)}) ${VARIANTS[s.variant].label.padEnd(28)} pid ${s.child.pid}  GET / -> ${check}  /metrics -> ${metrics}`,
+      );
+      await load(s.port, warmup, connections);
+    }
+    const rates = new Map<Variant, number[]>(run.map((v) => [v, []]));
+    const perReq = new Map<Variant, number[]>(run.map((v) => [v, []]));
+    for (let round = 1; round <= rounds; round++) {
+      const line: string[] = [];
+      const order = servers.map((_, i) => servers[(i + round - 1) % servers.length] as Server);
+      for (const s of order) {
+        const pid = s.child.pid as number;
+        const before = cpuMicros(pid);
+        const loading = load(s.port, seconds, connections);
+        const scrapes = s.variant.startsWith('a') ? Promise.resolve(0) : scrapeDuring(s.port, loading);
+        const [r] = await Promise.all([loading, scrapes]);
+        const used = cpuMicros(pid) - before;
+        if (r.non2xx || r.errors) throw new Error(`${s.variant}: ${r.non2xx} non-2xx answers and ${r.errors} errors`);
+        rates.get(s.variant)?.push(r.requests.average);
+        const us = used / Math.max(1, r.requests.total);
+        perReq.get(s.variant)?.push(us);
+        line.push(`${s.variant} ${us.toFixed(2)} us ${Math.round(r.requests.average / 1000)}k/s`);
+      }
+      console.log(`  round ${round}: ${line.join(' | ')}`);
+    }
+    const us = (v: Variant) => perReq.get(v) as number[];
+    /** Per round: this variant's CPU per request / the reference's. */
+    const cost = (v: Variant) => us(v).map((x, i) => x / (us('a')[i] as number));
+    const band = Math.max(0.01, ...(run.includes('a2') ? cost('a2') : []).map((r) => Math.abs(1 - r)));
+    console.log(
+      `\n${'variant'.padEnd(35)}${'CPU us/req median'.padStart(18)}${'(spread)'.padStart(14)}${'req/s median'.padStart(14)}${'CPU ÷ a'.padStart(10)}${'extra'.padStart(9)}`,
+    );
+    for (const v of run) {
+      const ratio = median(cost(v));
+      console.log(
+        `  ${v.padEnd(4)}) ${VARIANTS[v].label.padEnd(28)}${median(us(v)).toFixed(2).padStart(18)}${`(${spread(us(v), 2)})`.padStart(14)}${String(Math.round(median(rates.get(v) as number[]))).padStart(14)}${ratio.toFixed(3).padStart(10)}${`${((ratio - 1) * 100).toFixed(1)}%`.padStart(9)}`,
+      );
+    }
+    console.log(
+      `\nnoise band: ±${(band * 100).toFixed(1)}% (${run.includes('a2') ? 'largest |1 - a2/a| over the rounds' : 'no A/A control: the 1% floor'})`,
+    );
+    console.log(`OTLP sink received ${(sink.spans() / 1024).toFixed(0)} KiB of span batches`);
+    for (const [v, goal] of Object.entries(GOALS) as [Variant, number][]) {
+      if (!run.includes(v)) continue;
+      const ratio = median(cost(v));
+      const verdict = ratio <= goal ? 'met' : ratio - band <= goal ? 'MISSED (within noise of the goal)' : 'MISSED';
+      console.log(
+        `goal ${VARIANTS[v].label}: at most ${((goal - 1) * 100).toFixed(0)}% extra CPU per request: ${((ratio - 1) * 100).toFixed(1)}% -> ${verdict}`,
+      );
+    }
+  } finally {
+    for (const s of servers) s.child.kill('SIGKILL');
+    sink.close();
+  }
+}
+
+const at = process.argv.indexOf('--serve');
+if (at !== -1) {
+  serve((process.argv[at + 1] ?? 'a') as Variant).then(
+    (port) => {
+      process.on('SIGINT', () => process.exit(0));
+      process.stdout.write(`READY ${port}\n`);
+    },
+    (error: unknown) => {
+      console.error(error);
+      process.exit(1);
+    },
+  );
+} else {
+  main().then(
+    () => process.exit(process.exitCode ?? 0),
+    (error: unknown) => {
+      console.error(error);
+      process.exit(1);
+    },
+  );
+}
