@@ -140,7 +140,7 @@ export async function newCommand(argv: string[], io: CliIO): Promise<number> {
   const sampleIgnore = template.files['.gitignore'];
   if (sampleIgnore !== undefined) {
     const lines = new Set(sampleIgnore.split('\n'));
-    const missing = (common['.gitignore'] ?? '').split('\n').filter((l) => l && !lines.has(l) && !(l === '.mega/' && lines.has('.mega/*')));
+    const missing = (common['.gitignore'] ?? '').split('\n').filter((l) => l && !lines.has(l));
     all['.gitignore'] = `${sampleIgnore.replace(/\n?$/, '\n')}${missing.join('\n')}\n`;
   }
   const written: string[] = [];

@@ -90,7 +90,7 @@ export default defineConfig({
 MEGA_SECRET=${randomBytes(32).toString('base64url')}
 # NODE_ENV=production
 `,
-    '.gitignore': 'node_modules/\n.mega/\n.env\ndist/\ncoverage/\n',
+    '.gitignore': 'node_modules/\n.mega/*\n!.mega/journal/\n.env\ndist/\ncoverage/\n',
     'README.md': readme(name, template, templateName),
   };
 }

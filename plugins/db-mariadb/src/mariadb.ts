@@ -2,7 +2,7 @@
  * One MariaDB (or MySQL) database per alias: a `mysql2` pool, which is also what Kysely's
  * MysqlDialect drives, so the raw API and the query builder share connections and settings.
  */
-import type { Adapter, AnyTables, OpStatsSnapshot, SqlDb } from '@mega/adapters';
+import type { Adapter, AnyTables, OpStatsSnapshot, SqlDb, SqlResult, SqlStatement } from '@mega/adapters';
 import { errorSummary, OpStats, parseServiceUrl, redactText, redactUrl, serviceOptions } from '@mega/adapters';
 import type { Logger, ServiceDeclaration, Static } from '@mega/kernel';
 import { ConflictError, isMegaError, MegaError, Type, UnavailableError, within } from '@mega/kernel';
@@ -179,6 +179,16 @@ export class MariadbDb implements Queryable, Adapter, SqlDb {
   /** A driver error as a typed MegaError; see the README's error table. */
   toMegaError(error: unknown): MegaError {
     return this.#error(error, undefined);
+  }
+
+  /** SqlDb's fast path for statements Kysely compiled (@mega/models outside transactions): `query()` without Kysely's executor. */
+  async execute<R = Record<string, unknown>>(statement: SqlStatement): Promise<SqlResult<R>> {
+    const res = await this.query<R>(statement.sql, statement.parameters);
+    return {
+      rows: res.rows,
+      numAffectedRows: BigInt(res.rowCount),
+      ...(res.insertId === undefined ? {} : { insertId: BigInt(res.insertId) }),
+    };
   }
 
   /**

@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { PGlite } from '@electric-sql/pglite';
-import type { Adapter, AnyTables, MegaTracer, OpStatsSnapshot, SqlDb } from '@mega/adapters';
+import type { Adapter, AnyTables, MegaTracer, OpStatsSnapshot, SqlDb, SqlResult, SqlStatement } from '@mega/adapters';
 import { errorSummary, OpStats, parseServiceUrl, redactText, redactUrl, serviceOptions } from '@mega/adapters';
 import type { Logger, ServiceDeclaration, Static } from '@mega/kernel';
 import { ConfigError, ConflictError, isMegaError, MegaError, Type, UnavailableError, within } from '@mega/kernel';
@@ -187,6 +187,16 @@ export class PostgresDb implements Queryable, Adapter, SqlDb {
       this.#kysely = new Kysely<AnyTables>({ dialect, log });
     }
     return this.#kysely as unknown as Kysely<DB>;
+  }
+
+  /**
+   * SqlDb's fast path for statements Kysely compiled (@mega/models outside transactions): straight
+   * through `query()` — stats, tracing, the one retry on a dead pooled connection, PGlite waiting for
+   * an open Kysely transaction — without Kysely's executor layers.
+   */
+  async execute<R = Record<string, unknown>>(statement: SqlStatement): Promise<SqlResult<R>> {
+    const res = await this.query<R>(statement.sql, statement.parameters);
+    return { rows: res.rows, numAffectedRows: BigInt(res.rowCount) };
   }
 
   /** A driver error (from `kysely()` or `native`) as a typed MegaError; see the README's error table. */
