@@ -18,7 +18,7 @@ if [ "$node_major" -lt 22 ]; then
   exit 1
 fi
 
-step "services (PostgreSQL, Redis, NATS+JetStream, FerretDB)"
+step "services (PostgreSQL, Redis, NATS+JetStream, FerretDB, MariaDB, Prometheus, Jaeger)"
 bash scripts/services.sh up
 while IFS='=' read -r key value; do
   [ -n "$key" ] && export "$key=$value"
