@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Local backing services for Mega's integration tests: PostgreSQL, Redis,
-# NATS (JetStream) and FerretDB (MongoDB wire protocol), all on 127.0.0.1.
+# NATS (JetStream) and FerretDB (MongoDB wire protocol), all on 127.0.0.1;
+# MariaDB, Prometheus and Jaeger come from scripts/services.d/.
 #
 # Usage: scripts/services.sh up|down|status|env|restart [service...]
 #   services: postgres redis nats mongo, plus those in scripts/services.d/
