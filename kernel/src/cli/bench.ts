@@ -14,8 +14,11 @@ Targets:
   codec      native vs TypeScript codec, side by side (--json); runs anywhere
   http       HTTP throughput (autocannon) against a built app
   ws         WebSocket fan-out and round trips
-  jobs       job queue throughput
+  jobs       job queue: Mega on JetStream vs BullMQ, CPU per job incl. the broker
   workers    worker-thread pool
+  realtime   fan-out vs raw ws, Socket.IO 4.8 and Centrifugo 6.9.1 (builds Centrifugo once)
+  otel       metrics and tracing overhead per request
+  models     model find/create/list vs the raw pg driver
   cluster    node:cluster + hub fan-out (builds the Rust hub)
   hub        the Rust hub alone (cargo)
   ctx, lock, bus, startup   micro-benchmarks of the kernel and plugins
