@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeProject } from '@mega/testing';
 import { describe, expect, it } from 'vitest';
@@ -50,6 +50,29 @@ describe('contributed CLI commands', () => {
     expect(await runContributed('no-such-command', [], t.cli)).toBeUndefined();
     // Outside a project nothing is contributed.
     expect(await runContributed('tool-echo', [], io('/').cli)).toBeUndefined();
+  });
+
+  it('settles NODE_ENV like mega start: an --env that disagrees with the .env is refused before the command runs', async () => {
+    const dir = project();
+    writeFileSync(join(dir, '.env'), 'NODE_ENV=production\n');
+    const saved = process.env.NODE_ENV;
+    try {
+      delete process.env.NODE_ENV;
+      const refused = io(dir);
+      expect(await runContributed('tool-echo', ['--env', 'development'], refused.cli)).toBe(1);
+      expect(refused.out).toEqual([]);
+      expect(refused.err.join('\n')).toMatch(/--env development disagrees with NODE_ENV=production/);
+      const inline = io(dir);
+      expect(await runContributed('tool-echo', ['--env=development'], inline.cli)).toBe(1);
+      expect(inline.out).toEqual([]);
+      delete process.env.NODE_ENV;
+      const agreed = io(dir);
+      expect(await runContributed('tool-echo', ['--env', 'production'], agreed.cli)).toBe(0);
+      expect(process.env.NODE_ENV).toBe('production');
+    } finally {
+      if (saved === undefined) delete process.env.NODE_ENV;
+      else process.env.NODE_ENV = saved;
+    }
   });
 
   it('lists contributed commands in help with their plugin', async () => {
@@ -108,6 +131,24 @@ describe('mega generate', () => {
     expect(await generateCommand(['widget', 'blue', '--color', 'red', '--force'], forced.cli)).toBe(0);
     expect(forced.out).toContain('  overwrite widgets/blue.ts');
     expect(readFileSync(join(dir, 'widgets/blue.ts'), 'utf8')).toBe('export const blue = "red";\n');
+  });
+
+  it('a conflict writes nothing: no half-generated files or config edit next to the file it refused to overwrite', async () => {
+    const dir = project();
+    const config = readFileSync(join(dir, 'mega.config.ts'), 'utf8');
+    mkdirSync(join(dir, 'test'));
+    writeFileSync(join(dir, 'test/audit-log-plugin.test.ts'), '// my own test\n');
+    const t = io(dir);
+    expect(await generateCommand(['plugin', 'AuditLog'], t.cli)).toBe(1);
+    expect(t.out).toContain('  exists test/audit-log-plugin.test.ts (left as it is; --force overwrites it)');
+    expect(t.err.join('\n')).toContain('nothing was written');
+    expect(existsSync(join(dir, 'plugins/audit-log.ts'))).toBe(false);
+    expect(readFileSync(join(dir, 'mega.config.ts'), 'utf8')).toBe(config);
+    expect(readFileSync(join(dir, 'test/audit-log-plugin.test.ts'), 'utf8')).toBe('// my own test\n');
+    // --force writes them all.
+    expect(await generateCommand(['plugin', 'AuditLog', '--force'], io(dir).cli)).toBe(0);
+    expect(existsSync(join(dir, 'plugins/audit-log.ts'))).toBe(true);
+    expect(readFileSync(join(dir, 'mega.config.ts'), 'utf8')).toContain('./plugins/audit-log.ts');
   });
 
   it('has the kernel kinds plugin (enabled in mega.config.ts) and test, and names the plugin of a missing kind', async () => {

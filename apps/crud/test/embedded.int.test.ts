@@ -82,4 +82,21 @@ describe('apps/crud on embedded defaults', () => {
     expect((await back.call('POST', '/api/session', { email: 'kim@example.com', password: 'correct horse battery' })).status).toBe(200);
     expect((await back.call('GET', '/api/notes')).data.items).toEqual([expect.objectContaining({ title: 'embedded', body: 'on PGlite' })]);
   }, 240_000);
+
+  it('hostile input is a typed 4xx, never a 500 from the database', async () => {
+    const api = client(port);
+    const bad = async (method: string, path: string, json?: unknown) => {
+      const res = await api.call(method, path, json);
+      expect(res.status, `${method} ${path}`).toBe(400);
+      expect(res.data).toBeUndefined();
+      expect((res.json as { error: { code: string } }).error.code).toBe('validation.failed');
+    };
+    await bad('POST', '/api/users', { email: 'nul@example.com', name: 'a\u0000b', password: 'correct horse' });
+    await bad('POST', '/api/session', { email: 'a\u0000b@example.com', password: 'correct horse' });
+    expect((await api.call('POST', '/api/users', { email: 'nul@example.com', name: 'nul', password: 'correct horse' })).status).toBe(201);
+    await bad('POST', '/api/notes', { title: 'x', body: '\u0000' });
+    await bad('GET', '/api/users/2147483648');
+    await bad('GET', '/api/notes/2147483648');
+    await bad('PATCH', '/api/notes/99999999999999999999', { title: 'x' });
+  }, 60_000);
 });

@@ -13,7 +13,7 @@ import type {} from '../controllers/pages.js';
 import type {} from '../jobs/welcome-mail.js';
 import { type ChatEntry, HISTORY_LIMIT, HISTORY_TTL_MS, historyOf } from '../lib/history.js';
 import { hashPassword, verifyPassword } from '../lib/passwords.js';
-import { CreateNoteBody, RegisterBody, UpdateNoteBody } from '../lib/schemas.js';
+import { CreateNoteBody, IdParams, LoginBody, RegisterBody, UpdateMeBody, UpdateNoteBody } from '../lib/schemas.js';
 import type {} from '../routes/api.js';
 import type {} from '../routes/web.js';
 import type {} from '../routes/ws.js';
@@ -68,5 +68,18 @@ describe('HTTP schemas come from the models', () => {
     expect(Value.Check(CreateNoteBody, { title: 't'.repeat(201) })).toBe(false);
     expect(Value.Check(UpdateNoteBody, {})).toBe(false);
     expect(Value.Check(UpdateNoteBody, { body: 'z' })).toBe(true);
+  });
+
+  it('refuses what PostgreSQL would fail on: U+0000 in a string, an id beyond its integer column', () => {
+    const nul = 'a\u0000b';
+    expect(Value.Check(RegisterBody, { email: 'a@b.co', name: nul, password: 'correct horse' })).toBe(false);
+    expect(Value.Check(RegisterBody, { email: `${nul}@b.co`, name: 'ada', password: 'correct horse' })).toBe(false);
+    expect(Value.Check(LoginBody, { email: nul, password: 'correct horse' })).toBe(false);
+    expect(Value.Check(UpdateMeBody, { name: nul })).toBe(false);
+    expect(Value.Check(CreateNoteBody, { title: 'x', body: nul })).toBe(false);
+    expect(Value.Check(UpdateNoteBody, { title: nul })).toBe(false);
+    expect(Value.Check(RegisterBody, { email: 'ädä@exämple.com', name: 'Ädä 🚀', password: 'correct horse' })).toBe(true);
+    expect(Value.Check(IdParams, { id: 2147483647 })).toBe(true);
+    expect(Value.Check(IdParams, { id: 2147483648 })).toBe(false);
   });
 });

@@ -54,6 +54,8 @@ interface Recorded {
   /** Every file the generator asked for, written or not. */
   touched: string[];
   conflicts: string[];
+  /** Writes held until the generator finished: none run when a file conflicts (without --force). */
+  writes: Array<() => Promise<void>>;
 }
 
 /**
@@ -69,7 +71,7 @@ function generateEditor(
 } {
   const { dryRun, force, say } = options;
   const dir = base.dir;
-  const recorded: Recorded = { created: [], touched: [], conflicts: [] };
+  const recorded: Recorded = { created: [], touched: [], conflicts: [], writes: [] };
   const show = (content: string) => {
     for (const line of content.replace(/\n$/, '').split('\n')) say(`    | ${line}`);
   };
@@ -96,10 +98,11 @@ function generateEditor(
       } else say(`  ${dryRun ? 'would create' : 'create'} ${rel}`);
       recorded.created.push(rel);
       if (dryRun) show(content);
-      else {
-        await mkdir(dirname(file), { recursive: true });
-        await writeFile(file, content);
-      }
+      else
+        recorded.writes.push(async () => {
+          await mkdir(dirname(file), { recursive: true });
+          await writeFile(file, content);
+        });
       return true;
     },
     async setConfigDefault(key, value, app) {
@@ -181,7 +184,8 @@ export async function generateCommand(argv: string[], io: CliIO): Promise<number
   const { editor, recorded } = generateEditor(base, { dryRun, force, say: io.stdout });
   const rel = relative(project.dir, project.file);
   // --dry-run and --force stay in the options too, for generators that write some files on their own.
-  await found.g.run(name, found.plugin === 'mega' ? withAddPlugin(editor, project.file, rel, dryRun) : editor, values);
+  const configWrite = (content: string) => void recorded.writes.push(() => writeFile(project.file, content));
+  await found.g.run(name, found.plugin === 'mega' ? withAddPlugin(editor, project.file, rel, dryRun, configWrite) : editor, values);
 
   const sources = recorded.created.filter((p) => isSource(p) && !isTest(p));
   if (kind !== 'test' && sources.length > 0 && !recorded.touched.some(isTest)) {
@@ -190,10 +194,12 @@ export async function generateCommand(argv: string[], io: CliIO): Promise<number
   }
   if (recorded.conflicts.length > 0) {
     io.stderr(
-      `mega generate: ${recorded.conflicts.length} file${recorded.conflicts.length > 1 ? 's' : ''} existed and ${recorded.conflicts.length > 1 ? 'were' : 'was'} left as ${recorded.conflicts.length > 1 ? 'they were' : 'it was'}: ${recorded.conflicts.join(', ')} (--force overwrites, --dry-run shows the files)`,
+      `mega generate: ${recorded.conflicts.length} file${recorded.conflicts.length > 1 ? 's' : ''} existed and ${recorded.conflicts.length > 1 ? 'were' : 'was'} left as ${recorded.conflicts.length > 1 ? 'they were' : 'it was'}: ${recorded.conflicts.join(', ')}; nothing was written (--force overwrites, --dry-run shows the files)`,
     );
     return 1;
   }
+  // All or nothing: a refused file leaves no half-generated set (a route and test without their controller).
+  for (const write of recorded.writes) await write();
   if (!dryRun && recorded.created.length > 0) {
     io.stdout(`\nNext: npx mega test${recorded.created.some((p) => p.includes('routes/')) ? ' · npx mega routes' : ''}`);
   }

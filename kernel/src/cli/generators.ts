@@ -3,7 +3,7 @@
  * plugin's generated file when that generator writes none of its own: the file's module loads and
  * the project boots with it, so every generated file is covered by `mega test` from the start.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { ValidationError } from '../errors.js';
 import type { Generator, ProjectEditor } from '../plugin.js';
 import { addPlugins, listedPlugins } from './plugin/config-edit.js';
@@ -30,13 +30,19 @@ export interface KernelProjectEditor extends ProjectEditor {
   addPlugin(entry: string): Promise<boolean>;
 }
 
-export function withAddPlugin(editor: ProjectEditor, configFile: string, rel: string, dryRun: boolean): KernelProjectEditor {
+export function withAddPlugin(
+  editor: ProjectEditor,
+  configFile: string,
+  rel: string,
+  dryRun: boolean,
+  write: (content: string) => void,
+): KernelProjectEditor {
   return Object.assign(Object.create(editor) as ProjectEditor, {
     async addPlugin(entry: string) {
       const source = await readFile(configFile, 'utf8');
       if (listedPlugins(source, rel).includes(entry)) return false;
       const next = addPlugins(source, rel, [entry]);
-      if (!dryRun) await writeFile(configFile, next);
+      if (!dryRun) write(next);
       editor.log(`${dryRun ? 'would update' : 'update'} ${rel} (plugins: ${entry})`);
       return true;
     },

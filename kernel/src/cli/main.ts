@@ -46,6 +46,12 @@ const io: CliIO = {
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  // mega doctor reports the Node version as a FAIL line of its own.
+  if (command !== 'doctor') {
+    const { nodeWarning } = await import('./node-check.js');
+    const warning = nodeWarning();
+    if (warning) io.stderr(warning);
+  }
   switch (command) {
     case 'start': {
       const { startCommand } = await import('./start.js');

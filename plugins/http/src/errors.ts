@@ -79,8 +79,22 @@ export function validationDetails(
   return { details, message };
 }
 
+const SERVER_MESSAGES: Record<number, string> = {
+  501: 'not implemented',
+  502: 'bad gateway',
+  503: 'service unavailable',
+  504: 'gateway timeout',
+};
+
 export function mapError(error: unknown, options: { production: boolean; maxDetails: number }): { status: number; body: ErrorBody } {
-  if (isMegaError(error)) return { status: error.status, body: error.toJSON() };
+  if (isMegaError(error)) {
+    // A server-side failure's message and details may carry what a driver said (SQL text, sqlState,
+    // hosts): in production the client gets the stable code only; the log keeps the rest.
+    if (options.production && error.status >= 500) {
+      return { status: error.status, body: { code: error.code, message: SERVER_MESSAGES[error.status] ?? 'internal server error' } };
+    }
+    return { status: error.status, body: error.toJSON() };
+  }
   const fe = error as Partial<FastifyError> & { validationContext?: string };
   if (fe && Array.isArray(fe.validation)) {
     const { details, message } = validationDetails(fe.validation as AjvLikeError[], fe.validationContext ?? 'request', options.maxDetails);

@@ -21,6 +21,10 @@ export default (router: any) => {
   router.http.get('/missing', async () => { throw new NotFoundError('user.not_found', 'no such user', { details: { id: 7 } }); });
   router.http.get('/teapot', async () => { throw new MegaError('brew.failed', 'short and stout', { status: 418 }); });
   router.http.get('/crash', async () => { throw new Error('secret internals'); });
+  router.http.get('/db-down', async () => {
+    throw new MegaError('db.query_failed', 'relation "users" does not exist', { status: 500, details: { statement: 'select * from users', sqlState: '42P01' } });
+  });
+  router.http.get('/unavailable', async () => { throw new MegaError('db.unavailable', 'db.internal:5432 refused', { status: 503 }); });
   router.http.post('/echo', async (req: any) => req.body, { schema: { body: { type: 'object', required: ['name'], properties: { name: { type: 'string' } } } } });
 };
 `;
@@ -60,6 +64,11 @@ describe('@mega/http', () => {
     const prod = await boot({ 'apps/web/app.config.ts': 'export default {};', 'apps/web/routes/main.ts': ROUTES }, { env: 'production' });
     const crash = await prod.inject('/crash');
     expect([crash.status, crash.json]).toEqual([500, { error: { code: 'internal', message: 'internal server error' } }]);
+    // A typed server-side error keeps its code and status; what the driver said (SQL, hosts) stays in the log.
+    const dbError = await prod.inject('/db-down');
+    expect([dbError.status, dbError.json]).toEqual([500, { error: { code: 'db.query_failed', message: 'internal server error' } }]);
+    const down = await prod.inject('/unavailable');
+    expect([down.status, down.json]).toEqual([503, { error: { code: 'db.unavailable', message: 'service unavailable' } }]);
     await stopAll();
     const dev = await boot({ 'apps/web/app.config.ts': 'export default {};', 'apps/web/routes/main.ts': ROUTES }, { env: 'development' });
     const devCrash = await dev.inject('/crash');
@@ -68,6 +77,7 @@ describe('@mega/http', () => {
       message: 'secret internals',
       stack: expect.stringContaining('Error: secret internals'),
     });
+    expect((await dev.inject('/db-down')).json?.error).toMatchObject({ code: 'db.query_failed', details: { sqlState: '42P01' } });
   });
 
   it('passes every route through the kernel route hook before Fastify sees it', async () => {

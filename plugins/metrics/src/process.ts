@@ -49,18 +49,19 @@ function processGauges(meter: Meter): { disable(): void } {
     r.observe(m.external, { type: 'external' });
   });
 
-  // Event-loop delay sampled every 10 ms by libuv; quantiles over the time since the previous collection.
+  // Event-loop delay sampled every 10 ms by libuv; percentiles over the time since the previous collection.
+  // The label is `stat`, not `quantile`: Prometheus reserves that one for summaries (promtool flags it on a gauge).
   const delay = monitorEventLoopDelay({ resolution: 10 });
   delay.enable();
   const lag = meter.createObservableGauge('mega_process_event_loop_lag_seconds', {
-    description: 'Event-loop delay since the previous scrape (quantile 1 = the largest)',
+    description: 'Event-loop delay since the previous scrape (stat p50, p99, max)',
     unit: 's',
   });
   lag.addCallback((r) => {
     if (delay.count > 0) {
-      r.observe(delay.percentile(50) / 1e9, { quantile: '0.5' });
-      r.observe(delay.percentile(99) / 1e9, { quantile: '0.99' });
-      r.observe(delay.max / 1e9, { quantile: '1' });
+      r.observe(delay.percentile(50) / 1e9, { stat: 'p50' });
+      r.observe(delay.percentile(99) / 1e9, { stat: 'p99' });
+      r.observe(delay.max / 1e9, { stat: 'max' });
     }
     delay.reset();
   });

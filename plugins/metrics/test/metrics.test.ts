@@ -354,7 +354,7 @@ describe('@mega/metrics: codec, process and other plugins', () => {
     expect(value(ex, 'mega_codec_info', { backend })).toBe(1);
     expect(value(ex, 'mega_process_cpu_seconds_total', { mode: 'user' })).toBeGreaterThan(0);
     expect(value(ex, 'mega_process_memory_bytes', { type: 'heap_used' })).toBeGreaterThan(1_000_000);
-    expect(samples(ex, 'mega_process_event_loop_lag_seconds').map((s) => s.labels.quantile)).toEqual(['0.5', '0.99', '1']);
+    expect(samples(ex, 'mega_process_event_loop_lag_seconds').map((s) => s.labels.stat)).toEqual(['p50', 'p99', 'max']);
     // GC pauses are off by default (the observer costs ~3% CPU); the rest of the process group is on.
     const defaults = await scrape(plain.inject);
     expect(value(defaults, 'mega_process_gc_duration_seconds_count')).toBeUndefined();

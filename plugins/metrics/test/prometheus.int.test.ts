@@ -222,6 +222,43 @@ describe('@mega/metrics scraped by a real Prometheus', () => {
   });
 });
 
+describe("@mega/metrics: Prometheus' own linter", () => {
+  it('every group passes promtool check metrics (no lint problem, e.g. a quantile label outside a summary)', async () => {
+    const dir = writeProject(
+      {
+        'mega.config.ts': `export default {
+  plugins: ['@mega/http', '@mega/ws', '@mega/jobs', '@mega/metrics'],
+  metrics: { include: ['http', 'ws', 'jobs', 'codec', 'process', 'gc'] },
+};\n`,
+        'apps/lint/app.config.ts': 'export default {};\n',
+        'apps/lint/routes/index.ts': `export default (r: any) => { r.http.get('/users/:id', async () => 'ok'); };\n`,
+      },
+      { prefix: 'mega-metrics-lint-' },
+    );
+    const b = await bootProject(dir);
+    expect((await b.inject('/users/1')).status).toBe(200);
+    expect((await b.inject('/nope')).status).toBe(404);
+    // The event-loop series appears once libuv took a sample (10 ms resolution) since the previous scrape.
+    const text = await until(
+      async () => {
+        const t = (await b.inject('/metrics')).text;
+        return t.includes('mega_process_event_loop_lag_seconds{') ? t : undefined;
+      },
+      10_000,
+      'the event-loop lag series',
+    );
+    // Debian's prometheus package (scripts/services.d/prometheus.sh) ships promtool; exit 3 means lint problems.
+    let lint: { status: number; out: string };
+    try {
+      lint = { status: 0, out: execFileSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', stdio: 'pipe' }) };
+    } catch (error) {
+      const e = error as { status: number; stdout: string; stderr: string };
+      lint = { status: e.status, out: `${e.stdout}${e.stderr}` };
+    }
+    expect(lint).toEqual({ status: 0, out: '' });
+  });
+});
+
 describe('@mega/metrics: database pools and caches (real PostgreSQL, MongoDB, Redis)', () => {
   it('pool connections in use and idle, waiters, operations and their latency per alias', async () => {
     const env = serviceEnv();

@@ -37,7 +37,8 @@ Commands:
 Options:
   --app <name>             one app (default: every app)
   --db <alias>             one services.dbs alias (default: every alias with migrations)
-  --env <name>             NODE_ENV (default: development)
+  --env <name>             NODE_ENV (default: the environment's, else the .env's, else development;
+                           refused when it disagrees with the .env)
   --allow-destructive      up/down/redo in production: allow migrations that lose data`;
 
 interface Terminal {
@@ -91,6 +92,20 @@ function statusLines(entries: StatusEntry[]): string[] {
         : ` ${row.appliedAt.toISOString().replace('T', ' ').slice(0, 19)} (batch ${row.batch}, ${row.durationMs} ms)`
       : '';
     return `  ${e.state.padEnd(STATE_WIDTH)}${e.id}${extra}`;
+  });
+}
+
+/** One line per entry that needs the user, saying what its state means and the way out. */
+function statusHints(entries: StatusEntry[]): string[] {
+  return entries.flatMap((e) => {
+    if (e.state === 'drift')
+      return [
+        `  ! ${e.id} changed after it was applied: restore the file from version control, or accept it with mega migrate resolve ${e.id} --applied`,
+      ];
+    if (e.state === 'partial' || e.state === 'reverting')
+      return [`  ! ${e.id} stopped part-way: repair the database by hand, then mega migrate resolve ${e.id} --applied (or --rolled-back)`];
+    if (e.state === 'missing') return [`  ! ${e.id} is applied but its file is gone: restore it from version control`];
+    return [];
   });
 }
 
@@ -233,6 +248,7 @@ export const migrateCommand: CliCommand = {
             for (const t of all) {
               io.stdout(`app ${t.app}, db ${t.alias} (${t.dialect})`);
               for (const line of statusLines(t.entries)) io.stdout(line);
+              for (const line of statusHints(t.entries)) io.stdout(line);
               const problems = verify.find((x) => x.app === t.app && x.alias === t.alias)?.problems;
               if (problems)
                 io.stdout(

@@ -222,6 +222,12 @@ describe('mega migrate up | status | down | redo', () => {
     expect((await mega(dir, 'migrate', 'down')).stdout).toContain('nothing to do: no applied migration');
     expect((await mega(dir, 'migrate', 'up', '--to', 'create-users')).stdout).toMatch(new RegExp(`up {4}${f1}`));
     expect((await mega(dir, 'migrate', 'down', '--steps', '0')).code).toBe(2);
+    // A production .env is not run as development by an --env flag (as mega start refuses it).
+    writeFileSync(join(dir, '.env'), 'NODE_ENV=production\n');
+    const conflict = await mega(dir, 'migrate', 'down', '--env', 'development');
+    expect(conflict).toMatchObject({ code: 1, stderr: expect.stringContaining('--env development disagrees with NODE_ENV=production') });
+    expect(conflict.stdout).not.toContain('down ');
+    rmSync(join(dir, '.env'));
 
     writeFileSync(
       join(dir, `migrations/${f1}.ts`),
@@ -230,6 +236,10 @@ describe('mega migrate up | status | down | redo', () => {
     const drift = await mega(dir, 'migrate', 'status');
     expect(drift.code).toBe(1);
     expect(drift.stdout).toMatch(new RegExp(`drift {5}${f1}`));
+    // What drift means and the two ways out, under the table.
+    expect(drift.stdout).toContain(
+      `${f1} changed after it was applied: restore the file from version control, or accept it with mega migrate resolve ${f1} --applied`,
+    );
     const refused = await mega(dir, 'migrate', 'up');
     expect(refused).toMatchObject({ code: 1, stderr: expect.stringContaining('migrations.drift') });
 

@@ -1,0 +1,12 @@
+/** The Node version check every command makes: an old Node fails later, in ways that do not name it. */
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+
+/** A warning line when `version` does not satisfy the engines range of @mega/kernel; undefined otherwise. */
+export function nodeWarning(version: string = process.versions.node): string | undefined {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { engines?: { node?: string } };
+  const range = pkg.engines?.node;
+  const semver = createRequire(import.meta.url)('semver') as { satisfies(v: string, r: string): boolean };
+  if (!range || semver.satisfies(version, range)) return undefined;
+  return `mega: warning: Node v${version} does not satisfy ${range}, which @mega/kernel needs: built-in modules may be missing (node:sqlite); install a newer Node, and see mega doctor`;
+}
