@@ -233,6 +233,11 @@ export class Jobs implements RunnerHost {
     };
   }
 
+  /** `fail` and `dlq` are always logged; the others do something only with a listener. */
+  listens(event: JobEventName): boolean {
+    return event === 'fail' || event === 'dlq' || (this.#listeners.get(event)?.length ?? 0) > 0;
+  }
+
   emit(event: JobEventName, data: JobEventData): void {
     if (event === 'fail' || event === 'dlq') {
       this.log.warn(

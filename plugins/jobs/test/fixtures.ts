@@ -35,6 +35,12 @@ export class Grouped extends MegaJob {
   static retries = 0;
   run(p, ctx) { return (${call('Grouped')})(p, ctx); }
 }
+export class Capped extends MegaJob {
+  static concurrency = 2;
+  static groupConcurrency = 2;
+  static retries = 0;
+  run(p, ctx) { return (${call('Capped')})(p, ctx); }
+}
 `,
     [`apps/${app}/jobs/typed.ts`]: `import { defineJob } from '@mega/jobs';
 export const typed = defineJob({

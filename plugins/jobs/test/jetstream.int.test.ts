@@ -126,6 +126,39 @@ describe('@mega/jobs jetstream driver', () => {
     expect(first.events.filter(([e]) => e === 'start')).toEqual([]);
   });
 
+  it('concurrency caps a worker across its main and group consumers; deliveries over the cap wait with their lease kept', async () => {
+    let active = 0;
+    let peak = 0;
+    handlers({
+      Capped: async () => {
+        peak = Math.max(peak, ++active);
+        await work(400);
+        active--;
+      },
+    });
+    // Runs of 400 ms overlap across the group consumers as they start; ackWait 300 ms: a delivery
+    // waiting for a slot (up to 1.6 s) is redelivered unless its lease is renewed.
+    const { q, events } = await boot({ ackWaitMs: 300, groupScanMs: 100 });
+    // One job per group first: its group consumer then exists and pulls when the batch comes.
+    const groups = ['a', 'b', 'c', 'd'];
+    const first = await q.enqueueMany(groups.map((group) => ({ job: 'Capped', payload: {}, group })));
+    await poll(() => events.filter(([e]) => e === 'done').length >= first.length || undefined, 20_000, 'a job of every group done');
+    peak = 0;
+    events.length = 0;
+    const items = [
+      ...groups.flatMap((group) => Array.from({ length: 2 }, () => ({ job: 'Capped', payload: {}, group }))),
+      ...Array.from({ length: 2 }, () => ({ job: 'Capped', payload: {} })),
+    ];
+    const ids = await q.enqueueMany(items);
+    await poll(() => events.filter(([e]) => e === 'done').length >= ids.length || undefined, 20_000, 'every capped job done');
+    const starts = events.filter(([e, d]) => e === 'start' && d.job === 'Capped').map(([, d]) => d);
+    console.log(`jobs cap: ${ids.length} jobs in 4 groups (groupConcurrency 2) + ungrouped, concurrency 2: peak ${peak} at once`);
+    expect(peak).toBe(2);
+    expect(starts.map((d) => d.id).sort()).toEqual([...ids].sort());
+    expect(starts.every((d) => d.attempt === 1)).toBe(true);
+    expect(events.filter(([e]) => e === 'retry' || e === 'fail')).toEqual([]);
+  });
+
   it('bad input: unknown job and invalid payload are refused at enqueue; an undecodable message goes to the DLQ (decode)', async () => {
     handlers({ Flaky: async () => undefined, Typed: async () => undefined });
     const { q, events, prefix } = await boot();

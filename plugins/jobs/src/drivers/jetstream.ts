@@ -28,7 +28,8 @@ import type { JobSpec } from '../job.js';
 import type { DlqRow, Jobs, PublishRequest, QueueDriver, QueueStats } from '../jobs.js';
 import { groupFromToken, groupToken } from '../jobs.js';
 import type { DeadLetter, Running } from '../runner.js';
-import { startDelivery } from '../runner.js';
+import { keepLease, RunningList, startDelivery } from '../runner.js';
+import { AckedPublisher } from './publisher.js';
 
 export interface JetStreamOptions {
   streamPrefix: string;
@@ -43,6 +44,7 @@ export interface JetStreamOptions {
   replicas: number;
 }
 
+const H_MSG_ID = 'Nats-Msg-Id';
 const H_ID = 'Mega-Job-Id';
 const H_GROUP = 'Mega-Group';
 const H_RUN_AT = 'Mega-Run-At';
@@ -57,9 +59,35 @@ function traceOf(h: MsgHdrs): TraceCarrier {
 
 interface Loop {
   messages: ConsumerMessages;
-  done: Promise<void>;
+  /** max_ack_pending of its consumer. */
+  concurrency: number;
   lastActivity: number;
   running: number;
+}
+
+let turn: Promise<void> | undefined;
+/**
+ * Resolves in the check phase of this event-loop turn. Jobs finishing in one turn (e.g. the 1 ms
+ * timers of many running jobs, fired one after another) would each flush their ack in a write of
+ * its own (nats.js flushes on a microtask); awaiting this first sends them in one.
+ */
+function ackTurn(): Promise<void> {
+  turn ??= new Promise<void>((resolve) =>
+    setImmediate(() => {
+      turn = undefined;
+      resolve();
+    }),
+  );
+  return turn;
+}
+
+/**
+ * This worker's runs of one grouped job kind, across its main consumer and all its group consumers,
+ * capped at the job's `concurrency`; deliveries over the cap wait here (lease kept alive) for a slot.
+ */
+interface Gate {
+  running: number;
+  waiting: Array<{ loop: Loop; m: JsMsg; release: () => void }>;
 }
 
 /** Lease of the delay consumer's messages (see its consumer config). */
@@ -74,14 +102,16 @@ export class JetStreamQueue implements QueueDriver {
   readonly dlqStream: string;
   #js: JetStreamClient;
   #jsm: JetStreamManager | undefined;
+  readonly #publisher: AckedPublisher;
   #connected = true;
   #stopping = false;
   #loops = new Map<string, Loop>();
-  #running = new Set<Running>();
+  #running = new RunningList();
   #scan: NodeJS.Timeout | undefined;
   #notify: Subscription | undefined;
   #consuming: JobSpec[] = [];
   #ensured = new Map<string, Promise<void>>();
+  #gates = new Map<string, Gate>();
 
   constructor(jobs: Jobs, nc: NatsConnection, options: JetStreamOptions) {
     this.#jobs = jobs;
@@ -92,6 +122,11 @@ export class JetStreamQueue implements QueueDriver {
     this.stream = name;
     this.dlqStream = `${name}_DLQ`;
     this.#js = jetstream(nc, { timeout: options.publishTimeoutMs });
+    this.#publisher = new AckedPublisher(nc, options.publishTimeoutMs);
+    nc.closed().then(
+      () => this.#publisher.close(),
+      () => this.#publisher.close(),
+    );
     void (async () => {
       for await (const s of nc.status()) {
         if (s.type === 'disconnect') this.#connected = false;
@@ -166,6 +201,8 @@ export class JetStreamQueue implements QueueDriver {
   async publish(spec: JobSpec, request: PublishRequest): Promise<boolean> {
     if (!this.#connected || this.#nc.isClosed()) throw this.#unavailable('NATS is disconnected; the job was not enqueued');
     const h = headers();
+    // JetStream drops a second message with this id within duplicate_window: idempotent enqueue.
+    h.set(H_MSG_ID, `${spec.name}:${request.id}`);
     h.set(H_ID, request.id);
     if (request.group !== undefined) h.set(H_GROUP, request.group);
     if (request.trace) for (const k in request.trace) h.set(k, request.trace[k] as string);
@@ -173,13 +210,9 @@ export class JetStreamQueue implements QueueDriver {
     if (delayed) h.set(H_RUN_AT, String(Date.now() + request.delayMs));
     const subject = delayed ? `${this.#base}.${spec.name}.delay` : this.#jobs.subject(spec, request.group);
     try {
-      const ack = await this.#js.publish(subject, request.data, {
-        msgID: `${spec.name}:${request.id}`,
-        headers: h,
-        timeout: this.#o.publishTimeoutMs,
-      });
+      const duplicate = await this.#publisher.publish(subject, request.data, h);
       if (!delayed && request.group !== undefined) this.#announce(spec, request.group);
-      return ack.duplicate;
+      return duplicate;
     } catch (error) {
       throw this.#unavailable(
         `enqueue of "${spec.name}" was not confirmed by JetStream (${(error as Error).message}); retry with the same id`,
@@ -199,10 +232,9 @@ export class JetStreamQueue implements QueueDriver {
   }
 
   async storeDeadLetter(subject: string, letter: DeadLetter): Promise<void> {
-    await this.#js.publish(subject, JSON.stringify(letter), {
-      msgID: `${letter.job}:${letter.id}:dlq:${letter.deliveryCount}`,
-      timeout: this.#o.publishTimeoutMs,
-    });
+    const h = headers();
+    h.set(H_MSG_ID, `${letter.job}:${letter.id}:dlq:${letter.deliveryCount}`);
+    await this.#publisher.publish(subject, JSON.stringify(letter), h);
   }
 
   async consume(specs: readonly JobSpec[]): Promise<void> {
@@ -277,7 +309,7 @@ export class JetStreamQueue implements QueueDriver {
     // Reserve the slot before the async work so concurrent notices start one loop.
     this.#loops.set(durable, {
       messages: { stop() {} } as unknown as ConsumerMessages,
-      done: Promise.resolve(),
+      concurrency,
       lastActivity: Date.now(),
       running: 0,
     });
@@ -302,50 +334,100 @@ export class JetStreamQueue implements QueueDriver {
       });
   }
 
-  async #startLoop(durable: string, spec: JobSpec | undefined, maxMessages: number): Promise<void> {
+  async #startLoop(durable: string, spec: JobSpec | undefined, concurrency: number): Promise<void> {
     if (this.#stopping || this.#loops.has(durable)) return;
     const consumer = await this.#js.consumers.get(this.stream, durable);
+    const loop: Loop = { messages: undefined as unknown as ConsumerMessages, concurrency, lastActivity: Date.now(), running: 0 };
     // The server enforces concurrency through max_ack_pending; a pull batch larger than that keeps one
     // pull request open across many jobs instead of issuing a new one after every delivery (at
-    // concurrency 1 that was a pull round trip per job).
-    const messages = await consumer.consume({ max_messages: Math.min(Math.max(maxMessages, 256), 1000) });
-    const loop: Loop = { messages, done: Promise.resolve(), lastActivity: Date.now(), running: 0 };
-    this.#loops.set(durable, loop);
-    loop.done = (async () => {
-      for await (const m of messages) {
-        loop.lastActivity = Date.now();
-        if (this.#stopping) {
-          m.nak();
-          continue;
+    // concurrency 1 that was a pull round trip per job). Callback mode: the messages of one socket
+    // read start their runs in one go, without an async iterator step (promises) per message.
+    const messages = await consumer.consume({
+      max_messages: Math.min(Math.max(concurrency, 256), 1000),
+      callback: (m) => {
+        try {
+          this.#deliver(loop, spec, m);
+        } catch (error) {
+          // A throwing callback would stop the consumer: leave the message to its redelivery.
+          this.#log.error({ err: error, durable, seq: m.seq }, 'jobs: could not start a delivery');
         }
-        if (!spec) {
-          void this.#promoteDelayed(m);
-          continue;
-        }
-        loop.running++;
-        const running = startDelivery(this.#jobs, spec, {
-          subject: m.subject,
-          data: m.string(),
-          deliveryCount: m.info.deliveryCount,
-          // Stored time (a due delayed job is re-stored when it becomes due).
-          readyAt: m.info.timestampNanos / 1e6,
-          id: m.headers?.get(H_ID) || `seq-${m.seq}`,
-          group: m.headers?.has(H_GROUP) ? m.headers.get(H_GROUP) : undefined,
-          trace: m.headers?.has(TRACEPARENT) ? traceOf(m.headers) : undefined,
-          ack: () => m.ack(),
-          nak: (delayMs) => m.nak(delayMs),
-          working: () => m.working(),
-        });
-        this.#running.add(running);
-        void running.done.finally(() => {
-          this.#running.delete(running);
-          loop.running--;
-          loop.lastActivity = Date.now();
-        });
-      }
-    })().catch((error: unknown) => {
-      if (!this.#stopping) this.#log.error({ err: error, durable }, 'jobs: consumer loop ended');
+      },
     });
+    loop.messages = messages;
+    this.#loops.set(durable, loop);
+    void messages.closed().then((error) => {
+      if (error && !this.#stopping) this.#log.error({ err: error, durable }, 'jobs: consumer loop ended');
+    });
+  }
+
+  #deliver(loop: Loop, spec: JobSpec | undefined, m: JsMsg): void {
+    loop.lastActivity = Date.now();
+    if (this.#stopping) {
+      m.nak();
+      return;
+    }
+    if (!spec) {
+      void this.#promoteDelayed(m);
+      return;
+    }
+    loop.running++;
+    // Ungrouped only: the consumer's max_ack_pending (= concurrency) already caps this worker.
+    if (spec.groupConcurrency === undefined) {
+      this.#run(loop, spec, m, undefined);
+      return;
+    }
+    let gate = this.#gates.get(spec.name);
+    if (!gate) {
+      gate = { running: 0, waiting: [] };
+      this.#gates.set(spec.name, gate);
+    }
+    if (gate.running < spec.concurrency) {
+      gate.running++;
+      this.#run(loop, spec, m, gate);
+      return;
+    }
+    // Over the cap: hold the delivery, its lease kept alive, until one of this kind's runs ends. It
+    // stays un-acked on the server, so no other worker takes it and nothing is redelivered.
+    gate.waiting.push({ loop, m, release: keepLease(() => m.working(), this.#o.ackWaitMs) });
+  }
+
+  #run(loop: Loop, spec: JobSpec, m: JsMsg, gate: Gate | undefined): void {
+    const info = m.info;
+    const h = m.headers;
+    const running: Running = startDelivery(
+      this.#jobs,
+      spec,
+      {
+        subject: m.subject,
+        data: m.string(),
+        deliveryCount: info.deliveryCount,
+        // Stored time (a due delayed job is re-stored when it becomes due).
+        readyAt: info.timestampNanos / 1e6,
+        id: h?.get(H_ID) || `seq-${m.seq}`,
+        group: h?.has(H_GROUP) ? h.get(H_GROUP) : undefined,
+        trace: h?.has(TRACEPARENT) ? traceOf(h) : undefined,
+        ack: () => m.ack(),
+        nak: (delayMs) => m.nak(delayMs),
+        working: () => m.working(),
+        // One job at a time: there is nothing to batch, so no extra turn.
+        ...(loop.concurrency > 1 || gate ? { ackTurn } : {}),
+      },
+      () => {
+        this.#running.delete(running);
+        loop.running--;
+        loop.lastActivity = Date.now();
+        if (!gate) return;
+        const next = gate.waiting.shift();
+        if (!next) {
+          gate.running--;
+          return;
+        }
+        // The slot passes to the oldest waiting delivery.
+        next.release();
+        this.#run(next.loop, spec, next.m, gate);
+      },
+    );
+    this.#running.add(running);
   }
 
   async #promoteDelayed(m: JsMsg): Promise<void> {
@@ -360,12 +442,14 @@ export class JetStreamQueue implements QueueDriver {
     const group = m.headers?.has(H_GROUP) ? m.headers.get(H_GROUP) : undefined;
     const id = m.headers?.get(H_ID) || `seq-${m.seq}`;
     const h = headers();
+    // A crash between this publish and the ack below cannot enqueue the job twice.
+    h.set(H_MSG_ID, `${job}:${id}:run`);
     h.set(H_ID, id);
     if (group !== undefined) h.set(H_GROUP, group);
     for (const k of TRACE_HEADERS) if (m.headers?.has(k)) h.set(k, m.headers.get(k));
     const subject = group === undefined ? `${this.#base}.${job}` : `${this.#base}.${job}.g.${groupToken(group)}`;
     try {
-      await this.#js.publish(subject, m.data, { msgID: `${job}:${id}:run`, headers: h, timeout: this.#o.publishTimeoutMs });
+      await this.#publisher.publish(subject, m.data, h);
       m.ack();
       if (spec && group !== undefined) this.#announce(spec, group);
     } catch (error) {
@@ -380,7 +464,15 @@ export class JetStreamQueue implements QueueDriver {
     this.#notify?.unsubscribe();
     for (const loop of this.#loops.values()) loop.messages.stop();
     this.#loops.clear();
-    const running = [...this.#running];
+    // Deliveries waiting for a slot never started: back to the server for another worker.
+    for (const gate of this.#gates.values()) {
+      for (const w of gate.waiting.splice(0)) {
+        w.release();
+        w.loop.running--;
+        w.m.nak();
+      }
+    }
+    const running = this.#running.values();
     if (running.length) {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([Promise.all(running.map((r) => r.done)), new Promise((r) => (timer = setTimeout(r, drainMs)))]);

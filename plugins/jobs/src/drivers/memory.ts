@@ -6,8 +6,8 @@
 import type { TraceCarrier } from '@mega/adapters';
 import type { JobSpec } from '../job.js';
 import type { DlqRow, Jobs, PublishRequest, QueueDriver, QueueStats } from '../jobs.js';
-import type { DeadLetter, Running } from '../runner.js';
-import { startDelivery } from '../runner.js';
+import type { DeadLetter } from '../runner.js';
+import { RunningList, startDelivery } from '../runner.js';
 
 interface Entry {
   id: string;
@@ -23,7 +23,7 @@ interface Queue {
   spec: JobSpec;
   ready: Entry[];
   delayed: Entry[];
-  running: Set<Running>;
+  running: RunningList;
   groups: Map<string, number>;
   consuming: boolean;
 }
@@ -44,7 +44,7 @@ export class MemoryQueue implements QueueDriver {
     this.#jobs = jobs;
     this.#dedupWindowMs = options.dedupWindowMs;
     for (const spec of jobs.specs.values()) {
-      this.#queues.set(spec.name, { spec, ready: [], delayed: [], running: new Set(), groups: new Map(), consuming: false });
+      this.#queues.set(spec.name, { spec, ready: [], delayed: [], running: new RunningList(), groups: new Map(), consuming: false });
     }
   }
 
@@ -179,7 +179,7 @@ export class MemoryQueue implements QueueDriver {
 
   async stop(drainMs: number): Promise<void> {
     this.#stopped = true;
-    const running = [...this.#queues.values()].flatMap((q) => [...q.running]);
+    const running = [...this.#queues.values()].flatMap((q) => q.running.values());
     if (running.length) {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([Promise.all(running.map((r) => r.done)), new Promise((r) => (timer = setTimeout(r, drainMs)))]);
