@@ -1,31 +1,38 @@
 #!/usr/bin/env node
 /**
  * WebSocket benchmarks (`npm run bench:ws`; a benchmark, not a test). Servers run in child
- * processes, this process is the client, so each side has a core of a 2-core machine. Every ratio
- * compares two servers measured in the same run against the same client:
+ * processes (Mega without @mega/asp, Mega with it, a raw `ws` server), this process is the client.
+ * The primary figure is each server's CPU time per operation, read from /proc/<pid>/stat around each
+ * run (all threads, so ws's zlib threadpool counts too): on a 2-core machine shared with other work
+ * it holds where rates move by tens of percent. Rounds are interleaved (the order alternates),
+ * medians and spreads are printed, and every goal of issue 16 gets one verdict from this run:
  *
- *  (a) broadcast of one message to 1,000 connections: deliveries/s, Mega (presence.broadcast, framed
- *      once) vs a raw `ws` send loop (`for (c of wss.clients) c.send(text)`).
- *  (b) echo round trips/s with permessage-deflate on: Mega (codec deflate) vs `ws`'s zlib path.
- *  (c) echo round trips/s on an encrypted namespace (ASP) vs a plain one, both Mega.
- *  (d) memory per idle connection with 10,000 connections (Mega, and `ws` for reference).
+ *  (a) broadcast of one message to 1,000 connections, one message per event-loop turn: Mega
+ *      (presence.broadcast, framed once, one write per connection per turn) vs a raw `ws` send loop
+ *      (`for (c of wss.clients) c.send(text)`); and 100 messages in one turn.
+ *  (b) echo with permessage-deflate on a 2.4 KB JSON message: Mega (codec deflate) vs `ws`'s zlib.
+ *  (c) echo of a small message: without @mega/asp, with it on a plain namespace (what an untapped
+ *      namespace costs), and on an encrypted one (what ASP costs).
+ *  (d) memory per idle connection with 10,000 connections, Mega vs `ws`.
+ *  (e) cold `mega start` to the first 200 (scripts/bench-startup.mjs).
  *
  * The client is deliberately cheap (raw sockets, zero masking key, the native codec for deflate and
- * ASP) so the numbers are the servers'. Env: BENCH_SECONDS (echo duration, default 5),
- * BENCH_CONNS (broadcast fan-out, default 1000), BENCH_IDLE (idle connections, default 10000),
- * BENCH_ECHO_CLIENTS (echo concurrency, default 64), BENCH_ONLY (subset, e.g. `ab`).
+ * ASP) so the numbers are the servers'. Env: BENCH_ROUNDS (3), BENCH_SECONDS (echo run, 4),
+ * BENCH_CONNS (broadcast fan-out, 1000), BENCH_IDLE (idle connections, 10000), BENCH_ECHO_CLIENTS
+ * (echo concurrency, 64), BENCH_ONLY (subset, e.g. `ab`), BENCH_PROF=mega|mega-asp|ws (--cpu-prof).
  */
 import { type ChildProcess, fork } from 'node:child_process';
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readFrames } from './test/wire.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const FANOUT = Number(process.env.BENCH_CONNS ?? 1000);
 const IDLE = Number(process.env.BENCH_IDLE ?? 10_000);
 const ECHO_CLIENTS = Number(process.env.BENCH_ECHO_CLIENTS ?? 64);
@@ -57,6 +64,7 @@ export class Echo { ['echo.send'](sock, msg) { sock.send({ type: 'echo.reply', p
 export class Quiet {}
 export default (router) => {
   router.ws('/bcast', Quiet, { heartbeatMs: 0 });
+  router.ws('/bcastd', Quiet, { heartbeatMs: 0, writeDelayMs: 1 });
   router.ws('/echo', Echo, { heartbeatMs: 0 });
   router.ws('/echoz', Echo, { heartbeatMs: 0, compression: true });
   router.ws('/secret', Echo, { heartbeatMs: 0, before: () => ({ sessionId: 'bench' }) });
@@ -75,11 +83,11 @@ export default (router) => {
   const presence = kernel.use('presence').of(app);
   process.on('message', (m: Msg) => {
     if (m.cmd === 'broadcast') {
-      const conns = [...kernel.use('ws').connections('/bcast')];
-      const one = (i: number) => presence.broadcast({ ns: '/bcast', message: { type: 'bench.tick', payload: { i, text: m.text } } });
+      const ns = (m.ns as string | undefined) ?? '/bcast';
+      const conns = [...kernel.use('ws').connections(ns)];
+      const one = (i: number) => presence.broadcast({ ns, message: { type: 'bench.tick', payload: { i, text: m.text } } });
       runBroadcasts(m, one, () => conns.every((c) => c.bufferedAmount === 0));
     } else if (m.cmd === 'mem') process.send?.(memory());
-    else if (m.cmd === 'cpu') process.send?.(cpu());
     else if (m.cmd === 'key') process.send?.({ key: kernel.use('asp').keysFor(app, 'bench').ws });
   });
   process.send?.({ ready: true, port: kernel.use('http').port, codec: kernel.codec.backend });
@@ -115,7 +123,6 @@ async function wsServer(): Promise<void> {
       };
       runBroadcasts(m, one, () => clients.every((c) => c.bufferedAmount === 0));
     } else if (m.cmd === 'mem') process.send?.(memory());
-    else if (m.cmd === 'cpu') process.send?.(cpu());
   });
   process.send?.({ ready: true, port: (server.address() as { port: number }).port });
 }
@@ -146,12 +153,6 @@ function runBroadcasts(m: Msg, one: (i: number) => void, drained: () => boolean)
 function whenDrained(test: () => boolean, then: () => void): void {
   if (test()) then();
   else setImmediate(() => whenDrained(test, then));
-}
-
-/** CPU time of the whole process (all threads, so ws's zlib threadpool counts too), in microseconds. */
-function cpu(): Msg {
-  const u = process.cpuUsage();
-  return { us: u.user + u.system };
 }
 
 function memory(): Msg {
@@ -303,38 +304,43 @@ async function openMany(port: number, path: string, n: number, batch = 200): Pro
 
 // ---------------------------------------------------------------------------------- benches
 
+/** Linux's USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s. */
+const TICK_US = 10_000;
+
+/** utime + stime of every thread of the server process, in microseconds (read from outside it). */
+function cpuOf(server: Child): number {
+  const stat = readFileSync(`/proc/${server.proc.pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * TICK_US;
+}
+
+interface Rate {
+  /** Operations per second (wall clock; moves with the machine's load). */
+  rate: number;
+  /** Server CPU per operation, µs (the primary figure). */
+  cpuUs: number;
+}
+
 /**
- * Server side: time from the first broadcast to the last byte handed to the kernel (every socket's
- * buffer drained), so the rate is the server's and not the client's reading speed. The client checks
- * every connection received every frame.
+ * `count` broadcasts to every connection of `conns`, one per event-loop turn (`burst`: all in one
+ * synchronous loop). Rate: from the first broadcast to the last byte handed to the kernel (every
+ * socket drained), so it is the server's and not the client's reading speed; CPU: the server's over
+ * the run. The client checks every connection received every frame.
  */
-async function broadcast(server: Child): Promise<{ spaced: number; burst: number }> {
-  const conns = await openMany(server.port, '/bcast', FANOUT);
-  for (const c of conns) c.countOnly = true;
-  await new Promise((r) => setTimeout(r, 300));
-  const run = async (count: number, burst: boolean) => {
-    for (const c of conns) c.frames = 0;
-    const r = await server.ask({
-      cmd: 'broadcast',
-      count,
-      burst,
-      text: 'a broadcast message of about one hundred bytes, like a chat line',
-    });
-    while (conns.some((c) => c.frames < count)) await new Promise((x) => setTimeout(x, 5));
-    return (count * conns.length) / ((r.sendMs as number) / 1000);
-  };
-  await run(20, false); // warm-up
-  const spaced = median([
-    await run(100, false),
-    await run(100, false),
-    await run(100, false),
-    await run(100, false),
-    await run(100, false),
-  ]);
-  const burst = median([await run(100, true), await run(100, true), await run(100, true)]);
-  for (const c of conns) c.close();
-  await new Promise((r) => setTimeout(r, 300));
-  return { spaced, burst };
+async function broadcastRun(server: Child, conns: Conn[], count: number, burst: boolean, ns = '/bcast'): Promise<Rate> {
+  for (const c of conns) c.frames = 0;
+  const cpu0 = cpuOf(server);
+  const r = await server.ask({
+    cmd: 'broadcast',
+    ns,
+    count,
+    burst,
+    text: 'a broadcast message of about one hundred bytes, like a chat line',
+  });
+  const cpu1 = cpuOf(server);
+  while (conns.some((c) => c.frames < count)) await new Promise((x) => setTimeout(x, 5));
+  const deliveries = count * conns.length;
+  return { rate: deliveries / ((r.sendMs as number) / 1000), cpuUs: (cpu1 - cpu0) / deliveries };
 }
 
 interface EchoOptions {
@@ -351,13 +357,7 @@ interface EchoOptions {
  * the first replies of each connection (inflating in order, as context takeover needs) and only counts
  * frames after that.
  */
-interface EchoResult {
-  rate: number;
-  /** Server CPU per round trip (µs): robust to other load on a shared machine. */
-  cpuUs: number;
-}
-
-async function echo(server: Child, opts: EchoOptions, codec: Codec): Promise<EchoResult> {
+async function echo(server: Child, opts: EchoOptions, codec: Codec): Promise<Rate> {
   const port = server.port;
   const conns: Conn[] = [];
   const starters: Array<() => void> = [];
@@ -394,10 +394,10 @@ async function echo(server: Child, opts: EchoOptions, codec: Codec): Promise<Ech
   for (const start of starters) start();
   await new Promise((r) => setTimeout(r, 1000)); // warm-up
   const from = done;
-  const cpu0 = (await server.ask({ cmd: 'cpu' })).us as number;
+  const cpu0 = cpuOf(server);
   const t0 = performance.now();
   await new Promise((r) => setTimeout(r, SECONDS * 1000));
-  const cpu1 = (await server.ask({ cmd: 'cpu' })).us as number;
+  const cpu1 = cpuOf(server);
   const n = done - from;
   const rate = n / ((performance.now() - t0) / 1000);
   stop = true;
@@ -420,13 +420,40 @@ async function idleMemory(server: Child): Promise<{ perConnRss: number; perConnH
   };
 }
 
+/** `npm run bench:startup`'s measurement, run as a child: median wall ms and median CPU ms to the first 200. */
+function startup(): Promise<{ wallMs: number; cpuMs: number; bareMs: number }> {
+  return new Promise((resolve, reject) => {
+    const child = fork(join(ROOT, 'scripts/bench-startup.mjs'), ['--json'], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+    let out = '';
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    child.on('exit', (code) => {
+      const line = out.split('\n').find((l) => l.startsWith('{'));
+      if (code !== 0 || !line) reject(new Error(`bench-startup exited with ${code}: ${out}`));
+      else resolve(JSON.parse(line));
+    });
+  });
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] as number;
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
 }
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en');
 const kb = (n: number) => `${(n / 1024).toFixed(1)} KB`;
+const spread = (xs: number[], d = 1) => `${Math.min(...xs).toFixed(d)}–${Math.max(...xs).toFixed(d)}`;
+
+interface Goal {
+  measure: string;
+  goal: string;
+  mega: string;
+  other: string;
+  ratio: string;
+  met: boolean | undefined;
+}
 
 async function main(): Promise<void> {
   const { loadCodec } = await import(join(ROOT, 'kernel/dist/index.js'));
@@ -434,51 +461,177 @@ async function main(): Promise<void> {
   const mega = await spawnServer('mega');
   const megaAsp = await spawnServer('mega-asp');
   const ws = await spawnServer('ws');
-  console.log(`WebSocket benchmarks (server codec: ${mega.info.codec}; client codec: ${codec.backend}; ${SECONDS}s per echo run)\n`);
+  const only = process.env.BENCH_ONLY ?? 'abcde';
+  console.log(
+    `bench:ws  ${ROUNDS} interleaved rounds, medians (spread); server CPU per operation from /proc/<pid>/stat is the primary figure; ${SECONDS} s per echo run`,
+  );
+  console.log(
+    `machine: ${cpus().length} cores, ${cpus()[0]?.model ?? 'unknown CPU'}; load average ${loadavg()
+      .map((x) => x.toFixed(1))
+      .join(' ')}; node ${process.version}; server codec ${mega.info.codec}, client codec ${codec.backend}\n`,
+  );
+  const goals: Goal[] = [];
+  const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 
-  const only = process.env.BENCH_ONLY ?? 'abcd';
+  if (only.includes('d')) {
+    // First, on fresh processes: RSS only grows, so a heap that already held other connections
+    // would hand the idle ones memory it kept (one measurement per server for the same reason).
+    const m = await idleMemory(mega);
+    const w = await idleMemory(ws);
+    const ratio = m.perConnRss / w.perConnRss;
+    console.log(
+      `(d) memory per idle connection (${fmt(IDLE)}), fresh servers: Mega ${kb(m.perConnRss)} RSS (${kb(m.perConnHeap)} heap+external)   ws ${kb(w.perConnRss)} RSS (${kb(w.perConnHeap)} heap+external)   ${ratio.toFixed(2)}x`,
+    );
+    goals.push({
+      measure: `memory per idle connection (${fmt(IDLE)}), RSS`,
+      goal: '≤ 1.5× ws',
+      mega: kb(m.perConnRss),
+      other: kb(w.perConnRss),
+      ratio: `${ratio.toFixed(2)}×`,
+      met: ratio <= 1.5,
+    });
+  }
   if (only.includes('a')) {
-    const bMega = await broadcast(mega);
-    const bWs = await broadcast(ws);
+    const mConns = await openMany(mega.port, '/bcast', FANOUT);
+    const wConns = await openMany(ws.port, '/bcast', FANOUT);
+    for (const c of [...mConns, ...wConns]) c.countOnly = true;
+    await broadcastRun(mega, mConns, 50, false); // warm-up
+    await broadcastRun(ws, wConns, 50, false);
+    const r = { mega: [] as Rate[], ws: [] as Rate[], megaBurst: [] as Rate[], wsBurst: [] as Rate[], megaDelay: [] as Rate[] };
+    for (let round = 0; round < ROUNDS; round++) {
+      const pair: Array<[Child, Conn[], Rate[], Rate[]]> = [
+        [mega, mConns, r.mega, r.megaBurst],
+        [ws, wConns, r.ws, r.wsBurst],
+      ];
+      if (round % 2) pair.reverse();
+      for (const [server, conns, spaced, burst] of pair) {
+        spaced.push(await broadcastRun(server, conns, 200, false));
+        burst.push(await broadcastRun(server, conns, 100, true));
+      }
+    }
+    for (const c of mConns) c.close();
+    // The same stream of one-per-turn broadcasts on a route with writeDelayMs: 1 (opt-in).
+    const dConns = await openMany(mega.port, '/bcastd', FANOUT);
+    for (const c of dConns) c.countOnly = true;
+    await broadcastRun(mega, dConns, 50, false, '/bcastd');
+    for (let round = 0; round < ROUNDS; round++) r.megaDelay.push(await broadcastRun(mega, dConns, 200, false, '/bcastd'));
+    for (const c of [...dConns, ...wConns]) c.close();
+    await new Promise((x) => setTimeout(x, 300));
+    const cpu = (xs: Rate[]) => xs.map((x) => x.cpuUs);
+    const rate = (xs: Rate[]) => xs.map((x) => x.rate);
+    const ratio = median(cpu(r.ws)) / median(cpu(r.mega));
     console.log(
-      `(a) broadcast to ${FANOUT} connections, one message per tick   Mega ${fmt(bMega.spaced)} deliveries/s   ws loop ${fmt(bWs.spaced)}/s   ratio ${(bMega.spaced / bWs.spaced).toFixed(2)}x`,
+      `(a) broadcast to ${FANOUT} connections, one message per event-loop turn: Mega ${median(cpu(r.mega)).toFixed(2)} µs CPU/delivery (${spread(cpu(r.mega), 2)}), ${fmt(median(rate(r.mega)))}/s   ws loop ${median(cpu(r.ws)).toFixed(2)} µs (${spread(cpu(r.ws), 2)}), ${fmt(median(rate(r.ws)))}/s   ${ratio.toFixed(2)}x less CPU, ${(median(rate(r.mega)) / median(rate(r.ws))).toFixed(2)}x deliveries/s`,
     );
     console.log(
-      `    100 messages in one tick (Mega corks each socket for the tick)   Mega ${fmt(bMega.burst)}/s   ws loop ${fmt(bWs.burst)}/s   ratio ${(bMega.burst / bWs.burst).toFixed(2)}x`,
+      `    same stream, route with writeDelayMs: 1 (opt-in: up to 1 ms later, several messages per write): Mega ${median(cpu(r.megaDelay)).toFixed(2)} µs/delivery (${spread(cpu(r.megaDelay), 2)}), ${fmt(median(rate(r.megaDelay)))}/s   ${(median(cpu(r.ws)) / median(cpu(r.megaDelay))).toFixed(2)}x less CPU than the ws loop`,
     );
+    console.log(
+      `    100 messages in one turn (one write per connection): Mega ${median(cpu(r.megaBurst)).toFixed(2)} µs/delivery, ${fmt(median(rate(r.megaBurst)))}/s   ws loop ${median(cpu(r.wsBurst)).toFixed(2)} µs, ${fmt(median(rate(r.wsBurst)))}/s   ${(median(cpu(r.wsBurst)) / median(cpu(r.megaBurst))).toFixed(2)}x less CPU`,
+    );
+    goals.push({
+      measure: `broadcast to ${FANOUT} connections vs a raw ws loop (one message per turn), CPU per delivery`,
+      goal: '≥ 1.5×',
+      mega: `${median(cpu(r.mega)).toFixed(2)} µs`,
+      other: `${median(cpu(r.ws)).toFixed(2)} µs`,
+      ratio: `${ratio.toFixed(2)}×`,
+      met: ratio >= 1.5,
+    });
   }
   const text = JSON.stringify(Array.from({ length: 40 }, (_, i) => ({ id: i, name: `user-${i}`, status: 'online', room: 'lobby' })));
   if (only.includes('b')) {
-    const zMega = await echo(mega, { path: '/echoz', deflate: true, text }, codec);
-    const zWs = await echo(ws, { path: '/echoz', deflate: true, text }, codec);
+    const zm: Rate[] = [];
+    const zw: Rate[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      const runs: Array<[Child, Rate[]]> = [
+        [mega, zm],
+        [ws, zw],
+      ];
+      if (round % 2) runs.reverse();
+      for (const [server, out] of runs) out.push(await echo(server, { path: '/echoz', deflate: true, text }, codec));
+    }
+    const cm = median(zm.map((x) => x.cpuUs));
+    const cw = median(zw.map((x) => x.cpuUs));
     console.log(
-      `(b) echo, permessage-deflate (${Buffer.byteLength(text)} B JSON)   Mega ${fmt(zMega.rate)} rt/s (${zMega.cpuUs.toFixed(0)} µs CPU/rt)   ws ${fmt(zWs.rate)} rt/s (${zWs.cpuUs.toFixed(0)} µs CPU/rt)   ratio ${(zMega.rate / zWs.rate).toFixed(2)}x throughput, ${(zWs.cpuUs / zMega.cpuUs).toFixed(2)}x less CPU`,
+      `(b) echo, permessage-deflate (${Buffer.byteLength(text)} B JSON): Mega ${cm.toFixed(1)} µs CPU/rt (${spread(zm.map((x) => x.cpuUs))}), ${fmt(median(zm.map((x) => x.rate)))} rt/s   ws ${cw.toFixed(1)} µs (${spread(zw.map((x) => x.cpuUs))}), ${fmt(median(zw.map((x) => x.rate)))} rt/s   ${(cw / cm).toFixed(2)}x less CPU`,
     );
+    goals.push({
+      measure: `permessage-deflate echo (${(Buffer.byteLength(text) / 1024).toFixed(1)} KB JSON) vs ws's own deflate, CPU per round trip`,
+      goal: '≥ 3× less',
+      mega: `${cm.toFixed(1)} µs`,
+      other: `${cw.toFixed(1)} µs`,
+      ratio: `${(cw / cm).toFixed(2)}×`,
+      met: cw / cm >= 3,
+    });
   }
   if (only.includes('c')) {
     const key = Buffer.from((await megaAsp.ask({ cmd: 'key' })).key as string, 'base64url');
     const small = 'an ordinary chat message, about the size people type';
-    const bare = await echo(mega, { path: '/echo', text: small }, codec);
-    const plain = await echo(megaAsp, { path: '/echo', text: small }, codec);
-    const sealed = await echo(megaAsp, { path: '/secret', text: small, seal: { codec, key } }, codec);
-    const pct = (a: number, b: number) => `${(((a - b) / a) * 100).toFixed(1)}%`;
+    const bare: Rate[] = [];
+    const plain: Rate[] = [];
+    const sealed: Rate[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      const runs: Array<() => Promise<void>> = [
+        async () => void bare.push(await echo(mega, { path: '/echo', text: small }, codec)),
+        async () => void plain.push(await echo(megaAsp, { path: '/echo', text: small }, codec)),
+        async () => void sealed.push(await echo(megaAsp, { path: '/secret', text: small, seal: { codec, key } }, codec)),
+      ];
+      for (let i = 0; i < runs.length; i++) await (runs[(i + round) % runs.length] as () => Promise<void>)();
+    }
+    const cb = median(bare.map((x) => x.cpuUs));
+    const cp = median(plain.map((x) => x.cpuUs));
+    const cs = median(sealed.map((x) => x.cpuUs));
     console.log(
-      `(c) echo, encrypted namespace vs plain   plain ${fmt(plain.rate)} rt/s (${plain.cpuUs.toFixed(0)} µs CPU/rt)   ASP ${fmt(sealed.rate)} rt/s (${sealed.cpuUs.toFixed(0)} µs CPU/rt)   overhead ${pct(plain.rate, sealed.rate)} throughput, ${(((sealed.cpuUs - plain.cpuUs) / plain.cpuUs) * 100).toFixed(1)}% CPU`,
+      `(c) echo of a small message, CPU/rt: without @mega/asp ${cb.toFixed(2)} µs (${spread(
+        bare.map((x) => x.cpuUs),
+        2,
+      )}), ${fmt(median(bare.map((x) => x.rate)))} rt/s   @mega/asp loaded, plain namespace ${cp.toFixed(2)} µs (${spread(
+        plain.map((x) => x.cpuUs),
+        2,
+      )}), ${fmt(median(plain.map((x) => x.rate)))} rt/s   encrypted namespace ${cs.toFixed(2)} µs (${spread(
+        sealed.map((x) => x.cpuUs),
+        2,
+      )}), ${fmt(median(sealed.map((x) => x.rate)))} rt/s`,
     );
-    console.log(
-      `    vs a server without @mega/asp   plain ${fmt(bare.rate)} rt/s (${bare.cpuUs.toFixed(0)} µs CPU/rt)   ASP overhead ${pct(bare.rate, sealed.rate)} throughput, ${(((sealed.cpuUs - bare.cpuUs) / bare.cpuUs) * 100).toFixed(1)}% CPU`,
-    );
-  }
-  if (only.includes('d')) {
-    const mMega = await idleMemory(mega);
-    const mWs = await idleMemory(ws);
-    console.log(
-      `(d) memory per idle connection (${fmt(IDLE)})   Mega ${kb(mMega.perConnRss)} RSS (${kb(mMega.perConnHeap)} heap+external)   ws ${kb(mWs.perConnRss)} RSS (${kb(mWs.perConnHeap)} heap+external)`,
-    );
+    // Per round, side by side: the noise of one comparison on this machine.
+    const perRound = bare.map((b, i) => Math.abs((plain[i] as Rate).cpuUs / b.cpuUs - 1));
+    console.log(`    per-round |plain with @mega/asp ÷ without − 1|: ${perRound.map(pct).join(', ')}`);
+    goals.push({
+      measure: 'plain namespace echo with @mega/asp loaded vs without, CPU per round trip',
+      goal: '≤ 2% more',
+      mega: `${cp.toFixed(2)} µs`,
+      other: `${cb.toFixed(2)} µs`,
+      ratio: `${cp >= cb ? '+' : ''}${pct(cp / cb - 1)}`,
+      met: cp / cb - 1 <= 0.02,
+    });
+    goals.push({
+      measure: 'encrypted (ASP) vs plain namespace echo, same server, CPU per round trip',
+      goal: '≤ 15% more',
+      mega: `${cs.toFixed(2)} µs`,
+      other: `${cp.toFixed(2)} µs`,
+      ratio: `+${pct(cs / cp - 1)}`,
+      met: cs / cp - 1 <= 0.15,
+    });
   }
   await mega.stop();
   await megaAsp.stop();
   await ws.stop();
+  if (only.includes('e')) {
+    const s = await startup();
+    console.log(
+      `(e) cold \`mega start\` (apps/simple) to the first 200: median ${s.wallMs.toFixed(0)} ms wall, ${s.cpuMs.toFixed(0)} ms CPU (bare node spawn+exit: ${s.bareMs.toFixed(0)} ms)`,
+    );
+    goals.push({
+      measure: 'cold `mega start` to the first 200 (apps/simple), wall',
+      goal: '≤ 150 ms',
+      mega: `${s.wallMs.toFixed(0)} ms`,
+      other: `node -e 0: ${s.bareMs.toFixed(0)} ms`,
+      ratio: `CPU ${s.cpuMs.toFixed(0)} ms`,
+      met: s.wallMs <= 150,
+    });
+  }
+  console.log('\n| measure | goal | Mega | reference | ratio | verdict |\n|---|---|---|---|---|---|');
+  for (const g of goals) console.log(`| ${g.measure} | ${g.goal} | ${g.mega} | ${g.other} | ${g.ratio} | ${g.met ? 'met' : 'MISSED'} |`);
 }
 
 if (process.argv[2] === 'server') {

@@ -191,7 +191,7 @@ describe('mega CLI', () => {
     expect(table.out()).toMatch(/^@mega\/health\s+GET\s+\/health\s+/m);
     expect(table.out()).toMatch(/^@mega\/health\s+GET\s+\/ready\s+/m);
     expect(table.out()).toMatch(/^request\s+@mega\/security\s+\S+\s+admin\s+POST, PUT, PATCH, DELETE$/m);
-    expect(table.out()).toMatch(/^send\s+@mega\/security\s+\S+\s+web\s+all$/m);
+    expect(table.out()).toMatch(/^headers\s+@mega\/security\s+\S+\s+web\s+all$/m);
     const json = mega(['routes', '--json', '--app', 'web'], join(REPO, 'apps/multi'));
     expect((await json.exited).code).toBe(0);
     const listed = JSON.parse(json.out()) as {

@@ -2,9 +2,9 @@
  * @mega/asp: application-layer AES-256-GCM on top of TLS (SPEC §5, ADR-127).
  *
  * - WS: every frame of a namespace listed in `asp.websocket.namespaces` is `E:` + base64url(sealed)
- *   both ways, with a per-session key the codec derives from the master secret. Inbound frames are
- *   opened in the kernel `wsMessage` hook; outbound envelopes are sealed by the connection's
- *   outbound transform.
+ *   both ways, with a per-session key the codec derives from the master secret. Connections of those
+ *   namespaces get an inbound transform that opens frames (before the kernel `wsMessage` hook and the
+ *   handler) and an outbound one that seals envelopes; other namespaces pay nothing.
  * - HTTP: routes in `asp.http.enabledPaths` take and return sealed bodies, signalled by a header.
  * - Keys reach clients over their HTTP session (`ctx.asp.keys()`); `@mega/asp/client` speaks it.
  */
@@ -15,7 +15,7 @@ import type { Handler, HttpRouteOptions, HttpServer } from '@mega/http';
 import { envelope, HTTP_STAGES, noStore } from '@mega/http';
 import type { App, ConfigInput, MegaContext, MegaError, RouteDefinition } from '@mega/kernel';
 import { AuthError, ConfigError, definePlugin, MegaError as MegaErrorClass, packageVersion, ValidationError } from '@mega/kernel';
-import type { WsConnection, WsInboundFrame } from '@mega/ws';
+import type { WsConnection } from '@mega/ws';
 import type { ValidateFunction } from 'ajv';
 import { Ajv } from 'ajv';
 import type { AspConfig } from './config.js';
@@ -110,6 +110,16 @@ export async function resolveSessionId(ctx: MegaContext): Promise<string | undef
 /** `/a/b` matches `/a/b`; `/a/*` matches `/a` and everything below it. */
 export function pathMatches(patterns: readonly string[], path: string): boolean {
   return patterns.some((p) => (p.endsWith('/*') ? path === p.slice(0, -2) || path.startsWith(p.slice(0, -1)) : p === path));
+}
+
+/** `E:` + base64url(sealed) as bytes, written into one buffer. */
+function sealText(sealed: Buffer): Buffer {
+  const text = sealed.toString('base64url');
+  const out = Buffer.allocUnsafe(2 + text.length);
+  out[0] = 0x45;
+  out[1] = 0x3a;
+  out.write(text, 2, 'latin1');
+  return out;
 }
 
 function aspError(code: string, message: string): MegaError {
@@ -232,29 +242,23 @@ export default definePlugin({
       const ns = conn.ns;
       conn.setOutboundTransform((env) => {
         stats.sealed++;
-        return Buffer.from(`E:${s.sealer.seal(env, ns).toString('base64url')}`, 'latin1');
+        return sealText(s.sealer.seal(env, ns));
       });
-    });
-    // Stage 0 in load order: @mega/asp is set up after @mega/ws, so taps of plugins loaded later see
-    // the opened bytes; a tap with `before: '@mega/asp'` sees the E: text.
-    api.tap('wsMessage', (frame) => {
-      const f = frame as WsInboundFrame;
-      const st = wsState.get(f.connection);
-      if (!st) return undefined;
-      const conn = f.connection;
-      const data = typeof f.data === 'string' ? Buffer.from(f.data) : f.data;
-      let result: Buffer | MegaError;
-      if (f.binary || data[0] !== 0x45 || data[1] !== 0x3a) {
-        result = aspError('asp.signal', `${conn.ns} is an encrypted namespace: send E: + base64url(sealed) text frames`);
-      } else result = openText(st.s, data.toString('latin1', 2), conn.ns);
-      if (Buffer.isBuffer(result)) {
-        stats.opened++;
-        f.data = result;
-        return undefined;
-      }
-      report(result.code as keyof AspStats, { connId: conn.id, ns: conn.ns });
-      if (st.app.config.onFailure === 'close') conn.close(1008, result.code);
-      return result;
+      // Every frame is opened here, in arrival order, before the wsMessage hook (whose taps see the
+      // opened JSON) and the handler.
+      conn.setInboundTransform((data, binary) => {
+        let result: Buffer | MegaError;
+        if (binary || data[0] !== 0x45 || data[1] !== 0x3a) {
+          result = aspError('asp.signal', `${ns} is an encrypted namespace: send E: + base64url(sealed) text frames`);
+        } else result = openText(s, data.toString('latin1', 2), ns);
+        if (Buffer.isBuffer(result)) {
+          stats.opened++;
+          return result;
+        }
+        report(result.code as keyof AspStats, { connId: conn.id, ns });
+        if (app.config.onFailure === 'close') conn.close(1008, result.code);
+        return result;
+      });
     });
 
     // -------------------------------------------------------------------------------- HTTP

@@ -1,5 +1,6 @@
 /** @mega/asp on a real server: encrypted WS namespaces and sealed HTTP bodies, spoken by @mega/asp/client. */
 import type {} from '@mega/asp';
+import { definePlugin } from '@mega/kernel';
 import { bootProject, inject, openWs, stopAll, type WsMessage, writeProject } from '@mega/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AspClient } from '../src/client.js';
@@ -127,6 +128,52 @@ describe.each(['native', 'ts'] as const)('@mega/asp over WebSocket (%s codec)', 
     two.c.sendRaw(frame);
     expect((await two.open(await two.c.next())).payload.code).toBe('asp.replay');
     await Promise.all([one.c.close(), two.c.close()]);
+  });
+});
+
+describe('@mega/asp and the wsMessage hook', () => {
+  it('taps nothing (plain namespaces skip the hook); a tap sees opened bytes on encrypted namespaces, never a failed frame', async () => {
+    const b = await start('error');
+    expect(b.kernel.hooks.wsMessage.isUsed()).toBe(false);
+    const seen: string[] = [];
+    const spy = definePlugin({
+      name: 'spy',
+      version: '1.0.0',
+      setup(api) {
+        api.tap('wsMessage', (frame) => {
+          seen.push(`${frame.ns} ${String(frame.data)}`);
+          return undefined;
+        });
+      },
+    });
+    await stopAll();
+    const appConfig = `export default {
+    session: { secret: 'session-secret-0123456789' },
+    asp: { masterSecret: '${SECRET}', websocket: { namespaces: ['/ws/secret'] } },
+  };\n`;
+    const c = await bootProject(
+      project(
+        { 'channel.ts': CHANNEL, 'routes/all.ts': ROUTES, 'app.config.ts': appConfig },
+        "['@mega/http', '@mega/session', '@mega/ws', '@mega/asp']",
+      ),
+      { plugins: [spy] },
+    );
+    const key = c.kernel.use('asp').keysFor(c.kernel.apps[0] as any, 'S1').ws;
+    const s = await secretClient(c.url('/ws/secret?sid=S1', 'ws'), key);
+    await s.c.next();
+    await s.send({ type: 'note.add', id: 'n1', payload: { text: 'hi' } });
+    await s.c.next();
+    s.c.send('note.add', { text: 'plain on secret' }); // asp.signal: answered before the hook
+    await s.c.next();
+    const plain = await openWs(c.url('/ws/plain?sid=S1', 'ws'));
+    await plain.next();
+    plain.send('note.add', { text: 'plain' });
+    await plain.next();
+    expect(seen).toEqual([
+      '/ws/secret {"type":"note.add","id":"n1","payload":{"text":"hi"}}',
+      '/ws/plain {"type":"note.add","payload":{"text":"plain"}}',
+    ]);
+    await Promise.all([s.c.close(), plain.close()]);
   });
 });
 

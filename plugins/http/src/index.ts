@@ -16,6 +16,7 @@ export type { HttpAppKeys, HttpConfig } from './config.js';
 export { HttpAppConfig, HttpConfigSchema, HttpGlobalConfig } from './config.js';
 export type { ErrorBody, ValidationDetail } from './errors.js';
 export { mapError } from './errors.js';
+export type { HeaderSet } from './headers.js';
 export { DEFAULT_MAX_JSON_DEPTH, parseJson } from './json.js';
 export { ENVELOPED, envelope } from './pipeline.js';
 export type {

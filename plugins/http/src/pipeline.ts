@@ -19,29 +19,29 @@ const isPromise = (value: unknown): value is PromiseLike<unknown> =>
  * answering from a hook).
  */
 export function runChain(chain: readonly Middleware[], req: FastifyRequest, reply: FastifyReply, ctx: MegaContext, done: Done): void {
-  let i = 0;
-  const next = (): void => {
-    while (i < chain.length) {
-      const mw = chain[i++] as Middleware;
-      let result: unknown;
-      try {
-        result = mw(req, reply, ctx);
-      } catch (error) {
-        done(error as Error);
-        return;
-      }
-      if (isPromise(result)) {
-        result.then(
-          () => (reply.sent ? undefined : next()),
-          (error: unknown) => done(error as Error),
-        );
-        return;
-      }
-      if (reply.sent) return;
+  runFrom(chain, 0, req, reply, ctx, done);
+}
+
+/** `runChain` from step `from`: a plain loop while steps are synchronous (no closure per request). */
+function runFrom(chain: readonly Middleware[], from: number, req: FastifyRequest, reply: FastifyReply, ctx: MegaContext, done: Done): void {
+  for (let i = from; i < chain.length; i++) {
+    let result: unknown;
+    try {
+      result = (chain[i] as Middleware)(req, reply, ctx);
+    } catch (error) {
+      done(error as Error);
+      return;
     }
-    done();
-  };
-  next();
+    if (isPromise(result)) {
+      result.then(
+        () => (reply.sent ? undefined : runFrom(chain, i + 1, req, reply, ctx, done)),
+        (error: unknown) => done(error as Error),
+      );
+      return;
+    }
+    if (reply.sent) return;
+  }
+  done();
 }
 
 /** Async form for code already inside a promise: resolves `false` when a step sent the reply. */
@@ -63,7 +63,11 @@ export function envelope(result: unknown, reply: FastifyReply): unknown {
   if (result === undefined) return reply.code(204).send();
   if (result === null) return { data: null };
   if (typeof result !== 'object') return typeof result === 'string' ? result : { data: result };
-  if (Buffer.isBuffer(result) || result instanceof Readable || result instanceof Uint8Array) return result;
+  // Plain objects and arrays (what controllers return) skip the raw-body checks.
+  const proto = Object.getPrototypeOf(result);
+  if (proto !== Object.prototype && proto !== Array.prototype && proto !== null) {
+    if (Buffer.isBuffer(result) || result instanceof Readable || result instanceof Uint8Array) return result;
+  }
   if ((result as Record<symbol, unknown>)[ENVELOPED] === true) return result;
   if ('data' in result) {
     let only = true;

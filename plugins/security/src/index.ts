@@ -17,7 +17,7 @@ import type { MegaTracer } from '@mega/adapters';
 import { redactUrl } from '@mega/adapters';
 // Brings the `redis` service type of @mega/cache-redis into scope (the plugin itself is optional).
 import type {} from '@mega/cache-redis';
-import type { Middleware } from '@mega/http';
+import type { HeaderSet, Middleware } from '@mega/http';
 import type { App, ConfigInput, MegaContext } from '@mega/kernel';
 import { ConfigError, definePlugin, MegaError, PluginError, packageVersion, within } from '@mega/kernel';
 // Brings ctx.session and the `sessions` service of @mega/session into scope (an optional peer).
@@ -332,14 +332,13 @@ function csrfBodyPhase(p: AppPolicy): Middleware {
   };
 }
 
-/** Helmet headers on every response of the app (routes, errors, 404s, static files), once its content type is known. */
-function sendPhase(p: AppPolicy) {
+/**
+ * Helmet headers on every response of the app (routes, errors, 404s, static files), by content type:
+ * a `headers` phase set, which @mega/http renders and validates once per content type.
+ */
+function headerSet(p: AppPolicy): HeaderSet {
   const { headers, jsonHeaders } = p;
-  return (_req: FastifyRequest, reply: FastifyReply): void => {
-    const type = reply.getHeader('content-type');
-    const list = typeof type === 'string' && JSON_TYPE.test(type) ? jsonHeaders : headers;
-    if (list) for (let i = 0; i < list.length; i++) reply.header((list[i] as [string, string])[0], (list[i] as [string, string])[1]);
-  };
+  return (type) => (type !== undefined && JSON_TYPE.test(type) ? jsonHeaders : headers);
 }
 
 export default definePlugin({
@@ -455,7 +454,7 @@ export default definePlugin({
           http.use(csrfRequestPhase(policy), { phase: 'request', apps, methods });
           http.use(csrfBodyPhase(policy), { apps, methods });
         }
-        if (policy.headers) http.use(sendPhase(policy), { phase: 'send', apps });
+        if (policy.headers) http.use(headerSet(policy), { phase: 'headers', apps });
       }
     });
 

@@ -17,6 +17,11 @@ export const WsConfigSchema = Type.Object(
     maxFragments: Type.Integer({ minimum: 1, default: 4_096 }),
     /** Buffered output above which a slow client is closed with 1013. */
     maxBufferedBytes: Type.Integer({ minimum: 1, default: 16_777_216 }),
+    /**
+     * Output to a connection waits this long (ms) so later messages join the same write (Centrifugo's
+     * write delay); 0 writes at the end of the event-loop turn.
+     */
+    writeDelayMs: Type.Integer({ minimum: 0, maximum: 1000, default: 0 }),
     /** Frames queued while onConnect runs. */
     preConnectQueue: Type.Integer({ minimum: 0, default: 256 }),
     /** How long a closing handshake may take before the socket is destroyed. */

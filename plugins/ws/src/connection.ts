@@ -47,6 +47,26 @@ export interface WsInboundFrame extends WsFrame {
 /** Turns an outbound envelope into the bytes put on the wire (ASP seals here). */
 export type OutboundTransform = (envelope: Buffer) => Buffer;
 
+/**
+ * Turns an inbound frame into the envelope bytes handled as a text message (ASP opens here), before
+ * the `wsMessage` hook and the handler; a returned MegaError is answered with an `error` envelope.
+ * Synchronous and per connection: namespaces without one pay nothing.
+ */
+export type InboundTransform = (data: Buffer, binary: boolean) => Buffer | MegaError;
+
+/**
+ * Traffic of every connection of a server since start (read by @mega/metrics): data messages by
+ * direction and kind (a fragmented message counts once; outbound ones are counted when sent, a
+ * slow-consumer refusal included) and bytes on the wire after the handshake. Plain increments: cheaper
+ * than a branch that would skip them.
+ */
+export interface WsTraffic {
+  messagesIn: { text: number; binary: number };
+  messagesOut: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
 /** Shared by every connection of a server. */
 export interface Runtime {
   readonly kernel: Kernel;
@@ -54,6 +74,7 @@ export interface Runtime {
   readonly production: boolean;
   readonly closeTimeoutMs: number;
   readonly shared: SharedDeflate;
+  readonly traffic: WsTraffic;
   /** Bookkeeping and close listeners; returns when the connection may call onDisconnect. */
   closed(conn: WsConnection, info: CloseInfo): void;
 }
@@ -68,6 +89,15 @@ export const OUTPUT_HIGH_WATER = 1024 * 1024;
 const PING = buildFrame(OP_PING, Buffer.alloc(0));
 
 type Queued = [data: Buffer, binary: boolean];
+
+/** The connection a socket belongs to, for the listeners every connection shares. */
+const CONNECTION = Symbol('mega.ws.connection');
+type OwnedSocket = Socket & { [CONNECTION]: WsConnection };
+let onData: (this: Socket, chunk: Buffer) => void;
+let onClose: (this: Socket) => void;
+function onEnd(this: Socket): void {
+  this.end();
+}
 
 function noop(): void {}
 
@@ -97,6 +127,7 @@ export class WsConnection implements FrameSink {
   #reader: FrameReader | null = null;
   #deflate: ConnectionDeflate | null = null;
   #outbound: OutboundTransform | null = null;
+  #inbound: InboundTransform | null = null;
   #channel: Channel | null = null;
   #alive = true;
   /** Frames waiting for onConnect or for the previous frame's handler to settle. */
@@ -171,6 +202,12 @@ export class WsConnection implements FrameSink {
     this.#outbound = fn;
   }
 
+  /** Installs the transform every inbound frame goes through first (one per connection; ASP uses it). */
+  setInboundTransform(fn: InboundTransform): void {
+    if (this.#inbound) throw new Error(`connection ${this.id} already has an inbound transform`);
+    this.#inbound = fn;
+  }
+
   /** Sends one envelope (`{ type, id?, ns?, payload }`). False when the connection is not open. */
   send(message: OutboundMessage): boolean {
     if (this.readyState !== ReadyState.OPEN) return false;
@@ -180,6 +217,7 @@ export class WsConnection implements FrameSink {
   /** Sends envelope bytes already built (`codec.encodeFrame`). */
   sendEnvelope(envelope: Buffer): boolean {
     if (this.readyState !== ReadyState.OPEN) return false;
+    this.#rt.traffic.messagesOut++;
     const bytes = this.#outbound ? this.#outbound(envelope) : envelope;
     const d = this.#deflate;
     if (d !== null && bytes.length >= d.opts.threshold) {
@@ -193,6 +231,7 @@ export class WsConnection implements FrameSink {
   sendPrepared(message: PreparedMessage): boolean {
     if (this.readyState !== ReadyState.OPEN) return false;
     if (this.#outbound) return this.sendEnvelope(message.envelope);
+    this.#rt.traffic.messagesOut++;
     const d = this.#deflate;
     if (d !== null && message.envelope.length >= d.opts.threshold) {
       this.compressedOut++;
@@ -244,10 +283,12 @@ export class WsConnection implements FrameSink {
     });
     socket.setNoDelay(true);
     socket.setTimeout(0);
-    socket.on('data', (chunk: Buffer) => this.#reader?.push(chunk));
-    socket.on('end', () => socket.end());
-    socket.on('error', () => undefined); // 'close' follows; the error itself is the peer's business
-    socket.once('close', () => this.#finished());
+    // Shared listeners that find the connection on the socket: no closures per connection.
+    (socket as OwnedSocket)[CONNECTION] = this;
+    socket.on('data', onData);
+    socket.on('end', onEnd);
+    socket.on('error', noop); // 'close' follows; the error itself is the peer's business
+    socket.on('close', onClose);
     const closedEarly = this.readyState === ReadyState.CLOSING;
     this.readyState = ReadyState.OPEN;
     if (closedEarly) {
@@ -256,7 +297,21 @@ export class WsConnection implements FrameSink {
       this.close(code, this.closeReason);
       return;
     }
+    this.#rt.traffic.bytesIn += head.length;
     if (head.length) this.#reader.push(head);
+  }
+
+  // Socket listeners shared by every connection (`this` is the socket); defined in the class body
+  // so they reach the connection's private state.
+  static {
+    onData = function (this: Socket, chunk: Buffer): void {
+      const conn = (this as OwnedSocket)[CONNECTION];
+      conn.#rt.traffic.bytesIn += chunk.length;
+      conn.#reader?.push(chunk);
+    };
+    onClose = function (this: Socket): void {
+      (this as OwnedSocket)[CONNECTION].#finished();
+    };
   }
 
   /** Runs onConnect; frames queued meanwhile are replayed in order once it resolves. */
@@ -327,6 +382,7 @@ export class WsConnection implements FrameSink {
 
   onMessage(binary: boolean, raw: Buffer, compressed: boolean): void {
     if (this.readyState !== ReadyState.OPEN) return;
+    this.#rt.traffic.messagesIn[binary ? 'binary' : 'text']++;
     let data = raw;
     if (compressed) {
       this.compressedIn++;
@@ -424,7 +480,18 @@ export class WsConnection implements FrameSink {
    * Handles one frame. The common case (no wsMessage taps, a synchronous handler) allocates no
    * promise; otherwise the connection is busy until the frame is done, and later frames queue.
    */
-  #run(data: Buffer, binary: boolean): void {
+  #run(raw: Buffer, binaryFrame: boolean): void {
+    let data = raw;
+    let binary = binaryFrame;
+    if (this.#inbound !== null) {
+      const opened = this.#inbound(raw, binaryFrame);
+      if (!Buffer.isBuffer(opened)) {
+        if (this.readyState === ReadyState.OPEN) this.sendError(opened.code, opened.message);
+        return;
+      }
+      data = opened;
+      binary = false;
+    }
     let pending: Promise<void> | undefined;
     if (this.#rt.kernel.hooks.wsMessage.isUsed()) pending = this.#viaHook(data, binary);
     else pending = this.#handle(data, binary, undefined);
@@ -560,24 +627,57 @@ export class WsConnection implements FrameSink {
   }
 
   /**
-   * Writes with the socket corked until the end of the tick: everything sent to this connection in
-   * one tick (replies to a chunk of frames, a burst of broadcasts) leaves in one writev syscall.
+   * Writes with the socket corked until the end of this turn of the event loop: everything sent to
+   * this connection meanwhile — replies to every frame read in this turn, all broadcasts that I/O
+   * delivered in it (several publishes, bus messages) — leaves in one writev syscall, as Centrifugo
+   * coalesces what is queued for a connection into one write. One setImmediate uncorks every
+   * connection written in the turn (not one callback per connection).
    */
   #put(bytes: Buffer): void {
     const socket = this.#socket;
     if (!socket || socket.destroyed) return;
+    this.#rt.traffic.bytesOut += bytes.length;
     if (!this.#corked) {
       this.#corked = true;
       socket.cork();
-      process.nextTick(WsConnection.#uncork, this);
+      const delay = this.#route.writeDelayMs;
+      if (delay === 0) {
+        WsConnection.#toFlush.push(this);
+        if (WsConnection.#toFlush.length === 1) setImmediate(WsConnection.#flush, WsConnection.#toFlush);
+      } else WsConnection.#delayed(delay).push(this);
     }
     socket.write(bytes);
   }
 
-  /** nextTick target of #put (static: no closure per connection). */
-  static #uncork(conn: WsConnection): void {
-    conn.#corked = false;
-    conn.#socket?.uncork();
+  /** Connections corked in this turn of the event loop. */
+  static #toFlush: WsConnection[] = [];
+  /** Connections corked for a write delay, by delay: one timer per delay, not per connection. */
+  static #waiting = new Map<number, WsConnection[]>();
+
+  static #delayed(ms: number): WsConnection[] {
+    let list = WsConnection.#waiting.get(ms);
+    if (!list) {
+      list = [];
+      WsConnection.#waiting.set(ms, list);
+      setTimeout(WsConnection.#flushDelayed, ms, ms);
+    }
+    return list;
+  }
+
+  static #flushDelayed(ms: number): void {
+    const list = WsConnection.#waiting.get(ms);
+    WsConnection.#waiting.delete(ms);
+    if (list) WsConnection.#flush(list);
+  }
+
+  /** Uncorks every connection of `list` (written in this turn, or over a write delay). */
+  static #flush(list: WsConnection[]): void {
+    if (list === WsConnection.#toFlush) WsConnection.#toFlush = [];
+    for (let i = 0; i < list.length; i++) {
+      const conn = list[i] as WsConnection;
+      conn.#corked = false;
+      conn.#socket?.uncork();
+    }
   }
 
   #write(bytes: Buffer): boolean {

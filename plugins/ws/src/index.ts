@@ -2,12 +2,13 @@ import { HTTP_STAGES } from '@mega/http';
 import type { ConfigInput } from '@mega/kernel';
 import { definePlugin, packageVersion } from '@mega/kernel';
 import { WsGlobalConfig } from './config.js';
+import { channelGenerator } from './generators.js';
 import { WsServer } from './server.js';
 import type { BeforeUpgrade, ChannelClass, WsRouteMethod, WsRouteOptions } from './types.js';
 
 export type { WsConfig } from './config.js';
 export { WsConfigSchema, WsGlobalConfig } from './config.js';
-export type { OutboundTransform, Runtime, WsInboundFrame } from './connection.js';
+export type { InboundTransform, OutboundTransform, Runtime, WsInboundFrame, WsTraffic } from './connection.js';
 export { CloseCode, ReadyState, WsConnection } from './connection.js';
 export type { Agreement, CompressionOptions } from './deflate.js';
 export { COMPRESSION_DEFAULTS, negotiateDeflate } from './deflate.js';
@@ -49,6 +50,7 @@ export default definePlugin({
   kernel: '^0.2.0',
   dependsOn: ['@mega/http'],
   config: { global: WsGlobalConfig },
+  generators: { channel: channelGenerator },
   setup(api, config) {
     const http = api.use('http');
     const server = new WsServer(api.kernel, config.ws, http);

@@ -29,6 +29,7 @@ export interface CompiledRoute {
   readonly maxPayload: number;
   readonly maxFragments: number;
   readonly maxBufferedBytes: number;
+  readonly writeDelayMs: number;
   readonly preConnectQueue: number;
   readonly compression: ResolvedCompression | null;
   readonly rejectWith: 'http' | 'close';
@@ -125,6 +126,7 @@ export function compileRoute(def: RouteDefinition, config: WsConfig): CompiledRo
     maxPayload: positiveInt(def, 'maxPayload', options.maxPayload, config.maxPayload),
     maxFragments: positiveInt(def, 'maxFragments', options.maxFragments, config.maxFragments),
     maxBufferedBytes: positiveInt(def, 'maxBufferedBytes', options.maxBufferedBytes, config.maxBufferedBytes),
+    writeDelayMs: positiveInt(def, 'writeDelayMs', options.writeDelayMs, config.writeDelayMs, 0),
     preConnectQueue: positiveInt(def, 'preConnectQueue', options.preConnectQueue, config.preConnectQueue, 0),
     compression,
     rejectWith,

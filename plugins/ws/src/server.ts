@@ -12,7 +12,7 @@ import type { Kernel, MegaContext, RouteDefinition } from '@mega/kernel';
 import { isMegaError, MegaError } from '@mega/kernel';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { WsConfig } from './config.js';
-import { CloseCode, type Runtime, WsConnection } from './connection.js';
+import { CloseCode, type Runtime, WsConnection, type WsTraffic } from './connection.js';
 import { ConnectionDeflate, negotiateDeflate, SharedDeflate } from './deflate.js';
 import type { ExtensionOffer } from './handshake.js';
 import { acceptKey, checkUpgrade, HandshakeError, httpError, negotiateProtocol, parseExtensions } from './handshake.js';
@@ -63,6 +63,9 @@ export class WsServer {
   get size(): number {
     return this.#count;
   }
+
+  /** Messages and bytes of every connection since start (`WsTraffic`). */
+  readonly traffic: WsTraffic = { messagesIn: { text: 0, binary: 0 }, messagesOut: 0, bytesIn: 0, bytesOut: 0 };
 
   /** Connections holding a per-connection deflate context. */
   get compressionContexts(): number {
@@ -170,6 +173,7 @@ export class WsServer {
       production: this.#kernel.env === 'production',
       closeTimeoutMs: this.#config.closeTimeoutMs,
       shared: new SharedDeflate(codec),
+      traffic: this.traffic,
       closed: (conn, info) => this.#closed(conn, info),
     };
     return this.#rt;
@@ -314,6 +318,8 @@ export class WsServer {
     // From here the socket is a WebSocket: Fastify does not answer, the response lets go of the socket.
     reply.hijack();
     reply.raw.detachSocket(socket);
+    // The reply served its purpose: the connection keeps the request (ctx.source), not the reply.
+    this.#httpServer.releaseReply(req);
     let response = `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(key)}\r\n`;
     if (protocol.protocol) response += `Sec-WebSocket-Protocol: ${protocol.protocol}\r\n`;
     if (deflate) response += `Sec-WebSocket-Extensions: ${deflate.agreement.header}\r\n`;

@@ -50,6 +50,11 @@ export interface WsRouteOptions {
   schemas?: Record<string, Record<string, unknown>>;
   /** Ping interval; no pong by the next ping terminates the connection. 0 disables. Default 30 000. */
   heartbeatMs?: number;
+  /**
+   * Output waits this long (ms) so later messages join the same write: fewer syscalls for streams of
+   * broadcasts, at that much latency. 0 (default): written at the end of the event-loop turn.
+   */
+  writeDelayMs?: number;
   /** permessage-deflate for this route (off by default). */
   compression?: boolean | CompressionOptions;
   /** Largest inbound message in bytes (compressed and inflated). Over it: close 1009. */

@@ -16,6 +16,7 @@ import { Room } from '../channel.js';
 export default (router: any) => {
   router.ws('/room', Room);
   router.ws('/zroom', Room, { compression: { maxContexts: 1 } });
+  router.ws('/delayed', Room, { writeDelayMs: 40 });
 };
 `;
 
@@ -104,6 +105,31 @@ describe('broadcast', () => {
     expect((own[0] as number) & 0x40).toBe(0x40); // compressed with its own context
     for (const c of clients) expect((await c.ofType('room.news')).payload.text).toBe(text);
     await Promise.all(clients.map((c) => c.close()));
+  });
+});
+
+describe('write coalescing', () => {
+  it('writes what a turn sent to a connection at the end of the turn; writeDelayMs holds it across turns', async () => {
+    const b = await start();
+    const [plain, delayed] = await Promise.all([Client.open(b.url('/room', 'ws')), Client.open(b.url('/delayed', 'ws'))]);
+    await Promise.all([plain.ofType('joined'), delayed.ofType('joined')]);
+    const ws = b.kernel.use('ws');
+    const [p] = [...ws.connections('/room')];
+    const [d] = [...ws.connections('/delayed')];
+    const turn = () => new Promise((r) => setImmediate(r));
+    for (const c of [p, d] as WsConnection[]) {
+      c.send({ type: 'one' });
+      c.send({ type: 'two' });
+      expect(c.socket?.writableCorked).toBe(1); // both wait in the cork until the turn ends
+    }
+    await turn();
+    expect(p?.socket?.writableCorked).toBe(0);
+    expect(d?.socket?.writableCorked).toBe(1); // still held: the delay has not passed
+    d?.send({ type: 'three' }); // a later turn joins the same write
+    expect((await plain.ofType('two')).type).toBe('two');
+    expect((await delayed.ofType('three')).type).toBe('three');
+    expect(d?.socket?.writableCorked).toBe(0);
+    await Promise.all([plain.close(), delayed.close()]);
   });
 });
 
