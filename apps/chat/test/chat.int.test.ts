@@ -93,6 +93,12 @@ describe('apps/chat in Chromium', () => {
 
     await pageA.fill('#text', `hello from ${alice}`);
     await pageA.click('#send');
+    // The page seals with WebCrypto (async): wait until Alice's message went round before Bob sends,
+    // or Bob's may overtake it and the order below would test the browsers' crypto timing.
+    await pageB.waitForFunction(
+      (a) => [...document.querySelectorAll('#messages .msg .text')].some((e) => e.textContent === `hello from ${a}`),
+      alice,
+    );
     await pageB.fill('#text', `hi from ${bob}`);
     await pageB.press('#text', 'Enter');
     for (const page of [pageA, pageB]) {
