@@ -75,38 +75,43 @@ async function expectOk(step: Promise<{ code: number | null; out: string }>, ...
   return out;
 }
 
-/** `mega console` driven like a user at the prompt: one line, then wait for what it prints. */
-function megaConsole() {
-  const child = spawn(process.execPath, [join(dir, 'node_modules/@mega/kernel/bin/mega.js'), 'console'], {
+/** The project's own `mega <args>`, left running: its output so far (stdout and stderr) and its exit. */
+function megaProcess(args: string[]) {
+  const child = spawn(process.execPath, [join(dir, 'node_modules/@mega/kernel/bin/mega.js'), ...args], {
     cwd: dir,
     env: { ...process.env, ...ENV },
   });
   children.push(child);
   let out = '';
-  child.stdout.on('data', (c: Buffer) => {
+  const collect = (c: Buffer) => {
     out += c.toString();
-  });
-  child.stderr.on('data', (c: Buffer) => {
-    out += c.toString();
-  });
+  };
+  child.stdout.on('data', collect);
+  child.stderr.on('data', collect);
   const exited = new Promise<number | null>((done) => child.on('close', done));
+  return { child, exited, out: () => out };
+}
+
+/** `mega console` driven like a user at the prompt: one line, then wait for what it prints. */
+function megaConsole() {
+  const { child, exited, out: output } = megaProcess(['console']);
   return {
     exited,
-    out: () => out,
+    out: output,
     send: (text: string) => child.stdin.write(`${text}\n`),
     /** Sends `line` and resolves with what the REPL printed for it (up to the next prompt). */
     async line(text: string): Promise<string> {
-      const from = out.length;
+      const from = output().length;
       child.stdin.write(`${text}\n`);
       return until(
         () => {
-          const answer = out.slice(from);
+          const answer = output().slice(from);
           return /mega> $/.test(answer) ? answer.replace(/mega> $/, '').trim() : undefined;
         },
         30_000,
         `console output for ${text}`,
       ).catch((error: unknown) => {
-        throw new Error(`${String(error)}\n${out}`);
+        throw new Error(`${String(error)}\n${output()}`);
       });
     },
   };
@@ -166,25 +171,13 @@ describe('the newcomer path, outside the repository', () => {
 
     step('generate channel, job, model, migration');
     const port = await freePort();
-    const server = spawn(process.execPath, [join(dir, 'node_modules/@mega/kernel/bin/mega.js'), 'start', '--port', String(port)], {
-      cwd: dir,
-      env: { ...process.env, ...ENV },
-    });
-    children.push(server);
-    let log = '';
-    server.stdout.on('data', (c: Buffer) => {
-      log += c.toString();
-    });
-    server.stderr.on('data', (c: Buffer) => {
-      log += c.toString();
-    });
-    const exited = new Promise<number | null>((done) => server.on('close', done));
+    const server = megaProcess(['start', '--port', String(port)]);
     try {
       const home = await until(async () => {
         const r = await httpGet(port, '/').catch(() => undefined);
         return r?.status === 200 ? r : undefined;
       }, 60_000).catch((error: unknown) => {
-        throw new Error(`${String(error)}\n${log}`);
+        throw new Error(`${String(error)}\n${server.out()}`);
       });
       expect(home.json).toEqual({ data: { message: 'Hello from my-app', app: 'my-app' } });
       expect((await httpGet(port, '/ready')).json).toEqual({ data: { status: 'ready' } });
@@ -193,9 +186,10 @@ describe('the newcomer path, outside the repository', () => {
       expect((await ws.request('lobby.echo', { text: 'hi' })).payload).toEqual({ text: 'hi' });
       await ws.close();
     } finally {
-      server.kill('SIGTERM');
+      server.child.kill('SIGTERM');
     }
-    expect(await exited, log).toBe(0);
+    expect(await server.exited, server.out()).toBe(0);
+    const log = server.out();
     // The first PGlite boot is announced and timed (progress for long work).
     expect(log).toMatch(/initialising the embedded database in .*\(first boot takes a few seconds\)/);
     expect(log).toMatch(/embedded database initialised in \d+\.\d s/);

@@ -50,14 +50,19 @@ type Conn = Kysely<any>;
 const str = (v: unknown) => String(v ?? '');
 const num = (v: unknown) => (v === null || v === undefined ? undefined : Number(v));
 
-async function pgTables(db: Conn): Promise<DbTable[]> {
+/** The base tables of the connection's schema: `current_schema()` on Postgres, `database()` on MariaDB. */
+async function baseTables(db: Conn, schema: 'current_schema()' | 'database()'): Promise<string[]> {
   const tables = await sql<{
     name: string;
-  }>`select table_name as name from information_schema.tables where table_schema = current_schema() and table_type = 'BASE TABLE' order by 1`.execute(
+  }>`select table_name as name from information_schema.tables where table_schema = ${sql.raw(schema)} and table_type = 'BASE TABLE' order by 1`.execute(
     db,
   );
+  return tables.rows.map((t) => t.name);
+}
+
+async function pgTables(db: Conn): Promise<DbTable[]> {
   const out: DbTable[] = [];
-  for (const { name } of tables.rows) {
+  for (const name of await baseTables(db, 'current_schema()')) {
     const cols = await sql<
       Record<string, unknown>
     >`select column_name, udt_name, character_maximum_length, is_nullable, column_default from information_schema.columns where table_schema = current_schema() and table_name = ${name} order by ordinal_position`.execute(
@@ -112,13 +117,8 @@ async function pgTables(db: Conn): Promise<DbTable[]> {
 }
 
 async function mysqlTables(db: Conn): Promise<DbTable[]> {
-  const tables = await sql<{
-    name: string;
-  }>`select table_name as name from information_schema.tables where table_schema = database() and table_type = 'BASE TABLE' order by 1`.execute(
-    db,
-  );
   const out: DbTable[] = [];
-  for (const { name } of tables.rows) {
+  for (const name of await baseTables(db, 'database()')) {
     const cols = await sql<
       Record<string, unknown>
     >`select column_name as name, data_type as type, character_maximum_length as len, is_nullable as nullable, column_default as def, extra from information_schema.columns where table_schema = database() and table_name = ${name} order by ordinal_position`.execute(

@@ -331,39 +331,13 @@ export class SqlBackend implements Backend {
 
     const stepwise = async (m: LoadedMigration, direction: Direction, batch: number): Promise<RunResult> => {
       const [row] = await read(conn, m.id);
-      const started = performance.now();
-      let skip = 0;
-      if (direction === 'up') {
-        if (row?.status === 'applied') return 'skipped';
-        if (row?.status === 'reverting') throw partialError(m, row);
-        if (row) {
-          skip = row.steps;
-          if (row.checksum !== m.checksum)
-            this.#o.warn(`migration ${m.id} changed since its failed run: resuming after step ${skip} as recorded`);
-          await update(m, { checksum: m.checksum, error: null });
-        } else await insertRow(conn, m, batch, 'partial', 0, 0);
-      } else {
-        if (!row) return 'skipped';
-        if (row.status === 'partial') throw partialError(m, row);
-        if (row.status === 'reverting') skip = row.steps;
-        else await update(m, { status: 'reverting', steps: 0, error: null });
-      }
-      const steps = new Steps(skip, (done) => update(m, { steps: done }).then(() => undefined), this.#o.log);
-      try {
-        await m.migration[direction](context(steps));
-      } catch (error) {
-        await update(m, { error: errorText(error) }).catch(() => undefined);
-        throw failed(m, direction, error, steps.current, false);
-      }
-      if (direction === 'up')
-        await update(m, {
-          status: 'applied',
-          steps: steps.count,
-          duration_ms: Math.round(performance.now() - started),
-          applied_at: new Date(),
-        });
-      else await conn.deleteFrom(table).where('app', '=', app).where('name', '=', m.id).execute();
-      return 'done';
+      const progress: RowProgress = {
+        set: (fields) => update(m, fields),
+        begin: () => insertRow(conn, m, batch, 'partial', 0, 0),
+        applied: (steps, ms) => update(m, { status: 'applied', steps, duration_ms: ms, applied_at: new Date() }),
+        remove: () => conn.deleteFrom(table).where('app', '=', app).where('name', '=', m.id).execute(),
+      };
+      return resumable(m, direction, row, progress, (steps) => m.migration[direction](context(steps)), this.#o);
     };
 
     return {
@@ -393,19 +367,61 @@ function partialError(m: MigrationFile, row: AppliedRow): MegaError {
   );
 }
 
+/** How a run without a transaction records its progress: in the SQL table or the Mongo collection. */
+interface RowProgress {
+  set(fields: { status?: RowStatus; steps?: number; checksum?: string; error?: string | null }): Promise<unknown>;
+  /** A new `partial` record, before the first step of an `up`. */
+  begin(): Promise<unknown>;
+  applied(steps: number, durationMs: number): Promise<unknown>;
+  /** Drops the record after a full `down`. */
+  remove(): Promise<unknown>;
+}
+
+/**
+ * A migration with no transaction around it (MariaDB DDL, Postgres opted out, Mongo): each finished
+ * step is recorded, so a failed run stays `partial` / `reverting` and the next one resumes after it.
+ */
+async function resumable(
+  m: LoadedMigration,
+  direction: Direction,
+  row: AppliedRow | undefined,
+  progress: RowProgress,
+  run: (steps: Steps) => unknown,
+  o: { warn: (line: string) => void; log: (line: string) => void },
+): Promise<RunResult> {
+  const started = performance.now();
+  let skip = 0;
+  if (direction === 'up') {
+    if (row?.status === 'applied') return 'skipped';
+    if (row?.status === 'reverting') throw partialError(m, row);
+    if (row) {
+      skip = row.steps;
+      if (row.checksum !== m.checksum) o.warn(`migration ${m.id} changed since its failed run: resuming after step ${skip} as recorded`);
+      await progress.set({ checksum: m.checksum, error: null });
+    } else await progress.begin();
+  } else {
+    if (!row) return 'skipped';
+    if (row.status === 'partial') throw partialError(m, row);
+    if (row.status === 'reverting') skip = row.steps;
+    else await progress.set({ status: 'reverting', steps: 0, error: null });
+  }
+  const steps = new Steps(skip, (done) => progress.set({ steps: done }).then(() => undefined), o.log);
+  try {
+    await run(steps);
+  } catch (error) {
+    await progress.set({ error: errorText(error) }).catch(() => undefined);
+    throw failed(m, direction, error, steps.current, false);
+  }
+  if (direction === 'up') await progress.applied(steps.count, Math.round(performance.now() - started));
+  else await progress.remove();
+  return 'done';
+}
+
 // ---- MongoDB --------------------------------------------------------------------------------
 
-interface MongoRow {
+/** An applied row as stored: keyed by `app/name`, fenced by the lock token that last wrote it. */
+interface MongoRow extends AppliedRow {
   _id: string;
-  app: string;
-  name: string;
-  checksum: string;
-  batch: number;
-  status: RowStatus;
-  steps: number;
-  durationMs: number;
-  appliedAt: Date;
-  error: string | null;
   token: number;
 }
 
@@ -526,17 +542,9 @@ export class MongoBackend implements Backend {
       rows: async () => (await col.find({ app }).sort({ name: 1 }).toArray()).map(fromDoc),
       run: async (m, direction, batch) => {
         const row = await col.findOne({ _id: id(m) });
-        const started = performance.now();
-        let skip = 0;
-        if (direction === 'up') {
-          if (row?.status === 'applied') return 'skipped';
-          if (row?.status === 'reverting') throw partialError(m, fromDoc(row));
-          if (row) {
-            skip = row.steps;
-            if (row.checksum !== m.checksum)
-              this.#o.warn(`migration ${m.id} changed since its failed run: resuming after step ${skip} as recorded`);
-            await fenced(m, { checksum: m.checksum, error: null });
-          } else {
+        const progress: RowProgress = {
+          set: (fields) => fenced(m, fields),
+          begin: async () => {
             await lock.assertHeld();
             await col.insertOne({
               _id: id(m),
@@ -551,32 +559,21 @@ export class MongoBackend implements Backend {
               error: null,
               token: lock.token,
             });
-          }
-        } else {
-          if (!row) return 'skipped';
-          if (row.status === 'partial') throw partialError(m, fromDoc(row));
-          if (row.status === 'reverting') skip = row.steps;
-          else await fenced(m, { status: 'reverting', steps: 0, error: null });
-        }
-        const steps = new Steps(skip, (done) => fenced(m, { steps: done }), this.#o.log);
-        try {
-          await m.migration[direction](context(steps));
-        } catch (error) {
-          await fenced(m, { error: errorText(error) }).catch(() => undefined);
-          throw failed(m, direction, error, steps.current, false);
-        }
-        if (direction === 'up')
-          await fenced(m, {
-            status: 'applied',
-            steps: steps.count,
-            durationMs: Math.round(performance.now() - started),
-            appliedAt: new Date(),
-          });
-        else {
-          await lock.assertHeld();
-          await col.deleteOne({ _id: id(m), token: { $lte: lock.token } });
-        }
-        return 'done';
+          },
+          applied: (steps, durationMs) => fenced(m, { status: 'applied', steps, durationMs, appliedAt: new Date() }),
+          remove: async () => {
+            await lock.assertHeld();
+            await col.deleteOne({ _id: id(m), token: { $lte: lock.token } });
+          },
+        };
+        return resumable(
+          m,
+          direction,
+          row ? fromDoc(row) : undefined,
+          progress,
+          (steps) => m.migration[direction](context(steps)),
+          this.#o,
+        );
       },
       mark: async (m, as, batch) => {
         await lock.assertHeld();
