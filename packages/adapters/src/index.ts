@@ -10,7 +10,7 @@ import { Value } from '@sinclair/typebox/value';
 
 export { within } from '@mega/kernel';
 export type { AnyTables, SqlDb, SqlDialect, SqlResult, SqlStatement } from './sql.js';
-export { isSqlDb } from './sql.js';
+export { isSqlDb, sqlSpan, traceStatement } from './sql.js';
 export type { MegaTracer, TraceAttributes, TraceAttributeValue, TraceCarrier, TraceSpan, TraceSpanKind } from './trace.js';
 export { TRACE_HEADERS } from './trace.js';
 
@@ -375,4 +375,21 @@ export function sharedRegistry<T>(api: PluginApi<unknown>, kind: string, member:
   api.contributeCtx(member, () => of);
   api.contributeApp(member, (_app: App) => of);
   return registry;
+}
+
+/**
+ * A database plugin's whole setup: one adapter per `services.dbs` alias of its drivers (plus
+ * `fallback()` when no database of any driver is declared), connected at boot, closed at shutdown,
+ * and reachable through the shared `ctx.db(alias?)` registry.
+ */
+export function registerDbAdapters<A extends Adapter>(
+  api: PluginApi<unknown>,
+  options: { make: (alias: string, declaration: ServiceDeclaration) => A; fallback?: () => A },
+): AdapterSet<A> {
+  const dbs = new AdapterSet<A>({ kind: 'dbs', preferred: 'primary' }).addDeclared(api, options.make);
+  if (options.fallback && Object.keys(api.kernel.config.services?.dbs ?? {}).length === 0) dbs.add(options.fallback());
+  dbs.attach(api);
+  const registry = sharedRegistry<A>(api, 'dbs', 'db', 'primary');
+  for (const db of dbs.all()) registry.add(db.alias, db);
+  return dbs;
 }

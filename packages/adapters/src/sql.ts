@@ -5,6 +5,7 @@
  */
 import type { MegaError } from '@mega/kernel';
 import type { Kysely } from 'kysely';
+import type { MegaTracer, TraceAttributes } from './trace.js';
 
 export type SqlDialect = 'postgres' | 'sqlite' | 'mysql';
 
@@ -54,4 +55,35 @@ export function isSqlDb(value: unknown): value is SqlDb {
   if (typeof value !== 'object' || value === null) return false;
   const v = value as Partial<SqlDb>;
   return typeof v.kysely === 'function' && typeof v.toMegaError === 'function' && typeof v.dialect === 'string';
+}
+
+/** At most this much of a statement goes into a span's `db.query.text`. */
+const MAX_QUERY_TEXT = 1000;
+
+/**
+ * The client span of one SQL statement (the same for every SQL adapter): named by its first keyword
+ * (`SELECT`, `INSERT`, `BEGIN`...), with `db.system.name`, `db.operation.name`, `db.query.text` (the
+ * statement as sent: placeholders, never the bound values; 1,000 characters at most) and `mega.db.alias`.
+ */
+export function sqlSpan(system: string, alias: string, sql: string): { name: string; attributes: TraceAttributes } {
+  const name = /^\s*([A-Za-z]+)/.exec(sql)?.[1]?.toUpperCase() ?? 'QUERY';
+  return {
+    name,
+    attributes: {
+      'db.system.name': system,
+      'db.operation.name': name,
+      'db.query.text': sql.length > MAX_QUERY_TEXT ? `${sql.slice(0, MAX_QUERY_TEXT)}...` : sql,
+      'mega.db.alias': alias,
+    },
+  };
+}
+
+/**
+ * Records a statement a driver already finished (Kysely's `log` hook: every statement built with
+ * `kysely()`, transactions' BEGIN/COMMIT included) as a client span of the active trace. Call it only
+ * when `tracer.recording()`: sampled-out requests then build nothing.
+ */
+export function traceStatement(tracer: MegaTracer, system: string, alias: string, sql: string, durationMs: number, error?: unknown): void {
+  const { name, attributes } = sqlSpan(system, alias, sql);
+  tracer.record(name, 'client', attributes, durationMs, error);
 }

@@ -44,6 +44,17 @@ export interface MegaTracer {
    * a `client` span outside a traced operation is a no-op.
    */
   start(name: string, kind: TraceSpanKind, attributes?: TraceAttributes): TraceSpan;
+  /**
+   * True when the active context belongs to a recorded (sampled) trace, so a client span started
+   * here would be recorded. Sampled-out requests answer false: check it before building attributes.
+   */
+  recording(): boolean;
+  /**
+   * Records an operation that already finished (a driver's completion event, such as Kysely's log
+   * hook) as a span that started `durationMs` ago and ends now, child of the active span; `error`
+   * marks it failed. Like a `client` span, nothing is made outside a recorded trace.
+   */
+  record(name: string, kind: TraceSpanKind, attributes: TraceAttributes | undefined, durationMs: number, error?: unknown): void;
   /** Writes the active trace context into `carrier` (nothing outside a traced context). */
   inject(carrier: TraceCarrier): void;
   /** Sets an attribute on the active span (nothing outside a traced context). */

@@ -2,7 +2,8 @@
  * @mega/db-mariadb: MariaDB and MySQL databases by `services.dbs` alias through `mysql2`, reached
  * through `ctx.db(alias?)`, the registry it shares with the other database plugins.
  */
-import { AdapterSet, sharedRegistry } from '@mega/adapters';
+import type { MegaTracer } from '@mega/adapters';
+import { registerDbAdapters } from '@mega/adapters';
 import { definePlugin, packageVersion } from '@mega/kernel';
 import { MARIADB_DRIVERS, MariadbDb } from './mariadb.js';
 
@@ -27,12 +28,11 @@ export default definePlugin({
   version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.2.0',
   drivers: { dbs: MARIADB_DRIVERS },
+  // @mega/tracing (optional) first: statements are traced when its `tracing` service is there.
+  after: ['@mega/tracing'],
   setup(api) {
     // mysql2 pools open connections on demand: an optional alias down at boot needs no retry of its own.
-    const dbs = new AdapterSet<MariadbDb>({ kind: 'dbs', preferred: 'primary' })
-      .addDeclared(api, (alias, declaration) => new MariadbDb(alias, declaration, api.log))
-      .attach(api);
-    const registry = sharedRegistry<MariadbDb>(api, 'dbs', 'db', 'primary');
-    for (const db of dbs.all()) registry.add(db.alias, db);
+    const tracer = api.has('tracing') ? api.use<MegaTracer>('tracing') : undefined;
+    registerDbAdapters(api, { make: (alias, declaration) => new MariadbDb(alias, declaration, api.log, tracer) });
   },
 });

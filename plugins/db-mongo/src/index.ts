@@ -3,7 +3,7 @@
  * through `ctx.db(alias?)`, the registry it shares with @mega/db-postgres.
  */
 import type { MegaTracer } from '@mega/adapters';
-import { AdapterSet, sharedRegistry } from '@mega/adapters';
+import { registerDbAdapters } from '@mega/adapters';
 import { definePlugin, packageVersion } from '@mega/kernel';
 import { MONGO_DRIVERS, MongoDb } from './mongo.js';
 
@@ -33,10 +33,6 @@ export default definePlugin({
   setup(api) {
     const tracer = api.has('tracing') ? api.use<MegaTracer>('tracing') : undefined;
     // The driver reconnects by itself: an optional alias down at boot needs no retry of its own.
-    const dbs = new AdapterSet<MongoDb>({ kind: 'dbs', preferred: 'primary' })
-      .addDeclared(api, (alias, declaration) => new MongoDb(alias, declaration, api.log, tracer))
-      .attach(api);
-    const registry = sharedRegistry<MongoDb>(api, 'dbs', 'db', 'primary');
-    for (const db of dbs.all()) registry.add(db.alias, db);
+    registerDbAdapters(api, { make: (alias, declaration) => new MongoDb(alias, declaration, api.log, tracer) });
   },
 });

@@ -3,7 +3,7 @@
  * reached through `ctx.db(alias?)`, the registry it shares with @mega/db-mongo.
  */
 import type { MegaTracer } from '@mega/adapters';
-import { AdapterSet, sharedRegistry } from '@mega/adapters';
+import { registerDbAdapters } from '@mega/adapters';
 import { definePlugin, packageVersion } from '@mega/kernel';
 import { POSTGRES_DRIVERS, PostgresDb } from './postgres.js';
 
@@ -37,11 +37,7 @@ export default definePlugin({
   setup(api) {
     const tracer = api.has('tracing') ? api.use<MegaTracer>('tracing') : undefined;
     const make = (alias: string, declaration: { driver: string }) => new PostgresDb(alias, declaration, api.kernel.dir, api.log, tracer);
-    const dbs = new AdapterSet<PostgresDb>({ kind: 'dbs', preferred: 'primary' }).addDeclared(api, make);
     // Nothing declared at all (no database of any driver): an embedded `primary`, so ctx.db() works out of the box.
-    if (Object.keys(api.kernel.config.services?.dbs ?? {}).length === 0) dbs.add(make('primary', { driver: 'pglite' }));
-    dbs.attach(api);
-    const registry = sharedRegistry<PostgresDb>(api, 'dbs', 'db', 'primary');
-    for (const db of dbs.all()) registry.add(db.alias, db);
+    registerDbAdapters(api, { make, fallback: () => make('primary', { driver: 'pglite' }) });
   },
 });

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { PGlite } from '@electric-sql/pglite';
 import type { Adapter, AnyTables, MegaTracer, OpStatsSnapshot, SqlDb, SqlResult, SqlStatement } from '@mega/adapters';
-import { errorSummary, OpStats, parseServiceUrl, redactText, redactUrl, serviceOptions } from '@mega/adapters';
+import { errorSummary, OpStats, parseServiceUrl, redactText, redactUrl, serviceOptions, sqlSpan, traceStatement } from '@mega/adapters';
 import type { Logger, ServiceDeclaration, Static } from '@mega/kernel';
 import { ConfigError, ConflictError, isMegaError, MegaError, Type, UnavailableError, within } from '@mega/kernel';
 import type { LogEvent, PostgresPool, PostgresPoolClient } from 'kysely';
@@ -75,6 +75,22 @@ export class PostgresDb implements Queryable, Adapter, SqlDb {
   readonly #stats = new OpStats();
   readonly #tracer: MegaTracer | undefined;
   readonly #dataDir: string | undefined;
+  /**
+   * The client-side bound of a statement (pg's `query_timeout`, statement timeout + 2 s; 0: none).
+   * Not given to the pool: its per-statement timer inside pg made a pooled statement cost 5-8 µs more
+   * CPU (young-generation GCs promoting most objects; `npm run bench:models`), so pooled statements
+   * get it from {@link #watch} and statements on a checked-out connection per query ({@link #bounded}).
+   */
+  readonly #readTimeoutMs: number = 0;
+  /**
+   * One record per pooled connection (kept on the connection, dropped when it ends): the statement it
+   * runs, since when. One timer checks them against the bound, every quarter of it (at most 1 s).
+   * Measured (`npm run bench:models -- --ladder`, GC pauses): a timer per statement, or a Map of the
+   * statements in flight, made young-generation GCs promote most objects, as pg's own timer does;
+   * records reused per connection do not.
+   */
+  readonly #watched = new Set<Watched>();
+  #watchdog: NodeJS.Timeout | undefined;
   #pool: pg.Pool | undefined;
   #lite: PGlite | undefined;
   #dirLock: DataDirLock | undefined;
@@ -106,16 +122,17 @@ export class PostgresDb implements Queryable, Adapter, SqlDb {
       parseServiceUrl('dbs', alias, url, ['postgres:', 'postgresql:']);
       this.url = redactUrl(url);
       const timeout = decl.statementTimeoutMs;
+      const { query_timeout: readTimeout, ...options } = (decl.options ?? {}) as PoolConfig;
+      // Client-side bound slightly above the server's, for a server that stops answering.
+      this.#readTimeoutMs = readTimeout ?? timeout + 2000;
       this.#pool = new pg.Pool({
         connectionString: url,
         max: decl.max,
         connectionTimeoutMillis: decl.connectTimeoutMs,
         idleTimeoutMillis: decl.idleTimeoutMs,
         statement_timeout: timeout,
-        // Client-side bound slightly above the server's, for a server that stops answering.
-        query_timeout: timeout + 2000,
         application_name: `mega:${alias}`,
-        ...(decl.options as PoolConfig | undefined),
+        ...options,
       });
       // An idle connection dying (server restart, pg_terminate_backend) must not crash the process;
       // the pool drops it and opens a new one on demand.
@@ -180,9 +197,24 @@ export class PostgresDb implements Queryable, Adapter, SqlDb {
    */
   kysely<DB extends AnyTables = AnyTables>(): Kysely<DB> {
     if (!this.#kysely) {
-      const log = (event: LogEvent) => this.#stats.record(event.queryDurationMillis, event.level === 'error');
+      const tracer = this.#tracer;
+      // Kysely's log hook sees every statement it runs (transactions' BEGIN/COMMIT included): stats,
+      // and a client span when the statement ran inside a recorded trace.
+      const log = (event: LogEvent) => {
+        this.#stats.record(event.queryDurationMillis, event.level === 'error');
+        if (tracer?.recording()) {
+          traceStatement(
+            tracer,
+            'postgresql',
+            this.alias,
+            event.query.sql,
+            event.queryDurationMillis,
+            event.level === 'error' ? event.error : undefined,
+          );
+        }
+      };
       const dialect = this.#pool
-        ? new PostgresDialect({ pool: guardedPool(this.#pool, (error) => this.#lostInTx(error)) })
+        ? new PostgresDialect({ pool: guardedPool(this.#pool, this.#readTimeoutMs, (error) => this.#lostInTx(error)) })
         : new PGliteDialect({ pglite: () => this.native as PGlite });
       this.#kysely = new Kysely<AnyTables>({ dialect, log });
     }
@@ -194,9 +226,11 @@ export class PostgresDb implements Queryable, Adapter, SqlDb {
    * through `query()` — stats, tracing, the one retry on a dead pooled connection, PGlite waiting for
    * an open Kysely transaction — without Kysely's executor layers.
    */
-  async execute<R = Record<string, unknown>>(statement: SqlStatement): Promise<SqlResult<R>> {
-    const res = await this.query<R>(statement.sql, statement.parameters);
-    return { rows: res.rows, numAffectedRows: BigInt(res.rowCount) };
+  execute<R = Record<string, unknown>>(statement: SqlStatement): Promise<SqlResult<R>> {
+    const { sql, parameters } = statement;
+    const pool = this.#pool;
+    if (pool) return this.#traced(sql, () => this.#pooled(pool, sql, parameters, toSqlResult<R>));
+    return this.query<R>(sql, parameters).then((res) => ({ rows: res.rows, numAffectedRows: BigInt(res.rowCount) }));
   }
 
   /** A driver error (from `kysely()` or `native`) as a typed MegaError; see the README's error table. */
@@ -211,6 +245,8 @@ export class PostgresDb implements Queryable, Adapter, SqlDb {
     // Not destroyed: Kysely would end the pool / close PGlite, which this adapter owns and closes below.
     this.#kysely = undefined;
     if (pool && !pool.ended) await pool.end();
+    clearInterval(this.#watchdog);
+    this.#watchdog = undefined;
     try {
       if (lite && !lite.closed) await lite.close();
     } finally {
@@ -225,16 +261,9 @@ export class PostgresDb implements Queryable, Adapter, SqlDb {
    * live server, so it did not run.
    */
   query<R = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+    const pool = this.#pool;
+    if (pool) return this.#traced(sql, () => this.#pooled(pool, sql, params, toResult<R>));
     return this.#timed(sql, async () => {
-      if (this.#pool) {
-        try {
-          return toResult<R>(await this.#pool.query(sql, params as unknown[]));
-        } catch (error) {
-          if (!isConnectionLoss(error)) throw error;
-          this.#log.debug({ err: errorSummary(error), alias: this.alias }, 'connection lost before the query ran; retrying once');
-          return toResult<R>(await this.#pool.query(sql, params as unknown[]));
-        }
-      }
       const lite = this.native as PGlite;
       const res = await lite.query<R>(sql, params as unknown[]);
       return { rows: res.rows, rowCount: res.affectedRows || res.rows.length };
@@ -243,11 +272,10 @@ export class PostgresDb implements Queryable, Adapter, SqlDb {
 
   /** Runs several statements separated by `;` (no parameters): schema scripts, migrations. */
   async exec(sql: string): Promise<void> {
-    await this.#timed(sql, async () => {
-      if (this.#pool) await this.#pool.query(sql);
-      else await (this.native as PGlite).exec(sql);
-      return { rows: [], rowCount: 0 };
-    });
+    const pool = this.#pool;
+    // Several statements give pg several results: none is wanted.
+    if (pool) await this.#traced(sql, () => this.#pooled(pool, sql, undefined, () => undefined));
+    else await this.#timed(sql, () => (this.native as PGlite).exec(sql));
   }
 
   /** Runs `fn` in a transaction: commit when it resolves, rollback (and rethrow) when it throws. */
@@ -286,17 +314,17 @@ export class PostgresDb implements Queryable, Adapter, SqlDb {
     };
     client.on('error', onError);
     try {
-      await client.query('BEGIN');
+      await client.query(this.#bounded('BEGIN'));
       const value = await fn({
         query: <R>(sql: string, params?: readonly unknown[]) =>
-          this.#timed(sql, async () => toResult<R>(await client.query(sql, params as unknown[]))),
+          this.#timed(sql, async () => toResult<R>(await client.query(this.#bounded(sql, params)))),
       });
-      await client.query('COMMIT');
+      await client.query(this.#bounded('COMMIT'));
       return value;
     } catch (error) {
       this.#rollbacks++;
       try {
-        await client.query('ROLLBACK');
+        await client.query(this.#bounded('ROLLBACK'));
       } catch (rollbackError) {
         broken = rollbackError as Error;
       }
@@ -332,24 +360,134 @@ export class PostgresDb implements Queryable, Adapter, SqlDb {
     );
   }
 
-  #timed<T>(sql: string, run: () => Promise<T>): Promise<T> {
-    if (this.#tracer) {
-      const op = /^\s*([A-Za-z]+)/.exec(sql)?.[1]?.toUpperCase() ?? 'QUERY';
-      const attributes = {
-        'db.system.name': 'postgresql',
-        'db.operation.name': op,
-        'db.query.text': sql.length > 1000 ? `${sql.slice(0, 1000)}...` : sql,
-        'mega.db.alias': this.alias,
+  /** A statement on a checked-out connection, with the client-side bound (pg's per-query `query_timeout`). */
+  #bounded(text: string, values?: readonly unknown[]): pg.QueryConfig {
+    return boundedQuery(text, values, this.#readTimeoutMs);
+  }
+
+  /**
+   * One statement on a pooled connection, as `pg.Pool#query` runs it (check out, query, release; a
+   * connection that failed a statement is destroyed), with this adapter's stats, error mapping, the
+   * client-side bound (past it: pg's "Query read timeout", and the connection is destroyed, as pg's
+   * `query_timeout` does) and the one retry of a statement whose connection turned out to be dead
+   * (terminated backend, server restart): it never reached a live server, so it did not run. Driver
+   * callbacks settle one promise: no async layers on the way (`npm run bench:models`).
+   */
+  #pooled<T>(pool: pg.Pool, sql: string, params: readonly unknown[] | undefined, shape: (res: pg.QueryResult) => T): Promise<T> {
+    const started = performance.now();
+    return new Promise<T>((resolve, reject) => {
+      const done = (error: unknown, res: pg.QueryResult | undefined, retried: boolean): void => {
+        if (error === undefined) {
+          try {
+            const value = shape(res as pg.QueryResult);
+            this.#stats.record(performance.now() - started, false);
+            resolve(value);
+            return;
+          } catch (shapeError) {
+            // Not a result of one statement (`query()` given several): a failure, as in an async function.
+            error = shapeError;
+          }
+        }
+        if (!retried && isConnectionLoss(error)) {
+          this.#log.debug({ err: errorSummary(error), alias: this.alias }, 'connection lost before the query ran; retrying once');
+          this.#send(pool, sql, params, (e, r) => done(e, r, true));
+        } else {
+          this.#stats.record(performance.now() - started, true);
+          reject(this.#error(error, sql));
+        }
       };
-      return this.#tracer.run(op, 'client', attributes, () => this.#time(sql, run));
+      this.#send(pool, sql, params, (e, r) => done(e, r, false));
+    });
+  }
+
+  /**
+   * `pg.Pool#query` with the client-side bound: check out, query, release (with the error when the
+   * statement failed, which destroys the connection), `cb` called once. Past the bound the caller
+   * gets pg's own "Query read timeout" and the connection is destroyed (the statement may still be
+   * running on it), as pg's `query_timeout` under `pool.query` does.
+   */
+  #send(
+    pool: pg.Pool,
+    sql: string,
+    params: readonly unknown[] | undefined,
+    cb: (error: unknown, res: pg.QueryResult | undefined) => void,
+  ): void {
+    pool.connect((connectError, client, release) => {
+      if (connectError || !client) {
+        cb(connectError ?? new Error('no connection'), undefined);
+        return;
+      }
+      let settled = false;
+      let watched: Watched | undefined;
+      const finish = (error: Error | undefined, res?: pg.QueryResult) => {
+        if (settled) return;
+        settled = true;
+        if (watched) watched.fail = undefined;
+        client.removeListener('error', finish);
+        release(error);
+        cb(error, res);
+      };
+      if (this.#readTimeoutMs > 0) watched = this.#watch(client, finish);
+      client.once('error', finish);
+      client.query(sql, params as unknown[], (error: Error | null, res: pg.QueryResult) =>
+        finish(error ?? undefined, error ? undefined : res),
+      );
+    });
+  }
+
+  /** Puts a pooled statement under the watchdog (started with the first one). */
+  #watch(client: PoolClient, fail: (error: Error) => void): Watched {
+    const c = client as PoolClient & { [WATCH]?: Watched };
+    let watched = c[WATCH];
+    if (!watched) {
+      const w: Watched = { since: 0, fail: undefined };
+      c[WATCH] = watched = w;
+      this.#watched.add(w);
+      client.once('end', () => this.#watched.delete(w));
     }
-    return this.#time(sql, run);
+    watched.since = performance.now();
+    watched.fail = fail;
+    if (!this.#watchdog) {
+      const bound = this.#readTimeoutMs;
+      this.#watchdog = setInterval(
+        () => {
+          const now = performance.now();
+          for (const w of this.#watched) if (w.fail && now - w.since >= bound) w.fail(new Error(READ_TIMEOUT));
+        },
+        Math.max(10, Math.min(1000, Math.floor(bound / 4))),
+      );
+      this.#watchdog.unref();
+    }
+    return watched;
+  }
+
+  /** `run` with this adapter's stats and error mapping, in a client span when tracing is on. */
+  #timed<T>(sql: string, run: () => Promise<T>): Promise<T> {
+    return this.#traced(sql, () => this.#time(sql, run));
+  }
+
+  /** `run` in a client span when @mega/tracing is loaded (one branch when it is not). */
+  #traced<T>(sql: string, run: () => Promise<T>): Promise<T> {
+    // Only inside a recorded trace: a sampled-out request builds no attributes.
+    if (this.#tracer?.recording()) {
+      const { name, attributes } = sqlSpan('postgresql', this.alias, sql);
+      return this.#tracer.run(name, 'client', attributes, run);
+    }
+    return run();
   }
 
   #time<T>(sql: string, run: () => Promise<T>): Promise<T> {
-    return this.#stats.time(run).catch((error: unknown) => {
-      throw this.#error(error, sql);
-    });
+    const started = performance.now();
+    return run().then(
+      (value) => {
+        this.#stats.record(performance.now() - started, false);
+        return value;
+      },
+      (error: unknown) => {
+        this.#stats.record(performance.now() - started, true);
+        throw this.#error(error, sql);
+      },
+    );
   }
 
   #error(error: unknown, sql: string | undefined): MegaError {
@@ -401,7 +539,7 @@ export class PostgresDb implements Queryable, Adapter, SqlDb {
  * nothing: the adapter owns the pool. No `options`: Kysely would keep the connection parameters
  * (password included) for cancel connections.
  */
-function guardedPool(pool: pg.Pool, onLost: (error: Error) => void): PostgresPool {
+function guardedPool(pool: pg.Pool, readTimeoutMs: number, onLost: (error: Error) => void): PostgresPool {
   interface Guard {
     wrapper: PostgresPoolClient;
     /** Checked out through Kysely now (idle errors are the pool's to handle). */
@@ -419,7 +557,13 @@ function guardedPool(pool: pg.Pool, onLost: (error: Error) => void): PostgresPoo
         get processID() {
           return (client as PoolClient & { processID?: number }).processID;
         },
-        query: client.query.bind(client) as PostgresPoolClient['query'],
+        // The client-side bound per statement (pg's `query_timeout`; the pool has none, see #readTimeoutMs).
+        query: ((text: string | pg.Submittable, values?: readonly unknown[]) => {
+          if (typeof text === 'string') return client.query(boundedQuery(text, values, readTimeoutMs));
+          // A cursor (Kysely's stream()): pg reads the bound from the submitted object.
+          if (readTimeoutMs) (text as { query_timeout?: number }).query_timeout = readTimeoutMs;
+          return client.query(text);
+        }) as unknown as PostgresPoolClient['query'],
         release(destroy?: boolean) {
           const broken = guard.broken;
           guard.out = false;
@@ -452,6 +596,27 @@ function guardedPool(pool: pg.Pool, onLost: (error: Error) => void): PostgresPoo
 function toResult<R>(res: pg.QueryResult): QueryResult<R> {
   return { rows: res.rows as R[], rowCount: res.rowCount ?? res.rows.length };
 }
+
+function toSqlResult<R>(res: pg.QueryResult): SqlResult<R> {
+  return { rows: res.rows as R[], numAffectedRows: BigInt(res.rowCount ?? res.rows.length) };
+}
+
+/** pg's per-query config with its (untyped) client-side bound. */
+function boundedQuery(text: string, values: readonly unknown[] | undefined, timeoutMs: number): pg.QueryConfig {
+  const config: pg.QueryConfig & { query_timeout?: number } = { text, values: values as unknown[] | undefined };
+  if (timeoutMs) config.query_timeout = timeoutMs;
+  return config;
+}
+
+/** A pooled connection's statement in flight, for the watchdog: since when, and how to fail it. */
+interface Watched {
+  since: number;
+  fail: ((error: Error) => void) | undefined;
+}
+const WATCH = Symbol('mega.db-postgres.watch');
+
+/** pg's own message for a statement past its client-side bound (mapped to db.unavailable). */
+const READ_TIMEOUT = 'Query read timeout';
 
 /** The connection died under us (not a SQL error): safe to retry a statement outside a transaction. */
 function isConnectionLoss(error: unknown): boolean {

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { Kernel } from '@mega/kernel';
 import { getApp } from '@mega/kernel';
 import { bootPlugins, buildPlugins, stopAll } from '@mega/testing';
+import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '../../../scripts/test/procs.js';
@@ -130,6 +131,29 @@ describe('db-postgres on a PostgreSQL server only', () => {
     await expect(db.query('select pg_sleep(5)')).rejects.toMatchObject({ code: 'db.timeout', status: 504, details: { sqlState: '57014' } });
     expect(Date.now() - started).toBeLessThan(3000);
     expect((await db.query<{ ok: number }>('select 1 as ok')).rows).toEqual([{ ok: 1 }]);
+  });
+
+  it('a server that does not answer within the client-side bound: db.unavailable on every path', async () => {
+    const { kernel } = await bootPlugins({
+      plugins: [postgres],
+      // No server-side timeout: only the client-side bound (pg's query_timeout, here 300 ms) ends the wait.
+      services: { dbs: { primary: { driver: 'postgres', url: env.DATABASE_URL, statementTimeoutMs: 0, options: { query_timeout: 300 } } } },
+    });
+    const db = kernel.apps[0]?.db() as PostgresDb;
+    const unavailable = { code: 'db.unavailable', status: 503 };
+    const started = Date.now();
+    await expect(db.query('select pg_sleep(3)')).rejects.toMatchObject(unavailable);
+    await expect(db.execute({ sql: 'select pg_sleep(3)', parameters: [] })).rejects.toMatchObject(unavailable);
+    await expect(db.tx((t) => t.query('select pg_sleep(3)'))).rejects.toMatchObject(unavailable);
+    expect(Date.now() - started).toBeLessThan(2500);
+    // Those connections were destroyed, not handed out again still running the statement.
+    expect((await db.query<{ ok: number }>('select 1 as ok')).rows).toEqual([{ ok: 1 }]);
+    expect((await db.execute<{ ok: number }>({ sql: 'select $1::int as ok', parameters: [2] })).rows).toEqual([{ ok: 2 }]);
+    const k = db.kysely();
+    await expect(
+      k.executeQuery(sql`select pg_sleep(3)`.compile(k)).catch((e: unknown) => Promise.reject(db.toMegaError(e))),
+    ).rejects.toMatchObject(unavailable);
+    expect(Date.now() - started).toBeLessThan(2500);
   });
 
   it("pg_terminate_backend on the pool's connections: the next queries succeed", async () => {

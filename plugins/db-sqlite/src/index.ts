@@ -2,7 +2,8 @@
  * @mega/db-sqlite: SQLite databases by `services.dbs` alias through `node:sqlite`, reached through
  * `ctx.db(alias?)`, the registry it shares with @mega/db-postgres and @mega/db-mongo.
  */
-import { AdapterSet, sharedRegistry } from '@mega/adapters';
+import type { MegaTracer } from '@mega/adapters';
+import { registerDbAdapters } from '@mega/adapters';
 import { definePlugin, packageVersion } from '@mega/kernel';
 import { SQLITE_DRIVERS, SqliteDb } from './sqlite.js';
 
@@ -28,11 +29,10 @@ export default definePlugin({
   version: packageVersion(new URL('../package.json', import.meta.url)),
   kernel: '^0.2.0',
   drivers: { dbs: SQLITE_DRIVERS },
+  // @mega/tracing (optional) first: statements are traced when its `tracing` service is there.
+  after: ['@mega/tracing'],
   setup(api) {
-    const dbs = new AdapterSet<SqliteDb>({ kind: 'dbs', preferred: 'primary' })
-      .addDeclared(api, (alias, declaration) => new SqliteDb(alias, declaration, api.kernel.dir, api.log))
-      .attach(api);
-    const registry = sharedRegistry<SqliteDb>(api, 'dbs', 'db', 'primary');
-    for (const db of dbs.all()) registry.add(db.alias, db);
+    const tracer = api.has('tracing') ? api.use<MegaTracer>('tracing') : undefined;
+    registerDbAdapters(api, { make: (alias, declaration) => new SqliteDb(alias, declaration, api.kernel.dir, api.log, tracer) });
   },
 });

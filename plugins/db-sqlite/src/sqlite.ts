@@ -7,8 +7,8 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
-import type { Adapter, AnyTables, OpStatsSnapshot, SqlDb } from '@mega/adapters';
-import { OpStats, redactText, redactUrl, serviceOptions } from '@mega/adapters';
+import type { Adapter, AnyTables, MegaTracer, OpStatsSnapshot, SqlDb } from '@mega/adapters';
+import { OpStats, redactText, redactUrl, serviceOptions, traceStatement } from '@mega/adapters';
 import type { Logger, ServiceDeclaration, Static } from '@mega/kernel';
 import { ConfigError, ConflictError, isMegaError, MegaError, Type, UnavailableError } from '@mega/kernel';
 import type { LogEvent } from 'kysely';
@@ -107,14 +107,17 @@ export class SqliteDb implements Queryable, Adapter, SqlDb {
   readonly #decl: SqliteDeclaration;
   readonly #log: Logger;
   readonly #stats = new OpStats();
+  /** The `tracing` service when @mega/tracing is loaded: a client span per statement. */
+  readonly #tracer: MegaTracer | undefined;
   #db: DatabaseSync | undefined;
   #kysely: Kysely<AnyTables> | undefined;
   #retrying = false;
   #transactions = 0;
   #rollbacks = 0;
 
-  constructor(alias: string, declaration: ServiceDeclaration, projectDir: string, log: Logger) {
+  constructor(alias: string, declaration: ServiceDeclaration, projectDir: string, log: Logger, tracer?: MegaTracer) {
     this.alias = alias;
+    this.#tracer = tracer;
     this.#decl = serviceOptions('dbs', alias, declaration, SqliteDeclaration);
     this.#log = log;
     this.url = sqliteLocation(alias, this.#decl.url, projectDir);
@@ -184,7 +187,22 @@ export class SqliteDb implements Queryable, Adapter, SqlDb {
    */
   kysely<DB extends AnyTables = AnyTables>(): Kysely<DB> {
     if (!this.#kysely) {
-      const log = (event: LogEvent) => this.#stats.record(event.queryDurationMillis, event.level === 'error');
+      const tracer = this.#tracer;
+      // Every statement (query(), tx(), kysely(): all go through Kysely) passes Kysely's log hook:
+      // stats, and a client span when it ran inside a recorded trace.
+      const log = (event: LogEvent) => {
+        this.#stats.record(event.queryDurationMillis, event.level === 'error');
+        if (tracer?.recording()) {
+          traceStatement(
+            tracer,
+            'sqlite',
+            this.alias,
+            event.query.sql,
+            event.queryDurationMillis,
+            event.level === 'error' ? event.error : undefined,
+          );
+        }
+      };
       const database = async () => {
         if (this.#retrying) await this.connect();
         return kyselyDatabase(this.native);
@@ -214,8 +232,10 @@ export class SqliteDb implements Queryable, Adapter, SqlDb {
           try {
             this.native.exec(sql);
             this.#stats.record(performance.now() - started, false);
+            if (this.#tracer?.recording()) traceStatement(this.#tracer, 'sqlite', this.alias, sql, performance.now() - started);
           } catch (error) {
             this.#stats.record(performance.now() - started, true);
+            if (this.#tracer?.recording()) traceStatement(this.#tracer, 'sqlite', this.alias, sql, performance.now() - started, error);
             throw error;
           }
         }),

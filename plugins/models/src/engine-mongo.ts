@@ -159,13 +159,28 @@ export class MongoEngine implements Engine {
     return doc ? this.#fromDoc(doc) : undefined;
   }
 
-  async select(conds: Cond[], order: OrderKey[] | undefined, after: unknown[] | undefined, limit: number): Promise<Row[]> {
+  select(conds: Cond[], order: OrderKey[] | undefined, after: unknown[] | undefined, limit: number): Promise<Row[]>;
+  select<T>(
+    conds: Cond[],
+    order: OrderKey[] | undefined,
+    after: unknown[] | undefined,
+    limit: number,
+    then: (rows: Row[]) => T,
+  ): Promise<T>;
+  async select<T>(
+    conds: Cond[],
+    order: OrderKey[] | undefined,
+    after: unknown[] | undefined,
+    limit: number,
+    then?: (rows: Row[]) => T,
+  ): Promise<Row[] | T> {
     let filter = this.#filter(conds);
     if (after && order) filter = conds.length ? { $and: [filter, this.#keyset(order, after)] } : this.#keyset(order, after);
     const sort: Record<string, 1 | -1> = {};
     for (const o of order ?? []) sort[this.#key(o.field.name)] = o.desc ? -1 : 1;
     const docs = await this.#run(() => this.#c.find(filter, { ...this.#session(), sort, limit }).toArray());
-    return docs.map((d) => this.#fromDoc(d));
+    const rows = docs.map((d) => this.#fromDoc(d));
+    return then ? then(rows) : rows;
   }
 
   /** `n` fresh ids from the counter (outside any transaction: ids are never reused, gaps are fine). */
@@ -188,6 +203,10 @@ export class MongoEngine implements Engine {
       r[this.#pk] = ids[i];
     });
     return records;
+  }
+
+  insertOne(record: Row): Promise<Row> {
+    return this.insert([record]).then((rows) => rows[0] as Row);
   }
 
   async insert(records: Row[]): Promise<Row[]> {

@@ -4,11 +4,12 @@
  * Every value is a bound parameter; identifiers come from the model definition only. The statements
  * of the hot paths (find, list, create, update by id, count) are compiled once per shape with
  * placeholder objects in place of the values, then re-run with the values swapped in: building and
- * compiling a Kysely query costs ~9 µs per find, more than the rest of the model layer together
- * (0.9 µs for a find, 1.7 µs for a create, 3.3 µs for a 20-row list, measured without a database).
+ * compiling a Kysely query costs ~9 µs per find, more than the rest of the model layer together.
  * Outside transactions a compiled statement goes to the adapter's `execute` fast path when it has
  * one (Kysely's executor layers cost another 10-20% of a raw driver call); inside, to the
- * transaction's Kysely.
+ * transaction's Kysely. find, select and a one-row insert are not async functions: each attaches one
+ * `then` (decode rows, map errors) to the driver's promise, as every extra promise layer and closure
+ * showed up in `npm run bench:models` as CPU per operation.
  */
 import type { SqlDb } from '@mega/adapters';
 import { isMegaError, MegaError } from '@mega/kernel';
@@ -24,6 +25,17 @@ import { type ValueMap, valueMap } from './values.js';
 /** A placeholder for the i-th value of a statement compiled once. */
 class Param {
   constructor(readonly i: number) {}
+}
+
+/** A statement compiled once, and where each of its parameters comes from. */
+interface Stmt {
+  readonly compiled: CompiledQuery;
+  /**
+   * Per parameter: the index of its value in a call's values, or -1 for a constant Kysely put there
+   * itself (`compiled.parameters[i]`). Null when parameter i is value i for every i, so a call's
+   * values array is bound as it is.
+   */
+  readonly slots: Int32Array | null;
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: the table map is the model's, checked by the model layer, not by Kysely's types.
@@ -46,8 +58,46 @@ function condsKey(conds: readonly Cond[]): string {
   return key;
 }
 
-const orderKey = (order: readonly OrderKey[] | undefined) =>
-  order ? order.map((o) => `${o.field.name}${o.desc ? '-' : '+'}`).join(',') : '';
+/** The statement shape of a select (what its cache key encodes), without the values. */
+interface SelectShape {
+  readonly conds: ReadonlyArray<{ field: Cond['field']; op: Cond['op']; n: unknown }>;
+  readonly order: readonly OrderKey[] | undefined;
+  readonly nAfter: number;
+  readonly stmt: Stmt;
+}
+
+/** What distinguishes shapes beyond field and operator: a list's length, IS NULL or IS NOT NULL. */
+const shapeArg = (c: Cond) => (c.op === 'in' ? (c.value as unknown[]).length : c.op === 'isNull' ? c.value : undefined);
+
+function sameShape(shape: SelectShape, conds: readonly Cond[], order: readonly OrderKey[] | undefined, nAfter: number): boolean {
+  if (shape.nAfter !== nAfter || shape.conds.length !== conds.length) return false;
+  if (shape.order !== order) {
+    if (!shape.order || !order || shape.order.length !== order.length) return false;
+    for (let i = 0; i < order.length; i++) {
+      const a = shape.order[i] as OrderKey;
+      const b = order[i] as OrderKey;
+      if (a.field !== b.field || a.desc !== b.desc) return false;
+    }
+  }
+  for (let i = 0; i < conds.length; i++) {
+    const a = shape.conds[i] as SelectShape['conds'][number];
+    const b = conds[i] as Cond;
+    if (a.field !== b.field || a.op !== b.op || a.n !== shapeArg(b)) return false;
+  }
+  return true;
+}
+
+/** Orderings are cached arrays (the default one per model): their keys are computed once. */
+const orderKeys = new WeakMap<readonly OrderKey[], string>();
+function orderKey(order: readonly OrderKey[] | undefined): string {
+  if (!order) return '';
+  let key = orderKeys.get(order);
+  if (key === undefined) {
+    key = order.map((o) => `${o.field.name}${o.desc ? '-' : '+'}`).join(',');
+    orderKeys.set(order, key);
+  }
+  return key;
+}
 
 export class SqlEngine implements Engine {
   readonly alias: string;
@@ -56,7 +106,13 @@ export class SqlEngine implements Engine {
   readonly #v: ValueMap;
   readonly #mysql: boolean;
   readonly #sqlite: boolean;
-  readonly #cache = new Map<string, CompiledQuery>();
+  readonly #cache = new Map<string | number, Stmt>();
+  readonly #inserts = new Map<string | number, Stmt>();
+  /** The previous select's shape and statement (see select). */
+  #lastSelect: SelectShape | undefined;
+  /** Each field's position in the model (insert shape keys), and its write conversion by position. */
+  readonly #fieldIndex: ReadonlyMap<string, number>;
+  readonly #writeAt: ReadonlyArray<((value: unknown) => unknown) | undefined>;
 
   constructor(m: CompiledModel, db: SqlDb) {
     this.alias = db.alias;
@@ -65,6 +121,8 @@ export class SqlEngine implements Engine {
     this.#v = valueMap(m, db.dialect);
     this.#mysql = db.dialect === 'mysql';
     this.#sqlite = db.dialect === 'sqlite';
+    this.#fieldIndex = new Map(m.fieldNames.map((name, i) => [name, i]));
+    this.#writeAt = m.fieldNames.map((name) => this.#v.writer(name));
   }
 
   /** The Kysely to run on: the open transaction's on this db, else the adapter's. */
@@ -82,31 +140,81 @@ export class SqlEngine implements Engine {
     values: unknown[],
     build: (k: Kysely<AnyDb>, v: V) => { compile(): CompiledQuery },
   ): Promise<QueryResult<Row>> {
-    let query: CompiledQuery;
-    if (key === undefined) query = build(this.#db.kysely(), (i) => values[i]).compile();
-    else {
-      let compiled = this.#cache.get(key);
-      if (!compiled) {
-        compiled = build(this.#db.kysely(), (i) => new Param(i)).compile();
-        if (this.#cache.size < MAX_CACHED) this.#cache.set(key, compiled);
-      }
-      const params = compiled.parameters;
-      const bound = new Array<unknown>(params.length);
-      for (let i = 0; i < params.length; i++) {
-        const p = params[i];
-        bound[i] = p instanceof Param ? values[p.i] : p;
-      }
-      query = { query: compiled.query, queryId: compiled.queryId, sql: compiled.sql, parameters: bound };
-    }
+    const query =
+      key === undefined
+        ? build(this.#db.kysely(), (i) => values[i]).compile()
+        : this.#bind(this.#cache.get(key) ?? this.#compile(key, build), values);
     try {
-      // Outside a transaction, the adapter's fast path when it has one (see SqlDb.execute).
-      const frame = currentTx(this.#db);
-      if (!frame && this.#db.execute) return (await this.#db.execute<Row>(query)) as QueryResult<Row>;
-      return (await (frame ? (frame.tx.kysely() as Kysely<AnyDb>) : this.#db.kysely<AnyDb>()).executeQuery(query)) as QueryResult<Row>;
+      return await this.#send(query);
     } catch (error) {
       throw this.#db.toMegaError(error);
     }
   }
+
+  /**
+   * Compiles the statement of shape `key` with placeholders, once (up to MAX_CACHED shapes per
+   * cache; one-row inserts have their own, keyed by column bit sets).
+   */
+  #compile(key: string | number, build: (k: Kysely<AnyDb>, v: V) => { compile(): CompiledQuery }, cache = this.#cache): Stmt {
+    const compiled = build(this.#db.kysely(), (i) => new Param(i)).compile();
+    const params = compiled.parameters;
+    const slots = new Int32Array(params.length);
+    let identity = true;
+    for (let i = 0; i < params.length; i++) {
+      const p = params[i];
+      slots[i] = p instanceof Param ? p.i : -1;
+      if (slots[i] !== i) identity = false;
+    }
+    const stmt: Stmt = { compiled, slots: identity ? null : slots };
+    if (cache.size < MAX_CACHED) cache.set(key, stmt);
+    return stmt;
+  }
+
+  /** The compiled statement with `values` in its placeholders' places. */
+  #bind(stmt: Stmt, values: unknown[]): CompiledQuery {
+    const c = stmt.compiled;
+    const n = c.parameters.length;
+    let bound: unknown[];
+    if (stmt.slots === null && values.length === n) bound = values;
+    else {
+      bound = new Array<unknown>(n);
+      for (let i = 0; i < n; i++) {
+        const slot = stmt.slots === null ? i : (stmt.slots[i] as number);
+        bound[i] = slot < 0 ? c.parameters[i] : values[slot];
+      }
+    }
+    return { query: c.query, queryId: c.queryId, sql: c.sql, parameters: bound };
+  }
+
+  /**
+   * Runs a compiled statement: outside a transaction on the adapter's fast path when it has one (see
+   * SqlDb.execute), else on the open transaction's Kysely or the adapter's. The driver's own promise:
+   * callers attach their decoding and {@link #fail} in one `then`.
+   */
+  #send(query: CompiledQuery): Promise<QueryResult<Row>> {
+    try {
+      const db = this.#db;
+      const frame = currentTx(db);
+      if (!frame && db.execute) return db.execute<Row>(query) as Promise<QueryResult<Row>>;
+      return (frame ? (frame.tx.kysely() as Kysely<AnyDb>) : db.kysely<AnyDb>()).executeQuery(query) as Promise<QueryResult<Row>>;
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** A driver error, as the adapter's typed MegaError (rejection handler). */
+  readonly #fail = (error: unknown): never => {
+    throw this.#db.toMegaError(error);
+  };
+
+  /** The rows of a result, normalised (resolution handler). */
+  readonly #rows = (res: QueryResult<Row>): Row[] => this.#read(res.rows);
+
+  /** The first row of a result, normalised, or undefined (resolution handler). */
+  readonly #first = (res: QueryResult<Row>): Row | undefined => {
+    const row = res.rows[0];
+    return row ? this.#v.read(row) : undefined;
+  };
 
   /** The values of `conds`, in the order #where consumes them. */
   #condValues(conds: readonly Cond[], into: unknown[]): void {
@@ -164,45 +272,74 @@ export class SqlEngine implements Engine {
   }
 
   #read(rows: Row[]): Row[] {
-    for (let i = 0; i < rows.length; i++) this.#v.read(rows[i] as Row);
-    return rows;
+    return this.#v.readRows(rows);
   }
 
-  async find(id: unknown): Promise<Row | undefined> {
-    const m = this.#m;
-    const res = await this.#exec('find', [this.#v.write(m.pk.name, id)], (k, v) =>
-      k.selectFrom(m.table).selectAll().where(m.pk.name, '=', v(0)),
-    );
-    const row = res.rows[0];
-    return row ? this.#v.read(row) : undefined;
+  /** Not async (see the file comment): a synchronous throw here becomes the caller's rejection (ModelImpl). */
+  find(id: unknown): Promise<Row | undefined> {
+    const stmt =
+      this.#cache.get('find') ?? this.#compile('find', (k, v) => k.selectFrom(this.#m.table).selectAll().where(this.#m.pk.name, '=', v(0)));
+    return this.#send(this.#bind(stmt, [this.#v.write(this.#m.pk.name, id)])).then(this.#first, this.#fail);
   }
 
-  async select(conds: Cond[], order: OrderKey[] | undefined, after: unknown[] | undefined, limit: number): Promise<Row[]> {
-    const m = this.#m;
+  select(conds: Cond[], order: OrderKey[] | undefined, after: unknown[] | undefined, limit: number): Promise<Row[]>;
+  select<T>(
+    conds: Cond[],
+    order: OrderKey[] | undefined,
+    after: unknown[] | undefined,
+    limit: number,
+    then: (rows: Row[]) => T,
+  ): Promise<T>;
+  select<T>(
+    conds: Cond[],
+    order: OrderKey[] | undefined,
+    after: unknown[] | undefined,
+    limit: number,
+    then?: (rows: Row[]) => T,
+  ): Promise<Row[] | T> {
     const values: unknown[] = [];
     this.#condValues(conds, values);
     const nConds = values.length;
     if (after && order) for (let j = 0; j < order.length; j++) values.push(this.#v.write((order[j] as OrderKey).field.name, after[j]));
     const nAfter = values.length - nConds;
     values.push(limit);
-    const key = `s|${condsKey(conds)}|${orderKey(order)}|${nAfter}`;
-    const res = await this.#exec(key, values, (k, v) => {
-      let q = k.selectFrom(m.table).selectAll();
-      if (conds.length) q = q.where((eb) => this.#where(eb, conds, v, 0));
-      if (nAfter && order) q = q.where((eb) => this.#keyset(eb, order, v, nConds));
-      for (const o of order ?? []) q = q.orderBy(o.field.name, o.desc ? 'desc' : 'asc');
-      return q.limit(v(values.length - 1) as number);
-    });
-    return this.#read(res.rows);
+    // The shape of the previous select is often this one's (a list endpoint): reused without building its key.
+    const last = this.#lastSelect;
+    let stmt = last && sameShape(last, conds, order, nAfter) ? last.stmt : undefined;
+    if (!stmt) {
+      const key = `s|${condsKey(conds)}|${orderKey(order)}|${nAfter}`;
+      stmt =
+        this.#cache.get(key) ??
+        this.#compile(key, (k, v) => {
+          let q = k.selectFrom(this.#m.table).selectAll();
+          if (conds.length) q = q.where((eb) => this.#where(eb, conds, v, 0));
+          if (nAfter && order) q = q.where((eb) => this.#keyset(eb, order, v, nConds));
+          for (const o of order ?? []) q = q.orderBy(o.field.name, o.desc ? 'desc' : 'asc');
+          return q.limit(v(values.length - 1) as number);
+        });
+      this.#lastSelect = { conds: conds.map((c) => ({ field: c.field, op: c.op, n: shapeArg(c) })), order, nAfter, stmt };
+    }
+    const rows: (res: QueryResult<Row>) => Row[] | T = then ? (res) => then(this.#read(res.rows)) : this.#rows;
+    return this.#send(this.#bind(stmt, values)).then(rows, this.#fail);
   }
 
-  async insert(records: Row[]): Promise<Row[]> {
+  insert(records: Row[]): Promise<Row[]> {
+    if (!this.#mysql && records.length === 1) return this.#insertOne(records[0] as Row, true).then(this.#rows, this.#fail);
+    return this.#insertRows(records);
+  }
+
+  insertOne(record: Row): Promise<Row> {
+    if (this.#mysql) return this.#insertRows([record]).then((rows) => rows[0] as Row);
+    return this.#insertOne(record, true).then(this.#first, this.#fail) as Promise<Row>;
+  }
+
+  async #insertRows(records: Row[]): Promise<Row[]> {
     const m = this.#m;
     const pk = m.pk.name;
     if (this.#mysql) {
       // MySQL has no INSERT ... RETURNING: insert, then read back by the key (insertId for auto-increment).
       const one = async (record: Row) => {
-        const res = await this.#insertOne(record, false);
+        const res = await this.#insertOne(record, false).then(undefined, this.#fail);
         const id = record[pk] ?? (res.insertId === undefined ? undefined : Number(res.insertId));
         const row = id === undefined ? undefined : await this.find(id);
         if (!row)
@@ -216,7 +353,6 @@ export class SqlEngine implements Engine {
         return rows;
       });
     }
-    if (records.length === 1) return this.#read((await this.#insertOne(records[0] as Row, true)).rows);
     const converted = records.map((r) => this.#v.writeRecord({ ...r }));
     const res = await this.#exec(undefined, [], (k) => k.insertInto(m.table).values(converted).returningAll());
     const rows = this.#read(res.rows);
@@ -228,14 +364,38 @@ export class SqlEngine implements Engine {
     return rows.sort((a, b) => (a[pk] as number) - (b[pk] as number));
   }
 
+  /** The driver's promise, errors unmapped: callers attach {@link #fail}. */
   #insertOne(record: Row, returning: boolean): Promise<QueryResult<Row>> {
-    const m = this.#m;
     const cols = Object.keys(record);
-    const values = cols.map((c) => this.#v.write(c, record[c]));
-    return this.#exec(`i|${returning ? 'r' : ''}|${cols.join(',')}`, values, (k, v) => {
-      const q = k.insertInto(m.table).values(Object.fromEntries(cols.map((c, i) => [c, v(i)])));
-      return returning ? q.returningAll() : q;
-    });
+    const values = new Array<unknown>(cols.length);
+    // The shape's key: the columns as a bit set over the model's fields when they come in field
+    // order (records made by the model always do), else their names.
+    let mask = returning ? 1 : 0;
+    let last = -1;
+    for (let i = 0; i < cols.length; i++) {
+      const c = cols[i] as string;
+      const at = this.#fieldIndex.get(c);
+      // As #v.write(c, value), with the field's position known.
+      const value = record[c];
+      const write = at === undefined ? undefined : this.#writeAt[at];
+      values[i] = write === undefined || value === null || value === undefined ? value : write(value);
+      if (mask >= 0 && at !== undefined && at > last && at < 30) {
+        mask |= 2 << at;
+        last = at;
+      } else mask = -1;
+    }
+    const key = mask >= 0 ? mask : `i|${returning ? 'r' : ''}|${cols.join(',')}`;
+    const stmt =
+      this.#inserts.get(key) ??
+      this.#compile(
+        key,
+        (k, v) => {
+          const q = k.insertInto(this.#m.table).values(Object.fromEntries(cols.map((c, i) => [c, v(i)])));
+          return returning ? q.returningAll() : q;
+        },
+        this.#inserts,
+      );
+    return this.#send(this.#bind(stmt, values));
   }
 
   async updateById(id: unknown, patch: Row): Promise<Row | undefined> {

@@ -13,10 +13,22 @@ export interface Engine {
   /** The db alias. */
   readonly alias: string;
   find(id: unknown): Promise<Row | undefined>;
-  /** Rows matching `conds`, ordered, after the keyset position `after` (values of `order`), at most `limit`. */
+  /**
+   * Rows matching `conds`, ordered, after the keyset position `after` (values of `order`), at most
+   * `limit`; with `then`, what it makes of them, in the same step (list's page: a promise less).
+   */
   select(conds: Cond[], order: OrderKey[] | undefined, after: unknown[] | undefined, limit: number): Promise<Row[]>;
+  select<T>(
+    conds: Cond[],
+    order: OrderKey[] | undefined,
+    after: unknown[] | undefined,
+    limit: number,
+    then: (rows: Row[]) => T,
+  ): Promise<T>;
   /** Full records (defaults filled, model value space); resolves with the stored rows in the same order. */
   insert(records: Row[]): Promise<Row[]>;
+  /** `insert([record])`, resolving with the one stored row (create's path: a promise less on SQL). */
+  insertOne(record: Row): Promise<Row>;
   updateById(id: unknown, values: Row): Promise<Row | undefined>;
   updateWhere(conds: Cond[], values: Row): Promise<number>;
   deleteById(id: unknown): Promise<boolean>;

@@ -84,34 +84,84 @@ function writerFor(f: FieldInfo, backend: Backend): Convert | undefined {
   }
 }
 
+/**
+ * Readers that leave a value of one type as it is (and only that type): on PostgreSQL every value of
+ * a result column has the same JS type (pg and PGlite parse by the column's type OID), so when a
+ * column's first non-null value has it, the whole column needs nothing. Not used for SQLite (a
+ * column may hold values of any type) nor MySQL (mysql2 returns big integers and decimals as
+ * numbers or strings by size).
+ */
+const KEEPS = new Map<Convert, (v: unknown) => boolean>([
+  [toNum, (v) => typeof v === 'number'],
+  [toStr, (v) => typeof v === 'string'],
+  [toBool, (v) => typeof v === 'boolean'],
+  [toDate, (v) => v instanceof Date],
+]);
+
 export interface ValueMap {
-  /** Rows from the driver, normalised in place. */
+  /** A row from the driver, normalised in place. */
   read(row: Record<string, unknown>): Record<string, unknown>;
+  /** The rows of one result, normalised in place. */
+  readRows(rows: Record<string, unknown>[]): Record<string, unknown>[];
   /** One value of `field` to bind (writes and where operands). */
   write(field: string, value: unknown): unknown;
+  /** The conversion `write` applies to non-null values of `field`, if any (callers that index fields). */
+  writer(field: string): Convert | undefined;
   /** A record to insert/update, converted in place. */
   writeRecord(record: Record<string, unknown>): Record<string, unknown>;
 }
 
 export function valueMap(m: CompiledModel, backend: Backend): ValueMap {
-  const readers: Array<[string, Convert]> = [];
+  // Parallel arrays rather than [name, fn] pairs: `read` runs for every row of every result.
+  const readNames: string[] = [];
+  const readFns: Convert[] = [];
   const writers = new Map<string, Convert>();
   for (const f of m.fields.values()) {
     const r = readerFor(f, backend);
-    if (r) readers.push([f.name, r]);
+    if (r) {
+      readNames.push(f.name);
+      readFns.push(r);
+    }
     const w = writerFor(f, backend);
     if (w) writers.set(f.name, w);
   }
   const writerList = [...writers];
+  const nRead = readNames.length;
+  const keeps = readFns.map((fn) => (backend === 'postgres' ? KEEPS.get(fn) : undefined));
+  const read = (row: Record<string, unknown>) => {
+    for (let i = 0; i < nRead; i++) {
+      const name = readNames[i] as string;
+      const v = row[name];
+      if (v !== null && v !== undefined) row[name] = (readFns[i] as Convert)(v);
+    }
+    return row;
+  };
   return {
-    read(row) {
-      for (let i = 0; i < readers.length; i++) {
-        const [name, fn] = readers[i] as [string, Convert];
-        const v = row[name];
-        if (v !== null && v !== undefined) row[name] = fn(v);
+    read,
+    readRows(rows) {
+      if (rows.length < 2) {
+        if (rows.length === 1) read(rows[0] as Record<string, unknown>);
+        return rows;
       }
-      return row;
+      // Column by column: a column whose type already is the model's is skipped (see KEEPS).
+      for (let i = 0; i < nRead; i++) {
+        const name = readNames[i] as string;
+        const fn = readFns[i] as Convert;
+        const keep = keeps[i];
+        let r = 0;
+        if (keep) {
+          while (r < rows.length && ((rows[r] as Record<string, unknown>)[name] ?? null) === null) r++;
+          if (r === rows.length || keep((rows[r] as Record<string, unknown>)[name])) continue;
+        }
+        for (; r < rows.length; r++) {
+          const row = rows[r] as Record<string, unknown>;
+          const v = row[name];
+          if (v !== null && v !== undefined) row[name] = fn(v);
+        }
+      }
+      return rows;
     },
+    writer: (field) => writers.get(field),
     write(field, value) {
       if (value === null || value === undefined) return value;
       const fn = writers.get(field);
