@@ -92,7 +92,7 @@ const INT32 = { minimum: -2147483648, maximum: 2147483647 };
 function valueSchema(f: FieldDraft, mode: 'write' | 'row'): TSchema {
   switch (f.type) {
     case 'id':
-      return Type.Integer({ minimum: 1 });
+      return Type.Integer({ minimum: 1, maximum: 2147483647 });
     case 'uuid':
       return Type.String({ pattern: UUID });
     case 'string':

@@ -43,9 +43,12 @@ const NOT = Symbol('not a value');
 export function operand(f: FieldInfo, v: unknown): unknown {
   switch (f.type) {
     case 'id':
-    case 'integer':
-      if (typeof v === 'number') return Number.isSafeInteger(v) ? v : NOT;
-      return typeof v === 'string' && INTEGER.test(v) ? Number(v) : NOT;
+    case 'integer': {
+      // 32-bit columns (serial / integer / INT): a value outside that range could never match a row
+      // and would make the database answer with an error instead of nothing.
+      const n = typeof v === 'number' ? v : typeof v === 'string' && INTEGER.test(v) ? Number(v) : Number.NaN;
+      return Number.isInteger(n) && n >= -2147483648 && n <= 2147483647 ? n : NOT;
+    }
     case 'float':
       if (typeof v === 'number') return Number.isFinite(v) ? v : NOT;
       return typeof v === 'string' && DECIMAL.test(v) ? Number(v) : NOT;

@@ -243,6 +243,10 @@ describe('where clauses from untrusted input', () => {
     bad('not base64 at all!');
     bad(Buffer.from('[1,2').toString('base64url'));
     bad(Buffer.from(JSON.stringify([JSON.parse(Buffer.from(token, 'base64url').toString())[0], 'yesterday', 7])).toString('base64url'));
+    // An id outside the 32-bit column range is refused here, not left for the database to fail on (500).
+    const signature = JSON.parse(Buffer.from(token, 'base64url').toString())[0];
+    bad(Buffer.from(JSON.stringify([signature, at.toISOString(), 3_000_000_000])).toString('base64url'));
+    bad(Buffer.from(JSON.stringify([signature, at.toISOString(), '3000000000'])).toString('base64url'));
     bad(
       Buffer.from(JSON.stringify([JSON.parse(Buffer.from(token, 'base64url').toString())[0], at.toISOString(), { $gt: 0 }])).toString(
         'base64url',
