@@ -4,7 +4,7 @@
  * Payloads travel as JSON on every driver (the memory driver too), so code that works in
  * development behaves the same on NATS.
  */
-import type { MegaTracer, OpStatsSnapshot } from '@mega/adapters';
+import type { MegaTracer, OpStatsSnapshot, TraceAttributes, TraceCarrier } from '@mega/adapters';
 import { OpStats } from '@mega/adapters';
 import type { Logger } from '@mega/kernel';
 import { isMegaError, MegaError } from '@mega/kernel';
@@ -60,6 +60,8 @@ export class Bus {
   readonly #stats = new OpStats();
   /** Validated event name -> full subject (emit is a hot path; names repeat). */
   readonly #subjects = new Map<string, string>();
+  /** Event name -> span attributes (made once per name; the tracer copies what it keeps). */
+  readonly #spanAttrs = new Map<string, TraceAttributes>();
   #emitted = 0;
   #emitErrors = 0;
   #received = 0;
@@ -95,14 +97,18 @@ export class Bus {
    */
   emit(event: string, payload?: unknown): Promise<void> {
     const tracer = this.#tracer;
-    if (tracer) return tracer.run(`bus.publish ${event}`, 'producer', this.#spanAttributes(event), () => this.#emit(event, payload));
-    return this.#emit(event, payload);
+    if (tracer) {
+      return tracer.run(`bus.publish ${event}`, 'producer', this.#spanAttributes(event), () =>
+        this.#emit(event, payload, this.#carrier(tracer)),
+      );
+    }
+    return this.#emit(event, payload, undefined);
   }
 
-  #emit(event: string, payload: unknown): Promise<void> {
+  #emit(event: string, payload: unknown, trace: TraceCarrier | undefined): Promise<void> {
     let sent: void | Promise<void>;
     try {
-      sent = this.#transport.publish(this.#subjects.get(event) ?? this.#subject(event, false), encode(payload, event));
+      sent = this.#transport.publish(this.#subjects.get(event) ?? this.#subject(event, false), encode(payload, event), trace);
     } catch (error) {
       this.#emitErrors++;
       return Promise.reject(error);
@@ -123,13 +129,21 @@ export class Bus {
     // An exact subscription hands every message the same (frozen) meta.
     const fixed: MessageMeta | undefined = hasWildcard(event) ? undefined : Object.freeze({ event, subject: full });
     const tracer = this.#tracer;
-    const off = this.#transport.subscribe(full, (data, subject, respond) => {
+    const off = this.#transport.subscribe(full, (data, subject, respond, trace) => {
       this.#received++;
       const meta = fixed ?? { event: subject.slice(prefixLength), subject };
       let result: unknown;
       try {
+        // A message from another process continues its sender's trace (`trace`, from its headers);
+        // in-process delivery already runs in the sender's context.
         result = tracer
-          ? tracer.run(`bus.handle ${meta.event}`, 'consumer', this.#spanAttributes(meta.event), () => handler(JSON.parse(data) as T, meta))
+          ? tracer.run(
+              `bus.handle ${meta.event}`,
+              'consumer',
+              this.#spanAttributes(meta.event),
+              () => handler(JSON.parse(data) as T, meta),
+              trace,
+            )
           : handler(JSON.parse(data) as T, meta);
       } catch (error) {
         this.#failed(error, meta, respond);
@@ -161,19 +175,21 @@ export class Bus {
   request<R = unknown>(event: string, payload?: unknown, options: RequestOptions = {}): Promise<R> {
     const tracer = this.#tracer;
     if (tracer) {
-      return tracer.run(`bus.request ${event}`, 'client', this.#spanAttributes(event), () => this.#request<R>(event, payload, options));
+      return tracer.run(`bus.request ${event}`, 'client', this.#spanAttributes(event), () =>
+        this.#request<R>(event, payload, options, this.#carrier(tracer)),
+      );
     }
-    return this.#request<R>(event, payload, options);
+    return this.#request<R>(event, payload, options, undefined);
   }
 
-  async #request<R>(event: string, payload: unknown, options: RequestOptions): Promise<R> {
+  async #request<R>(event: string, payload: unknown, options: RequestOptions, trace: TraceCarrier | undefined): Promise<R> {
     const subject = this.#subjects.get(event) ?? this.#subject(event, false);
     const timeout = options.timeout ?? this.#timeoutMs;
     this.#requests++;
     const started = performance.now();
     let envelope: ReplyEnvelope;
     try {
-      envelope = JSON.parse(await this.#transport.request(subject, encode(payload, event), timeout)) as ReplyEnvelope;
+      envelope = JSON.parse(await this.#transport.request(subject, encode(payload, event), timeout, trace)) as ReplyEnvelope;
     } catch (error) {
       this.#stats.record(performance.now() - started, true);
       throw error;
@@ -201,8 +217,23 @@ export class Bus {
     };
   }
 
-  #spanAttributes(event: string): Record<string, string> {
-    return { 'messaging.system': this.#transport.driver, 'messaging.destination.name': this.prefix + event, 'mega.bus.event': event };
+  #spanAttributes(event: string): TraceAttributes {
+    let attrs = this.#spanAttrs.get(event);
+    if (attrs === undefined) {
+      attrs = { 'messaging.system': this.#transport.driver, 'messaging.destination.name': this.prefix + event, 'mega.bus.event': event };
+      // Event names come from code, but wildcard handlers see whatever is published: bounded.
+      if (this.#spanAttrs.size >= 10_000) this.#spanAttrs.clear();
+      this.#spanAttrs.set(event, attrs);
+    }
+    return attrs;
+  }
+
+  /** The active trace context for a transport that crosses processes (message headers); none in-process. */
+  #carrier(tracer: MegaTracer): TraceCarrier | undefined {
+    if (!this.#transport.carriesTrace) return undefined;
+    const carrier: TraceCarrier = {};
+    tracer.inject(carrier);
+    return carrier.traceparent ? carrier : undefined;
   }
 
   #subject(event: string, wildcards: boolean): string {

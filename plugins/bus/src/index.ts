@@ -87,7 +87,7 @@ export default definePlugin({
   setup(api) {
     const tracer = api.has('tracing') ? api.use<MegaTracer>('tracing') : undefined;
     const nats = new AdapterSet<NatsTransport>({ kind: 'buses', preferred: 'default', label: 'bus' })
-      .addDeclared(api, (alias, declaration) => new NatsTransport(alias, declaration, api.log))
+      .addDeclared(api, (alias, declaration) => new NatsTransport(alias, declaration, api.log, { traced: tracer !== undefined }))
       .attach(api);
     api.provide('nats', {
       get aliases() {

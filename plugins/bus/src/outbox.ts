@@ -16,7 +16,7 @@
  * in that window a subscriber may see it twice (at-least-once for confirmed messages, in order).
  */
 import { type MegaError, UnavailableError } from '@mega/kernel';
-import type { NatsConnection } from '@nats-io/transport-node';
+import type { MsgHdrs, NatsConnection } from '@nats-io/transport-node';
 
 export interface OutboxOptions {
   /** Messages held while disconnected (unconfirmed ones included). Default 10,000. */
@@ -50,6 +50,8 @@ export interface OutboxStats {
 interface Entry {
   subject: string;
   data: string | Uint8Array;
+  /** Message headers (the sender's trace context), sent again with a re-sent message. */
+  headers: MsgHdrs | undefined;
   size: number;
   seq: number;
   sent: boolean;
@@ -120,7 +122,7 @@ export class NatsOutbox {
   }
 
   /** Resolves once the server confirmed the message; see the module comment for the guarantee. */
-  publish(subject: string, data: string | Uint8Array): Promise<void> {
+  publish(subject: string, data: string | Uint8Array, headers?: MsgHdrs): Promise<void> {
     if (this.#closed) return this.#refuse(`${this.#options.label}: closed`);
     const size = (typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength) + subject.length;
     const pending = this.#queue.length - this.#head;
@@ -131,7 +133,7 @@ export class NatsOutbox {
       this.#options.onOverflow?.(error);
       return this.#handled(error);
     }
-    const entry: Entry = { subject, data, size, seq: ++this.#seq, sent: false };
+    const entry: Entry = { subject, data, headers, size, seq: ++this.#seq, sent: false };
     this.#queue.push(entry);
     this.#bytes += size;
     if (this.#up) this.#send(entry);
@@ -189,7 +191,7 @@ export class NatsOutbox {
 
   #send(entry: Entry): void {
     try {
-      this.#nc.publish(entry.subject, entry.data);
+      this.#nc.publish(entry.subject, entry.data, entry.headers ? { headers: entry.headers } : undefined);
       entry.sent = true;
       if (entry.seq > this.#sentBefore) this.#sentBefore = entry.seq;
     } catch {

@@ -12,7 +12,16 @@ import { matches } from './subjects.js';
 export const BUS_CHANNEL = 'mega:bus';
 
 /** Any worker message on the channel (the worker side is `ClusterTransport`). */
-type BusMessage = { type: typeof BUS_CHANNEL; op: string; subject?: string; data?: string; rid?: number; to?: number };
+type BusMessage = {
+  type: typeof BUS_CHANNEL;
+  op: string;
+  subject?: string;
+  data?: string;
+  rid?: number;
+  to?: number;
+  /** W3C trace context of the sender (@mega/tracing), passed on as it is. */
+  trace?: Record<string, string>;
+};
 
 export function createBusRelay(): PrimaryHandler {
   const subs = new Map<PrimaryWorker, Map<string, number>>();
@@ -39,7 +48,14 @@ export function createBusRelay(): PrimaryHandler {
           for (const pattern of patterns.keys()) {
             if (!matches(pattern, subject)) continue;
             delivered++;
-            send(w, { type: BUS_CHANNEL, op: 'msg', subject, data, ...(msg.rid === undefined ? {} : { rid: msg.rid, from: worker.id }) });
+            send(w, {
+              type: BUS_CHANNEL,
+              op: 'msg',
+              subject,
+              data,
+              ...(msg.rid === undefined ? {} : { rid: msg.rid, from: worker.id }),
+              ...(msg.trace === undefined ? {} : { trace: msg.trace }),
+            });
             break;
           }
         }

@@ -5,7 +5,7 @@
  * request starts; requests made outside a traced context get neither span nor header.
  */
 import diagnostics from 'node:diagnostics_channel';
-import type { Span } from '@opentelemetry/api';
+import type { Attributes, Span } from '@opentelemetry/api';
 import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { isTracingSuppressed } from '@opentelemetry/core';
 import { carrierOf, failSpan, ownerOf } from './tracer.js';
@@ -40,19 +40,16 @@ const onCreate = (message: unknown): void => {
   } catch {
     host = undefined;
   }
-  const span = owner.otel.startSpan(
-    request.method,
-    {
-      kind: SpanKind.CLIENT,
-      attributes: {
-        'http.request.method': request.method,
-        // No query string: it may carry tokens.
-        'url.full': `${host ? host.origin : origin}${q === -1 ? request.path : request.path.slice(0, q)}`,
-        ...(host ? { 'server.address': host.hostname, 'server.port': Number(host.port) || (host.protocol === 'https:' ? 443 : 80) } : {}),
-      },
-    },
-    active,
-  );
+  const attributes: Attributes = {
+    'http.request.method': request.method,
+    // No query string: it may carry tokens.
+    'url.full': `${host ? host.origin : origin}${q === -1 ? request.path : request.path.slice(0, q)}`,
+  };
+  if (host) {
+    attributes['server.address'] = host.hostname;
+    attributes['server.port'] = Number(host.port) || (host.protocol === 'https:' ? 443 : 80);
+  }
+  const span = owner.recorded(request.method, SpanKind.CLIENT, attributes, parent.spanContext());
   spans.set(request, span);
   const carrier = carrierOf(owner.activate(active, span));
   for (const key in carrier) request.addHeader(key, carrier[key] as string);

@@ -2,29 +2,39 @@
  * HTTP and WebSocket spans, from outside @mega/http and @mega/ws:
  * - the kernel `route` hook names each route's span once, at registration (`GET /users/:id`), and
  *   wraps each WebSocket channel class so its message handlers and `onConnect` run in spans;
- * - Fastify hooks on the http service's instance start the server span on arrival (child of a
- *   valid inbound `traceparent`, else a new root), run the whole request (middleware, body parsing,
- *   handler) with it active, and end it with the status.
+ * - one root Fastify `onRequest` hook starts the server span of every request (app routes, routes
+ *   plugins add to Fastify directly, static files, and requests matching no route, named
+ *   `GET __unmatched__`): child of a valid inbound `traceparent`, else a new root, sampled or not;
+ *   the rest of the request (middleware, handler) runs with it active, and it ends with the status.
+ *
+ * Cost per request (see the README's Cost section for the measurements): a sampled-out request
+ * pays one hook call, a random number, an `Unsampled` span and one AsyncLocalStorage scope. Only a
+ * recorded one looks its route up (Fastify's `routeOptions` getter), builds attributes and listens
+ * for the response's `close`.
  */
 import type { IncomingMessage } from 'node:http';
 import { isMegaError, type RouteDefinition } from '@mega/kernel';
 import type { Attributes, Context, Span } from '@opentelemetry/api';
-import { context, SpanStatusCode } from '@opentelemetry/api';
+import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
+import { Recorded, scopeOf, Unsampled } from './spans.js';
 import type { Tracing } from './tracer.js';
-import { failSpan } from './tracer.js';
+import { failSpan, sampled } from './tracer.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
-    /** The request's server span (@mega/tracing). */
-    megaSpan: Span | null;
+    /** The context the request runs in, holding its server span (@mega/tracing). */
+    megaTrace: Context | null;
   }
 }
 
 /** The `meta` key under which the `route` tap stores a route's span naming. */
 export const SPAN_META = 'tracing';
+/** The route of requests that matched none (404s, scanners): a path never becomes a span name. */
+export const UNMATCHED = '__unmatched__';
 
 interface RouteSpan {
+  readonly method: string;
   readonly name: string;
   readonly route: string;
   readonly app: string;
@@ -44,9 +54,10 @@ interface Connect {
 }
 
 const BODYLESS = new Set(['GET', 'HEAD', 'OPTIONS']);
-const NO_HEADERS: Record<string, string> = {};
 /** The method names @mega/ws dispatches messages to (its DOTTED_TYPE). */
 const MESSAGE_TYPE = /^[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+$/;
+/** Error codes of security rejections that do not annotate the span themselves (@mega/asp's HTTP checks). */
+const SECURITY_CODE = /^asp\./;
 
 /** Minimal view of @mega/ws (an optional peer): the connection of a handler call and close events. */
 interface WsConnectionLike {
@@ -71,20 +82,61 @@ export class HttpTracing {
   route(def: RouteDefinition): RouteDefinition {
     const ws = def.kind === 'ws';
     if (def.kind !== 'http' && !ws) return def;
-    const span: RouteSpan = { name: ws ? `WS ${def.path}` : `${def.method} ${def.path}`, route: def.path, app: def.app.name, ws };
+    const method = ws ? 'GET' : def.method;
+    const span: RouteSpan = { method, name: ws ? `WS ${def.path}` : `${def.method} ${def.path}`, route: def.path, app: def.app.name, ws };
     def.meta[SPAN_META] = span;
     if (ws && typeof def.handler === 'function') def.handler = this.#channel(def.handler as ChannelClass, def.path);
     return def;
   }
 
   /**
-   * Instruments every route added to the http service's Fastify instance from now on (boot, before
-   * routes are frozen): each gets its own onRequest / onError / onResponse hooks with its span name
-   * and attributes fixed once, so a request pays no route lookup. Requests that match no route are
-   * not traced.
+   * Instruments the http service's Fastify instance (boot, before routes are frozen): the root
+   * `onRequest` and `onError` hooks every route and the not-found handler run, and, through
+   * `onRoute`, a `preValidation` hook on routes that take a body (to re-enter the span's context
+   * after the body was read) and the WebSocket routes' connect-span hooks.
    */
   attach(fastify: FastifyInstance): void {
-    fastify.decorateRequest('megaSpan', null);
+    const tracing = this.tracing;
+    fastify.decorateRequest('megaTrace', null);
+    fastify.addHook('onRequest', (req: FastifyRequest, reply: FastifyReply, done: () => void): void => {
+      const parent = tracing.parentOf(req.headers);
+      let span: Span;
+      if (!tracing.decide(parent)) span = new Unsampled(parent);
+      else {
+        const opts = req.routeOptions;
+        const meta = (opts.config as MegaRouteConfig | undefined)?.mega?.meta?.[SPAN_META] as RouteSpan | undefined;
+        const route = meta?.route ?? opts.url;
+        const name =
+          route === undefined ? `${req.method} ${UNMATCHED}` : meta?.method === req.method ? meta.name : `${req.method} ${route}`;
+        const url = req.url;
+        const q = url.indexOf('?');
+        const attributes: Attributes = { 'http.request.method': req.method };
+        if (route !== undefined) attributes['http.route'] = route;
+        attributes['url.path'] = q === -1 ? url : url.slice(0, q);
+        if (meta) attributes['mega.app'] = meta.app;
+        attributes['mega.request_id'] = req.id;
+        const recorded = tracing.recorded(name, SpanKind.SERVER, attributes, parent);
+        span = recorded;
+        // Ended from the response's own 'close' (sent, or the client went away) rather than a Fastify
+        // onResponse hook, which every request would pay for. A WebSocket upgrade's span ends with
+        // its onConnect instead (its response is hijacked).
+        if (!meta?.ws) reply.raw.on('close', () => endHttp(recorded, reply));
+      }
+      const ctx = scopeOf(span);
+      req.megaTrace = ctx;
+      context.with(ctx, done);
+    });
+    fastify.addHook('onError', (req: FastifyRequest, _reply: FastifyReply, error: Error, done: () => void): void => {
+      const span = req.megaTrace ? trace.getSpan(req.megaTrace) : undefined;
+      if (span instanceof Recorded) {
+        // Client errors are the client's: only 5xx (and non-Mega errors, which become 500) fail the span.
+        if (isMegaError(error) && error.status < 500) {
+          span.set('mega.error.code', error.code);
+          if (SECURITY_CODE.test(error.code)) span.set('mega.security.reason', error.code);
+        } else failSpan(span, error);
+      }
+      done();
+    });
     fastify.addHook('onRoute', (route) => this.#instrument(route));
   }
 
@@ -101,52 +153,31 @@ export class HttpTracing {
 
   #instrument(route: RouteOptions): void {
     const meta = (route.config as MegaRouteConfig | undefined)?.mega?.meta?.[SPAN_META] as RouteSpan | undefined;
-    const method = Array.isArray(route.method) ? route.method.join(',') : String(route.method);
-    const name = meta?.name ?? `${method} ${route.url}`;
-    const routeAttr = meta?.route ?? route.url;
-    const app = meta?.app;
-    // Called only for spans that may be recorded: sampled-out requests build no attributes.
-    const attrs = (req: FastifyRequest): Attributes => {
-      const q = req.url.indexOf('?');
-      return {
-        'http.request.method': req.method,
-        'http.route': routeAttr,
-        'url.path': q === -1 ? req.url : req.url.slice(0, q),
-        'mega.app': app,
-        'mega.request_id': req.id,
-      };
+    if (meta?.ws) {
+      this.#instrumentWs(route);
+      return;
+    }
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    if (methods.every((m) => BODYLESS.has(String(m)))) return;
+    // Body chunks arrive on the socket's own async context, so body parsing ends outside the span:
+    // validation, middleware and the handler re-enter it here (one hook, body routes only).
+    const reenter = (req: FastifyRequest, _reply: FastifyReply, done: () => void): void => {
+      const ctx = req.megaTrace;
+      if (ctx) context.with(ctx, done);
+      else done();
     };
-    const tracing = this.tracing;
+    route.preValidation = [reenter, ...hooks(route.preValidation)] as RouteOptions['preValidation'];
+  }
+
+  /** A WebSocket route: its connect span stays open until `onConnect` settles, or ends with a refusal over HTTP. */
+  #instrumentWs(route: RouteOptions): void {
     const connects = this.#connects;
-    const ws = meta?.ws === true;
-    const onRequest = (req: FastifyRequest, reply: FastifyReply, done: () => void): void => {
-      const { span, ctx } = tracing.serverSpan(name, req.headers, attrs, req);
-      if (span.isRecording()) {
-        req.megaSpan = span;
-        // Ended from the response's own 'close' (sent, or the client went away) rather than a Fastify
-        // onResponse hook, which every request would pay for, sampled or not.
-        if (!ws) reply.raw.once('close', () => endHttp(span, reply));
-      }
-      if (ws) connects.set(req.raw, { span, ctx, open: true });
-      // Body chunks arrive on the socket's own async context: bind the request stream so the parser's
-      // listeners (and everything after them: validation, middleware, the handler) run in the span.
-      else if (!BODYLESS.has(req.method)) context.bind(ctx, req.raw);
-      context.with(ctx, done);
-    };
-    const onError = (req: FastifyRequest, _reply: FastifyReply, error: Error, done: () => void): void => {
-      const span = req.megaSpan;
-      if (span) {
-        // Client errors are the client's: only 5xx (and non-Mega errors, which become 500) fail the span.
-        if (isMegaError(error) && error.status < 500) span.setAttribute('mega.error.code', error.code);
-        else failSpan(span, error);
-      }
+    const onRequest = (req: FastifyRequest, _reply: FastifyReply, done: () => void): void => {
+      const ctx = req.megaTrace;
+      const span = ctx ? trace.getSpan(ctx) : undefined;
+      if (ctx && span) connects.set(req.raw, { span, ctx, open: true });
       done();
     };
-    // First among the route's own hooks: the app's `request` phase (rate limits, CORS) runs in the span.
-    route.onRequest = [onRequest, ...hooks(route.onRequest)] as RouteOptions['onRequest'];
-    route.onError = [...hooks(route.onError), onError] as RouteOptions['onError'];
-    if (!ws) return;
-    // A WebSocket upgrade refused over HTTP ends its connect span here (a hijacked one never responds).
     const onResponse = (req: FastifyRequest, reply: FastifyReply, done: () => void): void => {
       const c = connects.get(req.raw);
       if (c) {
@@ -156,6 +187,7 @@ export class HttpTracing {
       }
       done();
     };
+    route.onRequest = [...hooks(route.onRequest), onRequest] as RouteOptions['onRequest'];
     route.onResponse = [...hooks(route.onResponse), onResponse] as RouteOptions['onResponse'];
   }
 
@@ -167,8 +199,8 @@ export class HttpTracing {
 
   /**
    * A subclass of the channel whose dotted message handlers run in a `WS <type>` span (a new trace
-   * per message, linked to the connection's span: one trace per long-lived connection would grow
-   * without end), and whose `onConnect` runs in the connection's span and ends it.
+   * per message, sampled like a request, linked to the connection's span: one trace per long-lived
+   * connection would grow without end), and whose `onConnect` runs in the connection's span and ends it.
    */
   #channel(Channel: ChannelClass, path: string): ChannelClass {
     const tracing = this.tracing;
@@ -182,23 +214,26 @@ export class HttpTracing {
       const handler = proto[type] as Handler;
       const name = `WS ${type}`;
       tracedProto[type] = function (this: unknown, sock: WsConnectionLike, ...rest: unknown[]): unknown {
+        if (!tracing.sampleRoot()) return context.with(scopeOf(new Unsampled()), handler, this, sock, ...rest);
         // Called by @mega/ws with its connection; a direct call from app code may pass anything.
-        const link = sock?.req ? (connects.get(sock.req) ?? lastConnect.get(sock)) : undefined;
-        const { span, ctx } = tracing.serverSpan(
+        const link = sock?.req ? (connects.get(sock.req)?.span ?? lastConnect.get(sock)) : undefined;
+        const attributes: Attributes = { 'mega.ws.message_type': type, 'mega.ws.path': path };
+        if (typeof sock?.id === 'string') attributes['mega.ws.connection'] = sock.id;
+        const span = tracing.recorded(
           name,
-          NO_HEADERS,
-          (id: string | undefined): Attributes => ({ 'mega.ws.message_type': type, 'mega.ws.path': path, 'mega.ws.connection': id }),
-          sock?.id,
-          link ? [{ context: link.span.spanContext() }] : undefined,
+          SpanKind.SERVER,
+          attributes,
+          undefined,
+          link && sampled(link) ? [{ context: link.spanContext() }] : undefined,
         );
-        return runIn(span, ctx, () => handler.call(this, sock, ...rest));
+        return runIn(span, scopeOf(span), () => handler.call(this, sock, ...rest));
       };
     }
     const onConnect = proto.onConnect as Handler | undefined;
     tracedProto.onConnect = function (this: unknown, sock: WsConnectionLike, ...rest: unknown[]): unknown {
       const c = sock?.req ? connects.get(sock.req) : undefined;
       if (!c) return onConnect?.call(this, sock, ...rest);
-      lastConnect.set(sock, { span: c.span });
+      lastConnect.set(sock, c.span);
       c.span.setAttribute('mega.ws.connection', sock.id);
       let result: unknown;
       try {
@@ -229,7 +264,7 @@ export class HttpTracing {
 }
 
 /** The connect span of each connection, kept after it ended: message spans link to it. */
-const lastConnect = new WeakMap<object, { span: Span }>();
+const lastConnect = new WeakMap<object, Span>();
 
 /** Dotted method names along the prototype chain, as @mega/ws dispatches them. */
 function handlerNames(proto: Record<string, unknown>): string[] {
@@ -244,10 +279,10 @@ function handlerNames(proto: Record<string, unknown>): string[] {
 }
 
 /** Ends a request's span with its response status (the client may have gone away first). */
-function endHttp(span: Span, reply: FastifyReply): void {
+function endHttp(span: Recorded, reply: FastifyReply): void {
   const res = reply.raw;
-  if (!res.writableFinished) span.setAttribute('mega.aborted', true);
-  span.setAttribute('http.response.status_code', res.statusCode);
+  if (!res.writableFinished) span.set('mega.aborted', true);
+  span.set('http.response.status_code', res.statusCode);
   if (res.statusCode >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
   span.end();
 }
@@ -258,12 +293,12 @@ function hooks(value: unknown): unknown[] {
 }
 
 /** Runs `fn` with `span` active; ends it when `fn` returns or settles; failures are recorded and passed on. */
-function runIn(span: Span, ctx: Context, fn: () => unknown): unknown {
+function runIn(span: Recorded, ctx: Context, fn: () => unknown): unknown {
   let result: unknown;
   try {
     result = context.with(ctx, fn);
   } catch (error) {
-    failSpan(span, error);
+    span.fail(error);
     span.end();
     throw error;
   }
@@ -277,7 +312,7 @@ function runIn(span: Span, ctx: Context, fn: () => unknown): unknown {
       return value;
     },
     (error: unknown) => {
-      failSpan(span, error);
+      span.fail(error);
       span.end();
       throw error;
     },

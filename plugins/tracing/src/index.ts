@@ -20,7 +20,7 @@ import { Tracing } from './tracer.js';
 export type { MegaTracer, TraceAttributes, TraceCarrier, TraceSpan, TraceSpanKind } from '@mega/adapters';
 export type { TracingConfig } from './config.js';
 export { resolveConfig, TracingGlobalConfig } from './config.js';
-export { SPAN_META } from './http.js';
+export { SPAN_META, UNMATCHED } from './http.js';
 export type { ExportStats } from './tracer.js';
 export { Tracing } from './tracer.js';
 

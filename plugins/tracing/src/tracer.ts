@@ -1,30 +1,32 @@
 /**
- * One kernel's tracing: its own TracerProvider (so several kernels in one process, as in tests,
- * keep their own resource, sampler and exporter), the process-wide AsyncLocalStorage context
- * manager (installed once), W3C trace context in and out, and the `MegaTracer` contract the
- * instrumented plugins call.
+ * One kernel's tracing: its own batch processor, exporter and resource (so several kernels in one
+ * process, as in tests, keep their own service name, sampling and receiver), the process-wide
+ * AsyncLocalStorage context manager (installed once), W3C trace context in and out, and the
+ * `MegaTracer` contract the instrumented plugins call.
+ *
+ * Sampling. A new trace (no valid inbound `traceparent`) is recorded with probability
+ * `samplingRatio`; a continued one follows its parent's sampled flag (parent-based). A sampled-out
+ * operation still runs inside a context holding an `Unsampled` span, so its log lines carry ids and
+ * the calls it makes carry `traceparent` with the sampled flag off (downstream services and job
+ * workers drop the same trace); inside it, client/internal spans are not made at all.
  */
 import type { MegaTracer, TraceAttributes, TraceAttributeValue, TraceCarrier, TraceSpan, TraceSpanKind } from '@mega/adapters';
 import { redactText, redactUrl } from '@mega/adapters';
 import type { Logger } from '@mega/kernel';
 import { within } from '@mega/kernel';
-import type { Attributes, Context, Link, Span, TextMapGetter, TextMapSetter, Tracer } from '@opentelemetry/api';
+import type { Attributes, Context, Link, Span, SpanContext, TextMapGetter, TextMapSetter, Tracer } from '@opentelemetry/api';
 import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import type { ExportResult } from '@opentelemetry/core';
+import type { ExportResult, InstrumentationScope } from '@opentelemetry/core';
 import { ExportResultCode, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import type { Resource } from '@opentelemetry/resources';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import type { IdGenerator, ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
-import {
-  BatchSpanProcessor,
-  ParentBasedSampler,
-  RandomIdGenerator,
-  SamplingDecision,
-  TraceIdRatioBasedSampler,
-  TracerProvider,
-} from '@opentelemetry/sdk-trace';
+import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
+import { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, TracerProvider } from '@opentelemetry/sdk-trace';
 import type { TracingConfig } from './config.js';
+import type { SpanSink } from './spans.js';
+import { nowMs, Recorded, scopeOf, Unsampled } from './spans.js';
 
 const KINDS: Record<TraceSpanKind, SpanKind> = {
   internal: SpanKind.INTERNAL,
@@ -47,10 +49,15 @@ export function carrierOf(ctx: Context): TraceCarrier {
   return carrier;
 }
 
-/** The kernel tracing that made `span`, when it is a recorded span of ours. */
+/** The kernel tracing that made `span`, when it is a recorded span of ours (or of `ctx.tracer.otel`). */
 export function ownerOf(span: Span): Tracing | undefined {
   const resource = (span as Partial<ReadableSpan>).resource;
   return resource ? owners.get(resource) : undefined;
+}
+
+/** Whether children of `span` are recorded: its trace is sampled (an `Unsampled` span answers without making ids). */
+export function sampled(span: Span): boolean {
+  return !(span instanceof Unsampled) && (span.spanContext().traceFlags & TraceFlags.SAMPLED) !== 0;
 }
 
 const propagator = new W3CTraceContextPropagator();
@@ -77,21 +84,7 @@ function installContextManager(): void {
   if (!context.setGlobalContextManager(manager)) manager.disable();
 }
 
-/** A started span as the adapters' `TraceSpan`. */
-class Handle implements TraceSpan {
-  constructor(readonly span: Span) {}
-  setAttribute(key: string, value: TraceAttributeValue): void {
-    this.span.setAttribute(key, value);
-  }
-  fail(error: unknown): void {
-    failSpan(this.span, error);
-  }
-  end(): void {
-    this.span.end();
-  }
-}
-
-/** What client spans get outside any traced operation: they are not made (boot checks, timers). */
+/** What `run`/`start` hand out when nothing is recorded (outside a trace, or in a sampled-out one). */
 const NO_SPAN: TraceSpan = { setAttribute: () => undefined, fail: () => undefined, end: () => undefined };
 
 /** Records an error on a span: an exception event (message, type, stack) and status ERROR. */
@@ -103,12 +96,14 @@ export function failSpan(span: Span, error: unknown): void {
   span.setStatus({ code: SpanStatusCode.ERROR, message: e.message });
 }
 
-function attributes(input: TraceAttributes | undefined): Attributes | undefined {
-  if (!input) return undefined;
+/** A copy without undefined values (the caller's object may be shared or frozen; spans own theirs). */
+function attributes(input: TraceAttributes | undefined): Attributes {
   const out: Attributes = {};
-  for (const key in input) {
-    const value = input[key];
-    if (value !== undefined) out[key] = value;
+  if (input) {
+    for (const key in input) {
+      const value = input[key];
+      if (value !== undefined) out[key] = value;
+    }
   }
   return out;
 }
@@ -117,26 +112,31 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
   return typeof (value as { then?: unknown } | null)?.then === 'function';
 }
 
-/**
- * Random ids, except that the next trace id can be fixed: a request's root sampling decision is
- * taken before the SDK is asked for a span (see {@link Tracing.serverSpan}), and a sampled-in
- * trace must keep the id the decision was taken on.
- */
-class Ids implements IdGenerator {
-  readonly #random = new RandomIdGenerator();
-  #next: string | undefined;
-  reserve(traceId: string): void {
-    this.#next = traceId;
+/** Runs `fn(span)` with `ctx` active and ends `span` when it returns or settles; failures are recorded and passed on. */
+function runSpan<T>(span: Recorded, ctx: Context, fn: (span: TraceSpan) => T): T {
+  let result: T;
+  try {
+    result = context.with(ctx, fn, undefined, span);
+  } catch (error) {
+    span.fail(error);
+    span.end();
+    throw error;
   }
-  generateTraceId(): string {
-    const next = this.#next;
-    if (next === undefined) return this.#random.generateTraceId();
-    this.#next = undefined;
-    return next;
+  if (!isThenable(result)) {
+    span.end();
+    return result;
   }
-  generateSpanId(): string {
-    return this.#random.generateSpanId();
-  }
+  return result.then(
+    (value) => {
+      span.end();
+      return value;
+    },
+    (error: unknown) => {
+      span.fail(error);
+      span.end();
+      throw error;
+    },
+  ) as T;
 }
 
 export interface ExportStats {
@@ -242,15 +242,16 @@ export interface TracingOptions {
   version: string;
 }
 
-export class Tracing implements MegaTracer {
-  /** The OpenTelemetry tracer spans are made with (`ctx.tracer.otel` for the full API). */
+export class Tracing implements MegaTracer, SpanSink {
+  /** The OpenTelemetry tracer (`ctx.tracer.otel`, the full API): its spans go to the same exporter. */
   readonly otel: Tracer;
   readonly provider: TracerProvider;
+  readonly resource: Resource;
+  readonly scope: InstrumentationScope;
+  readonly processor: BatchSpanProcessor;
   readonly #exporter: CountingExporter;
   readonly #shutdownMs: number;
-  readonly #ids = new Ids();
-  /** The root sampler's own decision, for requests without a parent; undefined at ratio 1 (all sampled). */
-  readonly #rootSampler: TraceIdRatioBasedSampler | undefined;
+  readonly #ratio: number;
   /** The endpoint as logs may show it (credentials masked). */
   readonly target: string;
 
@@ -266,56 +267,75 @@ export class Tracing implements MegaTracer {
           : new NoExporter();
     this.#exporter = new CountingExporter(inner, options.log, this.target, config.warnIntervalMs);
     this.#shutdownMs = config.shutdownTimeoutMs;
-    const root = new TraceIdRatioBasedSampler(config.samplingRatio);
-    this.#rootSampler = config.samplingRatio < 1 ? root : undefined;
-    const resource = resourceFromAttributes({ ...options.resource, ...config.resourceAttributes, 'service.name': config.serviceName });
+    this.#ratio = config.samplingRatio;
+    this.resource = resourceFromAttributes({ ...options.resource, ...config.resourceAttributes, 'service.name': config.serviceName });
     // Spans keep this very object: it tells which kernel made a span.
-    owners.set(resource, this);
+    owners.set(this.resource, this);
+    this.scope = { name: '@mega/tracing', version: options.version };
+    this.processor = new BatchSpanProcessor({
+      exporter: this.#exporter,
+      scheduledDelayMillis: config.batch.delayMs,
+      maxExportBatchSize: Math.min(config.batch.maxBatch, config.batch.maxQueue),
+      maxQueueSize: config.batch.maxQueue,
+      exportTimeoutMillis: config.batch.exportTimeoutMs,
+    });
+    // The SDK's provider only serves `otel` (application spans); Mega's own spans are made in
+    // spans.ts and handed to the same processor.
     this.provider = new TracerProvider({
-      idGenerator: this.#ids,
-      resource,
-      sampler: new ParentBasedSampler({ root }),
-      spanProcessors: [
-        new BatchSpanProcessor({
-          exporter: this.#exporter,
-          scheduledDelayMillis: config.batch.delayMs,
-          maxExportBatchSize: Math.min(config.batch.maxBatch, config.batch.maxQueue),
-          maxQueueSize: config.batch.maxQueue,
-          exportTimeoutMillis: config.batch.exportTimeoutMs,
-        }),
-      ],
+      resource: this.resource,
+      sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(config.samplingRatio) }),
+      spanProcessors: [this.processor],
     });
     this.otel = this.provider.getTracer('@mega/tracing', options.version);
   }
 
+  /** The root decision for a new trace: recorded with probability `samplingRatio`. */
+  sampleRoot(): boolean {
+    const r = this.#ratio;
+    return r >= 1 || (r > 0 && Math.random() < r);
+  }
+
+  /** The span context of a valid inbound `traceparent` (and `tracestate`); undefined when missing or malformed. */
+  parentOf(headers: Headers): SpanContext | undefined {
+    if (headers.traceparent === undefined) return undefined;
+    return trace.getSpanContext(propagator.extract(ROOT_CONTEXT, headers, getter));
+  }
+
+  /** Whether a span continuing `parent` (or starting a trace when there is none) is recorded. */
+  decide(parent: SpanContext | undefined): boolean {
+    return parent ? (parent.traceFlags & TraceFlags.SAMPLED) !== 0 : this.sampleRoot();
+  }
+
+  /** A recorded span of this kernel; `attributes` becomes the span's own. */
+  recorded(name: string, kind: SpanKind, attributes: Attributes, parent: SpanContext | undefined, links?: Link[]): Recorded {
+    return new Recorded(this, name, kind, parent, attributes, links);
+  }
+
+  /**
+   * The span of an operation started here: child of `parent` (a carrier's context) or of the active
+   * span, else a new trace. Undefined when nothing is to be made: a client span outside a trace,
+   * or any span inside a sampled-out one (the operation keeps the context it has).
+   */
+  #begin(name: string, kind: TraceSpanKind, attrs: TraceAttributes | undefined, parent: TraceCarrier | undefined): Span | undefined {
+    if (parent) {
+      const remote = this.parentOf(parent);
+      return this.decide(remote) ? this.recorded(name, KINDS[kind], attributes(attrs), remote) : new Unsampled(remote);
+    }
+    const active = trace.getSpan(context.active());
+    if (active === undefined) {
+      if (kind === 'client') return undefined;
+      return this.sampleRoot() ? this.recorded(name, KINDS[kind], attributes(attrs), undefined) : new Unsampled();
+    }
+    return sampled(active) ? this.recorded(name, KINDS[kind], attributes(attrs), active.spanContext()) : undefined;
+  }
+
   run<T>(name: string, kind: TraceSpanKind, attrs: TraceAttributes | undefined, fn: (span: TraceSpan) => T, parent?: TraceCarrier): T {
-    const base = parent ? propagator.extract(ROOT_CONTEXT, parent, getter) : context.active();
-    if (kind === 'client' && !parent && !trace.getSpan(base)) return fn(NO_SPAN);
-    const span = this.otel.startSpan(name, { kind: KINDS[kind], attributes: attributes(attrs) }, base);
-    const handle = new Handle(span);
-    let result: T;
-    try {
-      result = context.with(this.activate(base, span), fn, undefined, handle);
-    } catch (error) {
-      failSpan(span, error);
-      span.end();
-      throw error;
-    }
-    if (!isThenable(result)) {
-      span.end();
-      return result;
-    }
-    return result.then(
-      (value) => {
-        span.end();
-        return value;
-      },
-      (error: unknown) => {
-        failSpan(span, error);
-        span.end();
-        throw error;
-      },
-    ) as T;
+    const span = this.#begin(name, kind, attrs, parent);
+    if (span === undefined) return fn(NO_SPAN);
+    const ctx = parent ? scopeOf(span) : trace.setSpan(context.active(), span);
+    if (span instanceof Recorded) return runSpan(span, ctx, fn);
+    // A new trace sampled out: its context still goes along (log ids, traceparent with sampled off).
+    return context.with(ctx, fn, undefined, NO_SPAN);
   }
 
   /** A span of your own around `fn` (kind internal): `ctx.tracer.span('price.compute', async (span) => ...)`. */
@@ -324,9 +344,22 @@ export class Tracing implements MegaTracer {
   }
 
   start(name: string, kind: TraceSpanKind, attrs?: TraceAttributes): TraceSpan {
-    const active = context.active();
-    if (kind === 'client' && !trace.getSpan(active)) return NO_SPAN;
-    return new Handle(this.otel.startSpan(name, { kind: KINDS[kind], attributes: attributes(attrs) }, active));
+    const span = this.#begin(name, kind, attrs, undefined);
+    return span instanceof Recorded ? span : NO_SPAN;
+  }
+
+  recording(): boolean {
+    const active = trace.getSpan(context.active());
+    return active !== undefined && sampled(active);
+  }
+
+  record(name: string, kind: TraceSpanKind, attrs: TraceAttributes | undefined, durationMs: number, error?: unknown): void {
+    const active = trace.getSpan(context.active());
+    if (active === undefined || !sampled(active)) return;
+    const end = nowMs();
+    const span = new Recorded(this, name, KINDS[kind], active.spanContext(), attributes(attrs), undefined, end - Math.max(0, durationMs));
+    if (error !== undefined) span.fail(error);
+    span.end(end);
   }
 
   inject(carrier: TraceCarrier): void {
@@ -335,29 +368,6 @@ export class Tracing implements MegaTracer {
 
   annotate(key: string, value: TraceAttributeValue): void {
     trace.getSpan(context.active())?.setAttribute(key, value);
-  }
-
-  /**
-   * A server span for an inbound request: child of the caller's `traceparent` when it is valid,
-   * else (missing or malformed) the root of a new trace. Returns the span and the context to run
-   * the request in. `attrs(arg)` is called only when the span may be recorded.
-   */
-  serverSpan<A>(name: string, headers: Headers, attrs: (arg: A) => Attributes, arg: A, links?: Link[]): { span: Span; ctx: Context } {
-    const base = propagator.extract(ROOT_CONTEXT, headers, getter);
-    const sampler = this.#rootSampler;
-    if (base === ROOT_CONTEXT && sampler) {
-      // A new trace: decide on its id first. Sampled out (most requests at a low ratio), the span
-      // only carries ids for propagation and logs: no SDK span, attributes or processor calls.
-      const traceId = this.#ids.generateTraceId();
-      if (sampler.shouldSample(base, traceId).decision === SamplingDecision.NOT_RECORD) {
-        const span = trace.wrapSpanContext({ traceId, spanId: this.#ids.generateSpanId(), traceFlags: TraceFlags.NONE });
-        return { span, ctx: trace.setSpan(base, span) };
-      }
-      this.#ids.reserve(traceId);
-    }
-    // Attributes are built only for spans that may be recorded (the SDK copies them once).
-    const span = this.otel.startSpan(name, { kind: SpanKind.SERVER, attributes: attrs(arg), ...(links ? { links } : {}) }, base);
-    return { span, ctx: this.activate(base, span) };
   }
 
   /** `base` with `span` active. */

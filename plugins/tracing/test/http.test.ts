@@ -36,6 +36,13 @@ export default (r: any) => {
   });
   r.http.get('/custom', async (_req: any, _reply: any, ctx: any) =>
     ctx.tracer.span('price.compute', async (span: any) => { span.setAttribute('items', 3); return 42; }, { currency: 'EUR' }));
+  r.http.get('/sdk', async (_req: any, _reply: any, ctx: any) =>
+    ctx.tracer.otel.startActiveSpan('sdk.step', (span: any) => {
+      ctx.log.info('inside the sdk span');
+      span.setAttribute('step', 1);
+      span.end();
+      return 7;
+    }));
   r.ws('/ws/chat', class {
     async onConnect(_sock: any, ctx: any) { ctx.log.info('ws connected'); }
     async ['chat.send'](sock: any, msg: any, ctx: any) {
@@ -141,7 +148,7 @@ describe('@mega/tracing HTTP spans', () => {
     }
   });
 
-  it('records a 5xx as an error with the exception, a 4xx MegaError as its code only; an unmatched request makes no span', async () => {
+  it('records a 5xx as an error with the exception, a 4xx MegaError as its code only; an unmatched request is `GET __unmatched__`', async () => {
     const b = await boot();
     expect((await b.inject('/boom')).status).toBe(500);
     expect((await b.inject('/gone')).status).toBe(404);
@@ -153,7 +160,14 @@ describe('@mega/tracing HTTP spans', () => {
     const gone = await spansOf(b, (all) => all.find((s) => s.name === 'GET /gone'), 'gone span');
     expect(gone.status).not.toBe(2);
     expect(gone.attributes['mega.error.code']).toBe('user.not_found');
-    expect(receiver.spans.find((s) => s.attributes['url.path'] === '/nowhere')).toBeUndefined();
+    const unmatched = await spansOf(b, (all) => all.find((s) => s.attributes['url.path'] === '/nowhere'), 'unmatched span');
+    expect(unmatched.name).toBe('GET __unmatched__');
+    expect(unmatched.attributes['http.route']).toBeUndefined();
+    expect(unmatched.attributes['http.response.status_code']).toBe(404);
+    // A scanner's path is an attribute, never a span name: every unmatched POST shares one name.
+    expect((await b.inject('/wp-login.php', { json: { a: 1 } })).status).toBe(404);
+    const post = await spansOf(b, (all) => all.find((s) => s.attributes['url.path'] === '/wp-login.php'), 'unmatched POST span');
+    expect(post.name).toBe('POST __unmatched__');
   });
 
   it('traces outgoing fetch as a client span and sends traceparent (no query string in the span)', async () => {
@@ -180,6 +194,48 @@ describe('@mega/tracing HTTP spans', () => {
       // Outside a traced context (this test's own fetch) nothing is added.
       await fetch(`${(globalThis as Record<string, unknown>).__upstream}/plain`);
       expect(seen[1]?.traceparent).toBeUndefined();
+    } finally {
+      upstream.close();
+    }
+  });
+
+  it('spans of the OpenTelemetry API (ctx.tracer.otel) are children of the request span and go to the same receiver', async () => {
+    const b = await boot();
+    expect((await b.inject('/sdk')).data).toBe(7);
+    const server = await spansOf(b, (all) => all.find((s) => s.name === 'GET /sdk'), 'server span');
+    const own = await spansOf(b, (all) => all.find((s) => s.name === 'sdk.step'), 'sdk span');
+    expect(own).toMatchObject({ traceId: server.traceId, parentSpanId: server.spanId, kind: 1 });
+    expect(own.attributes.step).toBe(1);
+    expect(b.findLogs('inside the sdk span')[0]).toMatchObject({ trace_id: server.traceId, span_id: own.spanId });
+  });
+
+  it('a sampled-out request records nothing, and its outgoing fetch carries its trace id with the sampled flag off', async () => {
+    const seen: IncomingHttpHeaders[] = [];
+    const upstream = createServer((req, res) => {
+      seen.push(req.headers);
+      res.end('ok');
+    });
+    await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+    const address = upstream.address();
+    (globalThis as Record<string, unknown>).__upstream = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+    try {
+      const b = await boot({ samplingRatio: 0 });
+      const before = receiver.spans.length;
+      expect((await b.inject('/upstream')).data).toEqual({ status: 200 });
+      expect((await b.inject('/users/unsampled')).status).toBe(200);
+      await b.kernel.use<Tracing>('tracing').flush();
+      expect(receiver.spans.length).toBe(before);
+      const sent = /^00-([0-9a-f]{32})-([0-9a-f]{16})-00$/.exec(String(seen[0]?.traceparent));
+      expect(sent, String(seen[0]?.traceparent)).not.toBeNull();
+      // Each request its own trace id, in its log lines too.
+      const line = b.findLogs('loading user')[0];
+      expect(line?.trace_id).toMatch(/^[0-9a-f]{32}$/);
+      expect(line?.trace_id).not.toBe(sent?.[1]);
+      // A caller's sampled-out decision is followed the same way: same trace id, flag still off.
+      const traceId = '6bf92f3577b34da6a3ce929d0e0e4736';
+      await b.inject('/upstream', { headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-00` } });
+      expect(seen[1]?.traceparent).toMatch(new RegExp(`^00-${traceId}-[0-9a-f]{16}-00$`));
+      expect(seen[1]?.traceparent).not.toContain('00f067aa0ba902b7');
     } finally {
       upstream.close();
     }
@@ -317,5 +373,37 @@ describe('@mega/tracing export failures and config', () => {
       code: 'tracing.invalid_config',
       message: expect.stringContaining('MEGA_OTEL_SAMPLING_RATIO'),
     });
+  });
+});
+
+describe('@mega/tracing security rejections', () => {
+  it('an ASP rejection over HTTP sets mega.security.reason (and mega.error.code) on the request span', async () => {
+    const config = {
+      plugins: ['@mega/http', '@mega/session', '@mega/ws', '@mega/asp', '@mega/tracing'],
+      tracing: { endpoint: receiver.url, batch: { delayMs: 20 } },
+    };
+    const app = {
+      session: { secret: 'session-secret-0123456789' },
+      asp: { masterSecret: 'asp-master-secret-0123456789-abcdefgh', websocket: { namespaces: [] }, http: { enabledPaths: ['/sealed/*'] } },
+    };
+    const dir = writeProject(
+      {
+        'mega.config.ts': `export default ${JSON.stringify(config)};\n`,
+        'apps/vault/app.config.ts': `export default ${JSON.stringify(app)};\n`,
+        'apps/vault/routes/index.ts': "export default (r: any) => { r.http.post('/sealed/note', async () => 'opened'); };\n",
+      },
+      { prefix: 'mega-tracing-asp-' },
+    );
+    const b = await bootProject(dir);
+    const res = await b.inject('/sealed/note', { json: { a: 1 } });
+    expect(res.status).toBe(400);
+    expect(res.code).toBe('asp.signal');
+    const span = await spansOf(b, (all) => all.find((s) => s.name === 'POST /sealed/note'), 'sealed route span');
+    expect(span.attributes).toMatchObject({
+      'mega.security.reason': 'asp.signal',
+      'mega.error.code': 'asp.signal',
+      'http.response.status_code': 400,
+    });
+    expect(span.status).not.toBe(2);
   });
 });

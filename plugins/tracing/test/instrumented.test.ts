@@ -1,8 +1,9 @@
 /**
  * The plugins that trace themselves through the `tracing` service, on embedded backends (memory
- * jobs, bus and lock; PGlite): one request's trace holds its enqueue, the job run, the run's query,
- * a lock acquire and bus spans; a security rejection marks the request span. The same project
- * without @mega/tracing serves the same answers.
+ * jobs, bus and lock; PGlite; SQLite): one request's trace holds its enqueue, the job run, the run's
+ * query, a lock acquire, bus spans and Kysely statements; a security rejection marks the request
+ * span; a sampled-out trace records nothing yet carries its ids into the job it enqueued. The same
+ * project without @mega/tracing serves the same answers.
  */
 
 import { type Booted, bootProject, stopAll, waitUntil, writeProject } from '@mega/testing';
@@ -11,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReceivedSpan, Receiver } from './receiver.js';
 import { startReceiver } from './receiver.js';
 
-const PLUGINS = ['@mega/http', '@mega/security', '@mega/bus', '@mega/lock', '@mega/jobs', '@mega/db-postgres'];
+const PLUGINS = ['@mega/http', '@mega/security', '@mega/bus', '@mega/lock', '@mega/jobs', '@mega/db-postgres', '@mega/db-sqlite'];
 
 const FILES = {
   'app.config.ts': 'export default {};\n',
@@ -38,6 +39,14 @@ export default (r: any) => {
     return ctx.bus.request('sum.ask', { a: 2, b: 3 });
   });
   r.http.post('/guarded', async () => 'never without Origin');
+  r.http.get('/kysely', async (_req: any, _reply: any, ctx: any) => {
+    const one = await ctx.db().kysely().selectNoFrom((eb: any) => eb.val(41).as('n')).executeTakeFirst();
+    const lite = ctx.db('lite').kysely();
+    await lite.schema.createTable('notes').ifNotExists().addColumn('id', 'integer').addColumn('body', 'text').execute();
+    await lite.insertInto('notes').values({ id: 1, body: 'secret-value' }).execute();
+    const rows = await lite.selectFrom('notes').select(['id', 'body']).where('id', '=', 1).execute();
+    return { n: Number(one.n), rows: rows.length };
+  });
 };
 `,
 };
@@ -45,7 +54,7 @@ export default (r: any) => {
 function project(withTracing: boolean, endpoint = ''): string {
   const config = {
     plugins: withTracing ? [...PLUGINS, '@mega/tracing'] : PLUGINS,
-    services: { dbs: { primary: { driver: 'pglite', url: 'memory://' } } },
+    services: { dbs: { primary: { driver: 'pglite', url: 'memory://' }, lite: { driver: 'sqlite', url: ':memory:' } } },
     ...(withTracing ? { tracing: { endpoint, batch: { delayMs: 20 } } } : {}),
   };
   // Each kernel its own app name: two run in this process at once.
@@ -121,6 +130,46 @@ describe('instrumented plugins under @mega/tracing', () => {
     expect(request.attributes['messaging.system']).toBe('memory');
     const handle = await find((all) => all.find((s) => s.name === 'bus.handle sum.ask'), 'handle');
     expect(handle.kind).toBe(5);
+  });
+
+  it('Kysely statements (PGlite, SQLite) are client spans of the request, with the compiled SQL and never the values', async () => {
+    const res = await traced.inject('/kysely');
+    expect(res.data).toEqual({ n: 41, rows: 1 });
+    const http = await find((all) => all.find((s) => s.name === 'GET /kysely'), 'kysely route span');
+    const tracing = traced.kernel.use<Tracing>('tracing');
+    const inTrace = await waitUntil(
+      async () => {
+        await tracing.flush();
+        const mine = receiver.spans.filter((s) => s.traceId === http.traceId && s.kind === 3);
+        return mine.length >= 4 ? mine : undefined;
+      },
+      { what: 'the four statement spans', timeoutMs: 10_000 },
+    );
+    const pg = inTrace.find((s) => s.attributes['db.system.name'] === 'postgresql');
+    expect(pg).toMatchObject({ name: 'SELECT', parentSpanId: http.spanId });
+    expect(pg?.attributes).toMatchObject({
+      'db.operation.name': 'SELECT',
+      'db.query.text': 'select $1 as "n"',
+      'mega.db.alias': 'primary',
+    });
+    const lite = inTrace.filter((s) => s.attributes['db.system.name'] === 'sqlite');
+    expect(lite.map((s) => s.name)).toEqual(['CREATE', 'INSERT', 'SELECT']);
+    for (const s of lite) expect(s.parentSpanId).toBe(http.spanId);
+    expect(lite[1]?.attributes).toMatchObject({
+      'db.query.text': 'insert into "notes" ("id", "body") values (?, ?)',
+      'mega.db.alias': 'lite',
+    });
+    expect(JSON.stringify(inTrace)).not.toContain('secret-value');
+  });
+
+  it('a sampled-out trace (inbound flag 00) records nothing, yet its job run logs the same trace id', async () => {
+    const traceId = '5bf92f3577b34da6a3ce929d0e0e4736';
+    const res = await traced.inject('/reports', { json: { n: 6 }, headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-00` } });
+    expect(res.status).toBe(200);
+    const line = await waitUntil(() => traced.findLogs((l) => l.msg === 'report built' && l.next === 7)[0], { what: 'the job ran' });
+    expect(line.trace_id).toBe(traceId);
+    await traced.kernel.use<Tracing>('tracing').flush();
+    expect(receiver.spans.filter((s) => s.traceId === traceId)).toEqual([]);
   });
 
   it('a security rejection sets mega.security.reason on the request span', async () => {

@@ -2,8 +2,10 @@
  * @mega/tracing against a real Jaeger (scripts/services.sh, OTLP/HTTP in, query API out), real NATS
  * JetStream and real PostgreSQL: an HTTP request enqueues a job, a `mega worker` process runs it and
  * queries Postgres, and Jaeger holds one trace HTTP -> job.enqueue -> job.run (the worker's process)
- * -> SELECT, with log lines on both sides carrying its trace id. Also: a malformed traceparent starts
- * a new root; an unreachable endpoint leaves a `mega start` process serving, with one warning.
+ * -> SELECT, with log lines on both sides carrying its trace id. Bus messages carry the trace to
+ * the process that handles them (NATS headers; the primary's relay under `--workers`); Kysely
+ * statements on a Postgres pool and on MariaDB are client spans. Also: a malformed traceparent
+ * starts a new root; an unreachable endpoint leaves a `mega start` process serving, with one warning.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -116,6 +118,59 @@ function project(tracing: Record<string, unknown>): string {
   );
 }
 
+const BUS_ROUTES = `
+export default (r: any) => {
+  // Only the responder process subscribes: a NATS request must cross to it.
+  if (process.env.BUS_RESPONDER) {
+    r.app.bus.on('price.quote', async (p: any) => {
+      r.app.log.info({ qty: p.qty }, 'quoting');
+      return p.qty * 3;
+    });
+    r.app.bus.on('order.placed', (p: any) => r.app.log.info({ order: p.id }, 'order seen'));
+  }
+  r.http.get('/quote', async (_req: any, _reply: any, ctx: any) => {
+    await ctx.bus.emit('order.placed', { id: 7 });
+    return { price: await ctx.bus.request('price.quote', { qty: 2 }) };
+  });
+  r.http.get('/sql', async (_req: any, _reply: any, ctx: any) => {
+    const pg = ctx.db().kysely();
+    const a = await pg.selectNoFrom((eb: any) => eb.val(5).as('n')).executeTakeFirst();
+    await pg.transaction().execute((trx: any) => trx.selectNoFrom((eb: any) => eb.val(6).as('n')).execute());
+    const b = await ctx.db('maria').kysely().selectNoFrom((eb: any) => eb.val(8).as('n')).executeTakeFirst();
+    return { a: Number(a.n), b: Number(b.n) };
+  });
+  // Under --workers (cluster bus): every worker subscribes; the primary relays to all of them.
+  r.app.bus.on('note.added', () => r.app.log.info({ pid: process.pid }, 'note seen'));
+  r.http.get('/note', async (_req: any, _reply: any, ctx: any) => {
+    await ctx.bus.emit('note.added', { n: 1 });
+    return { pid: process.pid };
+  });
+};
+`;
+
+/** A project whose bus runs on NATS (or, with `cluster`, on the primary's relay under --workers). */
+function busProject(cluster = false): string {
+  const config = {
+    plugins: ['@mega/http', '@mega/bus', '@mega/db-postgres', '@mega/db-mariadb', '@mega/tracing'],
+    services: {
+      ...(cluster ? {} : { buses: { default: { driver: 'nats', url: env.NATS_URL } } }),
+      dbs: { primary: { driver: 'postgres', url: env.DATABASE_URL }, maria: { driver: 'mariadb', url: env.MARIADB_URL } },
+    },
+    tracing: { serviceName: SERVICE, endpoint: `${jaeger.otlp}/v1/traces`, batch: { delayMs: 100 } },
+  };
+  return writeProject(
+    {
+      'mega.config.ts': `export default ${JSON.stringify(config)};\n`,
+      // Subjects of this run only (the NATS server is shared).
+      'apps/shop/app.config.ts': `export default { bus: { prefix: '${RUN}_${++n}.' } };\n`,
+      'apps/shop/routes/index.ts': BUS_ROUTES,
+    },
+    { prefix: 'mega-tracing-bus-' },
+  );
+}
+
+const pidOf = (t: JaegerTrace, s: JaegerSpan) => Number(tag(t.processes[s.processID]?.tags ?? [], 'process.pid'));
+
 describe('@mega/tracing with Jaeger', () => {
   it('one trace: HTTP -> job.enqueue -> job.run on a worker process -> SELECT; logs on both sides carry the trace id', async () => {
     const dir = project({ endpoint: `${jaeger.otlp}/v1/traces` });
@@ -201,6 +256,104 @@ describe('@mega/tracing with Jaeger', () => {
       expect(tag(span.tags, 'mega.db.alias')).toBe('docs');
       expect(JSON.stringify(span.tags)).not.toContain('sku-1');
     }
+  });
+
+  it('bus messages over NATS carry the trace: publish and request in this process, handle in the responder process', async () => {
+    const dir = busProject();
+    const responder = await megaStart(dir, { BUS_RESPONDER: '1' });
+    const web = await bootProject(dir);
+    const traceId = randomBytes(16).toString('hex');
+    const res = await web.inject('/quote', { headers: { traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` } });
+    expect(res.data).toEqual({ price: 6 });
+    await responder.waitFor(/"msg":"order seen"/, 10_000);
+    await web.kernel.use<Tracing>('tracing').flush();
+    const trace = await waitUntil(
+      async () => {
+        const t = await jaegerTrace(traceId);
+        return t && t.spans.filter((s) => s.operationName.startsWith('bus.handle')).length === 2 ? t : undefined;
+      },
+      { what: 'both bus.handle spans of the responder in the trace', timeoutMs: 20_000 },
+    );
+    const one = (name: string) => trace.spans.find((s) => s.operationName === name) as JaegerSpan;
+    const http = one('GET /quote');
+    const publish = one('bus.publish order.placed');
+    const request = one('bus.request price.quote');
+    const handleOrder = one('bus.handle order.placed');
+    const handleQuote = one('bus.handle price.quote');
+    expect(parentOf(publish)).toBe(http.spanID);
+    expect(parentOf(request)).toBe(http.spanID);
+    expect(parentOf(handleOrder)).toBe(publish.spanID);
+    expect(parentOf(handleQuote)).toBe(request.spanID);
+    expect(tag(handleQuote.tags, 'messaging.system')).toBe('nats');
+    expect(pidOf(trace, http)).toBe(process.pid);
+    expect(pidOf(trace, handleQuote)).toBe(responder.child.pid);
+    expect(pidOf(trace, handleOrder)).toBe(responder.child.pid);
+    // The responder's log line inside the handler carries the caller's trace.
+    const quoting = responder
+      .out()
+      .split('\n')
+      .filter((l) => l.includes('"msg":"quoting"'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>)[0];
+    expect(quoting).toMatchObject({ trace_id: traceId, span_id: handleQuote.spanID });
+  });
+
+  it('the cluster bus (--workers 2) carries the trace through the primary to every worker that handles the message', async () => {
+    const dir = busProject(true);
+    const port = await freePort();
+    const cluster = runMega(['start', '--workers', '2', '--port', String(port)], dir);
+    await cluster.waitFor(/worker 1 ready pid=(\d+)/, 30_000);
+    await cluster.waitFor(/worker 2 ready pid=(\d+)/, 30_000);
+    // Each worker subscribes once its routes loaded: wait until one emit reaches both.
+    const pids = await waitUntil(
+      async () => {
+        await httpGet(port, '/note');
+        const seen = new Set([...cluster.out().matchAll(/"pid":(\d+),[^\n]*"msg":"note seen"/g)].map((m) => Number(m[1])));
+        return seen.size >= 2 ? [...seen] : undefined;
+      },
+      { what: 'both workers handling the bus message', timeoutMs: 20_000 },
+    );
+    const traceId = randomBytes(16).toString('hex');
+    const answer = await fetch(`http://127.0.0.1:${port}/note`, {
+      headers: { traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` },
+    });
+    expect(answer.status).toBe(200);
+    const trace = await waitUntil(
+      async () => {
+        const t = await jaegerTrace(traceId);
+        return t && t.spans.filter((s) => s.operationName === 'bus.handle note.added').length === 2 ? t : undefined;
+      },
+      { what: 'the two bus.handle spans in Jaeger', timeoutMs: 20_000 },
+    );
+    const publish = trace.spans.find((s) => s.operationName === 'bus.publish note.added') as JaegerSpan;
+    const handles = trace.spans.filter((s) => s.operationName === 'bus.handle note.added');
+    for (const h of handles) expect(parentOf(h)).toBe(publish.spanID);
+    expect(tag(publish.tags, 'messaging.system')).toBe('cluster');
+    expect(new Set(handles.map((h) => pidOf(trace, h)))).toEqual(new Set(pids));
+  });
+
+  it('Kysely statements on a Postgres pool and on MariaDB are client spans of the request (transactions included)', async () => {
+    const web = await bootProject(busProject());
+    const traceId = randomBytes(16).toString('hex');
+    const res = await web.inject('/sql', { headers: { traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01` } });
+    expect(res.data).toEqual({ a: 5, b: 8 });
+    await web.kernel.use<Tracing>('tracing').flush();
+    const trace = await waitUntil(
+      async () => {
+        const t = await jaegerTrace(traceId);
+        return t && t.spans.length >= 6 ? t : undefined;
+      },
+      { what: 'the statement spans in Jaeger', timeoutMs: 20_000 },
+    );
+    const http = trace.spans.find((s) => s.operationName === 'GET /sql') as JaegerSpan;
+    const statements = trace.spans.filter((s) => s !== http);
+    for (const s of statements) expect(parentOf(s), s.operationName).toBe(http.spanID);
+    const pg = statements.filter((s) => tag(s.tags, 'db.system.name') === 'postgresql').map((s) => s.operationName);
+    expect(pg).toEqual(expect.arrayContaining(['SELECT', 'BEGIN', 'SELECT', 'COMMIT']));
+    expect(pg).toHaveLength(4);
+    const maria = statements.find((s) => tag(s.tags, 'db.system.name') === 'mariadb') as JaegerSpan;
+    expect(maria.operationName).toBe('SELECT');
+    expect(tag(maria.tags, 'db.query.text')).toBe('select ? as `n`');
+    expect(tag(maria.tags, 'mega.db.alias')).toBe('maria');
   });
 
   it('a malformed traceparent starts a new root trace', async () => {

@@ -5,6 +5,7 @@
  * routes the first reply back, or answers "no responders" when no worker listens.
  * Outside a cluster (no IPC channel) this is the in-process memory driver.
  */
+import type { TraceCarrier } from '@mega/adapters';
 import { UnavailableError } from '@mega/kernel';
 import type { Deliver } from '../transport.js';
 import { MemoryTransport, noResponders, timeoutError } from './memory.js';
@@ -12,8 +13,8 @@ import { MemoryTransport, noResponders, timeoutError } from './memory.js';
 /** Messages between a worker and the primary (`createBusRelay` in primary.ts speaks the other side). */
 export type BusWire =
   | { type: 'mega:bus'; op: 'sub' | 'unsub'; subject: string }
-  | { type: 'mega:bus'; op: 'pub'; subject: string; data: string; rid?: number }
-  | { type: 'mega:bus'; op: 'msg'; subject: string; data: string; rid?: number; from?: number }
+  | { type: 'mega:bus'; op: 'pub'; subject: string; data: string; rid?: number; trace?: TraceCarrier }
+  | { type: 'mega:bus'; op: 'msg'; subject: string; data: string; rid?: number; from?: number; trace?: TraceCarrier }
   | { type: 'mega:bus'; op: 'reply'; rid: number; data: string; to?: number }
   | { type: 'mega:bus'; op: 'noresp'; rid: number };
 
@@ -25,6 +26,11 @@ export class ClusterTransport extends MemoryTransport {
   readonly #requests = new Map<number, { resolve: (data: string) => void; reject: (e: Error) => void; subject: string }>();
   #nextRid = 1;
   #listener: ((msg: unknown) => void) | undefined;
+
+  /** Inside `--workers`, messages cross processes through the primary: trace context goes in them. */
+  override get carriesTrace(): boolean {
+    return this.#listener !== undefined;
+  }
 
   /** Synchronous: registers the IPC listener and announces subscriptions made before it. */
   override async connect(): Promise<void> {
@@ -46,6 +52,7 @@ export class ClusterTransport extends MemoryTransport {
           rid === undefined
             ? undefined
             : (reply) => this.#send({ type: 'mega:bus', op: 'reply', rid, data: reply, ...(from === undefined ? {} : { to: from }) }),
+          msg.trace,
         );
       } else if (msg.op === 'reply' || msg.op === 'noresp') {
         const pending = this.#requests.get(msg.rid);
@@ -59,9 +66,9 @@ export class ClusterTransport extends MemoryTransport {
     for (const subject of this.#patterns.keys()) this.#send({ type: 'mega:bus', op: 'sub', subject });
   }
 
-  override publish(subject: string, data: string): void {
+  override publish(subject: string, data: string, trace?: TraceCarrier): void {
     if (!this.#listener) super.publish(subject, data);
-    else this.#send({ type: 'mega:bus', op: 'pub', subject, data });
+    else this.#send({ type: 'mega:bus', op: 'pub', subject, data, ...(trace ? { trace } : {}) });
   }
 
   override subscribe(subject: string, deliver: Deliver): () => void {
@@ -83,7 +90,7 @@ export class ClusterTransport extends MemoryTransport {
     };
   }
 
-  override request(subject: string, data: string, timeoutMs: number): Promise<string> {
+  override request(subject: string, data: string, timeoutMs: number, trace?: TraceCarrier): Promise<string> {
     if (!this.#listener) return super.request(subject, data, timeoutMs);
     const rid = this.#nextRid++;
     return new Promise<string>((resolve, reject) => {
@@ -99,7 +106,7 @@ export class ClusterTransport extends MemoryTransport {
         };
       this.#requests.set(rid, { resolve: settle(resolve), reject: settle(reject), subject });
       try {
-        this.#send({ type: 'mega:bus', op: 'pub', subject, data, rid });
+        this.#send({ type: 'mega:bus', op: 'pub', subject, data, rid, ...(trace ? { trace } : {}) });
       } catch (error) {
         this.#requests.delete(rid);
         clearTimeout(timer);

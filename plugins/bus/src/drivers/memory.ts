@@ -2,6 +2,7 @@
  * In-process delivery: subscriptions in a map (exact subjects) plus a list (wildcards). Delivery is
  * asynchronous (a microtask), like a network hop, so `emit` never runs handlers inside the caller.
  */
+import type { TraceCarrier } from '@mega/adapters';
 import { MegaError } from '@mega/kernel';
 import { hasWildcard, matches } from '../subjects.js';
 import type { Deliver, Respond, Transport } from '../transport.js';
@@ -14,6 +15,10 @@ interface Sub {
 export class MemoryTransport implements Transport {
   readonly driver: 'memory' | 'cluster' = 'memory';
   readonly native = null;
+  /** Delivery runs in a microtask queued by the sender: its async (trace) context goes along by itself. */
+  get carriesTrace(): boolean {
+    return false;
+  }
   readonly #exact = new Map<string, Set<Sub>>();
   readonly #wild = new Set<Sub>();
 
@@ -62,20 +67,20 @@ export class MemoryTransport implements Transport {
     });
   }
 
-  /** Delivers to every matching subscription; returns how many there were. */
-  protected dispatch(subject: string, data: string, respond: Respond | undefined): number {
+  /** Delivers to every matching subscription; returns how many there were. `trace`: what a message from another process carried. */
+  protected dispatch(subject: string, data: string, respond: Respond | undefined, trace?: TraceCarrier): number {
     let n = 0;
     const exact = this.#exact.get(subject);
     if (exact) {
       for (const sub of exact) {
         n++;
-        queueMicrotask(() => sub.deliver(data, subject, respond));
+        queueMicrotask(() => sub.deliver(data, subject, respond, trace));
       }
     }
     for (const sub of this.#wild) {
       if (!matches(sub.pattern, subject)) continue;
       n++;
-      queueMicrotask(() => sub.deliver(data, subject, respond));
+      queueMicrotask(() => sub.deliver(data, subject, respond, trace));
     }
     return n;
   }

@@ -4,12 +4,12 @@
  * client's own buffer is reset on every dial, so the outbox keeps each message until the server
  * confirmed it, buffers (bounded) while disconnected and re-sends in order after the reconnect.
  */
-import type { Adapter } from '@mega/adapters';
+import type { Adapter, TraceCarrier } from '@mega/adapters';
 import { errorSummary, parseServiceUrl, redactText, redactUrl, serviceOptions } from '@mega/adapters';
 import type { Logger, ServiceDeclaration, Static } from '@mega/kernel';
 import { MegaError, Type, UnavailableError } from '@mega/kernel';
-import type { Msg, NatsConnection, NodeConnectionOptions } from '@nats-io/transport-node';
-import { connect, NoRespondersError, RequestError, TimeoutError } from '@nats-io/transport-node';
+import type { Msg, MsgHdrs, NatsConnection, NodeConnectionOptions } from '@nats-io/transport-node';
+import { connect, headers, NoRespondersError, RequestError, TimeoutError } from '@nats-io/transport-node';
 import type { OutboxOptions } from '../outbox.js';
 import { DEFAULT_OUTBOX_BYTES, DEFAULT_OUTBOX_MESSAGES, NatsOutbox } from '../outbox.js';
 import { hasWildcard } from '../subjects.js';
@@ -50,7 +50,11 @@ export interface NatsStats {
 }
 export class NatsTransport implements Transport, Adapter {
   readonly driver = 'nats' as const;
+  /** Messages cross processes: a traced sender's context goes in `traceparent`/`tracestate` headers. */
+  readonly carriesTrace = true;
   readonly alias: string;
+  /** @mega/tracing is loaded: received messages' trace headers are read (else never decoded). */
+  readonly #traced: boolean;
   readonly url: string;
   readonly #decl: NatsDeclaration;
   readonly #log: Logger;
@@ -65,8 +69,9 @@ export class NatsTransport implements Transport, Adapter {
   #waiting: Array<{ resolve: (nc: NatsConnection) => void; reject: (error: Error) => void }> = [];
   #closed = false;
 
-  constructor(alias: string, declaration: ServiceDeclaration, log: Logger) {
+  constructor(alias: string, declaration: ServiceDeclaration, log: Logger, options: { traced?: boolean } = {}) {
     this.alias = alias;
+    this.#traced = options.traced === true;
     for (const server of String(declaration.url ?? '').split(',')) parseServiceUrl('buses', alias, server.trim(), ['nats:', 'tls:']);
     this.#decl = serviceOptions('buses', alias, declaration, NatsDeclaration);
     this.url = redactUrl(this.#decl.url);
@@ -136,9 +141,9 @@ export class NatsTransport implements Transport, Adapter {
     );
   }
 
-  publish(subject: string, data: string): Promise<void> {
+  publish(subject: string, data: string, trace?: TraceCarrier): Promise<void> {
     if (!this.#outbox) throw this.#notConnected();
-    return this.#outbox.publish(subject, data);
+    return this.#outbox.publish(subject, data, trace ? traceHeaders(trace) : undefined);
   }
 
   /** A publisher of its own on this connection (ws-cluster's fan-out), once connected. */
@@ -186,13 +191,18 @@ export class NatsTransport implements Transport, Adapter {
           this.#log.error({ err: errorSummary(error), subject }, `bus "${this.alias}": subscription "${subject}" failed`);
           return;
         }
-        deliver(msg.string(), exact ? subject : msg.subject, wantsReply(msg) ? (reply) => msg.respond(reply) : undefined);
+        deliver(
+          msg.string(),
+          exact ? subject : msg.subject,
+          wantsReply(msg) ? (reply) => msg.respond(reply) : undefined,
+          this.#traced ? traceOf(msg) : undefined,
+        );
       },
     });
     return () => sub.unsubscribe();
   }
 
-  async request(subject: string, data: string, timeoutMs: number): Promise<string> {
+  async request(subject: string, data: string, timeoutMs: number, trace?: TraceCarrier): Promise<string> {
     // A request sent while disconnected would sit in the client's buffer, be dropped at the next dial
     // and end as a misleading timeout: refuse it now.
     if (this.#outbox && !this.#outbox.connected) {
@@ -201,7 +211,11 @@ export class NatsTransport implements Transport, Adapter {
       });
     }
     try {
-      const reply = await this.#conn().request(subject, data, { timeout: timeoutMs });
+      const reply = await this.#conn().request(
+        subject,
+        data,
+        trace ? { timeout: timeoutMs, headers: traceHeaders(trace) } : { timeout: timeoutMs },
+      );
       return reply.string();
     } catch (error) {
       if (error instanceof TimeoutError) throw timeoutError(subject, timeoutMs);
@@ -266,6 +280,22 @@ export class NatsTransport implements Transport, Adapter {
       }
     })().catch(() => undefined);
   }
+}
+
+/** A sender's W3C trace context as NATS message headers. */
+function traceHeaders(trace: TraceCarrier): MsgHdrs {
+  const h = headers();
+  for (const key in trace) h.set(key, trace[key] as string);
+  return h;
+}
+
+/** The W3C trace context a message carried (undefined without headers: nothing is decoded). */
+function traceOf(msg: Msg): TraceCarrier | undefined {
+  const h = msg.headers;
+  const traceparent = h?.get('traceparent');
+  if (!traceparent) return undefined;
+  const tracestate = h?.get('tracestate');
+  return tracestate ? { traceparent, tracestate } : { traceparent };
 }
 
 /** `msg.reply !== ''` without decoding the reply subject (nats.js keeps the raw header in `_msg`). */
