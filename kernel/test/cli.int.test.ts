@@ -249,7 +249,9 @@ describe('mega CLI', () => {
     const env = readFileSync(join(dir, '.env'), 'utf8');
     expect(env).toMatch(/^MEGA_SECRET=[A-Za-z0-9_-]{43}$/m);
     expect(statSync(join(dir, '.env')).mode & 0o077).toBe(0);
-    expect(readFileSync(join(dir, '.gitignore'), 'utf8').split('\n')).toEqual(expect.arrayContaining(['.env', '.mega/*', '!.mega/journal/', 'node_modules/']));
+    expect(readFileSync(join(dir, '.gitignore'), 'utf8').split('\n')).toEqual(
+      expect.arrayContaining(['.env', '.mega/*', '!.mega/journal/', 'node_modules/']),
+    );
     expect(readFileSync(join(dir, 'README.md'), 'utf8')).toContain('npx mega generate');
     symlinkSync(join(REPO, 'node_modules'), join(dir, 'node_modules'));
     const port = await freePort();
