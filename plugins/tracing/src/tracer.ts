@@ -18,7 +18,7 @@ import type { Attributes, Context, Link, Span, SpanContext, TextMapGetter, TextM
 import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import type { ExportResult, InstrumentationScope } from '@opentelemetry/core';
-import { ExportResultCode, W3CTraceContextPropagator } from '@opentelemetry/core';
+import { ExportResultCode, suppressTracing, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import type { Resource } from '@opentelemetry/resources';
 import { resourceFromAttributes } from '@opentelemetry/resources';
@@ -148,6 +148,9 @@ export interface ExportStats {
   failedExports: number;
 }
 
+/** No active span, tracing suppressed: what exports run in. */
+const EXPORT_CONTEXT = suppressTracing(ROOT_CONTEXT);
+
 /**
  * The exporter behind the batch processor, counting what got through. A failed export drops its
  * spans (the app never waits on the receiver) and warns at most once per `intervalMs`, with the
@@ -166,11 +169,16 @@ class CountingExporter implements SpanExporter {
   ) {}
 
   export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
-    this.inner.export(spans, (result) => {
-      if (result.code === ExportResultCode.SUCCESS) this.stats.exported += spans.length;
-      else this.#failed(spans.length, result.error);
-      done(result);
-    });
+    // The batch processor exports from inside whichever request ended the batch's last span, or armed
+    // its timer: the export (its HTTP request, its callbacks, the warning below) runs outside any
+    // trace instead, so no log line of it carries that request's ids, and nothing in it is traced.
+    context.with(EXPORT_CONTEXT, () =>
+      this.inner.export(spans, (result) => {
+        if (result.code === ExportResultCode.SUCCESS) this.stats.exported += spans.length;
+        else this.#failed(spans.length, result.error);
+        done(result);
+      }),
+    );
   }
 
   #failed(count: number, error: Error | undefined): void {

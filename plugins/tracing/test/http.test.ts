@@ -66,6 +66,7 @@ async function boot(tracing: Record<string, unknown> = {}, env: Record<string, s
       'mega.config.ts': `export default ${JSON.stringify(config)};\n`,
       [`apps/${app}/app.config.ts`]: 'export default {};\n',
       [`apps/${app}/routes/index.ts`]: ROUTES,
+      [`apps/${app}/public/hello.txt`]: 'static hello\n',
     },
     { prefix: 'mega-tracing-' },
   );
@@ -125,6 +126,18 @@ describe('@mega/tracing HTTP spans', () => {
     expect(res.data).toEqual({ a: 1 });
     const span = await spansOf(b, (all) => all.find((s) => s.name === 'POST /echo'), 'POST span');
     expect(b.findLogs('echoing')[0]).toMatchObject({ trace_id: span.traceId, span_id: span.spanId });
+  });
+
+  it('routes @mega/http adds to Fastify itself (the built-in /health, static files) are traced too', async () => {
+    const b = await boot();
+    expect((await b.inject('/health')).status).toBe(200);
+    expect((await b.inject('/static/hello.txt')).text).toBe('static hello\n');
+    const health = await spansOf(b, (all) => all.find((s) => s.attributes['url.path'] === '/health'), 'health span');
+    expect(health).toMatchObject({ name: 'GET /health', kind: 2 });
+    expect(health.attributes['http.route']).toBe('/health');
+    const file = await spansOf(b, (all) => all.find((s) => s.attributes['url.path'] === '/static/hello.txt'), 'static span');
+    expect(file.name).toBe('GET /static/*');
+    expect(file.attributes['http.response.status_code']).toBe(200);
   });
 
   it('continues a valid inbound traceparent (and tracestate); a malformed one starts a new root', async () => {
@@ -305,6 +318,22 @@ describe('@mega/tracing export failures and config', () => {
     expect(JSON.stringify(warnings)).not.toContain('pw@');
     expect(tracing.stats().dropped).toBeGreaterThanOrEqual(2);
     expect(tracing.stats().exported).toBe(0);
+  });
+
+  it('an export started by the batch timer runs outside the request that queued its spans: its warning carries no trace ids', async () => {
+    const closed = createServer();
+    await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+    const address = closed.address();
+    const port = typeof address === 'object' && address ? address.port : 0;
+    await new Promise<void>((r) => closed.close(() => r()));
+    // No explicit flush: the batch processor's own timer exports (it was armed inside the request).
+    const b = await boot({ endpoint: `http://127.0.0.1:${port}/v1/traces`, batch: { delayMs: 20, exportTimeoutMs: 200 } });
+    expect((await b.inject('/users/timer')).status).toBe(200);
+    const warning = await waitUntil(() => b.findLogs((l) => /span\(s\) dropped: export to/.test(String(l.msg)))[0], {
+      what: 'the export warning',
+    });
+    expect(warning.trace_id).toBeUndefined();
+    expect(warning.span_id).toBeUndefined();
   });
 
   it('shutdown flushes queued spans; a receiver that never answers bounds it at shutdownTimeoutMs', async () => {
