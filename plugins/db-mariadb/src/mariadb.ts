@@ -5,7 +5,7 @@
 import type { Adapter, AnyTables, MegaTracer, OpStatsSnapshot, SqlDb, SqlResult, SqlStatement } from '@mega/adapters';
 import { errorSummary, OpStats, parseServiceUrl, redactText, redactUrl, serviceOptions, sqlSpan, traceStatement } from '@mega/adapters';
 import type { Logger, ServiceDeclaration, Static } from '@mega/kernel';
-import { ConflictError, isMegaError, MegaError, Type, UnavailableError, within } from '@mega/kernel';
+import { ConflictError, isMegaError, MegaError, Type, UnavailableError, ValidationError, within } from '@mega/kernel';
 import type { LogEvent, MysqlPool } from 'kysely';
 import { Kysely, MysqlDialect } from 'kysely';
 import type { Pool, PoolConnection, PoolOptions, ResultSetHeader } from 'mysql2';
@@ -358,6 +358,10 @@ export class MariadbDb implements Queryable, Adapter, SqlDb {
       return new ConflictError('db.constraint', `db "${this.alias}": ${message}${constraint ? ` (${constraint})` : ''}`, {
         details: { ...where, ...(constraint ? { constraint } : {}) },
       });
+    }
+    if (e.sqlState?.startsWith('22')) {
+      // SQLSTATE class 22 (data too long, out of range, bad value for the type): the caller's input.
+      return new ValidationError('db.invalid_value', `db "${this.alias}": ${safeMessage(e)}`, { details: where });
     }
     if (e.errno !== undefined && TIMEOUT_ERRNOS.has(e.errno)) {
       return new MegaError('db.timeout', `db "${this.alias}": ${safeMessage(e)}`, { details: where });

@@ -125,8 +125,16 @@ describe('db-mariadb on MariaDB', () => {
     const bad = await db
       .query(`insert into ${users} (id, email) values (?, ?)`, ['secret-in-an-int', 'c@example.com'])
       .catch((e: unknown) => e);
-    expect(bad).toMatchObject({ code: 'db.query_failed', status: 500 });
+    // A value the column cannot hold is the caller's input (SQLSTATE class 22): 400, value masked.
+    expect(bad).toMatchObject({ code: 'db.invalid_value', status: 400, details: { sqlState: expect.stringMatching(/^22/) } });
     expect(exposedText(bad)).not.toContain('secret-in-an-int');
+    const long = await db
+      .query(`insert into ${users} (id, email) values (?, ?)`, [5, `${'x'.repeat(250)}@example.com`])
+      .catch((e: unknown) => e);
+    expect(long).toMatchObject({ code: 'db.invalid_value', status: 400, details: { sqlState: '22001' } });
+    // Other SQL errors stay db.query_failed (500).
+    const broken = await db.query(`select * from no_such_table_m`).catch((e: unknown) => e);
+    expect(broken).toMatchObject({ code: 'db.query_failed', status: 500 });
   });
 
   it('transactions commit and roll back; savepoints nest', async () => {

@@ -8,7 +8,7 @@ import type { PGlite } from '@electric-sql/pglite';
 import type { Adapter, AnyTables, MegaTracer, OpStatsSnapshot, SqlDb, SqlResult, SqlStatement } from '@mega/adapters';
 import { errorSummary, OpStats, parseServiceUrl, redactText, redactUrl, serviceOptions, sqlSpan, traceStatement } from '@mega/adapters';
 import type { Logger, ServiceDeclaration, Static } from '@mega/kernel';
-import { ConfigError, ConflictError, isMegaError, MegaError, Type, UnavailableError, within } from '@mega/kernel';
+import { ConfigError, ConflictError, isMegaError, MegaError, Type, UnavailableError, ValidationError, within } from '@mega/kernel';
 import type { LogEvent, PostgresPool, PostgresPoolClient } from 'kysely';
 import { Kysely, PGliteDialect, PostgresDialect } from 'kysely';
 import type { PoolClient, PoolConfig } from 'pg';
@@ -508,6 +508,13 @@ export class PostgresDb implements Queryable, Adapter, SqlDb {
     }
     if (sqlState === '23503') {
       return new ConflictError('db.constraint', `db "${this.alias}": ${e.message}`, { details: { ...where, ...names }, cause: error });
+    }
+    if (sqlState?.startsWith('22')) {
+      // Class 22 (data exceptions): a value the column cannot hold (U+0000 in text, too long, out of
+      // range, bad syntax for the type) is the caller's input, not a server fault. The message may
+      // quote that value, so quoted literals are masked; `detail` and the driver error (as cause) are left out.
+      const message = redactText(e.message).replace(/"(?:[^"\\]|\\.)*"/g, '"?"');
+      return new ValidationError('db.invalid_value', `db "${this.alias}": ${message}`, { details: { ...where, ...names } });
     }
     if (sqlState === '57014') {
       return new MegaError('db.timeout', `db "${this.alias}": statement cancelled (statement timeout): ${e.message}`, {

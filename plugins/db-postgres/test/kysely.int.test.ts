@@ -78,6 +78,25 @@ describe.each([
     expect(bad).toMatchObject({ code: 'db.query_failed', status: 500, details: { sqlState: '42P01' } });
   });
 
+  it('values the column cannot hold (class 22: U+0000 in text, bad integer) → db.invalid_value 400, values masked', async () => {
+    const nul = await k
+      .insertInto(users)
+      .values({ id: 30, email: 'nul\u0000secret@example.com' })
+      .execute()
+      .catch((e: unknown) => db.toMegaError(e));
+    expect(nul).toMatchObject({
+      code: 'db.invalid_value',
+      status: 400,
+      details: { alias: 'primary', sqlState: expect.stringMatching(/^22/) },
+    });
+    expect(exposedText(nul)).not.toContain('secret');
+    const int = await db.query(`select $1::int as n`, ['not-a-number-secret']).catch((e: unknown) => e);
+    expect(int).toMatchObject({ code: 'db.invalid_value', status: 400, details: { sqlState: '22P02' } });
+    expect(exposedText(int)).not.toContain('not-a-number-secret');
+    // Nothing was written.
+    expect(await k.selectFrom(users).select('id').where('id', '=', 30).executeTakeFirst()).toBeUndefined();
+  });
+
   it('transactions commit and roll back; savepoints nest', async () => {
     await k.transaction().execute(async (trx) => {
       await trx.insertInto(users).values({ id: 10, email: 'ten@example.com' }).execute();

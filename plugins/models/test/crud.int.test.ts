@@ -150,6 +150,12 @@ describe.each(backends)('models on $name', ({ name, kind, boot }) => {
     await expect(A.update({}, { name: 'everyone' })).rejects.toMatchObject({ code: 'model.invalid_where', status: 400 });
     await expect(A.delete({})).rejects.toMatchObject({ code: 'model.invalid_where', status: 400 });
     expect(await A.count()).toBe(1);
+    // U+0000 in a string: PostgreSQL cannot store it (400, nothing written); the others keep it as sent.
+    const nul = await A.create({ email: 'nul\u0000@example.com' }).catch((e: unknown) => e);
+    if (name === 'PGlite' || name === 'PostgreSQL') {
+      expect(nul).toMatchObject({ code: 'db.invalid_value', status: 400 });
+      expect(await A.count()).toBe(1);
+    } else expect(nul).toMatchObject({ email: 'nul\u0000@example.com' });
   });
 
   it('updates by id and by where, deletes, counts and checks existence', async () => {
