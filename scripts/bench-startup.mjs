@@ -4,8 +4,10 @@
 // what the start costs, less moved by other load on a shared machine than the wall time).
 // A benchmark, not a test: run with `npm run bench:startup` (Node 24 via npm); `--json` prints one
 // JSON line for bench:ws. Goal (issue 16): <= 150 ms wall.
+// MEGA_BASE=<another checkout> (built, with apps/simple) runs its `mega start` in alternation with
+// this one's, for a before/after from one run on the same load; RUNS=<n> per checkout (default 7).
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +16,15 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const runs = Number(process.env.RUNS ?? 7);
 const port = 3900 + Math.floor(Math.random() * 90);
 const json = process.argv.includes('--json');
+const roots = process.env.MEGA_BASE ? [root, process.env.MEGA_BASE] : [root];
+
+/** Whether the build bundled TypeBox into one file (kernel/scripts/bundle-typebox.mjs): ~30 ms of CPU apart. */
+const typebox = (checkout) => {
+  const head = existsSync(join(checkout, 'kernel/dist/typebox.js'))
+    ? readFileSync(join(checkout, 'kernel/dist/typebox.js'), 'utf8').slice(0, 200)
+    : '';
+  return head.includes('bundled by') ? 'one-file bundle' : 'the package (~200 modules; node kernel/scripts/bundle-typebox.mjs bundles it)';
+};
 
 const get = () =>
   new Promise((resolve) => {
@@ -32,10 +43,10 @@ function cpuMs(pid) {
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
-async function once() {
+async function once(checkout) {
   const t0 = performance.now();
-  const child = spawn(process.execPath, [join(root, 'kernel/bin/mega.js'), 'start', '--port', String(port)], {
-    cwd: join(root, 'apps/simple'),
+  const child = spawn(process.execPath, [join(checkout, 'kernel/bin/mega.js'), 'start', '--port', String(port)], {
+    cwd: join(checkout, 'apps/simple'),
     env: { ...process.env, NODE_ENV: 'production', MEGA_LOG_LEVEL: 'warn' },
     stdio: 'ignore',
   });
@@ -48,13 +59,15 @@ async function once() {
   return { ms, cpu };
 }
 
-await once(); // warm the OS page cache and jiti's transform cache, as a second `mega start` would
-const times = [];
-const cpus = [];
+// Warm the OS page cache, the compile cache and jiti's transform cache, as a second `mega start` would.
+for (const checkout of roots) await once(checkout);
+const results = roots.map(() => ({ times: [], cpus: [] }));
 for (let i = 0; i < runs; i++) {
-  const { ms, cpu } = await once();
-  times.push(ms);
-  cpus.push(cpu);
+  for (const [k, checkout] of roots.entries()) {
+    const { ms, cpu } = await once(checkout);
+    results[k].times.push(ms);
+    results[k].cpus.push(cpu);
+  }
 }
 const bare = [];
 for (let i = 0; i < 3; i++) {
@@ -63,14 +76,23 @@ for (let i = 0; i < 3; i++) {
   bare.push(performance.now() - t0);
 }
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const [{ times, cpus }] = results;
 times.sort((a, b) => a - b);
 if (json) {
   console.log(JSON.stringify({ wallMs: median(times), cpuMs: median(cpus), bareMs: median(bare), runs }));
 } else {
-  console.log(`mega start (apps/simple) cold start to first 200, ${runs} runs`);
+  console.log(`mega start (apps/simple) cold start to first 200, ${runs} runs${roots.length > 1 ? ' per checkout, alternating' : ''}`);
   console.log(
     `  wall: median ${median(times).toFixed(0)} ms   min ${times[0].toFixed(0)} ms   max ${times.at(-1).toFixed(0)} ms   (goal <= 150 ms: ${median(times) <= 150 ? 'met' : 'MISSED'})`,
   );
   console.log(`  CPU of the process at its first 200: median ${median(cpus)} ms (${Math.min(...cpus)}–${Math.max(...cpus)})`);
+  if (results[1]) {
+    const base = results[1];
+    console.log(
+      `  ${process.env.MEGA_BASE}: wall median ${median(base.times).toFixed(0)} ms, CPU median ${median(base.cpus)} ms` +
+        `  -> this checkout / base: wall ${(median(times) / median(base.times)).toFixed(2)}, CPU ${(median(cpus) / median(base.cpus)).toFixed(2)}`,
+    );
+  }
   console.log(`  bare "node -e 0" spawn+exit on this machine: ${median(bare).toFixed(0)} ms`);
+  console.log(`  kernel's TypeBox: ${typebox(root)}`);
 }

@@ -3,7 +3,6 @@
 export type { AspOpener, AspRole, AspScope, AspSealer, Codec, CodecBackend, CodecMode, Deflater, FrameHeader, Inflater } from '@mega/codec';
 export { CODEC_DEFAULTS, loadCodec } from '@mega/codec';
 export type { Static, TObject, TSchema } from '@sinclair/typebox';
-export { Type } from '@sinclair/typebox';
 export type { App, AppBase, AppExtensions } from './apps.js';
 export { getApp, listApps } from './apps.js';
 export type { Progress, ProgressOptions, ServiceOptions } from './cli/service.js';
@@ -30,3 +29,4 @@ export * from './logger.js';
 export * from './plugin.js';
 export type { SecretSpec } from './schema.js';
 export { CoreAppConfig, CoreGlobalConfig, closest, Secret } from './schema.js';
+export { Type } from './typebox.js';

@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Static, TObject, TSchema } from '@sinclair/typebox';
-import semver from 'semver';
+import satisfies from 'semver/functions/satisfies.js';
 import type { App } from './apps.js';
 import { importModule, type ServiceDeclaration } from './config.js';
 import type { ContextContribution, MegaContext } from './context.js';
@@ -229,16 +229,8 @@ export function orderPlugins(plugins: readonly AnyPlugin[], problems: Error[] = 
       const target = byName.get(dep);
       if (target) visit(target);
       else {
-        problems.push(
-          new PluginError(
-            'plugin.missing_dependency',
-            `plugin "${p.name}" depends on "${dep}", which is not in plugins; run: mega plugin add ${dep}`,
-            {
-              plugin: p.name,
-              details: { plugin: p.name, missing: dep },
-            },
-          ),
-        );
+        const message = `plugin "${p.name}" depends on "${dep}", which is not in plugins; run: mega plugin add ${dep}`;
+        problems.push(new PluginError('plugin.missing_dependency', message, { plugin: p.name, details: { plugin: p.name, missing: dep } }));
       }
     }
     path.pop();
@@ -250,7 +242,7 @@ export function orderPlugins(plugins: readonly AnyPlugin[], problems: Error[] = 
 }
 
 export function checkKernelRange(plugin: AnyPlugin, kernelVersion: string): PluginError | undefined {
-  if (plugin.kernel && !semver.satisfies(kernelVersion, plugin.kernel, { includePrerelease: true })) {
+  if (plugin.kernel && !satisfies(kernelVersion, plugin.kernel, { includePrerelease: true })) {
     return new PluginError('plugin.kernel_range', `plugin "${plugin.name}" needs kernel ${plugin.kernel}, this is ${kernelVersion}`, {
       plugin: plugin.name,
       details: { required: plugin.kernel, actual: kernelVersion },

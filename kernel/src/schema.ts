@@ -8,10 +8,11 @@
  * TypeBox over zod/valibot: its schemas are plain JSON Schema, so the same Ajv that validates
  * route bodies validates config, and `Static<>` gives the type without a second declaration.
  */
-import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
+import { createHmac, hash, hkdfSync, randomBytes } from 'node:crypto';
 import { existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
-import { type StringOptions, type TObject, type TSchema, type TString, Type } from '@sinclair/typebox';
+import type { StringOptions, TObject, TSchema, TString } from '@sinclair/typebox';
 import type { ErrorObject } from 'ajv';
 import { Ajv } from 'ajv';
 import type { App } from './apps.js';
@@ -19,9 +20,13 @@ import type { MegaConfig, ServiceDeclaration } from './config.js';
 import { ConfigError, type MegaError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { AnyPlugin } from './plugin.js';
+import { Type } from './typebox.js';
 
-/** One Ajv instance for the kernel (each instance costs ~30 ms of cold start to set up). */
-export const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: true });
+/** One Ajv instance for the kernel; `source` keeps each validator's code for the cache below. */
+const AJV_OPTIONS = { allErrors: true, strict: false, useDefaults: true, code: { source: true } };
+export const ajv = new Ajv(AJV_OPTIONS);
+const require = createRequire(import.meta.url);
+const AJV_KEY = { version: require('ajv/package.json').version, ...AJV_OPTIONS };
 
 const SECRET = 'x-mega-secret';
 /** The least a secret may have in production, wherever it comes from. */
@@ -92,10 +97,35 @@ export const CoreGlobalConfig = Type.Object({
 export const CoreAppConfig = Type.Object({ hosts: Type.Optional(Type.Array(Type.String({ minLength: 1 }))) });
 
 const KERNEL = '@mega/kernel';
-const compiled = new WeakMap<object, ReturnType<typeof ajv.compile>>();
+type Validate = ReturnType<typeof ajv.compile>;
+const compiled = new WeakMap<object, Validate>();
 
-function validator(schema: TObject) {
-  const validate = compiled.get(schema) ?? ajv.compile(schema);
+/**
+ * A schema's validator. Ajv's code generation and meta-schema check cost 20-60 ms of a cold start, so the
+ * generated code is kept, per schema, Ajv version and options, in the nearest node_modules/.cache/mega.
+ */
+function validator(schema: TObject, dir: string): Validate {
+  let validate = compiled.get(schema);
+  if (validate) return validate;
+  let file: string | undefined;
+  for (let d = dir; !file && dirname(d) !== d; d = dirname(d)) if (existsSync(join(d, 'node_modules'))) file = join(d, 'node_modules');
+  try {
+    const key = hash('sha256', JSON.stringify([AJV_KEY, schema]));
+    file &&= join(file, '.cache', 'mega', `config-${key.slice(0, 32)}.cjs`);
+    const module: { exports?: Validate } = {};
+    if (file) new Function('require', 'module', readFileSync(file, 'utf8'))(require, module);
+    validate = module.exports;
+  } catch {
+    // not cached yet: compiled below
+  }
+  if (!validate) {
+    validate = ajv.compile(schema);
+    try {
+      if (file?.endsWith('.cjs')) writeOnce(file, require('ajv/dist/standalone/index.js').default(ajv, validate));
+    } catch {
+      // a read-only node_modules: compiled at every start, as without the cache
+    }
+  }
   compiled.set(schema, validate);
   return validate;
 }
@@ -164,11 +194,8 @@ export function validateConfig(input: Input): ValidatedConfig {
       for (const key of Object.keys(decl[scope]?.properties ?? {})) {
         const taken = owners[scope].get(key);
         if (taken) {
-          problems.push(
-            new ConfigError('plugin.config_conflict', `"${key}" is declared by both ${taken} and ${plugin}`, {
-              details: { key, plugins: [taken, plugin] },
-            }),
-          );
+          const message = `"${key}" is declared by both ${taken} and ${plugin}`;
+          problems.push(new ConfigError('plugin.config_conflict', message, { details: { key, plugins: [taken, plugin] } }));
         } else owners[scope].set(key, plugin);
       }
     }
@@ -181,21 +208,13 @@ export function validateConfig(input: Input): ValidatedConfig {
       const owner = owners[other].get(key);
       if (owner) {
         const belongsIn = scope === 'global' ? 'apps/<name>/app.config.ts' : input.configFile;
-        problems.push(
-          new ConfigError('config.scope_violation', `"${key}" (${owner}) is not allowed in ${file}; it belongs in ${belongsIn}`, {
-            details: { key, file, belongsIn },
-          }),
-        );
+        const message = `"${key}" (${owner}) is not allowed in ${file}; it belongs in ${belongsIn}`;
+        problems.push(new ConfigError('config.scope_violation', message, { details: { key, file, belongsIn } }));
         continue;
       }
       const hint = closest(key, [...owners.global.keys(), ...owners.app.keys()]);
-      problems.push(
-        new ConfigError(
-          'config.unknown_key',
-          `${file}: unknown key "${key}"${hint ? ` (did you mean "${hint}"?)` : ''}; no loaded plugin declares it (add its plugin to plugins, or remove the key)`,
-          { details: { key, file, ...(hint ? { suggestion: hint } : {}) } },
-        ),
-      );
+      const message = `${file}: unknown key "${key}"${hint ? ` (did you mean "${hint}"?)` : ''}; no loaded plugin declares it (add its plugin to plugins, or remove the key)`;
+      problems.push(new ConfigError('config.unknown_key', message, { details: { key, file, ...(hint ? { suggestion: hint } : {}) } }));
     }
   };
   const validate = (plugin: string, schema: TObject, values: Record<string, unknown>, file: string, app?: string) => {
@@ -203,14 +222,11 @@ export function validateConfig(input: Input): ValidatedConfig {
     for (const key of Object.keys(schema.properties)) if (values[key] !== undefined) data[key] = clonePlain(values[key]);
     // Secrets first (a required one is filled from the environment before Ajv would call it missing).
     resolveSecrets(schema, data, { dir: input.dir, file, app, env: input.env, log: input.log, problems });
-    const check = validator(schema);
+    const check = validator(schema, input.dir);
     if (!check(data)) {
       const errors = schemaErrors(check.errors);
-      problems.push(
-        new ConfigError('config.invalid', `invalid configuration in ${file}: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`, {
-          details: { file, plugin, errors },
-        }),
-      );
+      const message = `invalid configuration in ${file}: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}`;
+      problems.push(new ConfigError('config.invalid', message, { details: { file, plugin, errors } }));
     }
     return data;
   };
@@ -245,13 +261,8 @@ function checkDrivers(
     for (const [alias, decl] of Object.entries(aliases)) {
       const driver = decl?.driver;
       if (typeof driver === 'string' && known.includes(driver)) continue;
-      problems.push(
-        new ConfigError(
-          'adapter.unknown_driver',
-          `services.${kind}.${alias}: no loaded plugin serves driver "${driver}" (${known.length ? `known: ${known.join(', ')}` : `no plugin serves services.${kind}`}); add the plugin for it to plugins`,
-          { details: { kind, alias, driver, known } },
-        ),
-      );
+      const message = `services.${kind}.${alias}: no loaded plugin serves driver "${driver}" (${known.length ? `known: ${known.join(', ')}` : `no plugin serves services.${kind}`}); add the plugin for it to plugins`;
+      problems.push(new ConfigError('adapter.unknown_driver', message, { details: { kind, alias, driver, known } }));
     }
   }
 }
@@ -263,18 +274,21 @@ function checkDrivers(
  */
 function devSecret(dir: string, label: string): string {
   const file = join(dir, '.mega', 'dev-secret');
-  if (!existsSync(file)) {
-    mkdirSync(dirname(file), { recursive: true });
-    const temp = `${file}.${process.pid}`;
-    writeFileSync(temp, randomBytes(32).toString('base64url'), { mode: 0o600 });
-    try {
-      linkSync(temp, file);
-    } catch {
-      // another process made it first: use theirs
-    }
-    unlinkSync(temp);
-  }
+  if (!existsSync(file)) writeOnce(file, randomBytes(32).toString('base64url'), 0o600);
   return createHmac('sha256', readFileSync(file, 'utf8')).update(label).digest('base64url');
+}
+
+/** Creates `file` unless it exists; a link is atomic, so concurrent workers agree on one content. */
+function writeOnce(file: string, content: string, mode?: number): void {
+  mkdirSync(dirname(file), { recursive: true });
+  const temp = `${file}.${process.pid}`;
+  writeFileSync(temp, content, { mode });
+  try {
+    linkSync(temp, file);
+  } catch {
+    // another process made it first: use theirs
+  }
+  unlinkSync(temp);
 }
 
 /** MEGA_SECRET is never handed out as is: each purpose (sessions, CSRF, ASP: by its env name) gets its own HKDF key. */
@@ -314,21 +328,13 @@ function resolveSecrets(schema: TSchema, data: Record<string, unknown>, scope: S
     if (value !== undefined && bytes < minBytes) {
       const message = `${scope.app ? `app ${scope.app}: ` : ''}the ${spec.purpose} secret (from ${source}) must be at least ${minBytes} bytes; ${how}`;
       scope.problems.push(new ConfigError(code, message, { details: { key: where, file: scope.file, source, minBytes } }));
-    } else if (value !== undefined && bytes < PRODUCTION_MIN_BYTES) {
-      scope.log.warn(
-        { app: scope.app, key: where, source },
-        `the ${spec.purpose} secret is shorter than ${PRODUCTION_MIN_BYTES} bytes: production refuses it`,
-      );
+    } else if (value !== undefined) {
+      const short = `the ${spec.purpose} secret is shorter than ${PRODUCTION_MIN_BYTES} bytes: production refuses it`;
+      if (bytes < PRODUCTION_MIN_BYTES) scope.log.warn({ app: scope.app, key: where, source }, short);
       data[key] = source === 'MEGA_SECRET' ? derive(value, `mega.secret.v1:${spec.env}`) : value;
-    } else if (value !== undefined) data[key] = source === 'MEGA_SECRET' ? derive(value, `mega.secret.v1:${spec.env}`) : value;
-    else if (scope.env === 'production') {
-      if (!spec.optional) {
-        scope.problems.push(
-          new ConfigError(code, `${scope.app ? `app ${scope.app}: ` : ''}${spec.purpose} need a secret in production; ${how}`, {
-            details: { key: where, file: scope.file },
-          }),
-        );
-      }
+    } else if (scope.env === 'production') {
+      const message = `${scope.app ? `app ${scope.app}: ` : ''}${spec.purpose} need a secret in production; ${how}`;
+      if (!spec.optional) scope.problems.push(new ConfigError(code, message, { details: { key: where, file: scope.file } }));
     } else {
       scope.log.warn({ app: scope.app }, `no ${where} configured; using the project's development secret (.mega/dev-secret)`);
       data[key] = devSecret(scope.dir, `${scope.app ?? ''}:${where}`);

@@ -1,14 +1,16 @@
 import { hkdfSync } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PluginApi } from '@mega/kernel';
 import { definePlugin, Secret, Type } from '@mega/kernel';
 import { bootProject, buildPlugins, LEVELS, stopAll, writeProject } from '@mega/testing';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { loadProject } from '../src/config.js';
 import { loadKernel } from '../src/kernel.js';
 import { createLogger } from '../src/logger.js';
+import { definePlugin as defineSourcePlugin } from '../src/plugin.js';
+import { ajv, validateConfig } from '../src/schema.js';
 
 afterEach(() => stopAll());
 
@@ -248,5 +250,43 @@ describe('secrets', () => {
     }
     process.env.MEGA_SECRET = 'x'.repeat(32);
     expect((await boot({}, 'production', lenient)).error).toBeUndefined();
+  });
+});
+
+describe('config validators', () => {
+  it('are kept as code in node_modules/.cache/mega; loaded from there they check, report and fill defaults as compiled ones', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mega-validators-'));
+    mkdirSync(join(dir, 'node_modules'));
+    // A new schema object each run: the in-memory map misses, so the second run can only use the file.
+    const probe = () =>
+      Type.Object({
+        probe: Type.Object({ n: Type.Integer({ minimum: 1, default: 3 }), tag: Type.String({ default: 't' }) }, { default: {} }),
+      });
+    const run = (config: Record<string, unknown>) =>
+      validateConfig({
+        dir,
+        plugins: [defineSourcePlugin({ name: 'probe', version: '1.0.0', config: { global: probe() }, setup() {} })],
+        config,
+        apps: [],
+        configFile: 'mega.config.ts',
+        env: 'test',
+        log: createLogger({ level: 'silent' }),
+      });
+    const compile = vi.spyOn(ajv, 'compile');
+    try {
+      const first = run({ probe: { n: 0 } });
+      expect(compile).toHaveBeenCalled();
+      const cache = join(dir, 'node_modules/.cache/mega');
+      expect(readdirSync(cache).filter((f) => readFileSync(join(cache, f), 'utf8').includes('"probe"'))).toHaveLength(1);
+      compile.mockClear();
+      const second = run({ probe: { n: 0 } });
+      expect(compile).not.toHaveBeenCalled();
+      expect(second.problems.map((p) => p.message)).toEqual(['invalid configuration in mega.config.ts: /probe/n must be >= 1']);
+      expect(second.problems.map((p) => p.message)).toEqual(first.problems.map((p) => p.message));
+      expect(run({}).global.get('probe')).toEqual({ probe: { n: 3, tag: 't' } });
+      expect(compile).not.toHaveBeenCalled();
+    } finally {
+      compile.mockRestore();
+    }
   });
 });

@@ -5,7 +5,7 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createServer } from 'node:http';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import type { App, Kernel, MegaContext, RouteDefinition } from '@mega/kernel';
@@ -23,6 +23,9 @@ import type { After, AppMiddleware, Handler, HttpRouteOptions, Middleware, Route
 import { createHttpMethods } from './router.js';
 import { multipartReader } from './uploads.js';
 import { VirtualHosts } from './vhost.js';
+
+// Not an ESM import: that would load undici for node:http's lazy `WebSocket` export (see headers.ts).
+const http = createRequire(import.meta.url)('node:http') as typeof import('node:http');
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -254,7 +257,7 @@ export class HttpServer {
       // Requests refused before routing (two Host headers, a bad absolute-form target) and
       // absolute-form targets rewritten to origin-form: one check per request on the raw request.
       serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void, opts: Record<string, number>) => {
-        const server = createServer((req, res) => {
+        const server = http.createServer((req, res) => {
           const problem = this.checkTarget(req);
           if (problem) {
             this.kernel.log.info({ code: problem.code, status: 400 }, 'request rejected');
