@@ -6,13 +6,14 @@
 //! direction collide only if their 31-bit prefixes match AND their counter ranges overlap, and the
 //! two directions can never collide. Openers reject the other direction's frames (reflection).
 use std::collections::{HashSet, VecDeque};
+use std::hash::{BuildHasher, Hash, Hasher};
 
 use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, AES_256_GCM};
 use ring::hkdf;
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::deflate;
 use crate::error::{invalid, malformed, Code, CodecError, Result};
+use crate::{b64, deflate};
 
 pub const VERSION: u8 = 1;
 pub const FLAG_DEFLATE: u8 = 0x01;
@@ -27,6 +28,8 @@ pub const DEFAULT_WINDOW_MS: u64 = 60_000;
 pub const DEFAULT_REPLAY_CAPACITY: usize = 16_384;
 /// Largest counter and timestamp: the TS backend holds both in a double.
 pub const MAX_SAFE: u64 = (1 << 53) - 1;
+/// Text form of a sealed frame on a WebSocket (and an HTTP body): `E:` + base64url(sealed).
+pub const TEXT_PREFIX: &[u8; 2] = b"E:";
 const SERVER_BIT: u8 = 0x80;
 const HKDF_SALT: &[u8] = b"mega.asp.v1";
 
@@ -270,6 +273,7 @@ pub struct Sealer {
     prefix: [u8; 4],
     counter: u64,
     scratch: Vec<u8>,
+    text: Vec<u8>,
 }
 
 impl Sealer {
@@ -291,6 +295,7 @@ impl Sealer {
             prefix,
             counter,
             scratch: Vec::new(),
+            text: Vec::new(),
         })
     }
 
@@ -347,24 +352,181 @@ impl Sealer {
         })?;
         Ok(out)
     }
+
+    /// Like `seal_with`, but writes the text form, `E:` + base64url(sealed) (`text_len(sealed)`
+    /// bytes; without deflate that is `text_len(OVERHEAD + plaintext.len())`), in one call.
+    pub fn seal_text_with<'o>(
+        &mut self,
+        plaintext: &[u8],
+        ns: &[u8],
+        ts: u64,
+        compress: bool,
+        alloc: impl FnOnce(usize) -> Option<&'o mut [u8]>,
+    ) -> Result<()> {
+        let mut sealed = std::mem::take(&mut self.text);
+        let r = self
+            .seal_with(plaintext, ns, ts, compress, |n| {
+                sealed.resize(n, 0);
+                Some(&mut sealed[..])
+            })
+            .and_then(|()| {
+                let out = alloc(text_len(sealed.len()))
+                    .ok_or(invalid("could not allocate the output"))?;
+                out[..2].copy_from_slice(TEXT_PREFIX);
+                b64::encode_into(&sealed, &mut out[2..]);
+                Ok(())
+            });
+        self.text = keep_scratch(sealed);
+        r
+    }
+
+    pub fn seal_text(
+        &mut self,
+        plaintext: &[u8],
+        ns: &[u8],
+        ts: u64,
+        compress: bool,
+    ) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.seal_text_with(plaintext, ns, ts, compress, |n| {
+            out.resize(n, 0);
+            Some(&mut out[..])
+        })?;
+        Ok(out)
+    }
+}
+
+/// Length of the text form (`E:` + base64url) of `sealed_len` sealed bytes.
+pub const fn text_len(sealed_len: usize) -> usize {
+    TEXT_PREFIX.len() + b64::encoded_len(sealed_len)
+}
+
+const NOT_BASE64URL: &str = "E: frame is not base64url";
+
+/// The sealed bytes of a text frame, decoded into `out`: `codec.malformed` without the `E:` prefix
+/// or when the rest is not unpadded base64url.
+pub fn decode_text(text: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    let Some(body) = text.strip_prefix(TEXT_PREFIX) else {
+        return Err(malformed("ASP text must start with E:"));
+    };
+    let n = b64::decoded_len(body.len()).ok_or(malformed(NOT_BASE64URL))?;
+    out.resize(n, 0);
+    if !b64::decode_into(body, out) {
+        return Err(malformed(NOT_BASE64URL));
+    }
+    Ok(())
+}
+
+/// Scratch vectors stay allocated between frames, unless a rare large frame grew them.
+fn keep_scratch(mut v: Vec<u8>) -> Vec<u8> {
+    if v.capacity() > 64 * 1024 {
+        v = Vec::new();
+    }
+    v
 }
 
 /// Nonces seen inside the window, in arrival order. When full, the oldest entry is dropped and its
 /// timestamp becomes a floor: anything at or below the floor is refused, so eviction never opens a
 /// replay hole (it only makes very late frames fail).
 struct ReplayCache {
-    seen: HashSet<[u8; NONCE_LEN]>,
-    order: VecDeque<([u8; NONCE_LEN], u64)>,
+    seen: HashSet<NonceKey, Seeded>,
+    order: VecDeque<(NonceKey, u64)>,
     capacity: usize,
     floor: Option<u64>,
 }
 
+/// A nonce as the replay cache holds it (12 bytes, like the nonce itself). Hashed without SipHash
+/// (std's default, more work than the rest of a cache update for a 12-byte key) and so that one
+/// sealer's consecutive counters land in consecutive buckets, 32 at a time: a full cache evicts its
+/// oldest nonce on every insert, and with random buckets each eviction and insert was a cache miss
+/// in a table of up to 1 MB. Where each run of 32 lands comes from a keyed multiply of the prefix
+/// and the counter's upper bits with seeds random per cache, so a client cannot aim its nonces at
+/// one bucket without knowing them; and only authenticated nonces are ever inserted.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct NonceKey([u8; NONCE_LEN]);
+
+impl Hash for NonceKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let (p, c) = self.0.split_at(4);
+        state.write_u64(u64::from_be_bytes(c.try_into().unwrap_or_default()));
+        state.write_u32(u32::from_be_bytes(p.try_into().unwrap_or_default()));
+    }
+}
+
+#[derive(Clone)]
+struct Seeded(u64, u64);
+
+impl Seeded {
+    fn random() -> Result<Self> {
+        let b = random_bytes::<16>()?;
+        let (a, c) = b.split_at(8);
+        let a = u64::from_le_bytes(a.try_into().unwrap_or_default());
+        // Odd, so never 0: a zero multiplier would send every key to one bucket.
+        let c = u64::from_le_bytes(c.try_into().unwrap_or_default()) | 1;
+        Ok(Seeded(a, c))
+    }
+}
+
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let p = a as u128 * b as u128;
+    (p as u64) ^ (p >> 64) as u64
+}
+
+/// Hashes a `NonceKey` (its counter, then its prefix); see there.
+struct Fold {
+    seeds: (u64, u64),
+    counter: u64,
+    prefix: u64,
+}
+
+impl BuildHasher for Seeded {
+    type Hasher = Fold;
+    fn build_hasher(&self) -> Fold {
+        Fold {
+            seeds: (self.0, self.1),
+            counter: 0,
+            prefix: 0,
+        }
+    }
+}
+
+/// Low bits: the bucket; top 7 bits: the tag hashbrown compares within a probe group.
+const RUN_BITS: u32 = 5;
+const RUN: u64 = (1 << RUN_BITS) - 1;
+const TAG_SHIFT: u32 = 57;
+
+impl Hasher for Fold {
+    fn write(&mut self, bytes: &[u8]) {
+        // Not used by NonceKey; a correct (slower) fallback for any other input.
+        for &b in bytes {
+            self.counter = folded_multiply(self.counter ^ b as u64 ^ self.seeds.0, self.seeds.1);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.counter ^= v;
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.prefix ^= v as u64;
+    }
+    fn finish(&self) -> u64 {
+        let (s0, s1) = self.seeds;
+        let lane = folded_multiply(self.prefix ^ s0, s1);
+        let run = folded_multiply((self.counter >> RUN_BITS) ^ lane, s1);
+        let i = self.counter & RUN;
+        // Consecutive buckets within a run; distinct tags too (37 is odd), so a probe that meets
+        // its neighbours does not compare their keys.
+        let tag = ((run >> TAG_SHIFT) + i * 37) & 127;
+        (run & !RUN & !(127 << TAG_SHIFT)) | i | tag << TAG_SHIFT
+    }
+}
+
 impl ReplayCache {
     fn contains(&self, nonce: &[u8; NONCE_LEN], ts: u64) -> bool {
-        self.floor.is_some_and(|f| ts <= f) || self.seen.contains(nonce)
+        self.floor.is_some_and(|f| ts <= f) || self.seen.contains(&NonceKey(*nonce))
     }
 
     fn insert(&mut self, nonce: [u8; NONCE_LEN], ts: u64, now: u64, window_ms: u64) {
+        let nonce = NonceKey(nonce);
         // Entries older than the window would fail the drift check anyway.
         while let Some(&(n, t)) = self.order.front() {
             if t.saturating_add(window_ms) >= now {
@@ -393,6 +555,7 @@ pub struct Opener {
     cache: ReplayCache,
     scratch: Vec<u8>,
     inflated: Vec<u8>,
+    text: Vec<u8>,
 }
 
 impl Opener {
@@ -416,13 +579,14 @@ impl Opener {
             window_ms,
             max_output,
             cache: ReplayCache {
-                seen: HashSet::new(),
+                seen: HashSet::with_hasher(Seeded::random()?),
                 order: VecDeque::new(),
                 capacity,
                 floor: None,
             },
             scratch: Vec::new(),
             inflated: Vec::new(),
+            text: Vec::new(),
         })
     }
 
@@ -465,6 +629,31 @@ impl Opener {
     pub fn open(&mut self, sealed: &[u8], ns: &[u8], now: u64) -> Result<Vec<u8>> {
         let mut out = Vec::new();
         self.open_with(sealed, ns, now, |n| {
+            out.resize(n, 0);
+            Some(&mut out[..])
+        })?;
+        Ok(out)
+    }
+
+    /// Opens the text form, `E:` + base64url(sealed), in one call: `decode_text`'s checks first,
+    /// then `open_with`'s. Without deflate the output is `decoded - OVERHEAD` bytes.
+    pub fn open_text_with<'o>(
+        &mut self,
+        text: &[u8],
+        ns: &[u8],
+        now: u64,
+        alloc: impl FnOnce(usize) -> Option<&'o mut [u8]>,
+    ) -> Result<()> {
+        let mut sealed = std::mem::take(&mut self.text);
+        let r =
+            decode_text(text, &mut sealed).and_then(|()| self.open_with(&sealed, ns, now, alloc));
+        self.text = keep_scratch(sealed);
+        r
+    }
+
+    pub fn open_text(&mut self, text: &[u8], ns: &[u8], now: u64) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.open_text_with(text, ns, now, |n| {
             out.resize(n, 0);
             Some(&mut out[..])
         })?;
@@ -536,6 +725,133 @@ mod tests {
             Code::Replay
         );
         assert!(derive_key(&MASTER[..31], "s", Scope::Ws).is_err());
+    }
+
+    #[test]
+    fn text_form_is_prefix_plus_base64url_of_the_sealed_bytes() {
+        let key = derive_key(MASTER, "sess-t", Scope::Ws).unwrap();
+        let now = 1_700_000_000_000;
+        for (z, plain) in [
+            (false, &b""[..]),
+            (false, b"hi"),
+            (true, b"hello hello hello"),
+            (false, &[7u8; 300][..]),
+        ] {
+            let sealed = Sealer::new(&key, Role::Client, Some((3, 9)))
+                .unwrap()
+                .seal(plain, b"/t", now, z)
+                .unwrap();
+            let text = Sealer::new(&key, Role::Client, Some((3, 9)))
+                .unwrap()
+                .seal_text(plain, b"/t", now, z)
+                .unwrap();
+            assert_eq!(text.len(), text_len(sealed.len()));
+            let mut expected = b"E:".to_vec();
+            let mut enc = vec![0u8; b64::encoded_len(sealed.len())];
+            b64::encode_into(&sealed, &mut enc);
+            expected.extend_from_slice(&enc);
+            assert_eq!(text, expected);
+            let mut server =
+                Opener::new(&key, Role::Server, DEFAULT_WINDOW_MS, 8, 1 << 20).unwrap();
+            assert_eq!(server.open_text(&text, b"/t", now).unwrap(), plain);
+            // The same frame again, in either form, is a replay.
+            assert_eq!(
+                server.open_text(&text, b"/t", now).unwrap_err().code,
+                Code::Replay
+            );
+            assert_eq!(
+                server.open(&sealed, b"/t", now).unwrap_err().code,
+                Code::Replay
+            );
+        }
+    }
+
+    #[test]
+    fn text_form_refusals() {
+        let key = [5u8; 32];
+        let now = 1_000_000;
+        let mut s = Sealer::new(&key, Role::Client, Some((1, 1))).unwrap();
+        let mut o = Opener::new(&key, Role::Server, 60_000, 16, 1 << 20).unwrap();
+        let text = s.seal_text(b"payload", b"/n", now, false).unwrap();
+        let malformed = |o: &mut Opener, t: &[u8]| {
+            let e = o.open_text(t, b"/n", now).unwrap_err();
+            assert_eq!(e.code, Code::Malformed, "{:?}", String::from_utf8_lossy(t));
+            e.message
+        };
+        // No prefix, a wrong prefix, a bare prefix.
+        assert_eq!(malformed(&mut o, &text[2..]), "ASP text must start with E:");
+        assert_eq!(malformed(&mut o, b"e:AAAA"), "ASP text must start with E:");
+        assert_eq!(malformed(&mut o, b"E"), "ASP text must start with E:");
+        assert_eq!(malformed(&mut o, b"E:"), "sealed frame is truncated");
+        // Characters outside base64url (padding, the standard alphabet, whitespace, non-ASCII).
+        for bad in [b'=', b'+', b'/', b' ', 0xc3] {
+            let mut t = text.clone();
+            t[10] = bad;
+            assert_eq!(malformed(&mut o, &t), NOT_BASE64URL);
+        }
+        // A length no base64url text has, and a decodable text too short to be a frame.
+        let mut t = text.clone();
+        t.push(b'A');
+        if (t.len() - 2) % 4 != 1 {
+            t.truncate(2 + (t.len() - 2) / 4 * 4 + 1);
+        }
+        assert_eq!(malformed(&mut o, &t), NOT_BASE64URL);
+        // 48 characters = 36 bytes, two short of the smallest frame.
+        assert_eq!(
+            malformed(&mut o, &text[..2 + 48]),
+            "sealed frame is truncated"
+        );
+        // Cut inside the tag: decodes, but the tag no longer matches.
+        let cut = &text[..text.len() - 4];
+        assert_eq!(
+            o.open_text(cut, b"/n", now).unwrap_err().code,
+            Code::Decrypt
+        );
+        // None of the refusals consumed the nonce: the genuine frame still opens, once.
+        assert_eq!(o.open_text(&text, b"/n", now).unwrap(), b"payload");
+        assert_eq!(
+            o.open_text(&text, b"/n", now).unwrap_err().code,
+            Code::Replay
+        );
+    }
+
+    #[test]
+    fn replay_cache_hash_keeps_runs_of_one_sealer_together() {
+        let seeds = Seeded::random().unwrap();
+        let h = |prefix: u32, counter: u64| {
+            let mut n = [0u8; NONCE_LEN];
+            n[..4].copy_from_slice(&prefix.to_be_bytes());
+            n[4..].copy_from_slice(&counter.to_be_bytes());
+            seeds.hash_one(NonceKey(n))
+        };
+        // 32 consecutive counters: consecutive buckets (low bits), 32 distinct tags (top 7 bits).
+        let base = 7 << RUN_BITS;
+        let run: Vec<u64> = (0..32).map(|i| h(0x8123_4567, base + i)).collect();
+        for (i, x) in run.iter().enumerate() {
+            assert_eq!(x & RUN, i as u64);
+            assert_eq!(
+                x & !RUN & !(127 << TAG_SHIFT),
+                run[0] & !RUN & !(127 << TAG_SHIFT)
+            );
+        }
+        let tags: HashSet<u64> = run.iter().map(|x| x >> TAG_SHIFT).collect();
+        assert_eq!(tags.len(), 32);
+        // 64 sealers x 256 counters spread over a 65,536-bucket table like random keys would.
+        let buckets: HashSet<u64> = (0..64u32)
+            .flat_map(|p| {
+                (0..256u64).map(move |c| (p.wrapping_mul(0x9e37_79b9), c + p as u64 * 1000))
+            })
+            .map(|(p, c)| h(p, c) & 0xffff)
+            .collect();
+        assert!(buckets.len() > 12_000, "{} distinct buckets", buckets.len());
+        // Another cache's seeds put the same run elsewhere.
+        let other = Seeded::random().unwrap();
+        let mut n = [0u8; NONCE_LEN];
+        n[4..].copy_from_slice(&base.to_be_bytes());
+        assert_ne!(
+            other.hash_one(NonceKey(n)) >> RUN_BITS,
+            h(0, base) >> RUN_BITS
+        );
     }
 
     #[test]

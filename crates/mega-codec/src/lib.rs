@@ -2,6 +2,7 @@
 //! `mega-napi` wraps it for Node; the kernel's TS backend implements the same formats and both are
 //! checked against `vectors/*.json`.
 pub mod asp;
+pub mod b64;
 pub mod deflate;
 pub mod error;
 pub mod frame;

@@ -30,6 +30,26 @@ export interface LoadCodecOptions {
 
 const require = createRequire(import.meta.url);
 
+/** Every function the native backend calls on the addon. */
+const EXPORTS = [
+  'takePending',
+  'deriveKey',
+  'seal',
+  'open',
+  'Sealer',
+  'Opener',
+  'sealText',
+  'openText',
+  'deflate',
+  'inflate',
+  'Deflater',
+  'Inflater',
+  'encodeFrame',
+  'validateFrame',
+  'encodeServerFrame',
+  'decodeServerFrame',
+] as const satisfies ReadonlyArray<keyof Binding>;
+
 function loadBinding(explicit?: string): Binding {
   const override = explicit ?? process.env.MEGA_CODEC_ADDON;
   // `../native/` resolves the same from src/ and dist/.
@@ -46,8 +66,14 @@ function loadBinding(explicit?: string): Binding {
     try {
       const binding = require(path) as Binding;
       const got = binding.version();
-      if (got === want) return binding;
-      lastError = new Error(`addon ${path} is version ${got}, the kernel is ${want} (rebuild: npm run build:native)`);
+      // Same version but built from an older tree (the version only moves on releases): refused
+      // here rather than failing on the first call it lacks.
+      const lacking = EXPORTS.filter((k) => typeof binding[k] !== 'function');
+      if (got === want && lacking.length === 0) return binding;
+      lastError =
+        got === want
+          ? new Error(`addon ${path} lacks ${lacking.join(', ')}: built from an older tree (rebuild: npm run build:native)`)
+          : new Error(`addon ${path} is version ${got}, the kernel is ${want} (rebuild: npm run build:native)`);
     } catch (err) {
       lastError = err;
     }

@@ -26,14 +26,17 @@ export interface Binding {
     server: boolean,
     prefix?: number,
     counter?: number,
-  ) => { seal(p: Bytes, ns: string, ts: number, z: boolean, out: Bytes): Len };
+  ) => { readonly slot: number; seal(p: Bytes, ns: string, ts: number, z: boolean, out: Bytes): Len };
   Opener: new (
     key: Bytes,
     server: boolean,
     windowMs: number,
     cap: number,
     max: number,
-  ) => { open(s: Bytes, ns: string, now: number, out: Bytes): Len };
+  ) => { readonly slot: number; open(s: Bytes, ns: string, now: number, out: Bytes): Len };
+  /** The per-frame text calls (plain N-API callbacks, see lib.rs): a Sealer/Opener by its slot. */
+  sealText(slot: number, p: Bytes, ns: string, ts: number, z: boolean, out: Bytes): Len;
+  openText(slot: number, text: Bytes, ns: string, now: number, out: Bytes): Len;
   deflate(data: Bytes, level: number, out: Bytes): Len;
   inflate(data: Bytes, maxOutput: number, out: Bytes): Len;
   Deflater: new (level: number, windowBits: number, takeover: boolean) => { deflate(data: Bytes, out: Bytes): Len; close(): void };
@@ -44,12 +47,17 @@ export interface Binding {
   decodeServerFrame(bytes: Bytes, meta: Uint32Array): void;
 }
 
+/** An addon error as the MegaError both backends throw. */
+function rethrow(err: unknown): never {
+  const code = (err as { code?: unknown }).code;
+  throw codecError(typeof code === 'string' && code.includes('.') ? code : 'codec.invalid_argument', (err as Error).message, err);
+}
+
 function guard<R>(f: () => R): R {
   try {
     return f();
   } catch (err) {
-    const code = (err as { code?: unknown }).code;
-    throw codecError(typeof code === 'string' && code.includes('.') ? code : 'codec.invalid_argument', (err as Error).message, err);
+    return rethrow(err);
   }
 }
 
@@ -86,17 +94,32 @@ export function createNativeCodec(n: Binding): T.Codec {
     createSealer(key, o = {}) {
       const seed = o.seed && [safeInt(o.seed.prefix, 'seed.prefix'), safeInt(o.seed.counter, 'seed.counter')];
       const s = guard(() => new n.Sealer(key, o.role !== 'client', seed?.[0], seed?.[1]));
+      // The slot stays valid while `s` lives: `seal` below keeps it reachable for as long as
+      // this object is (closures of one scope share its variables).
+      const slot = s.slot;
       const now = o.now ?? Date.now;
       return {
         // Without deflate the sealed size is known: no scratch copy.
         seal: (p, ns, z = false) =>
           z ? produce((out) => s.seal(p, ns, now(), true, out)) : exact(p.length + OVERHEAD, (out) => s.seal(p, ns, now(), false, out)),
+        // Once per WebSocket frame: written out without the closures of `exact`.
+        sealText(p, ns, z = false) {
+          if (z) return produce((out) => n.sealText(slot, p, ns, now(), true, out));
+          const out = Buffer.allocUnsafe(2 + Math.floor(((p.length + OVERHEAD) * 4 + 2) / 3));
+          try {
+            n.sealText(slot, p, ns, now(), false, out);
+          } catch (err) {
+            rethrow(err);
+          }
+          return out;
+        },
       };
     },
     createOpener(key, o = {}) {
       const windowMs = safeInt(o.windowMs ?? DEFAULTS.windowMs, 'windowMs');
       const cap = safeInt(o.replayCapacity ?? DEFAULTS.replayCapacity, 'replayCapacity', 1);
       const op = guard(() => new n.Opener(key, o.role !== 'client', windowMs, cap, maxOut(o.maxOutput)));
+      const slot = op.slot; // valid while `op` lives, which `open` below guarantees (see createSealer)
       const now = o.now ?? Date.now;
       return {
         // Flags byte 0 (no deflate): the plaintext is exactly 38 bytes shorter than the frame.
@@ -104,6 +127,24 @@ export function createNativeCodec(n: Binding): T.Codec {
           sealed.length >= OVERHEAD && sealed[1] === 0
             ? exact(sealed.length - OVERHEAD, (out) => op.open(sealed, ns, now(), out))
             : produce((out) => op.open(sealed, ns, now(), out)),
+        // Sized for the common case (no deflate flag): the decoded length minus 38. A deflated
+        // frame's output may differ; then it is a prefix of `out` or waits in takePending.
+        openText(text, ns) {
+          const size = Math.floor(((text.length - 2) * 3) / 4) - OVERHEAD;
+          if (size < 0) return produce((out) => n.openText(slot, text, ns, now(), out));
+          const out = Buffer.allocUnsafe(size);
+          let len = 0;
+          try {
+            len = n.openText(slot, text, ns, now(), out);
+          } catch (err) {
+            rethrow(err);
+          }
+          if (len === size) return out;
+          if (len >= 0) return out.subarray(0, len);
+          const big = Buffer.allocUnsafe(-len);
+          n.takePending(big);
+          return big;
+        },
       };
     },
     deflate(data, o = {}) {

@@ -9,6 +9,7 @@ import type * as T from './types.js';
 import { codecError, DEFAULTS, safeInt } from './types.js';
 
 export const OVERHEAD = 38;
+const B64URL = /^[A-Za-z0-9_-]*$/;
 const SERVER_BIT = 0x80;
 const TAIL = Buffer.from([0, 0, 0xff, 0xff]);
 const EMPTY: Buffer = Buffer.alloc(0);
@@ -117,6 +118,25 @@ function slide(window: Buffer, data: Uint8Array, size: number): Buffer {
   return Buffer.concat([window.subarray(Math.max(0, window.length + data.length - size)), data]);
 }
 
+/** `E:` + base64url(sealed), written into one buffer. */
+function textOf(sealed: Buffer): Buffer {
+  const text = sealed.toString('base64url');
+  const out = Buffer.allocUnsafe(2 + text.length);
+  out[0] = 0x45;
+  out[1] = 0x3a;
+  out.write(text, 2, 'latin1');
+  return out;
+}
+
+/** The sealed bytes of a text frame; checks in the order of the Rust `decode_text`. */
+function sealedOf(text: Uint8Array): Buffer {
+  const b = view(text);
+  if (b.length < 2 || b[0] !== 0x45 || b[1] !== 0x3a) throw malformed('ASP text must start with E:');
+  const s = b.toString('latin1', 2);
+  if (s.length % 4 === 1 || !B64URL.test(s)) throw malformed('E: frame is not base64url');
+  return Buffer.from(s, 'base64url');
+}
+
 function createSealer(rawKey: Uint8Array, o: T.SealerOptions): T.AspSealer {
   const key = asKey(rawKey);
   const now = o.now ?? Date.now;
@@ -124,16 +144,15 @@ function createSealer(rawKey: Uint8Array, o: T.SealerOptions): T.AspSealer {
   let counter = o.seed ? safeInt(o.seed.counter, 'seed.counter') : randomBytes(6).readUIntBE(0, 6);
   const head = Buffer.alloc(4);
   head.writeUInt32BE(((prefix & 0x7fffffff) | (o.role === 'client' ? 0 : SERVER_BIT << 24)) >>> 0);
-  return {
-    seal(plaintext, ns, deflate = false) {
-      const ts = safeInt(now(), 'timestamp');
-      if (counter > Number.MAX_SAFE_INTEGER) throw codecError('asp.exhausted', 'nonce counter exhausted; derive a new key');
-      const nonce = Buffer.allocUnsafe(12);
-      head.copy(nonce);
-      writeU64(nonce, 4, counter++);
-      return sealRaw(key, nonce, ts, deflate ? 1 : 0, ns, deflate ? deflateMsg(plaintext, DEFAULTS.level) : plaintext);
-    },
+  const seal = (plaintext: Uint8Array, ns: string, deflate = false): Buffer => {
+    const ts = safeInt(now(), 'timestamp');
+    if (counter > Number.MAX_SAFE_INTEGER) throw codecError('asp.exhausted', 'nonce counter exhausted; derive a new key');
+    const nonce = Buffer.allocUnsafe(12);
+    head.copy(nonce);
+    writeU64(nonce, 4, counter++);
+    return sealRaw(key, nonce, ts, deflate ? 1 : 0, ns, deflate ? deflateMsg(plaintext, DEFAULTS.level) : plaintext);
   };
+  return { seal, sealText: (plaintext, ns, deflate) => textOf(seal(plaintext, ns, deflate)) };
 }
 
 /**
@@ -150,7 +169,8 @@ function createOpener(rawKey: Uint8Array, o: T.OpenerOptions): T.AspOpener {
   const now = o.now ?? Date.now;
   const seen = new Map<string, number>();
   let floor = -1;
-  return {
+  const opener: T.AspOpener = {
+    openText: (text, ns) => opener.open(sealedOf(text), ns),
     open(sealed, ns) {
       const t = safeInt(now(), 'now');
       const b = checkSealed(sealed);
@@ -173,6 +193,7 @@ function createOpener(rawKey: Uint8Array, o: T.OpenerOptions): T.AspOpener {
       return b[1] === 1 ? inflateMsg(plain, max).out : plain;
     },
   };
+  return opener;
 }
 
 // Envelope scanner (same grammar and limits as frame.rs). State is module-level so a scan allocates

@@ -51,8 +51,20 @@ export interface OpenerOptions {
   maxOutput?: number;
   now?: () => number;
 }
-export type AspSealer = { seal(plaintext: Uint8Array, ns: string, deflate?: boolean): Buffer };
-export type AspOpener = { open(sealed: Uint8Array, ns: string): Buffer };
+export type AspSealer = {
+  seal(plaintext: Uint8Array, ns: string, deflate?: boolean): Buffer;
+  /** The text form in one call: `E:` + base64url(unpadded) of what `seal` returns, as ASCII bytes. */
+  sealText(plaintext: Uint8Array, ns: string, deflate?: boolean): Buffer;
+};
+export type AspOpener = {
+  open(sealed: Uint8Array, ns: string): Buffer;
+  /**
+   * Opens the text form (`E:` + unpadded base64url, e.g. a whole WebSocket frame) in one call: no
+   * `E:` prefix, a character outside [A-Za-z0-9_-] or a length no base64url text has →
+   * `codec.malformed`; then `open`'s checks, replay cache included.
+   */
+  openText(text: Uint8Array, ns: string): Buffer;
+};
 /** `takeover` = RFC 7692 context takeover (default true). */
 export type DeflaterOptions = { level?: number; windowBits?: number; takeover?: boolean };
 export type InflaterOptions = { windowBits?: number; takeover?: boolean; maxOutput?: number };

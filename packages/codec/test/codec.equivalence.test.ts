@@ -3,6 +3,8 @@
 // typed error from both.
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type Codec, createTsCodec, loadCodec } from '../src/index.js';
@@ -141,6 +143,99 @@ describe('codec backend equivalence', () => {
     );
   }, 60_000);
 
+  it('ASP text form: sealText = E: + base64url(seal) byte for byte in both backends; openText crosses backends, then refuses a replay', () => {
+    fc.assert(
+      fc.property(key32, text, ns, fc.boolean(), fc.nat(0x7fffffff), fc.nat(2 ** 40), (key, plain, space, z, prefix, counter) => {
+        const now = () => 1_700_000_000_000;
+        const seed = { prefix, counter };
+        const sealed = ts.createSealer(key, { role: 'client', seed, now }).seal(plain, space, z);
+        const a = ts.createSealer(key, { role: 'client', seed, now }).sealText(plain, space, z);
+        const b = n.createSealer(key, { role: 'client', seed, now }).sealText(plain, space, z);
+        expect(a.toString('latin1')).toBe(`E:${sealed.toString('base64url')}`);
+        if (!z) expect(b.equals(a)).toBe(true);
+        // Deflated: the two zlibs may differ, the 22-byte header (its first 29 characters) may not.
+        else expect(b.subarray(0, 2 + 29).equals(a.subarray(0, 2 + 29))).toBe(true);
+        for (const [, , opener] of pairs(n)) {
+          for (const t of [a, b]) {
+            const o = opener.createOpener(key, { role: 'server', now });
+            expect(o.openText(t, space).equals(Buffer.from(plain))).toBe(true);
+            expect(outcome(() => o.openText(t, space))).toBe('asp.replay');
+            // The text form and the binary form share one replay cache.
+            expect(outcome(() => o.open(Buffer.from(t.toString('latin1', 2), 'base64url'), space))).toBe('asp.replay');
+          }
+        }
+        // Server -> client direction, text sealed by one backend, opened by the other.
+        for (const [, sealer, opener] of pairs(n)) {
+          const t = sealer.createSealer(key, { role: 'server', now }).sealText(plain, space, z);
+          expect(opener.createOpener(key, { role: 'client', now }).openText(t, space).equals(Buffer.from(plain))).toBe(true);
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  }, 60_000);
+
+  it('ASP text form: missing prefix, malformed base64url, wrong lengths and mutated texts fail alike in both backends (code and message)', () => {
+    const key = Buffer.alloc(32, 9);
+    const now = () => 1_700_000_000_000;
+    const full = (f: () => Buffer): string => {
+      try {
+        return `ok:${f().toString('hex')}`;
+      } catch (err) {
+        if (!isMegaError(err)) throw err;
+        return `${err.code}: ${err.message}`;
+      }
+    };
+    const both = (t: Uint8Array): string => {
+      const [a, b] = [ts, n].map((c) => full(() => c.createOpener(key, { now }).openText(t, '/x')));
+      expect(b, Buffer.from(t).toString('latin1')).toBe(a);
+      return a as string;
+    };
+    const good = ts.createSealer(key, { role: 'client', now }).sealText(Buffer.from('{"type":"a.b","payload":1}'), '/x');
+    const zgood = ts.createSealer(key, { role: 'client', now }).sealText(Buffer.from('{"type":"a.b","payload":2}'), '/x', true);
+    expect(both(good)).toBe(`ok:${Buffer.from('{"type":"a.b","payload":1}').toString('hex')}`);
+    expect(both(zgood)).toBe(`ok:${Buffer.from('{"type":"a.b","payload":2}').toString('hex')}`);
+    const cases: Array<[string, string]> = [
+      ['', 'codec.malformed: ASP text must start with E:'],
+      ['E', 'codec.malformed: ASP text must start with E:'],
+      [`e:${good.toString('latin1', 2)}`, 'codec.malformed: ASP text must start with E:'],
+      [good.toString('latin1', 2), 'codec.malformed: ASP text must start with E:'],
+      ['E:', 'codec.malformed: sealed frame is truncated'],
+      ['E:AAAA', 'codec.malformed: sealed frame is truncated'],
+      [`${good.toString('latin1')}A`.slice(0, 2 + 4 * Math.floor((good.length - 2) / 4) + 1), 'codec.malformed: E: frame is not base64url'],
+      [`${good.toString('latin1')}==`, 'codec.malformed: E: frame is not base64url'],
+      [`${good.toString('latin1', 0, 10)} ${good.toString('latin1', 11)}`, 'codec.malformed: E: frame is not base64url'],
+      [good.toString('latin1').slice(0, -4), 'asp.decrypt: ASP authentication failed'],
+    ];
+    for (const [t, want] of cases) expect(both(Buffer.from(t, 'latin1')), t).toBe(want);
+    // Standard (padded) base64 of the same bytes: refused for its '+', '/' or '=' characters.
+    for (const len of [1, 2, 3, 20, 21, 22]) {
+      const raw = Buffer.alloc(38 + len, 0xfb);
+      expect(both(Buffer.from(`E:${raw.toString('base64')}`)), `${len}`).toBe('codec.malformed: E: frame is not base64url');
+    }
+    // A byte >= 0x80 inside the text (not a latin1 letter either backend accepts).
+    const high = Buffer.from(good);
+    high[12] = 0xc1;
+    expect(both(high)).toBe('codec.malformed: E: frame is not base64url');
+    const mutated = fc.oneof(
+      fc.uint8Array({ maxLength: 120 }).map((b) => Buffer.concat([Buffer.from('E:'), b])),
+      fc.nat(good.length).map((k) => good.subarray(0, k)),
+      fc.tuple(fc.nat(good.length - 1), fc.nat(255)).map(([k, v]) => {
+        const c = Buffer.from(good);
+        c[k] = v;
+        return c;
+      }),
+      fc.tuple(fc.nat(zgood.length - 1), fc.constantFrom(...'AZaz09-_+/=. '.split('').map((ch) => ch.charCodeAt(0)))).map(([k, v]) => {
+        const c = Buffer.from(zgood);
+        c[k] = v;
+        return c;
+      }),
+    );
+    fc.assert(
+      fc.property(mutated, (t) => void both(t)),
+      { numRuns: 3000 },
+    );
+  }, 60_000);
+
   it('long namespaces cross the addon boundary intact (multi-byte characters at the buffer edge)', () => {
     const key = Buffer.alloc(32, 3);
     const now = () => 1_700_000_000_000;
@@ -189,6 +284,62 @@ describe('codec backend equivalence', () => {
       i.close();
     }
     expect(addon.heldBytes()).toBe(base);
+  });
+
+  it('raw text calls of the addon: an unknown slot or a wrong argument throws codec.invalid_argument', () => {
+    const addon = createRequire(import.meta.url)(
+      fileURLToPath(new URL(`../native/mega-codec.${process.platform}-${process.arch}-gnu.node`, import.meta.url)),
+    ) as {
+      sealText(...a: unknown[]): number;
+      openText(...a: unknown[]): number;
+      Opener: new (...a: unknown[]) => { slot: number };
+    };
+    const out = Buffer.alloc(256);
+    const codeOf = (f: () => unknown) => {
+      try {
+        f();
+        return 'no error';
+      } catch (err) {
+        return (err as { code?: string }).code;
+      }
+    };
+    const opener = new addon.Opener(Buffer.alloc(32, 1), true, 60_000, 16, 1 << 20);
+    expect(codeOf(() => addon.openText(2 ** 31, Buffer.from('E:AAAA'), '/x', 1, out))).toBe('codec.invalid_argument');
+    expect(codeOf(() => addon.openText(opener.slot, Buffer.from('E:AAAA'), '/x', -1, out))).toBe('codec.invalid_argument');
+    expect(codeOf(() => addon.openText(opener.slot, 'E:AAAA', '/x', 1, out))).toBe('codec.invalid_argument');
+    expect(codeOf(() => addon.openText(opener.slot, Buffer.from('E:AAAA')))).toBe('codec.invalid_argument');
+    expect(codeOf(() => addon.openText(opener.slot, Buffer.from('E:AAAA'), '/x', 1, out))).toBe('codec.malformed');
+    expect(codeOf(() => addon.sealText(2 ** 31, Buffer.from('x'), '/x', 1, false, out))).toBe('codec.invalid_argument');
+  });
+
+  it('native sealers and openers keep their slots while in use: collected ones never hand a live one another key', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const now = () => 1_700_000_000_000;
+    const keys = Array.from({ length: 50 }, (_, i) => Buffer.alloc(32, i + 1));
+    // Only the bound methods are kept; the objects holding them become garbage.
+    const seals = keys.map((k) => n.createSealer(k, { role: 'client', now }).sealText);
+    const opens = keys.map((k) => n.createOpener(k, { role: 'server', now }).openText);
+    const addon = createRequire(import.meta.url)(
+      fileURLToPath(new URL(`../native/mega-codec.${process.platform}-${process.arch}-gnu.node`, import.meta.url)),
+    ) as { Opener: new (...a: unknown[]) => { slot: number } };
+    const slotNow = () => new addon.Opener(Buffer.alloc(32, 98), true, 60_000, 16, 1 << 20).slot;
+    const before = slotNow();
+    for (let round = 0; round < 3; round++) {
+      // Garbage that takes slots, to be reused once collected.
+      for (let i = 0; i < 200; i++) [n.createOpener(Buffer.alloc(32, 99), { now }), n.createSealer(Buffer.alloc(32, 99), { now })];
+      gc();
+      await new Promise((r) => setImmediate(r)); // finalizers run after the collection
+      keys.forEach((k, i) => {
+        const t = (seals[i] as (p: Uint8Array, ns: string) => Buffer)(Buffer.from(`m${i}`), '/s');
+        expect(ts.createOpener(k, { role: 'server', now }).openText(t, '/s').toString()).toBe(`m${i}`);
+        const back = ts.createSealer(k, { role: 'client', now }).sealText(Buffer.from(`r${i}`), '/s');
+        expect((opens[i] as (t: Uint8Array, ns: string) => Buffer)(back, '/s').toString()).toBe(`r${i}`);
+      });
+    }
+    // Collected wrappers gave their slots back (600 garbage openers were made), so the test above
+    // did run with recycled slots.
+    expect(slotNow()).toBeLessThan(before + 300);
   });
 
   it('a stateful inflater is closed after a failure, in both backends', () => {

@@ -10,6 +10,13 @@ const dir = mkdtempSync(join(tmpdir(), 'mega-codec-'));
 const fakeAddon = join(dir, 'fake.cjs');
 writeFileSync(fakeAddon, 'module.exports = { version: () => "0.0.0-other" };');
 const missing = join(dir, 'missing.node');
+const stale = join(dir, 'stale.cjs');
+// This package's version, but without the ASP text calls: an addon built from an older tree.
+writeFileSync(
+  stale,
+  `const v = require(${JSON.stringify(new URL('../package.json', import.meta.url).pathname)}).version;
+module.exports = { version: () => v, takePending() {}, deriveKey() {}, seal() {}, open() {}, Sealer() {}, Opener() {} };`,
+);
 
 function codeOf(f: () => unknown): string | undefined {
   try {
@@ -50,6 +57,16 @@ describe('loadCodec', () => {
     expect(c.backend).toBe('ts');
     expect(c.reason).toMatch(/0\.0\.0-other/);
     expect(codeOf(() => loadCodec({ mode: 'native', addonPath: fakeAddon }))).toBe('codec.native_unavailable');
+  });
+
+  it('an addon of the right version that lacks a call the backend uses is refused, naming it', () => {
+    const debug = vi.fn();
+    const c = loadCodec({ addonPath: stale, log: { debug } });
+    expect(c.backend).toBe('ts');
+    expect(c.reason).toMatch(/lacks .*sealText, openText.*older tree/);
+    expect(codeOf(() => loadCodec({ mode: 'native', addonPath: stale }))).toBe('codec.native_unavailable');
+    // The real addon has them all.
+    expect(loadCodec({ mode: 'native' }).backend).toBe('native');
   });
 
   it('MEGA_CODEC_ADDON overrides the location and bad modes are refused', () => {

@@ -112,18 +112,15 @@ export function pathMatches(patterns: readonly string[], path: string): boolean 
   return patterns.some((p) => (p.endsWith('/*') ? path === p.slice(0, -2) || path.startsWith(p.slice(0, -1)) : p === path));
 }
 
-/** `E:` + base64url(sealed) as bytes, written into one buffer. */
-function sealText(sealed: Buffer): Buffer {
-  const text = sealed.toString('base64url');
-  const out = Buffer.allocUnsafe(2 + text.length);
-  out[0] = 0x45;
-  out[1] = 0x3a;
-  out.write(text, 2, 'latin1');
-  return out;
-}
-
 function aspError(code: string, message: string): MegaError {
   return new MegaErrorClass(code, message, { status: code === 'asp.no_session' ? 401 : 400 });
+}
+
+/** A codec failure as the plugin reports it: the ASP codes as they are, anything else malformed. */
+function openError(error: unknown): MegaError {
+  const code = (error as { code?: string }).code;
+  if (code === 'asp.decrypt' || code === 'asp.drift' || code === 'asp.replay') return aspError(code, (error as Error).message);
+  return aspError('asp.malformed', (error as Error).message);
 }
 
 export default definePlugin({
@@ -209,15 +206,13 @@ export default definePlugin({
       } else api.log.debug({ ...fields, code }, 'asp: frame rejected');
     };
 
-    /** Opens `E:` + base64url text; the error says which check failed. */
+    /** Opens base64url text (an HTTP body after its `E:`); the error says which check failed. */
     const openText = (s: SessionCrypto, text: string, ns: string): Buffer | MegaError => {
       if (!B64URL.test(text) || text.length % 4 === 1) return aspError('asp.malformed', 'E: frame is not base64url');
       try {
         return s.opener.open(Buffer.from(text, 'base64url'), ns);
       } catch (error) {
-        const code = (error as { code?: string }).code;
-        if (code === 'asp.decrypt' || code === 'asp.drift' || code === 'asp.replay') return aspError(code, (error as Error).message);
-        return aspError('asp.malformed', (error as Error).message);
+        return openError(error);
       }
     };
 
@@ -240,9 +235,11 @@ export default definePlugin({
       const s = app.ws.acquire(sessionId);
       wsState.set(conn, { s, app, sessionId });
       const ns = conn.ns;
+      // One codec call per frame each way: the codec writes and reads the `E:` + base64url text
+      // itself, so no JS string is made for a frame.
       conn.setOutboundTransform((env) => {
         stats.sealed++;
-        return sealText(s.sealer.seal(env, ns));
+        return s.sealer.sealText(env, ns);
       });
       // Every frame is opened here, in arrival order, before the wsMessage hook (whose taps see the
       // opened JSON) and the handler.
@@ -250,7 +247,13 @@ export default definePlugin({
         let result: Buffer | MegaError;
         if (binary || data[0] !== 0x45 || data[1] !== 0x3a) {
           result = aspError('asp.signal', `${ns} is an encrypted namespace: send E: + base64url(sealed) text frames`);
-        } else result = openText(s, data.toString('latin1', 2), ns);
+        } else {
+          try {
+            result = s.opener.openText(data, ns);
+          } catch (error) {
+            result = openError(error);
+          }
+        }
         if (Buffer.isBuffer(result)) {
           stats.opened++;
           return result;

@@ -115,6 +115,37 @@ describe.each(['native', 'ts'] as const)('@mega/asp over WebSocket (%s codec)', 
     await s.c.close();
   });
 
+  it('malformed base64url, impossible lengths and short frames are asp.malformed saying which check failed; a good frame still opens after them', async () => {
+    const b = await start('error', backend);
+    const key = b.kernel.use('asp').keysFor(b.kernel.apps[0] as any, 'S1').ws;
+    const s = await secretClient(b.url('/ws/secret?sid=S1', 'ws'), key);
+    await s.c.next(); // hello
+    const good = await s.client.sealFrame(JSON.stringify({ type: 'note.add', id: 'g', payload: { text: 'good' } }), '/ws/secret');
+    const body = good.slice(2);
+    const bad = [
+      [`E:${body}=`, 'E: frame is not base64url'], // padding
+      [`E:+${body.slice(1)}`, 'E: frame is not base64url'], // standard base64's alphabet
+      [`E:${body.slice(0, 5)} ${body.slice(6)}`, 'E: frame is not base64url'], // whitespace
+      [`E:${body.slice(0, 4 * Math.floor(body.length / 4) - 3)}`, 'E: frame is not base64url'], // length % 4 == 1
+      ['E:', 'sealed frame is truncated'],
+      [`E:${body.slice(0, 48)}`, 'sealed frame is truncated'], // 36 bytes, under the 38 of a frame
+    ] as const;
+    for (const [frame, message] of bad) {
+      s.c.sendRaw(frame);
+      expect((await s.open(await s.c.next())).payload, frame).toEqual({ code: 'asp.malformed', message });
+    }
+    // A character that is not ASCII inside the text (two UTF-8 bytes on the wire).
+    s.c.sendRaw(`${good.slice(0, 10)}é${good.slice(12)}`);
+    expect((await s.open(await s.c.next())).payload.code).toBe('asp.malformed');
+    // None of them touched the replay cache: the genuine frame opens once, then is a replay.
+    s.c.sendRaw(good);
+    expect((await s.open(await s.c.next())).id).toBe('g');
+    s.c.sendRaw(good);
+    expect((await s.open(await s.c.next())).payload.code).toBe('asp.replay');
+    expect(b.kernel.use('asp').stats()).toMatchObject({ 'asp.malformed': bad.length + 1, 'asp.replay': 1, opened: 1 });
+    await s.c.close();
+  });
+
   it('catches a frame replayed on another connection of the same session', async () => {
     const b = await start('error', backend);
     const key = b.kernel.use('asp').keysFor(b.kernel.apps[0] as any, 'S1').ws;
