@@ -8,8 +8,10 @@
  * medians and spreads are printed, and every goal of issue 16 gets one verdict from this run:
  *
  *  (a) broadcast of one message to 1,000 connections, one message per event-loop turn: Mega
- *      (presence.broadcast, framed once, one write per connection per turn) vs a raw `ws` send loop
- *      (`for (c of wss.clients) c.send(text)`); and 100 messages in one turn.
+ *      (presence.broadcast, framed once, one write per connection per turn: the addon's fan-out when
+ *      the native codec is built, and a second Mega server writing through Node's streams,
+ *      MEGA_WS_NATIVE_SEND=0) vs a raw `ws` send loop (`for (c of wss.clients) c.send(text)`); and
+ *      100 messages in one turn.
  *  (b) echo with permessage-deflate on a 2.4 KB JSON message: Mega (codec deflate) vs `ws`'s zlib.
  *  (c) echo of a small message: without @mega/asp, with it on a plain namespace (what an untapped
  *      namespace costs), and on an encrypted one (what ASP costs).
@@ -19,7 +21,7 @@
  * The client is deliberately cheap (raw sockets, zero masking key, the native codec for deflate and
  * ASP) so the numbers are the servers'. Env: BENCH_ROUNDS (3), BENCH_SECONDS (echo run, 4),
  * BENCH_CONNS (broadcast fan-out, 1000), BENCH_IDLE (idle connections, 10000), BENCH_ECHO_CLIENTS
- * (echo concurrency, 64), BENCH_ONLY (subset, e.g. `ab`), BENCH_PROF=mega|mega-asp|ws (--cpu-prof).
+ * (echo concurrency, 64), BENCH_ONLY (subset, e.g. `ab`), BENCH_PROF=mega|mega-asp|mega-node|ws (--cpu-prof).
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -90,7 +92,7 @@ export default (router) => {
     } else if (m.cmd === 'mem') process.send?.(memory());
     else if (m.cmd === 'key') process.send?.({ key: kernel.use('asp').keysFor(app, 'bench').ws });
   });
-  process.send?.({ ready: true, port: kernel.use('http').port, codec: kernel.codec.backend });
+  process.send?.({ ready: true, port: kernel.use('http').port, codec: kernel.codec.backend, fanout: kernel.use('ws').fanout.native });
 }
 
 async function wsServer(): Promise<void> {
@@ -171,12 +173,14 @@ interface Child {
   stop(): Promise<void>;
 }
 
-async function spawnServer(kind: 'mega' | 'mega-asp' | 'ws'): Promise<Child> {
+async function spawnServer(kind: 'mega' | 'mega-asp' | 'mega-node' | 'ws'): Promise<Child> {
   const execArgv = [
     '--expose-gc',
     ...(process.env.BENCH_PROF === kind ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF_DIR ?? tmpdir()}`] : []),
   ];
-  const proc = fork(fileURLToPath(import.meta.url), ['server', kind], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  // mega-node: the same server with the addon's broadcast fan-out off (Node's streams write).
+  const env = kind === 'mega-node' ? { ...process.env, MEGA_WS_NATIVE_SEND: '0' } : process.env;
+  const proc = fork(fileURLToPath(import.meta.url), ['server', kind], { execArgv, env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const info = await new Promise<Msg>((resolve, reject) => {
     proc.once('message', (m: Msg) => resolve(m));
     proc.once('exit', (code) => reject(new Error(`${kind} server exited (${code})`)));
@@ -327,20 +331,27 @@ interface Rate {
  * socket drained), so it is the server's and not the client's reading speed; CPU: the server's over
  * the run. The client checks every connection received every frame.
  */
-async function broadcastRun(server: Child, conns: Conn[], count: number, burst: boolean, ns = '/bcast'): Promise<Rate> {
+async function broadcastRun(server: Child, conns: Conn[], count: number, burst: boolean, ns = '/bcast', repeat = 1): Promise<Rate> {
   for (const c of conns) c.frames = 0;
-  const cpu0 = cpuOf(server);
-  const r = await server.ask({
-    cmd: 'broadcast',
-    ns,
-    count,
-    burst,
-    text: 'a broadcast message of about one hundred bytes, like a chat line',
-  });
-  const cpu1 = cpuOf(server);
-  while (conns.some((c) => c.frames < count)) await new Promise((x) => setTimeout(x, 5));
-  const deliveries = count * conns.length;
-  return { rate: deliveries / ((r.sendMs as number) / 1000), cpuUs: (cpu1 - cpu0) / deliveries };
+  let cpu = 0;
+  let sendMs = 0;
+  // `repeat` runs back to back (each waits for the clients): bursts cost so little CPU that one run
+  // is a few ticks of /proc's 10 ms clock.
+  for (let k = 1; k <= repeat; k++) {
+    const cpu0 = cpuOf(server);
+    const r = await server.ask({
+      cmd: 'broadcast',
+      ns,
+      count,
+      burst,
+      text: 'a broadcast message of about one hundred bytes, like a chat line',
+    });
+    cpu += cpuOf(server) - cpu0;
+    sendMs += r.sendMs as number;
+    while (conns.some((c) => c.frames < count * k)) await new Promise((x) => setTimeout(x, 5));
+  }
+  const deliveries = count * conns.length * repeat;
+  return { rate: deliveries / (sendMs / 1000), cpuUs: cpu / deliveries };
 }
 
 interface EchoOptions {
@@ -462,6 +473,7 @@ async function main(): Promise<void> {
   const megaAsp = await spawnServer('mega-asp');
   const ws = await spawnServer('ws');
   const only = process.env.BENCH_ONLY ?? 'abcde';
+  const megaNode = only.includes('a') ? await spawnServer('mega-node') : undefined;
   console.log(
     `bench:ws  ${ROUNDS} interleaved rounds, medians (spread); server CPU per operation from /proc/<pid>/stat is the primary figure; ${SECONDS} s per echo run`,
   );
@@ -492,24 +504,37 @@ async function main(): Promise<void> {
     });
   }
   if (only.includes('a')) {
+    const node = megaNode as Child;
     const mConns = await openMany(mega.port, '/bcast', FANOUT);
+    const nConns = await openMany(node.port, '/bcast', FANOUT);
     const wConns = await openMany(ws.port, '/bcast', FANOUT);
-    for (const c of [...mConns, ...wConns]) c.countOnly = true;
+    for (const c of [...mConns, ...nConns, ...wConns]) c.countOnly = true;
     await broadcastRun(mega, mConns, 50, false); // warm-up
+    await broadcastRun(node, nConns, 50, false);
     await broadcastRun(ws, wConns, 50, false);
-    const r = { mega: [] as Rate[], ws: [] as Rate[], megaBurst: [] as Rate[], wsBurst: [] as Rate[], megaDelay: [] as Rate[] };
+    const r = {
+      mega: [] as Rate[],
+      node: [] as Rate[],
+      ws: [] as Rate[],
+      megaBurst: [] as Rate[],
+      nodeBurst: [] as Rate[],
+      wsBurst: [] as Rate[],
+      megaDelay: [] as Rate[],
+    };
     for (let round = 0; round < ROUNDS; round++) {
-      const pair: Array<[Child, Conn[], Rate[], Rate[]]> = [
+      const runs: Array<[Child, Conn[], Rate[], Rate[]]> = [
         [mega, mConns, r.mega, r.megaBurst],
+        [node, nConns, r.node, r.nodeBurst],
         [ws, wConns, r.ws, r.wsBurst],
       ];
-      if (round % 2) pair.reverse();
-      for (const [server, conns, spaced, burst] of pair) {
+      for (let i = 0; i < runs.length; i++) {
+        const [server, conns, spaced, burst] = runs[(i + round) % runs.length] as [Child, Conn[], Rate[], Rate[]];
         spaced.push(await broadcastRun(server, conns, 200, false));
-        burst.push(await broadcastRun(server, conns, 100, true));
+        burst.push(await broadcastRun(server, conns, 100, true, '/bcast', 5));
       }
     }
-    for (const c of mConns) c.close();
+    for (const c of [...mConns, ...nConns]) c.close();
+    await node.stop();
     // The same stream of one-per-turn broadcasts on a route with writeDelayMs: 1 (opt-in).
     const dConns = await openMany(mega.port, '/bcastd', FANOUT);
     for (const c of dConns) c.countOnly = true;
@@ -522,6 +547,9 @@ async function main(): Promise<void> {
     const ratio = median(cpu(r.ws)) / median(cpu(r.mega));
     console.log(
       `(a) broadcast to ${FANOUT} connections, one message per event-loop turn: Mega ${median(cpu(r.mega)).toFixed(2)} µs CPU/delivery (${spread(cpu(r.mega), 2)}), ${fmt(median(rate(r.mega)))}/s   ws loop ${median(cpu(r.ws)).toFixed(2)} µs (${spread(cpu(r.ws), 2)}), ${fmt(median(rate(r.ws)))}/s   ${ratio.toFixed(2)}x less CPU, ${(median(rate(r.mega)) / median(rate(r.ws))).toFixed(2)}x deliveries/s`,
+    );
+    console.log(
+      `    fan-out by ${mega.info.fanout ? 'the addon' : 'Node (addon fan-out unavailable: no native codec)'}; the same Mega writing through Node's streams (MEGA_WS_NATIVE_SEND=0): ${median(cpu(r.node)).toFixed(2)} µs/delivery (${spread(cpu(r.node), 2)}), ${fmt(median(rate(r.node)))}/s   ${(median(cpu(r.ws)) / median(cpu(r.node))).toFixed(2)}x less CPU than the ws loop; 100 in one turn ${median(cpu(r.nodeBurst)).toFixed(2)} µs`,
     );
     console.log(
       `    same stream, route with writeDelayMs: 1 (opt-in: up to 1 ms later, several messages per write): Mega ${median(cpu(r.megaDelay)).toFixed(2)} µs/delivery (${spread(cpu(r.megaDelay), 2)}), ${fmt(median(rate(r.megaDelay)))}/s   ${(median(cpu(r.ws)) / median(cpu(r.megaDelay))).toFixed(2)}x less CPU than the ws loop`,

@@ -9,11 +9,12 @@
  */
 import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import type { App, Codec, Kernel, MegaContext, MegaError, WsFrame } from '@mega/kernel';
 import { isMegaError } from '@mega/kernel';
 import type { Agreement, ConnectionDeflate, SharedDeflate } from './deflate.js';
 import { buildFrame, buildHeader, closePayload, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT } from './frame.js';
+import type { NativeSend } from './native.js';
 import { encodeEnvelope, type PreparedMessage } from './prepared.js';
 import { FrameReader, type FrameSink } from './receiver.js';
 import type { CompiledRoute } from './route.js';
@@ -75,6 +76,10 @@ export interface Runtime {
   readonly closeTimeoutMs: number;
   readonly shared: SharedDeflate;
   readonly traffic: WsTraffic;
+  /** The addon's broadcast fan-out, when loaded (native.ts). */
+  readonly native: NativeSend | null;
+  /** Deliveries the fan-out wrote, and those it handed back to Node whole or in part (a full socket buffer, an error). */
+  readonly fanout: { native: number; handedBack: number };
   /** Bookkeeping and close listeners; returns when the connection may call onDisconnect. */
   closed(conn: WsConnection, info: CloseInfo): void;
 }
@@ -95,11 +100,30 @@ const CONNECTION = Symbol('mega.ws.connection');
 type OwnedSocket = Socket & { [CONNECTION]: WsConnection };
 let onData: (this: Socket, chunk: Buffer) => void;
 let onClose: (this: Socket) => void;
-function onEnd(this: Socket): void {
-  this.end();
-}
+let onEnd: (this: Socket) => void;
 
 function noop(): void {}
+
+/** Sockets whose `write` is this one are written as Node would write them (not wrapped or replaced). */
+const SOCKET_WRITE = Socket.prototype.write;
+
+/**
+ * Broadcast frames held until the end of the turn, one batch per prepared frame: the first message a
+ * connection gets in a turn, when it is a prepared frame and Node holds nothing for the socket, waits
+ * here instead of passing through the socket's stream; at the end of the turn one addon call writes
+ * each batch to its sockets (`send(2)` per socket). Anything else written to the connection in the
+ * same turn puts the held frame into the cork first, so a turn still leaves in one write per
+ * connection and in order.
+ */
+interface Batch {
+  rt: Runtime;
+  frame: Buffer;
+  conns: WsConnection[];
+}
+let batches: Batch[] = [];
+let fds = new Uint32Array(1024);
+let failures = new Uint32Array(2048);
+let flushBatches: () => void;
 
 export class WsConnection implements FrameSink {
   readonly id: string;
@@ -146,6 +170,10 @@ export class WsConnection implements FrameSink {
   #corked = false;
   #closeTimer: NodeJS.Timeout | null = null;
   #connected: Promise<boolean> | null = null;
+  /** The socket's descriptor for the fan-out; -1 when this connection always writes through Node. */
+  #fd = -1;
+  /** A broadcast frame held for the fan-out at the end of this turn (already counted in bytesOut). */
+  #held: Buffer | null = null;
 
   constructor(rt: Runtime, route: CompiledRoute, id: string, req: IncomingMessage, protocolVersion: number) {
     this.#rt = rt;
@@ -178,7 +206,7 @@ export class WsConnection implements FrameSink {
 
   /** Bytes written but not yet flushed to the kernel. */
   get bufferedAmount(): number {
-    return this.#socket?.writableLength ?? 0;
+    return (this.#socket?.writableLength ?? 0) + (this.#held?.length ?? 0);
   }
 
   /** permessage-deflate is active on this connection. */
@@ -238,7 +266,18 @@ export class WsConnection implements FrameSink {
       if (d.sharedOutput) return this.#write(message.deflatedFrame(this.#rt.shared, d.agreement.serverWindowBits, d.opts.level));
       return this.#writeFrame(d.deflate(message.envelope), true);
     }
-    return this.#write(message.frame());
+    const frame = message.frame();
+    if (this.#fd >= 0 && this.#held === null && !this.#corked) {
+      // Nothing written to this connection yet in this turn: hold the frame for the fan-out if Node
+      // has nothing queued for the socket either (so it cannot overtake anything).
+      const socket = this.#socket as Socket;
+      if (socket.writableLength === 0 && socket.writableCorked === 0 && socket.writable && socket.write === SOCKET_WRITE) {
+        this.#rt.traffic.bytesOut += frame.length;
+        this.#hold(frame);
+        return true;
+      }
+    }
+    return this.#write(frame);
   }
 
   /** Sends an `error` envelope (SPEC §5); the connection stays open. */
@@ -283,6 +322,12 @@ export class WsConnection implements FrameSink {
     });
     socket.setNoDelay(true);
     socket.setTimeout(0);
+    // The fan-out takes plain TCP sockets written at the end of each turn: TLS bytes must pass
+    // through the TLS socket, and a write delay holds output across turns on purpose.
+    if (this.#rt.native !== null && this.#route.writeDelayMs === 0 && !(socket as { encrypted?: boolean }).encrypted) {
+      const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+      if (typeof fd === 'number' && fd >= 0) this.#fd = fd;
+    }
     // Shared listeners that find the connection on the socket: no closures per connection.
     (socket as OwnedSocket)[CONNECTION] = this;
     socket.on('data', onData);
@@ -311,6 +356,10 @@ export class WsConnection implements FrameSink {
     };
     onClose = function (this: Socket): void {
       (this as OwnedSocket)[CONNECTION].#finished();
+    };
+    onEnd = function (this: Socket): void {
+      (this as OwnedSocket)[CONNECTION].#release(this);
+      this.end();
     };
   }
 
@@ -444,6 +493,7 @@ export class WsConnection implements FrameSink {
       this.#put(buildFrame(OP_CLOSE, closePayload(code === CloseCode.NO_STATUS ? undefined : code)));
     }
     // The peer's close answered (or started) the handshake: the server closes TCP first (RFC 6455 §7.1.1).
+    if (this.#socket) this.#release(this.#socket);
     this.#socket?.end();
     this.#armCloseTimer();
   }
@@ -457,6 +507,7 @@ export class WsConnection implements FrameSink {
       this.closeReason = reason;
       this.#put(buildFrame(OP_CLOSE, closePayload(code, reason)));
     }
+    if (this.#socket) this.#release(this.#socket);
     this.#socket?.end();
     this.#armCloseTimer();
   }
@@ -637,16 +688,86 @@ export class WsConnection implements FrameSink {
     const socket = this.#socket;
     if (!socket || socket.destroyed) return;
     this.#rt.traffic.bytesOut += bytes.length;
-    if (!this.#corked) {
-      this.#corked = true;
-      socket.cork();
-      const delay = this.#route.writeDelayMs;
-      if (delay === 0) {
-        WsConnection.#toFlush.push(this);
-        if (WsConnection.#toFlush.length === 1) setImmediate(WsConnection.#flush, WsConnection.#toFlush);
-      } else WsConnection.#delayed(delay).push(this);
-    }
+    if (this.#held !== null) this.#release(socket);
+    else if (!this.#corked) this.#cork(socket);
     socket.write(bytes);
+  }
+
+  #cork(socket: Socket): void {
+    this.#corked = true;
+    socket.cork();
+    const delay = this.#route.writeDelayMs;
+    if (delay === 0) {
+      WsConnection.#toFlush.push(this);
+      if (WsConnection.#toFlush.length === 1) setImmediate(WsConnection.#flush, WsConnection.#toFlush);
+    } else WsConnection.#delayed(delay).push(this);
+  }
+
+  /** Holds a broadcast frame for the fan-out at the end of this turn. */
+  #hold(frame: Buffer): void {
+    this.#held = frame;
+    const last = batches[batches.length - 1];
+    if (last !== undefined && last.frame === frame && last.rt === this.#rt) {
+      last.conns.push(this);
+      return;
+    }
+    if (batches.length === 0) setImmediate(flushBatches);
+    batches.push({ rt: this.#rt, frame, conns: [this] });
+  }
+
+  /** Something else is written in this turn, or the socket ends: the held frame goes first, into the cork. */
+  #release(socket: Socket): void {
+    const held = this.#held;
+    if (held === null) return;
+    this.#held = null;
+    if (!this.#corked) this.#cork(socket);
+    socket.write(held);
+  }
+
+  static {
+    /**
+     * The end of the turn for held frames: one addon call per batch for the connections that still
+     * hold its frame; what a socket did not take (a full buffer, an error) goes to `socket.write`,
+     * which queues it or runs Node's error path exactly as if it had written the frame itself.
+     */
+    flushBatches = (): void => {
+      const list = batches;
+      batches = [];
+      for (let k = 0; k < list.length; k++) {
+        const { rt, frame, conns } = list[k] as Batch;
+        if (fds.length < conns.length) {
+          fds = new Uint32Array(conns.length * 2);
+          failures = new Uint32Array(conns.length * 4);
+        }
+        let n = 0;
+        for (let i = 0; i < conns.length; i++) {
+          const conn = conns[i] as WsConnection;
+          // Released into the cork meanwhile (or held again later with another frame).
+          if (conn.#held !== frame) continue;
+          conn.#held = null;
+          const socket = conn.#socket as Socket;
+          if (socket.destroyed) continue;
+          if (socket.writableLength === 0 && socket.writableCorked === 0 && socket.writable) {
+            conns[n] = conn;
+            fds[n++] = conn.#fd;
+          } else {
+            // The socket was written or ended behind the connection's back: Node's order from here.
+            socket.write(frame);
+          }
+        }
+        if (n === 0) continue;
+        const failed = (rt.native as NativeSend).sendToMany(frame, fds, n, failures);
+        rt.fanout.native += n - failed;
+        rt.fanout.handedBack += failed;
+        for (let f = 0; f < failed; f++) {
+          const conn = conns[failures[2 * f] as number] as WsConnection;
+          const written = failures[2 * f + 1] as number;
+          const socket = conn.#socket as Socket;
+          socket.write(written === 0 ? frame : frame.subarray(written));
+          conn.#backPressure(socket);
+        }
+      }
+    };
   }
 
   /** Connections corked in this turn of the event loop. */
@@ -696,8 +817,9 @@ export class WsConnection implements FrameSink {
    * reads is fine).
    */
   #slowConsumer(socket: Socket): boolean {
-    if (socket.writableLength <= this.#route.maxBufferedBytes || this.readyState !== ReadyState.OPEN) return false;
-    this.ctx.log.warn({ connId: this.id, buffered: socket.writableLength }, 'ws slow consumer: closing (1013)');
+    const backlog = this.#held === null ? socket.writableLength : socket.writableLength + this.#held.length;
+    if (backlog <= this.#route.maxBufferedBytes || this.readyState !== ReadyState.OPEN) return false;
+    this.ctx.log.warn({ connId: this.id, buffered: backlog }, 'ws slow consumer: closing (1013)');
     this.close(CloseCode.TRY_AGAIN, 'slow consumer');
     return true;
   }

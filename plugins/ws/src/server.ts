@@ -16,6 +16,7 @@ import { CloseCode, type Runtime, WsConnection, type WsTraffic } from './connect
 import { ConnectionDeflate, negotiateDeflate, SharedDeflate } from './deflate.js';
 import type { ExtensionOffer } from './handshake.js';
 import { acceptKey, checkUpgrade, HandshakeError, httpError, negotiateProtocol, parseExtensions } from './handshake.js';
+import { loadNativeSend } from './native.js';
 import { PreparedMessage } from './prepared.js';
 import type { CompiledRoute } from './route.js';
 import { compileRoute } from './route.js';
@@ -66,6 +67,15 @@ export class WsServer {
 
   /** Messages and bytes of every connection since start (`WsTraffic`). */
   readonly traffic: WsTraffic = { messagesIn: { text: 0, binary: 0 }, messagesOut: 0, bytesIn: 0, bytesOut: 0 };
+
+  /**
+   * The broadcast fan-out: whether the addon writes broadcast frames (`native`), how many deliveries
+   * it wrote, and how many it handed back to Node whole or in part (a full socket buffer, an error).
+   */
+  get fanout(): { native: boolean; deliveries: number; handedBack: number } {
+    const rt = this.#runtime();
+    return { native: rt.native !== null, deliveries: rt.fanout.native, handedBack: rt.fanout.handedBack };
+  }
 
   /** Connections holding a per-connection deflate context. */
   get compressionContexts(): number {
@@ -174,6 +184,8 @@ export class WsServer {
       closeTimeoutMs: this.#config.closeTimeoutMs,
       shared: new SharedDeflate(codec),
       traffic: this.traffic,
+      native: loadNativeSend(codec),
+      fanout: { native: 0, handedBack: 0 },
       closed: (conn, info) => this.#closed(conn, info),
     };
     return this.#rt;
