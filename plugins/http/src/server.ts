@@ -22,6 +22,8 @@ import { envelope, runChain, runSteps } from './pipeline.js';
 import type { After, AppMiddleware, Handler, HttpRouteOptions, Middleware, Router, RouterExtension, Send, Transform } from './router.js';
 import { createHttpMethods } from './router.js';
 import { multipartReader } from './uploads.js';
+import type { BuildValidator } from './validators.js';
+import { cachedValidators, lazySerializers } from './validators.js';
 import { VirtualHosts } from './vhost.js';
 
 // Not an ESM import: that would load undici for node:http's lazy `WebSocket` export (see headers.ts).
@@ -239,6 +241,12 @@ export class HttpServer {
   async create(): Promise<void> {
     const requestLogging = this.config.requestLogging;
     const bodyLimit = this.config.bodyLimit ?? this.kernel.config.server?.bodyLimit;
+    const serializers = lazySerializers();
+    // Fastify's types describe its own compilers' internals; these keep to its runtime contract.
+    const compilers = (buildValidator?: BuildValidator) =>
+      ({ buildValidator, buildSerializer: serializers }) as unknown as NonNullable<
+        Parameters<FastifyInstance['setSchemaController']>[0]['compilersFactory']
+      >;
     // Fastify gets a logger only with request logging on. A Fastify with any logger pays for it on
     // every request (a child logger, timestamps, finish listeners on the response): measured, a bare
     // Fastify given a pino logger with request logging off serves ~14% fewer hello-world requests.
@@ -254,6 +262,8 @@ export class HttpServer {
       requestIdHeader: false,
       genReqId: this.#requestIds(),
       ajv: { customOptions: { allErrors: true } },
+      // Loaded only for a route with a response schema (see validators.ts).
+      schemaController: { compilersFactory: compilers() },
       // Requests refused before routing (two Host headers, a bad absolute-form target) and
       // absolute-form targets rewritten to origin-form: one check per request on the raw request.
       serverFactory: (handler: (req: IncomingMessage, res: ServerResponse) => void, opts: Record<string, number>) => {
@@ -283,6 +293,10 @@ export class HttpServer {
       clientErrorHandler: (error: Error & { code?: string }, socket: import('node:net').Socket) => this.#clientError(error, socket),
       ...(this.vhosts.enabled ? { routerOptions: { constraints: { megaApp: this.vhosts.strategy() } } } : {}),
     } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
+    // Route validators from the on-disk cache (validators.ts). Set on a schema controller of its
+    // own, not in the options above: a validator compiler given there counts as custom, and Fastify
+    // then stops lower-casing the header names of `headers` schemas.
+    fastify.setSchemaController({ compilersFactory: compilers(cachedValidators(this.kernel.dir)) });
     fastify.decorateRequest('megaCtx', null);
     fastify.decorateRequest('megaReply', null);
     fastify.decorateRequest('megaResult', undefined);
@@ -415,13 +429,13 @@ export class HttpServer {
    */
   #addSendPhase(): void {
     const phases = new Map<App, { send: Send[] | undefined; blocks: HeaderBlocks | undefined; sets: HeaderSet[] }>();
-    const blocksWork = headerBlocksWork();
     for (const app of this.kernel.apps) {
       const chains = this.#global.get(app.name);
       const sets = chains?.headers ?? [];
       const send = chains?.send.length ? chains.send : undefined;
       if (!send && !sets.length) continue;
-      phases.set(app, { send, blocks: sets.length && blocksWork ? new HeaderBlocks(sets) : undefined, sets });
+      // The probe (a ServerResponse written once) runs only for a server that has header sets.
+      phases.set(app, { send, blocks: sets.length && headerBlocksWork() ? new HeaderBlocks(sets) : undefined, sets });
     }
     if (!phases.size) return;
     // A single app without virtual hosts owns every response: no lookup per response.
