@@ -11,14 +11,16 @@
  * MEGA_OTEL_ENDPOINT) and exports OTLP/HTTP to a sink in this process that answers 200 to every
  * batch, so the app pays for building and sending spans, and the sink's CPU is not counted.
  *
- * Every variant is its own server process; autocannon runs here. The primary figure is the server's
- * CPU time per request from /proc/<pid>/stat (utime + stime) around each run; rounds are interleaved
- * (the order rotates) and each ratio is paired within its round, then the median is taken. During
- * each run a scraper reads /metrics once a second (as Prometheus would) from the variants that serve
- * it, so the cost of collection is included.
+ * Every variant is its own server process (one for the whole run; BENCH_FRESH=1: a new one each
+ * round); autocannon runs here. The primary figure is the server's CPU time per request from /proc/<pid>/stat (utime +
+ * stime) around each run; rounds are interleaved (the order rotates) and each ratio is paired
+ * within its round, then the median is taken. During each run a scraper reads /metrics once a
+ * second (as Prometheus would) from the variants that serve it, so the cost of collection is included.
  *
  * Env: BENCH_SECONDS (5), BENCH_ROUNDS (5), BENCH_CONNECTIONS (32), BENCH_WARMUP_SECONDS (3),
- * BENCH_VARIANTS (default: all that can run).
+ * BENCH_FRESH (0: one server process per variant for the whole run; 1: a new one per variant and round),
+ * BENCH_VARIANTS (default: a,a2,m,t1,t01; also t0 and t001, tracing at sampling 0 and 0.01, and t001n,
+ * t01n: sampling 0.01, 0.1 with MEGA_OTEL_EXPORTER=none: spans made and batched, never encoded nor sent).
  */
 
 import type { ChildProcess } from 'node:child_process';
@@ -37,8 +39,25 @@ const VARIANTS = {
   m: { label: '+ metrics', plugins: ['@mega/http', '@mega/metrics'], sampling: undefined },
   t1: { label: '+ metrics + tracing 1.0', plugins: ['@mega/http', '@mega/metrics', '@mega/tracing'], sampling: '1' },
   t01: { label: '+ metrics + tracing 0.1', plugins: ['@mega/http', '@mega/metrics', '@mega/tracing'], sampling: '0.1' },
-} as const;
+  // Only when named in BENCH_VARIANTS: where the cost of t01 comes from.
+  t0: { label: '+ metrics + tracing 0', plugins: ['@mega/http', '@mega/metrics', '@mega/tracing'], sampling: '0' },
+  t001: { label: '+ metrics + tracing 0.01', plugins: ['@mega/http', '@mega/metrics', '@mega/tracing'], sampling: '0.01' },
+  t001n: {
+    label: '+ metrics + tracing 0.01, not sent',
+    plugins: ['@mega/http', '@mega/metrics', '@mega/tracing'],
+    sampling: '0.01',
+    exporter: 'none',
+  },
+  t01n: {
+    label: '+ metrics + tracing 0.1, not sent',
+    plugins: ['@mega/http', '@mega/metrics', '@mega/tracing'],
+    sampling: '0.1',
+    exporter: 'none',
+  },
+} as const satisfies Record<string, { label: string; plugins: readonly string[]; sampling: string | undefined; exporter?: string }>;
 type Variant = keyof typeof VARIANTS;
+/** What runs when BENCH_VARIANTS is not set. */
+const DEFAULT_VARIANTS: readonly Variant[] = ['a', 'a2', 'm', 't1', 't01'];
 /** Most extra CPU per request allowed, as a ratio to variant a (issue 13 §4). */
 const GOALS: Partial<Record<Variant, number>> = { m: 1.05, t01: 1.1 };
 const TICK_US = 10_000;
@@ -85,6 +104,7 @@ function start(variant: Variant, sink: number): Promise<Server> {
       env: {
         ...process.env,
         NODE_ENV: 'production',
+        ...('exporter' in VARIANTS[variant] ? { MEGA_OTEL_EXPORTER: VARIANTS[variant].exporter } : {}),
         ...(sampling ? { MEGA_OTEL_SAMPLING_RATIO: sampling, MEGA_OTEL_ENDPOINT: `http://127.0.0.1:${sink}/v1/traces` } : {}),
       },
     });
@@ -159,45 +179,65 @@ async function main(): Promise<void> {
   const connections = Number(process.env.BENCH_CONNECTIONS ?? 32);
   const warmup = Number(process.env.BENCH_WARMUP_SECONDS ?? 3);
   const all = Object.keys(VARIANTS) as Variant[];
-  const wanted = (process.env.BENCH_VARIANTS?.split(',') as Variant[] | undefined) ?? all;
+  const wanted = (process.env.BENCH_VARIANTS?.split(',') as Variant[] | undefined) ?? [...DEFAULT_VARIANTS];
   for (const v of wanted) if (!(v in VARIANTS)) throw new Error(`unknown variant ${v} (known: ${all.join(', ')})`);
   if (!wanted.includes('a')) throw new Error('variant a (@mega/http only) is the reference and must run');
   const run = wanted.filter((v) => TRACING_BUILT || VARIANTS[v].sampling === undefined);
+  const fresh = process.env.BENCH_FRESH === '1';
   const sink = await startSink();
   const servers: Server[] = [];
+  /** Starts a variant's server, checks it answers (printed once), warms it up. */
+  const launch = async (v: Variant, print: boolean): Promise<Server> => {
+    const s = await start(v, sink.port);
+    servers.push(s);
+    if (print) {
+      const check = await fetch(`http://127.0.0.1:${s.port}/`).then((r) => r.text());
+      const metrics = await fetch(`http://127.0.0.1:${s.port}/metrics`).then((r) => r.status);
+      console.log(`  ${v.padEnd(3)}) ${VARIANTS[v].label.padEnd(28)} pid ${s.child.pid}  GET / -> ${check}  /metrics -> ${metrics}`);
+    }
+    await load(s.port, warmup, connections);
+    return s;
+  };
+  /** Stops a server (SIGINT: it removes its project directory) and waits for it, so it costs the next one nothing. */
+  const stop = async (s: Server) => {
+    servers.splice(servers.indexOf(s), 1);
+    const gone = new Promise((ok) => s.child.once('exit', ok));
+    s.child.kill('SIGINT');
+    await gone;
+  };
   try {
-    for (const v of run) servers.push(await start(v, sink.port));
     console.log(
-      `bench:otel  ${rounds} interleaved rounds x ${seconds} s, autocannon -c ${connections} (no pipelining), warm-up ${warmup} s; one server process per variant, NODE_ENV=production`,
+      `bench:otel  ${rounds} interleaved rounds x ${seconds} s, autocannon -c ${connections} (no pipelining), warm-up ${warmup} s; ${fresh ? 'a new server process per variant and round' : 'one server process per variant'}, NODE_ENV=production`,
     );
     console.log(`machine: ${cpus().length} cores, ${cpus()[0]?.model ?? 'unknown CPU'}; node ${process.version}`);
     if (!TRACING_BUILT)
       console.log('@mega/tracing is not built (plugins/tracing/dist missing): the tracing variants t1 and t01 are skipped');
-    for (const s of servers) {
-      const check = await fetch(`http://127.0.0.1:${s.port}/`).then((r) => r.text());
-      const metrics = await fetch(`http://127.0.0.1:${s.port}/metrics`).then((r) => r.status);
-      console.log(
-        `  ${s.variant.padEnd(3)}) ${VARIANTS[s.variant].label.padEnd(28)} pid ${s.child.pid}  GET / -> ${check}  /metrics -> ${metrics}`,
-      );
-      await load(s.port, warmup, connections);
-    }
+    // BENCH_FRESH=1 starts each variant anew every round: a process keeps the luck of its JIT and heap
+    // layout for its whole life (+-5% between two processes of one variant, measured), which rounds of
+    // one process never average out. Not the default: a young process also still pays for V8's
+    // background compilation, more so with more plugins, so its figures overstate the plugins' cost
+    // unless BENCH_WARMUP_SECONDS is long.
+    const kept = new Map<Variant, Server>();
+    if (!fresh) for (const v of run) kept.set(v, await launch(v, true));
     const rates = new Map<Variant, number[]>(run.map((v) => [v, []]));
     const perReq = new Map<Variant, number[]>(run.map((v) => [v, []]));
     for (let round = 1; round <= rounds; round++) {
       const line: string[] = [];
-      const order = servers.map((_, i) => servers[(i + round - 1) % servers.length] as Server);
-      for (const s of order) {
+      const order = run.map((_, i) => run[(i + round - 1) % run.length] as Variant);
+      for (const v of order) {
+        const s = kept.get(v) ?? (await launch(v, round === 1));
         const pid = s.child.pid as number;
         const before = cpuMicros(pid);
         const loading = load(s.port, seconds, connections);
-        const scrapes = s.variant.startsWith('a') ? Promise.resolve(0) : scrapeDuring(s.port, loading);
+        const scrapes = v.startsWith('a') ? Promise.resolve(0) : scrapeDuring(s.port, loading);
         const [r] = await Promise.all([loading, scrapes]);
         const used = cpuMicros(pid) - before;
-        if (r.non2xx || r.errors) throw new Error(`${s.variant}: ${r.non2xx} non-2xx answers and ${r.errors} errors`);
-        rates.get(s.variant)?.push(r.requests.average);
+        if (fresh) await stop(s);
+        if (r.non2xx || r.errors) throw new Error(`${v}: ${r.non2xx} non-2xx answers and ${r.errors} errors`);
+        rates.get(v)?.push(r.requests.average);
         const us = used / Math.max(1, r.requests.total);
-        perReq.get(s.variant)?.push(us);
-        line.push(`${s.variant} ${us.toFixed(2)} us ${Math.round(r.requests.average / 1000)}k/s`);
+        perReq.get(v)?.push(us);
+        line.push(`${v} ${us.toFixed(2)} us ${Math.round(r.requests.average / 1000)}k/s`);
       }
       console.log(`  round ${round}: ${line.join(' | ')}`);
     }

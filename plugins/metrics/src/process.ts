@@ -57,11 +57,15 @@ function processGauges(meter: Meter): { disable(): void } {
     description: 'Event-loop delay since the previous scrape (stat p50, p99, max)',
     unit: 's',
   });
+  // Two scrapes closer than the sampling resolution see no new sample: the previous figures are
+  // repeated rather than the series vanishing from one scrape to the next.
+  let last: [number, number, number] | undefined;
   lag.addCallback((r) => {
-    if (delay.count > 0) {
-      r.observe(delay.percentile(50) / 1e9, { stat: 'p50' });
-      r.observe(delay.percentile(99) / 1e9, { stat: 'p99' });
-      r.observe(delay.max / 1e9, { stat: 'max' });
+    if (delay.count > 0) last = [delay.percentile(50) / 1e9, delay.percentile(99) / 1e9, delay.max / 1e9];
+    if (last) {
+      r.observe(last[0], { stat: 'p50' });
+      r.observe(last[1], { stat: 'p99' });
+      r.observe(last[2], { stat: 'max' });
     }
     delay.reset();
   });

@@ -14,7 +14,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { isMegaError, type RouteDefinition } from '@mega/kernel';
-import type { Attributes, Context, Span } from '@opentelemetry/api';
+import type { Attributes, Context, Span, SpanContext } from '@opentelemetry/api';
 import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify';
 import { Recorded, scopeOf, Unsampled } from './spans.js';
@@ -100,29 +100,9 @@ export class HttpTracing {
     fastify.decorateRequest('megaTrace', null);
     fastify.addHook('onRequest', (req: FastifyRequest, reply: FastifyReply, done: () => void): void => {
       const parent = tracing.parentOf(req.headers);
-      let span: Span;
-      if (!tracing.decide(parent)) span = new Unsampled(parent);
-      else {
-        const opts = req.routeOptions;
-        const meta = (opts.config as MegaRouteConfig | undefined)?.mega?.meta?.[SPAN_META] as RouteSpan | undefined;
-        const route = meta?.route ?? opts.url;
-        const name =
-          route === undefined ? `${req.method} ${UNMATCHED}` : meta?.method === req.method ? meta.name : `${req.method} ${route}`;
-        const url = req.url;
-        const q = url.indexOf('?');
-        const attributes: Attributes = { 'http.request.method': req.method };
-        if (route !== undefined) attributes['http.route'] = route;
-        attributes['url.path'] = q === -1 ? url : url.slice(0, q);
-        if (meta) attributes['mega.app'] = meta.app;
-        attributes['mega.request_id'] = req.id;
-        const recorded = tracing.recorded(name, SpanKind.SERVER, attributes, parent);
-        span = recorded;
-        // Ended from the response's own 'close' (sent, or the client went away) rather than a Fastify
-        // onResponse hook, which every request would pay for. A WebSocket upgrade's span ends with
-        // its onConnect instead (its response is hijacked).
-        if (!meta?.ws) reply.raw.on('close', () => endHttp(recorded, reply));
-      }
-      const ctx = scopeOf(span);
+      // The recorded branch is a function of its own: this hook, which every request runs, stays small
+      // enough to be inlined into Fastify's hook runner whatever the sampling ratio.
+      const ctx = scopeOf(tracing.decide(parent) ? startHttp(tracing, req, reply, parent) : new Unsampled(parent));
       req.megaTrace = ctx;
       context.with(ctx, done);
     });
@@ -276,6 +256,27 @@ function handlerNames(proto: Record<string, unknown>): string[] {
     }
   }
   return [...names];
+}
+
+/** The server span of a recorded request: named by its route, ended by its response's `close`. */
+function startHttp(tracing: Tracing, req: FastifyRequest, reply: FastifyReply, parent: SpanContext | undefined): Recorded {
+  const opts = req.routeOptions;
+  const meta = (opts.config as MegaRouteConfig | undefined)?.mega?.meta?.[SPAN_META] as RouteSpan | undefined;
+  const route = meta?.route ?? opts.url;
+  const name = route === undefined ? `${req.method} ${UNMATCHED}` : meta?.method === req.method ? meta.name : `${req.method} ${route}`;
+  const url = req.url;
+  const q = url.indexOf('?');
+  const attributes: Attributes = { 'http.request.method': req.method };
+  if (route !== undefined) attributes['http.route'] = route;
+  attributes['url.path'] = q === -1 ? url : url.slice(0, q);
+  if (meta) attributes['mega.app'] = meta.app;
+  attributes['mega.request_id'] = req.id;
+  const span = tracing.recorded(name, SpanKind.SERVER, attributes, parent);
+  // Ended from the response's own 'close' (sent, or the client went away) rather than a Fastify
+  // onResponse hook, which every request would pay for. A WebSocket upgrade's span ends with its
+  // onConnect instead (its response is hijacked).
+  if (!meta?.ws) reply.raw.on('close', () => endHttp(span, reply));
+  return span;
 }
 
 /** Ends a request's span with its response status (the client may have gone away first). */

@@ -224,6 +224,14 @@ export class Recorded implements Span, ReadableSpan {
     this.#processor = sink.processor;
   }
 
+  /** Start and end as epoch milliseconds (the OTLP encoder reads these, not the `HrTime` getters). */
+  get startMs(): number {
+    return this.#start;
+  }
+  get endMs(): number {
+    return this.#end;
+  }
+
   get startTime(): HrTime {
     return toHrTime(this.#start);
   }

@@ -18,13 +18,14 @@ import type { Attributes, Context, Link, Span, SpanContext, TextMapGetter, TextM
 import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import type { ExportResult, InstrumentationScope } from '@opentelemetry/core';
-import { ExportResultCode, suppressTracing, W3CTraceContextPropagator } from '@opentelemetry/core';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { ExportResultCode, W3CTraceContextPropagator } from '@opentelemetry/core';
 import type { Resource } from '@opentelemetry/resources';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import type { ReadableSpan, SpanExporter } from '@opentelemetry/sdk-trace';
+import type { ReadableSpan, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace';
 import { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, TracerProvider } from '@opentelemetry/sdk-trace';
 import type { TracingConfig } from './config.js';
+import type { BatchLedger } from './otlp.js';
+import { EXPORT_CONTEXT, OtlpBatchProcessor, otlpHttpSender } from './otlp.js';
 import type { SpanSink } from './spans.js';
 import { nowMs, Recorded, scopeOf, Unsampled } from './spans.js';
 
@@ -142,47 +143,34 @@ function runSpan<T>(span: Recorded, ctx: Context, fn: (span: TraceSpan) => T): T
 export interface ExportStats {
   /** Spans the receiver accepted. */
   exported: number;
-  /** Spans lost because an export failed (receiver down, timeout, refusal). */
+  /** Spans lost: their export failed (receiver down, timeout, refusal), or the queue was full. */
   dropped: number;
   /** Export requests that failed. */
   failedExports: number;
 }
 
-/** No active span, tracing suppressed: what exports run in. */
-const EXPORT_CONTEXT = suppressTracing(ROOT_CONTEXT);
-
 /**
- * The exporter behind the batch processor, counting what got through. A failed export drops its
- * spans (the app never waits on the receiver) and warns at most once per `intervalMs`, with the
- * number of spans lost since the previous warning.
+ * What exports got through and what they lost. A failed export drops its spans (the app never waits
+ * on the receiver) and warns at most once per `intervalMs`, with the number of spans lost since the
+ * previous warning.
  */
-class CountingExporter implements SpanExporter {
+class Ledger implements BatchLedger {
   readonly stats: ExportStats = { exported: 0, dropped: 0, failedExports: 0 };
   #unreported = 0;
   #lastWarn = Number.NEGATIVE_INFINITY;
 
   constructor(
-    private readonly inner: SpanExporter,
     private readonly log: Logger,
     private readonly target: string,
     private readonly intervalMs: number,
   ) {}
 
-  export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
-    // The batch processor exports from inside whichever request ended the batch's last span, or armed
-    // its timer: the export (its HTTP request, its callbacks, the warning below) runs outside any
-    // trace instead, so no log line of it carries that request's ids, and nothing in it is traced.
-    context.with(EXPORT_CONTEXT, () =>
-      this.inner.export(spans, (result) => {
-        if (result.code === ExportResultCode.SUCCESS) this.stats.exported += spans.length;
-        else this.#failed(spans.length, result.error);
-        done(result);
-      }),
-    );
+  exported(count: number): void {
+    this.stats.exported += count;
   }
 
-  #failed(count: number, error: Error | undefined): void {
-    this.stats.failedExports++;
+  failed(count: number, error: Error | undefined, request = true): void {
+    if (request) this.stats.failedExports++;
     this.stats.dropped += count;
     this.#unreported += count;
     const now = performance.now();
@@ -191,9 +179,32 @@ class CountingExporter implements SpanExporter {
     const dropped = this.#unreported;
     this.#unreported = 0;
     const reason = redactText(error?.message || 'export failed');
-    this.log.warn(
-      { dropped, endpoint: this.target, reason, total: this.stats.dropped },
-      `tracing: ${dropped} span(s) dropped: export to ${this.target} failed (${reason}); the app keeps serving, next warning in ${Math.round(this.intervalMs / 1000)} s at most`,
+    // Outside any trace: this may run inside the request whose span found the queue full.
+    context.with(EXPORT_CONTEXT, () =>
+      this.log.warn(
+        { dropped, endpoint: this.target, reason, total: this.stats.dropped },
+        `tracing: ${dropped} span(s) dropped: export to ${this.target} failed (${reason}); the app keeps serving, next warning in ${Math.round(this.intervalMs / 1000)} s at most`,
+      ),
+    );
+  }
+}
+
+/** The SDK exporter behind the `console` and `none` exporters' batch processor, reporting to the ledger. */
+class CountingExporter implements SpanExporter {
+  constructor(
+    private readonly inner: SpanExporter,
+    private readonly ledger: Ledger,
+  ) {}
+
+  export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
+    // The batch processor exports from inside whichever request ended the batch's last span, or armed
+    // its timer: the export runs outside any trace instead, so nothing in it is traced or carries ids.
+    context.with(EXPORT_CONTEXT, () =>
+      this.inner.export(spans, (result) => {
+        if (result.code === ExportResultCode.SUCCESS) this.ledger.exported(spans.length);
+        else this.ledger.failed(spans.length, result.error);
+        done(result);
+      }),
     );
   }
 
@@ -256,9 +267,11 @@ export class Tracing implements MegaTracer, SpanSink {
   readonly provider: TracerProvider;
   readonly resource: Resource;
   readonly scope: InstrumentationScope;
-  readonly processor: BatchSpanProcessor;
-  readonly #exporter: CountingExporter;
+  readonly processor: SpanProcessor;
+  readonly #ledger: Ledger;
   readonly #shutdownMs: number;
+  /** Drops the exports still on their way when shutdown runs out of time (the OTLP sender). */
+  readonly #abandon: () => void = () => undefined;
   readonly #ratio: number;
   /** The endpoint as logs may show it (credentials masked). */
   readonly target: string;
@@ -267,26 +280,36 @@ export class Tracing implements MegaTracer, SpanSink {
     installContextManager();
     const { config } = options;
     this.target = config.exporter === 'otlp' ? (redactUrl(config.endpoint) ?? config.endpoint) : config.exporter;
-    const inner =
-      config.exporter === 'otlp'
-        ? new OTLPTraceExporter({ url: config.endpoint, headers: config.headers, timeoutMillis: config.batch.exportTimeoutMs })
-        : config.exporter === 'console'
-          ? new JsonLineExporter()
-          : new NoExporter();
-    this.#exporter = new CountingExporter(inner, options.log, this.target, config.warnIntervalMs);
+    this.#ledger = new Ledger(options.log, this.target, config.warnIntervalMs);
     this.#shutdownMs = config.shutdownTimeoutMs;
     this.#ratio = config.samplingRatio;
     this.resource = resourceFromAttributes({ ...options.resource, ...config.resourceAttributes, 'service.name': config.serviceName });
     // Spans keep this very object: it tells which kernel made a span.
     owners.set(this.resource, this);
     this.scope = { name: '@mega/tracing', version: options.version };
-    this.processor = new BatchSpanProcessor({
-      exporter: this.#exporter,
-      scheduledDelayMillis: config.batch.delayMs,
-      maxExportBatchSize: Math.min(config.batch.maxBatch, config.batch.maxQueue),
-      maxQueueSize: config.batch.maxQueue,
-      exportTimeoutMillis: config.batch.exportTimeoutMs,
-    });
+    const batch = config.batch;
+    if (config.exporter === 'otlp') {
+      // Spans encoded as they end, batches of bytes (otlp.ts): what the recorded share of requests costs.
+      const sender = otlpHttpSender({ url: config.endpoint, headers: config.headers, timeoutMillis: batch.exportTimeoutMs });
+      this.#abandon = sender.abandon;
+      this.processor = new OtlpBatchProcessor({
+        resource: this.resource,
+        send: sender.send,
+        shutdown: sender.shutdown,
+        ledger: this.#ledger,
+        delayMs: batch.delayMs,
+        maxBatch: Math.min(batch.maxBatch, batch.maxQueue),
+        maxQueue: batch.maxQueue,
+      });
+    } else {
+      this.processor = new BatchSpanProcessor({
+        exporter: new CountingExporter(config.exporter === 'console' ? new JsonLineExporter() : new NoExporter(), this.#ledger),
+        scheduledDelayMillis: batch.delayMs,
+        maxExportBatchSize: Math.min(batch.maxBatch, batch.maxQueue),
+        maxQueueSize: batch.maxQueue,
+        exportTimeoutMillis: batch.exportTimeoutMs,
+      });
+    }
     // The SDK's provider only serves `otel` (application spans); Mega's own spans are made in
     // spans.ts and handed to the same processor.
     this.provider = new TracerProvider({
@@ -384,7 +407,7 @@ export class Tracing implements MegaTracer, SpanSink {
   }
 
   stats(): ExportStats {
-    return { ...this.#exporter.stats };
+    return { ...this.#ledger.stats };
   }
 
   /**
@@ -397,10 +420,16 @@ export class Tracing implements MegaTracer, SpanSink {
 
   /** Flushes what is queued, bounded by `shutdownTimeoutMs`; spans still queued after that are lost. */
   async shutdown(): Promise<void> {
-    await within(
-      this.provider.shutdown(),
-      this.#shutdownMs,
-      () => new Error(`tracing: flush did not finish within ${this.#shutdownMs} ms`),
-    );
+    try {
+      await within(
+        this.provider.shutdown(),
+        this.#shutdownMs,
+        () => new Error(`tracing: flush did not finish within ${this.#shutdownMs} ms`),
+      );
+    } catch (error) {
+      // What is still on its way is dropped: nothing of it keeps the process alive.
+      this.#abandon();
+      throw error;
+    }
   }
 }
