@@ -18,6 +18,8 @@
  * second (as Prometheus would) from the variants that serve it, so the cost of collection is included.
  *
  * Env: BENCH_SECONDS (5), BENCH_ROUNDS (5), BENCH_CONNECTIONS (32), BENCH_WARMUP_SECONDS (3),
+ * BENCH_PIN (a CPU number: servers pinned to it with taskset; run the script itself under `taskset -c`
+ * another CPU so the load generator and the sink never share the server's core),
  * BENCH_FRESH (0: one server process per variant for the whole run; 1: a new one per variant and round),
  * BENCH_VARIANTS (default: a,a2,m,t1,t01; also t0 and t001, tracing at sampling 0 and 0.01, and t001n,
  * t01n: sampling 0.01, 0.1 with MEGA_OTEL_EXPORTER=none: spans made and batched, never encoded nor sent).
@@ -99,7 +101,11 @@ interface Server {
 function start(variant: Variant, sink: number): Promise<Server> {
   return new Promise((resolvePromise, reject) => {
     const sampling = VARIANTS[variant].sampling;
-    const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--serve', variant], {
+    // BENCH_PIN=<cpu>: every server (all its threads) on that CPU, so the load generator (run this
+    // script under `taskset -c <other cpu>`) never competes with it for a core.
+    const pin = process.env.BENCH_PIN;
+    const argv = [fileURLToPath(import.meta.url), '--serve', variant];
+    const child = spawn(pin ? 'taskset' : process.execPath, pin ? ['-c', pin, process.execPath, ...argv] : argv, {
       stdio: ['ignore', 'pipe', 'inherit'],
       env: {
         ...process.env,
