@@ -45,7 +45,7 @@ if [ -f scripts/build-native.sh ]; then
   if command -v cargo >/dev/null 2>&1; then
     bash scripts/build-native.sh
     step "Rust tests + clippy"
-    cargo test -q -p mega-codec
+    cargo test -q -p mega-codec -p mega-napi
     cargo clippy -q -p mega-codec -p mega-napi --all-targets -- -D warnings
   elif [ "${CI:-}" = "true" ]; then
     echo "cargo is required in CI to build and test the native codec" >&2
