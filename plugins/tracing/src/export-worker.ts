@@ -26,6 +26,8 @@ export interface FromWorker {
   seq: number;
   ok: boolean;
   error?: string;
+  /** The batch's memory, handed back after a successful export for the next batch to reuse. */
+  buffer?: ArrayBuffer;
 }
 
 interface Batch {
@@ -70,9 +72,19 @@ if (port) {
       const answer = (reply: FromWorker) => port.postMessage(reply);
       if (sender === undefined) answer({ seq: m.seq, ok: false, error: 'exporter closed' });
       else
-        sender.export({ body: m.body, count: m.count }, (result) =>
-          answer({ seq: m.seq, ok: result.code === ExportResultCode.SUCCESS, error: result.error?.message }),
-        );
+        sender.export({ body: m.body, count: m.count }, (result) => {
+          // A batch's memory goes back once sent (the answer came, so nothing writes from it any more):
+          // a new batch otherwise allocates ~0.5 MiB off the heap on the app's side, which this thread
+          // frees only by garbage collection, and that external memory made this thread's V8 run a full
+          // mark-compact about once a second at sampling 0.1 (~15 ms each, measured with --trace-gc).
+          if (result.code !== ExportResultCode.SUCCESS) {
+            answer({ seq: m.seq, ok: false, error: result.error?.message });
+            return;
+          }
+          const buffer = m.body.buffer as ArrayBuffer;
+          if (buffer.byteLength === 0) answer({ seq: m.seq, ok: true });
+          else port.postMessage({ seq: m.seq, ok: true, buffer } satisfies FromWorker, [buffer]);
+        });
     }
   });
 }

@@ -194,6 +194,8 @@ const senders = new Map<number, SenderOptions>();
 const pending = new Map<number, { id: number; done: (result: ExportResult) => void }>();
 let nextId = 1;
 let nextSeq = 1;
+/** Batch buffers the worker handed back after sending them, for the next batches (at most two kept). */
+const spares: ArrayBuffer[] = [];
 
 function settle(seq: number, result: ExportResult): void {
   const p = pending.get(seq);
@@ -208,12 +210,13 @@ function exportWorker(): Worker {
   if (worker) return worker;
   const w = new Worker(new URL('./export-worker.js', import.meta.url), { name: 'mega-tracing-export' });
   w.unref();
-  w.on('message', (m: FromWorker) =>
+  w.on('message', (m: FromWorker) => {
+    if (m.buffer !== undefined && spares.length < 2) spares.push(m.buffer);
     settle(
       m.seq,
       m.ok ? { code: ExportResultCode.SUCCESS } : { code: ExportResultCode.FAILED, error: new Error(m.error ?? 'export failed') },
-    ),
-  );
+    );
+  });
   const lost = (error: Error) => {
     if (worker !== w) return;
     worker = undefined;
@@ -365,8 +368,10 @@ export class OtlpBatchProcessor implements SpanProcessor {
     const old = this.#buf;
     let size = old ? old.length * 2 : this.#hint;
     while (size < need) size *= 2;
-    // Its own memory (not Node's shared pool): it is handed over to the export worker whole.
-    const buf = Buffer.allocUnsafeSlow(size);
+    // Its own memory (not Node's shared pool): it is handed over to the export worker whole. A new
+    // batch reuses one the worker handed back when it is large enough.
+    const spare = old === undefined ? spares.pop() : undefined;
+    const buf = spare !== undefined && spare.byteLength >= size ? Buffer.from(spare) : Buffer.allocUnsafeSlow(size);
     if (old) old.copy(buf, 0, 0, this.#len);
     this.#buf = buf;
     return buf;

@@ -16,6 +16,7 @@ import { describe, expect, it } from 'vitest';
 import type { EncodedBatch } from '../src/otlp.js';
 import { OtlpBatchProcessor } from '../src/otlp.js';
 import { Recorded } from '../src/spans.js';
+import { startReceiver } from './receiver.js';
 
 type Json = Record<string, unknown>;
 const resource = resourceFromAttributes({ 'service.name': 'shop "eu"', 'process.pid': 42 });
@@ -153,5 +154,38 @@ describe('@mega/tracing OTLP JSON encoding', () => {
     const names = h.sent.map((b) => flatten(b.body.toString('utf8')).map((s) => s.name));
     expect(names.flat().sort()).toEqual(['five', 'four', 'one', 'three', 'two']);
     expect(h.exported()).toBe(5);
+  });
+
+  it('sends batch after batch through the export worker, each intact when a batch reuses the memory of one sent before', async () => {
+    // The built module: the worker is started from its compiled file next to it.
+    const built = (await import(new URL('../dist/otlp.js', import.meta.url).href)) as typeof import('../src/otlp.js');
+    const receiver = await startReceiver();
+    const sender = built.otlpHttpSender({ url: receiver.url, headers: {}, timeoutMillis: 5000 });
+    let exported = 0;
+    const failures: string[] = [];
+    const processor = new built.OtlpBatchProcessor({
+      resource,
+      delayMs: 60_000,
+      maxBatch: 1,
+      maxQueue: 16,
+      ledger: { exported: (n) => (exported += n), failed: (_n, e) => failures.push(String(e?.message)) },
+      send: sender.send,
+      shutdown: () => sender.shutdown(),
+    });
+    const sink = { resource, scope, processor };
+    try {
+      // Names getting shorter: a reused buffer still holds the longer batch before past the new end.
+      const names = ['a'.repeat(300), 'b'.repeat(200), 'c'.repeat(100), 'd'];
+      for (const [i, name] of names.entries()) {
+        new Recorded(sink, name, SpanKind.INTERNAL, undefined, { n: i }).end();
+        // One at a time: the next batch is filled once the worker handed the last one back.
+        await waitUntil(() => exported === i + 1 || undefined, { what: `batch ${i + 1} exported` });
+      }
+      expect(failures).toEqual([]);
+      expect(receiver.spans.map((s) => [s.name, s.attributes.n])).toEqual(names.map((name, i) => [name, i]));
+    } finally {
+      await processor.shutdown();
+      await receiver.close();
+    }
   });
 });
