@@ -297,12 +297,7 @@ export class PostgresDb implements Queryable, Adapter, SqlDb {
         throw error;
       }
     }
-    let client: PoolClient;
-    try {
-      client = await this.#pool.connect();
-    } catch (error) {
-      throw this.#error(error, 'BEGIN');
-    }
+    const client = await this.#begin(this.#pool);
     let broken: Error | undefined;
     // A checked-out client has no error listener of the pool's: without one, the connection dying
     // mid-transaction (server restart, terminated backend) is an unhandled 'error' event that ends
@@ -314,7 +309,6 @@ export class PostgresDb implements Queryable, Adapter, SqlDb {
     };
     client.on('error', onError);
     try {
-      await client.query(this.#bounded('BEGIN'));
       const value = await fn({
         query: <R>(sql: string, params?: readonly unknown[]) =>
           this.#timed(sql, async () => toResult<R>(await client.query(this.#bounded(sql, params)))),
@@ -332,6 +326,40 @@ export class PostgresDb implements Queryable, Adapter, SqlDb {
     } finally {
       client.off('error', onError);
       client.release(broken);
+    }
+  }
+
+  /**
+   * A connection with a transaction begun on it. A BEGIN that finds its connection dead (it died idle
+   * in the pool) ran nothing, so the next connection is tried, up to the pool's size, as for statements.
+   */
+  async #begin(pool: pg.Pool): Promise<PoolClient> {
+    for (let attempt = 0; ; attempt++) {
+      let client: PoolClient;
+      try {
+        client = await pool.connect();
+      } catch (error) {
+        throw this.#error(error, 'BEGIN');
+      }
+      const c = client as PoolClient & { [SERVED]?: true };
+      const reused = c[SERVED] === true;
+      // Until BEGIN answers, a connection error is this call's to handle, not the process's.
+      let lost: Error | undefined;
+      const onError = (error: Error) => {
+        lost = error;
+      };
+      client.on('error', onError);
+      try {
+        await client.query(this.#bounded('BEGIN'));
+        c[SERVED] = true;
+        return client;
+      } catch (error) {
+        client.release((lost ?? error) as Error);
+        if (!isConnectionLoss(error) || (attempt > 0 && (!reused || attempt > pool.options.max))) throw this.#error(error, 'BEGIN');
+        this.#log.debug({ err: errorSummary(error), alias: this.alias }, 'connection lost before BEGIN ran; retrying');
+      } finally {
+        client.off('error', onError);
+      }
     }
   }
 
@@ -369,14 +397,18 @@ export class PostgresDb implements Queryable, Adapter, SqlDb {
    * One statement on a pooled connection, as `pg.Pool#query` runs it (check out, query, release; a
    * connection that failed a statement is destroyed), with this adapter's stats, error mapping, the
    * client-side bound (past it: pg's "Query read timeout", and the connection is destroyed, as pg's
-   * `query_timeout` does) and the one retry of a statement whose connection turned out to be dead
-   * (terminated backend, server restart): it never reached a live server, so it did not run. Driver
+   * `query_timeout` does) and the retry of a statement whose connection turned out to be dead
+   * (terminated backend, server restart): it never reached a live server, so it did not run. A dead
+   * connection that had served before (idle in the pool when the server dropped it, its error not read
+   * yet) is retried on the next one, up to the pool's size, since every idle connection may be dead
+   * at once; a dead fresh connection is retried once. Driver
    * callbacks settle one promise: no async layers on the way (`npm run bench:models`).
    */
   #pooled<T>(pool: pg.Pool, sql: string, params: readonly unknown[] | undefined, shape: (res: pg.QueryResult) => T): Promise<T> {
     const started = performance.now();
     return new Promise<T>((resolve, reject) => {
-      const done = (error: unknown, res: pg.QueryResult | undefined, retried: boolean): void => {
+      let retries = 0;
+      const done = (error: unknown, res: pg.QueryResult | undefined, reused: boolean): void => {
         if (error === undefined) {
           try {
             const value = shape(res as pg.QueryResult);
@@ -388,15 +420,16 @@ export class PostgresDb implements Queryable, Adapter, SqlDb {
             error = shapeError;
           }
         }
-        if (!retried && isConnectionLoss(error)) {
-          this.#log.debug({ err: errorSummary(error), alias: this.alias }, 'connection lost before the query ran; retrying once');
-          this.#send(pool, sql, params, (e, r) => done(e, r, true));
+        if (isConnectionLoss(error) && (retries === 0 || (reused && retries <= pool.options.max))) {
+          retries++;
+          this.#log.debug({ err: errorSummary(error), alias: this.alias }, 'connection lost before the query ran; retrying');
+          this.#send(pool, sql, params, done);
         } else {
           this.#stats.record(performance.now() - started, true);
           reject(this.#error(error, sql));
         }
       };
-      this.#send(pool, sql, params, (e, r) => done(e, r, false));
+      this.#send(pool, sql, params, done);
     });
   }
 
@@ -410,13 +443,15 @@ export class PostgresDb implements Queryable, Adapter, SqlDb {
     pool: pg.Pool,
     sql: string,
     params: readonly unknown[] | undefined,
-    cb: (error: unknown, res: pg.QueryResult | undefined) => void,
+    cb: (error: unknown, res: pg.QueryResult | undefined, reused: boolean) => void,
   ): void {
     pool.connect((connectError, client, release) => {
       if (connectError || !client) {
-        cb(connectError ?? new Error('no connection'), undefined);
+        cb(connectError ?? new Error('no connection'), undefined, false);
         return;
       }
+      const c = client as PoolClient & { [SERVED]?: true };
+      const reused = c[SERVED] === true;
       let settled = false;
       let watched: Watched | undefined;
       const finish = (error: Error | undefined, res?: pg.QueryResult) => {
@@ -424,8 +459,9 @@ export class PostgresDb implements Queryable, Adapter, SqlDb {
         settled = true;
         if (watched) watched.fail = undefined;
         client.removeListener('error', finish);
+        if (!error) c[SERVED] = true;
         release(error);
-        cb(error, res);
+        cb(error, res, reused);
       };
       if (this.#readTimeoutMs > 0) watched = this.#watch(client, finish);
       client.once('error', finish);
@@ -621,6 +657,8 @@ interface Watched {
   fail: ((error: Error) => void) | undefined;
 }
 const WATCH = Symbol('mega.db-postgres.watch');
+/** Set on a pooled connection once it has answered a statement: it may since have died idle. */
+const SERVED = Symbol('mega.db-postgres.served');
 
 /** pg's own message for a statement past its client-side bound (mapped to db.unavailable). */
 const READ_TIMEOUT = 'Query read timeout';

@@ -177,6 +177,60 @@ describe('db-postgres on a PostgreSQL server only', () => {
     for (let i = 0; i < 10; i++) expect((await db.query<{ i: number }>('select $1::int as i', [i])).rows[0]?.i).toBe(i);
     await db.tx(async (t) => t.query('select 1'));
   });
+
+  it('every idle connection dead before its error is read: a statement and a BEGIN move on to the next one', async () => {
+    const { kernel } = await bootPlugins({
+      plugins: [postgres],
+      services: { dbs: { race: { driver: 'postgres', url: env.DATABASE_URL, max: 4 } } },
+    });
+    const db = kernel.apps[0]?.db('race') as PostgresDb;
+    const pool = db.native as pg.Pool;
+    // pg's connection socket: paused, the server's FATAL for a terminated backend stays unread, as
+    // on a loaded machine where the next query is sent before the error arrives (seen in CI).
+    type Raw = pg.Client & { connection: { stream: NodeJS.ReadableStream & { isPaused(): boolean } }; _activeQuery: unknown };
+    // pg's own list, replaced on each removal (boot's readiness check opened the first connection
+    // before any listener here could see it).
+    const clients = () => (pool as unknown as { _clients: Raw[] })._clients;
+    const run = async (round: number) => {
+      await Promise.all(Array.from({ length: 4 }, () => db.query('select pg_sleep(0.05)')));
+      expect(pool.idleCount).toBe(4);
+      const idle = [...clients()];
+      expect(idle).toHaveLength(4);
+      for (const c of idle) c.connection.stream.pause();
+      const admin = new pg.Client({ connectionString: env.DATABASE_URL });
+      await admin.connect();
+      try {
+        await admin.query(
+          "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'mega:race' and pid <> pg_backend_pid()",
+        );
+        await until(
+          async () =>
+            (await admin.query<{ n: number }>("select count(*)::int as n from pg_stat_activity where application_name = 'mega:race'"))
+              .rows[0]?.n === 0
+              ? true
+              : undefined,
+          10_000,
+          'the backends gone',
+        );
+      } finally {
+        await admin.end();
+      }
+      // A paused connection reads (and fails with 57P01) only once a statement was sent on it.
+      const timer = setInterval(() => {
+        for (const c of idle) if (c._activeQuery && c.connection.stream.isPaused()) c.connection.stream.resume();
+      }, 1);
+      try {
+        if (round === 0) expect((await db.query<{ n: number }>('select 41 + 1 as n')).rows[0]?.n).toBe(42);
+        else expect(await db.tx(async (t) => (await t.query<{ n: number }>('select 7 as n')).rows[0]?.n)).toBe(7);
+      } finally {
+        clearInterval(timer);
+      }
+      // Every dead connection was tried and dropped, none left in the pool.
+      expect(idle.every((c) => !c.connection.stream.isPaused())).toBe(true);
+    };
+    await run(0);
+    await run(1);
+  });
 });
 
 describe('db-postgres when connections die (real PostgreSQL)', () => {
