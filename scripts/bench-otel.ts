@@ -12,21 +12,23 @@
  * batch, so the app pays for building and sending spans, and the sink's CPU is not counted.
  *
  * Every variant is its own server process (one for the whole run; BENCH_FRESH=1: a new one each
- * round); autocannon runs here. The primary figure is the server's CPU time per request from /proc/<pid>/stat (utime +
- * stime) around each run; rounds are interleaved (the order rotates) and each ratio is paired
- * within its round, then the median is taken. During each run a scraper reads /metrics once a
- * second (as Prometheus would) from the variants that serve it, so the cost of collection is included.
+ * round), pinned to one CPU while this process (autocannon, the sink, the scraper) runs on the
+ * others, and every variant is offered the same load (60% of what variant a answers flat out):
+ * see PIN and the rate in main() for the measurements behind both. The primary figure is the
+ * server's CPU time per request from /proc/<pid>/stat (utime + stime; utime alone beside it) around
+ * each run; rounds are interleaved (the order rotates), each ratio is paired within its round, then
+ * the median is taken. During each run a scraper reads /metrics once a second (as Prometheus would)
+ * from the variants that serve it, so the cost of collection is included.
  *
- * Env: BENCH_SECONDS (5), BENCH_ROUNDS (5), BENCH_CONNECTIONS (32), BENCH_WARMUP_SECONDS (3),
- * BENCH_PIN (a CPU number: servers pinned to it with taskset; run the script itself under `taskset -c`
- * another CPU so the load generator and the sink never share the server's core),
+ * Env: BENCH_SECONDS (3), BENCH_ROUNDS (10), BENCH_CONNECTIONS (32), BENCH_WARMUP_SECONDS (3),
+ * BENCH_RATE (req/s offered; 0: as fast as each server goes), BENCH_PIN (the servers' CPU; `off`: no pinning),
  * BENCH_FRESH (0: one server process per variant for the whole run; 1: a new one per variant and round),
  * BENCH_VARIANTS (default: a,a2,m,t1,t01; also t0 and t001, tracing at sampling 0 and 0.01, and t001n,
  * t01n: sampling 0.01, 0.1 with MEGA_OTEL_EXPORTER=none: spans made and batched, never encoded nor sent).
  */
 
 import type { ChildProcess } from 'node:child_process';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { cpus, tmpdir } from 'node:os';
@@ -63,6 +65,15 @@ const DEFAULT_VARIANTS: readonly Variant[] = ['a', 'a2', 'm', 't1', 't01'];
 /** Most extra CPU per request allowed, as a ratio to variant a (issue 13 §4). */
 const GOALS: Partial<Record<Variant, number>> = { m: 1.05, t01: 1.1 };
 const TICK_US = 10_000;
+
+/**
+ * The CPU every server (all its threads) runs on: the last one, unless BENCH_PIN names another or is
+ * `off`. This process (the load generator, the OTLP sink, the scraper) is moved to the other CPUs in
+ * main(), so the two never compete for a core: shared, a server's CPU per request moved by ±15%
+ * between rounds of one variant (scheduler placement, the client's wake-ups charged to it).
+ */
+const PIN: string | undefined =
+  process.env.BENCH_PIN === 'off' ? undefined : (process.env.BENCH_PIN ?? (cpus().length >= 2 ? String(cpus().length - 1) : undefined));
 
 function project(variant: Variant): string {
   const dir = mkdtempSync(join(tmpdir(), 'mega-bench-otel-'));
@@ -101,9 +112,7 @@ interface Server {
 function start(variant: Variant, sink: number): Promise<Server> {
   return new Promise((resolvePromise, reject) => {
     const sampling = VARIANTS[variant].sampling;
-    // BENCH_PIN=<cpu>: every server (all its threads) on that CPU, so the load generator (run this
-    // script under `taskset -c <other cpu>`) never competes with it for a core.
-    const pin = process.env.BENCH_PIN;
+    const pin = PIN;
     const argv = [fileURLToPath(import.meta.url), '--serve', variant];
     const child = spawn(pin ? 'taskset' : process.execPath, pin ? ['-c', pin, process.execPath, ...argv] : argv, {
       stdio: ['ignore', 'pipe', 'inherit'],
@@ -141,10 +150,12 @@ function startSink(): Promise<{ port: number; spans: () => number; close(): void
   );
 }
 
-function cpuMicros(pid: number): number {
+/** The process's CPU time so far, user and user + system, in µs. */
+function cpuMicros(pid: number): { user: number; total: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * TICK_US;
+  const user = Number(fields[11]) * TICK_US;
+  return { user, total: user + Number(fields[12]) * TICK_US };
 }
 
 interface Result {
@@ -153,9 +164,15 @@ interface Result {
   errors: number;
 }
 
-async function load(port: number, seconds: number, connections: number): Promise<Result> {
+async function load(port: number, seconds: number, connections: number, rate?: number): Promise<Result> {
   const { default: autocannon } = (await import('autocannon')) as unknown as { default: (opts: object) => Promise<Result> };
-  return autocannon({ url: `http://127.0.0.1:${port}/`, connections, duration: seconds, pipelining: 1 });
+  return autocannon({
+    url: `http://127.0.0.1:${port}/`,
+    connections,
+    duration: seconds,
+    pipelining: 1,
+    ...(rate ? { overallRate: rate } : {}),
+  });
 }
 
 /** Reads /metrics every second while `until` is pending, as a Prometheus would; returns how many scrapes answered 200. */
@@ -180,8 +197,8 @@ const median = (xs: readonly number[]): number => {
 const spread = (xs: readonly number[], digits: number): string => `${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}`;
 
 async function main(): Promise<void> {
-  const seconds = Number(process.env.BENCH_SECONDS ?? 5);
-  const rounds = Number(process.env.BENCH_ROUNDS ?? 5);
+  const seconds = Number(process.env.BENCH_SECONDS ?? 3);
+  const rounds = Number(process.env.BENCH_ROUNDS ?? 10);
   const connections = Number(process.env.BENCH_CONNECTIONS ?? 32);
   const warmup = Number(process.env.BENCH_WARMUP_SECONDS ?? 3);
   const all = Object.keys(VARIANTS) as Variant[];
@@ -190,6 +207,20 @@ async function main(): Promise<void> {
   if (!wanted.includes('a')) throw new Error('variant a (@mega/http only) is the reference and must run');
   const run = wanted.filter((v) => TRACING_BUILT || VARIANTS[v].sampling === undefined);
   const fresh = process.env.BENCH_FRESH === '1';
+  // The offered load: BENCH_RATE req/s; unset, 60% of what variant a answers flat out in its warm-up
+  // (measured below); 0, as fast as it goes. A fixed rate gives every variant the same arrival
+  // pattern. Flat out, a server's CPU per request depends on its own speed (a faster server sleeps
+  // between requests and pays more wake-ups, a slower one reads several requests per wake-up), so a
+  // cost shows up smaller or larger than it is; measured: the same server ranged 10.2-14.5 µs/request.
+  let rate = process.env.BENCH_RATE === undefined ? undefined : Number(process.env.BENCH_RATE) || undefined;
+  const adaptiveRate = process.env.BENCH_RATE === undefined;
+  if (PIN !== undefined) {
+    const others = cpus()
+      .map((_, i) => i)
+      .filter((i) => String(i) !== PIN);
+    const moved = spawnSync('taskset', ['-a', '-p', '-c', others.join(','), String(process.pid)], { stdio: 'ignore' });
+    if (moved.status !== 0) throw new Error('taskset failed: BENCH_PIN=off runs without pinning');
+  }
   const sink = await startSink();
   const servers: Server[] = [];
   /** Starts a variant's server, checks it answers (printed once), warms it up. */
@@ -201,7 +232,8 @@ async function main(): Promise<void> {
       const metrics = await fetch(`http://127.0.0.1:${s.port}/metrics`).then((r) => r.status);
       console.log(`  ${v.padEnd(3)}) ${VARIANTS[v].label.padEnd(28)} pid ${s.child.pid}  GET / -> ${check}  /metrics -> ${metrics}`);
     }
-    await load(s.port, warmup, connections);
+    const warm = await load(s.port, warmup, connections);
+    if (v === 'a' && adaptiveRate && rate === undefined) rate = Math.round((warm.requests.average * 0.6) / 1000) * 1000;
     return s;
   };
   /** Stops a server (SIGINT: it removes its project directory) and waits for it, so it costs the next one nothing. */
@@ -225,8 +257,13 @@ async function main(): Promise<void> {
     // unless BENCH_WARMUP_SECONDS is long.
     const kept = new Map<Variant, Server>();
     if (!fresh) for (const v of run) kept.set(v, await launch(v, true));
+    else if (adaptiveRate) await stop(await launch('a', false));
+    console.log(
+      `offered load: ${rate ? `${rate} req/s${adaptiveRate ? " (60% of variant a's flat-out rate in its warm-up)" : ''}` : 'as fast as each server goes'}; servers on CPU ${PIN ?? 'any (BENCH_PIN=off)'}`,
+    );
     const rates = new Map<Variant, number[]>(run.map((v) => [v, []]));
     const perReq = new Map<Variant, number[]>(run.map((v) => [v, []]));
+    const userPerReq = new Map<Variant, number[]>(run.map((v) => [v, []]));
     for (let round = 1; round <= rounds; round++) {
       const line: string[] = [];
       const order = run.map((_, i) => run[(i + round - 1) % run.length] as Variant);
@@ -234,30 +271,35 @@ async function main(): Promise<void> {
         const s = kept.get(v) ?? (await launch(v, round === 1));
         const pid = s.child.pid as number;
         const before = cpuMicros(pid);
-        const loading = load(s.port, seconds, connections);
+        const loading = load(s.port, seconds, connections, rate);
         const scrapes = v.startsWith('a') ? Promise.resolve(0) : scrapeDuring(s.port, loading);
         const [r] = await Promise.all([loading, scrapes]);
-        const used = cpuMicros(pid) - before;
+        const after = cpuMicros(pid);
+        const used = after.total - before.total;
         if (fresh) await stop(s);
         if (r.non2xx || r.errors) throw new Error(`${v}: ${r.non2xx} non-2xx answers and ${r.errors} errors`);
         rates.get(v)?.push(r.requests.average);
         const us = used / Math.max(1, r.requests.total);
+        const userUs = (after.user - before.user) / Math.max(1, r.requests.total);
         perReq.get(v)?.push(us);
-        line.push(`${v} ${us.toFixed(2)} us ${Math.round(r.requests.average / 1000)}k/s`);
+        userPerReq.get(v)?.push(userUs);
+        line.push(`${v} ${us.toFixed(2)} us (user ${userUs.toFixed(2)}) ${Math.round(r.requests.average / 1000)}k/s`);
       }
       console.log(`  round ${round}: ${line.join(' | ')}`);
     }
     const us = (v: Variant) => perReq.get(v) as number[];
+    const userUs = (v: Variant) => userPerReq.get(v) as number[];
+    const userCost = (v: Variant) => userUs(v).map((x, i) => x / (userUs('a')[i] as number));
     /** Per round: this variant's CPU per request / the reference's. */
     const cost = (v: Variant) => us(v).map((x, i) => x / (us('a')[i] as number));
     const band = Math.max(0.01, ...(run.includes('a2') ? cost('a2') : []).map((r) => Math.abs(1 - r)));
     console.log(
-      `\n${'variant'.padEnd(35)}${'CPU us/req median'.padStart(18)}${'(spread)'.padStart(14)}${'req/s median'.padStart(14)}${'CPU ÷ a'.padStart(10)}${'extra'.padStart(9)}`,
+      `\n${'variant'.padEnd(35)}${'CPU us/req median'.padStart(18)}${'(spread)'.padStart(14)}${'req/s median'.padStart(14)}${'CPU ÷ a'.padStart(10)}${'extra'.padStart(9)}${'user us/req'.padStart(13)}${'user extra'.padStart(12)}`,
     );
     for (const v of run) {
       const ratio = median(cost(v));
       console.log(
-        `  ${v.padEnd(4)}) ${VARIANTS[v].label.padEnd(28)}${median(us(v)).toFixed(2).padStart(18)}${`(${spread(us(v), 2)})`.padStart(14)}${String(Math.round(median(rates.get(v) as number[]))).padStart(14)}${ratio.toFixed(3).padStart(10)}${`${((ratio - 1) * 100).toFixed(1)}%`.padStart(9)}`,
+        `  ${v.padEnd(4)}) ${VARIANTS[v].label.padEnd(28)}${median(us(v)).toFixed(2).padStart(18)}${`(${spread(us(v), 2)})`.padStart(14)}${String(Math.round(median(rates.get(v) as number[]))).padStart(14)}${ratio.toFixed(3).padStart(10)}${`${((ratio - 1) * 100).toFixed(1)}%`.padStart(9)}${median(userUs(v)).toFixed(2).padStart(13)}${`${((median(userCost(v)) - 1) * 100).toFixed(1)}%`.padStart(12)}`,
       );
     }
     console.log(

@@ -14,7 +14,7 @@ import type { ReadableSpan, SpanProcessor } from '@opentelemetry/sdk-trace';
 import { TracerProvider } from '@opentelemetry/sdk-trace';
 import { describe, expect, it } from 'vitest';
 import type { EncodedBatch } from '../src/otlp.js';
-import { OtlpBatchProcessor } from '../src/otlp.js';
+import { encodeSpan, OtlpBatchProcessor } from '../src/otlp.js';
 import { Recorded } from '../src/spans.js';
 import { startReceiver } from './receiver.js';
 
@@ -131,6 +131,44 @@ describe('@mega/tracing OTLP JSON encoding', () => {
     expect(Math.max(...gaps)).toBeLessThanOrEqual(1);
     expect(ours.map((s) => s.name).sort()).toEqual(['GET /users/:id', 'SELECT', 'job.run Report', 'sdk.step']);
     expect(h.exported()).toBe(4);
+  });
+
+  it('writes times as exact decimal nanoseconds: zero-padded digit groups, HrTime to the nanosecond', () => {
+    const at = (time: [number, number]) => time;
+    const span = {
+      name: 'timed',
+      kind: SpanKind.INTERNAL,
+      spanContext: () => ({ traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7', traceFlags: TraceFlags.SAMPLED }),
+      parentSpanContext: undefined,
+      startTime: at([1764900000, 5]),
+      endTime: at([1764900000, 999_999_999]),
+      status: { code: SpanStatusCode.UNSET },
+      attributes: {},
+      links: [],
+      events: [
+        { name: 'a', time: at([1, 120_000]), attributes: {}, droppedAttributesCount: 0 },
+        { name: 'b', time: at([2, 1_000_000]), attributes: {}, droppedAttributesCount: 0 },
+      ],
+      droppedAttributesCount: 0,
+      droppedEventsCount: 0,
+      droppedLinksCount: 0,
+    } as unknown as ReadableSpan;
+    const json = JSON.parse(encodeSpan(span)) as { startTimeUnixNano: string; endTimeUnixNano: string; events: { timeUnixNano: string }[] };
+    expect(json.startTimeUnixNano).toBe('1764900000000000005');
+    expect(json.endTimeUnixNano).toBe('1764900000999999999');
+    expect(json.events.map((e) => e.timeUnixNano)).toEqual(['1000120000', '2001000000']);
+    // Mega's spans keep milliseconds (fractional) and are written to the microsecond, zeros padded.
+    const h = harness({ maxBatch: 10, maxQueue: 10, delayMs: 1000, hold: true });
+    const recorded = new Recorded(h.sink, 'r', SpanKind.INTERNAL, undefined, {});
+    recorded.end();
+    const text = JSON.parse(encodeSpan(recorded)) as { startTimeUnixNano: string; endTimeUnixNano: string };
+    for (const [t, ms] of [
+      [text.startTimeUnixNano, recorded.startMs],
+      [text.endTimeUnixNano, recorded.endMs],
+    ] as const) {
+      expect(t).toMatch(/^\d{16}000$/);
+      expect(Math.abs(Number(BigInt(t) / 1000n) - Math.round(ms * 1000))).toBe(0);
+    }
   });
 
   it('sends a batch when it is full, the rest on its timer; past maxQueue new spans are dropped and reported', async () => {
