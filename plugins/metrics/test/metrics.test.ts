@@ -77,6 +77,37 @@ describe('@mega/metrics: HTTP', () => {
     expect(value(await scrape(b.inject), 'mega_http_requests_total', { route: '/metrics' })).toBeGreaterThanOrEqual(2);
   });
 
+  it('a streamed body is recorded once, when it has finished: its duration covers the stream', async () => {
+    const files = {
+      'routes/stream.ts': `import { Readable } from 'node:stream';
+export default (r: any) => {
+  r.http.get('/slow-stream', async (_q: any, reply: any) => {
+    reply.type('text/plain');
+    return new Readable({
+      read() {
+        if ((this as any).sent) return;
+        (this as any).sent = true;
+        this.push('a');
+        setTimeout(() => { this.push('b'); this.push(null); }, 150);
+      },
+    });
+  });
+};
+`,
+    };
+    const b = await boot(['@mega/http', '@mega/metrics'], '', files);
+    const app = b.kernel.apps[0]?.name as string;
+    const r = await b.inject('/slow-stream');
+    expect([r.status, r.text]).toEqual([200, 'ab']);
+    const labels = { app, method: 'GET', route: '/slow-stream', status_class: '2xx' };
+    const ex = await waitUntil(async () => {
+      const e = await scrape(b.inject);
+      return value(e, 'mega_http_requests_total', labels) === 1 ? e : undefined;
+    });
+    expect(value(ex, 'mega_http_request_duration_seconds_count', labels)).toBe(1);
+    expect(value(ex, 'mega_http_request_duration_seconds_sum', labels)).toBeGreaterThanOrEqual(0.14);
+  });
+
   it('takes its path and bucket bounds from config', async () => {
     const b = await boot(['@mega/http', '@mega/metrics'], "metrics: { path: '/internal/prom', httpBuckets: [0.5, 2] }");
     await b.inject('/');
