@@ -22,6 +22,7 @@
  *
  * Env: BENCH_SECONDS (3), BENCH_ROUNDS (10), BENCH_CONNECTIONS (32), BENCH_WARMUP_SECONDS (3),
  * BENCH_RATE (req/s offered; 0: as fast as each server goes), BENCH_PIN (the servers' CPU; `off`: no pinning),
+ * BENCH_NODE_FLAGS (the servers' V8 flags; default --min-semi-space-size=32, see NODE_FLAGS),
  * BENCH_FRESH (0: one server process per variant for the whole run; 1: a new one per variant and round),
  * BENCH_VARIANTS (default: a,a2,m,t1,t01; also t0 and t001, tracing at sampling 0 and 0.01, and t001n,
  * t01n: sampling 0.01, 0.1 with MEGA_OTEL_EXPORTER=none: spans made and batched, never encoded nor sent).
@@ -65,6 +66,18 @@ const DEFAULT_VARIANTS: readonly Variant[] = ['a', 'a2', 'm', 't1', 't01'];
 /** Most extra CPU per request allowed, as a ratio to variant a (issue 13 §4). */
 const GOALS: Partial<Record<Variant, number>> = { m: 1.05, t01: 1.1 };
 const TICK_US = 10_000;
+
+/**
+ * V8 flags of every server. By default the young generation starts at the size V8 grows it to (32 MB
+ * semi-space on 64-bit Node 24, seen with --trace-gc-nvp): V8 doubles it once the bytes that survived
+ * scavenges since the last growth exceed its size, so every long-running server ends up there (the
+ * plain app here after ~3 minutes, ~2 KB surviving each scavenge), but a variant whose requests leave
+ * more behind (each keep-alive connection keeps its last request's async context alive until the
+ * next request: 10-50 KB a scavenge with tracing) got there within the run and then paid ~0.5 µs a
+ * request more for the larger young generation than a variant that had not yet: a comparison of
+ * V8's growth timing, not of the plugins. BENCH_NODE_FLAGS replaces them (empty: none).
+ */
+const NODE_FLAGS: string[] = (process.env.BENCH_NODE_FLAGS ?? '--min-semi-space-size=32').split(' ').filter(Boolean);
 
 /**
  * The CPU every server (all its threads) runs on: the last one, unless BENCH_PIN names another or is
@@ -113,7 +126,7 @@ function start(variant: Variant, sink: number): Promise<Server> {
   return new Promise((resolvePromise, reject) => {
     const sampling = VARIANTS[variant].sampling;
     const pin = PIN;
-    const argv = [fileURLToPath(import.meta.url), '--serve', variant];
+    const argv = [...NODE_FLAGS, fileURLToPath(import.meta.url), '--serve', variant];
     const child = spawn(pin ? 'taskset' : process.execPath, pin ? ['-c', pin, process.execPath, ...argv] : argv, {
       stdio: ['ignore', 'pipe', 'inherit'],
       env: {
@@ -247,7 +260,9 @@ async function main(): Promise<void> {
     console.log(
       `bench:otel  ${rounds} interleaved rounds x ${seconds} s, autocannon -c ${connections} (no pipelining), warm-up ${warmup} s; ${fresh ? 'a new server process per variant and round' : 'one server process per variant'}, NODE_ENV=production`,
     );
-    console.log(`machine: ${cpus().length} cores, ${cpus()[0]?.model ?? 'unknown CPU'}; node ${process.version}`);
+    console.log(
+      `machine: ${cpus().length} cores, ${cpus()[0]?.model ?? 'unknown CPU'}; node ${process.version}; server flags: ${NODE_FLAGS.join(' ') || 'none'}`,
+    );
     if (!TRACING_BUILT)
       console.log('@mega/tracing is not built (plugins/tracing/dist missing): the tracing variants t1 and t01 are skipped');
     // BENCH_FRESH=1 starts each variant anew every round: a process keeps the luck of its JIT and heap
