@@ -27,6 +27,6 @@ export type { HealthEntry, KernelOptions, KernelState, LoadKernelOptions, MegaSe
 export { KERNEL_VERSION, Kernel, loadKernel, loadPlugins } from './kernel.js';
 export * from './logger.js';
 export * from './plugin.js';
-export type { SecretSpec } from './schema.js';
-export { CoreAppConfig, CoreGlobalConfig, closest, Secret } from './schema.js';
+export type { CodeCache, SecretSpec } from './schema.js';
+export { CoreAppConfig, CoreGlobalConfig, closest, codeCache, Secret } from './schema.js';
 export { Type } from './typebox.js';

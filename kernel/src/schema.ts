@@ -9,7 +9,7 @@
  * route bodies validates config, and `Static<>` gives the type without a second declaration.
  */
 import { createHmac, hash, hkdfSync, randomBytes } from 'node:crypto';
-import { existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import type { StringOptions, TObject, TSchema, TString } from '@sinclair/typebox';
@@ -100,32 +100,43 @@ const KERNEL = '@mega/kernel';
 type Validate = ReturnType<typeof ajv.compile>;
 const compiled = new WeakMap<object, Validate>();
 
+export type CodeCache = { load(name: string, req: NodeJS.Require): unknown; store(name: string, code: () => string): void };
 /**
- * A schema's validator. Ajv's code generation and meta-schema check cost 20-60 ms of a cold start, so the
- * generated code is kept, per schema, Ajv version and options, in the nearest node_modules/.cache/mega.
+ * Generated code (Ajv standalone validators: config here, routes in @mega/http) kept in the nearest node_modules/.cache/mega.
+ * A file that does not load is a miss; a write renames a temporary file, so workers starting together never read half a
+ * file and a corrupt one is replaced. Undefined without a node_modules above `dir`; a read-only one keeps nothing.
  */
+export function codeCache(dir: string): CodeCache | undefined {
+  let d = dir;
+  for (; !existsSync(join(d, 'node_modules')); d = dirname(d)) if (dirname(d) === d) return undefined;
+  const root = join(d, 'node_modules', '.cache', 'mega');
+  return {
+    load(name, req) {
+      const module: { exports?: unknown } = {};
+      try {
+        new Function('require', 'module', 'exports', readFileSync(join(root, name), 'utf8'))(req, module, {});
+      } catch {}
+      return module.exports;
+    },
+    store(name, code) {
+      try {
+        mkdirSync(root, { recursive: true });
+        writeFileSync(join(root, `${name}.${process.pid}.tmp`), code());
+        renameSync(join(root, `${name}.${process.pid}.tmp`), join(root, name));
+      } catch {} // read-only node_modules, or code that cannot be generated: made again at every start
+    },
+  };
+}
+
+/** A schema's validator. Ajv's code generation and meta-schema check cost 20-60 ms of a cold start: cached on disk. */
 function validator(schema: TObject, dir: string): Validate {
-  let validate = compiled.get(schema);
-  if (validate) return validate;
-  let file: string | undefined;
-  for (let d = dir; !file && dirname(d) !== d; d = dirname(d)) if (existsSync(join(d, 'node_modules'))) file = join(d, 'node_modules');
-  try {
-    const key = hash('sha256', JSON.stringify([AJV_KEY, schema]));
-    file &&= join(file, '.cache', 'mega', `config-${key.slice(0, 32)}.cjs`);
-    const module: { exports?: Validate } = {};
-    if (file) new Function('require', 'module', readFileSync(file, 'utf8'))(require, module);
-    validate = module.exports;
-  } catch {
-    // not cached yet: compiled below
-  }
-  if (!validate) {
-    validate = ajv.compile(schema);
-    try {
-      if (file?.endsWith('.cjs')) writeOnce(file, require('ajv/dist/standalone/index.js').default(ajv, validate));
-    } catch {
-      // a read-only node_modules: compiled at every start, as without the cache
-    }
-  }
+  const known = compiled.get(schema);
+  if (known) return known;
+  const cache = codeCache(dir);
+  const name = `config-${hash('sha256', JSON.stringify([AJV_KEY, schema])).slice(0, 32)}.cjs`;
+  const loaded = cache?.load(name, require);
+  const validate = typeof loaded === 'function' ? (loaded as Validate) : ajv.compile(schema);
+  if (validate !== loaded) cache?.store(name, () => require('ajv/dist/standalone/index.js').default(ajv, validate));
   compiled.set(schema, validate);
   return validate;
 }
@@ -267,11 +278,8 @@ function checkDrivers(
   }
 }
 
-/**
- * Development without a configured secret: one random key per project in `.mega/dev-secret`,
- * made once (a link is atomic, so concurrent workers agree), each secret derived from it by its
- * label. Restarts, `--watch` and `--workers` then share sessions and CSRF tokens.
- */
+/** Development without a configured secret: one random key per project in `.mega/dev-secret` (made once, see writeOnce),
+ * each secret derived from it by its label; restarts, `--watch` and `--workers` then share sessions and CSRF tokens. */
 function devSecret(dir: string, label: string): string {
   const file = join(dir, '.mega', 'dev-secret');
   if (!existsSync(file)) writeOnce(file, randomBytes(32).toString('base64url'), 0o600);
@@ -294,14 +302,7 @@ function writeOnce(file: string, content: string, mode?: number): void {
 /** MEGA_SECRET is never handed out as is: each purpose (sessions, CSRF, ASP: by its env name) gets its own HKDF key. */
 const derive = (key: string, label: string) => Buffer.from(hkdfSync('sha256', key, 'mega', label, 32)).toString('base64url');
 
-interface SecretScope {
-  dir: string;
-  file: string;
-  app: string | undefined;
-  env: string;
-  log: Logger;
-  problems: MegaError[];
-}
+type SecretScope = Pick<Input, 'dir' | 'env' | 'log'> & { file: string; app: string | undefined; problems: MegaError[] };
 
 function resolveSecrets(schema: TSchema, data: Record<string, unknown>, scope: SecretScope, path = ''): void {
   const props = (schema as Partial<TObject>).properties;

@@ -1,5 +1,5 @@
 import { hkdfSync } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PluginApi } from '@mega/kernel';
@@ -284,6 +284,16 @@ describe('config validators', () => {
       expect(second.problems.map((p) => p.message)).toEqual(['invalid configuration in mega.config.ts: /probe/n must be >= 1']);
       expect(second.problems.map((p) => p.message)).toEqual(first.problems.map((p) => p.message));
       expect(run({}).global.get('probe')).toEqual({ probe: { n: 3, tag: 't' } });
+      expect(compile).not.toHaveBeenCalled();
+      // A corrupt (truncated) file is a miss: compiled again, and replaced by a whole one.
+      const [file] = readdirSync(cache).filter((f) => readFileSync(join(cache, f), 'utf8').includes('"probe"'));
+      const whole = readFileSync(join(cache, file as string), 'utf8');
+      writeFileSync(join(cache, file as string), whole.slice(0, whole.length / 2));
+      expect(run({ probe: { n: 0 } }).problems).toHaveLength(1);
+      expect(compile).toHaveBeenCalledTimes(1);
+      expect(readFileSync(join(cache, file as string), 'utf8')).toHaveLength(whole.length);
+      compile.mockClear();
+      expect(run({ probe: { n: 0 } }).problems).toHaveLength(1);
       expect(compile).not.toHaveBeenCalled();
     } finally {
       compile.mockRestore();

@@ -9,12 +9,12 @@
  * A miss compiles exactly as Fastify would (its own compiler, same options), so a bad schema fails
  * boot with the same error, and only a schema that compiled is ever written. A file that does not
  * load (corrupt, truncated) counts as a miss and is replaced; writes go through a rename, so
- * workers starting together never read half a file. No writable node_modules: compiled every time.
+ * workers starting together never read half a file (the kernel's `codeCache`, shared with its config
+ * validators). No writable node_modules: compiled every time.
  */
 import { hash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { codeCache } from '@mega/kernel';
 
 /** What Fastify hands a validator compiler for one part of one route. */
 export interface ValidatorRequest {
@@ -34,6 +34,7 @@ export interface AjvServerOptions {
 }
 
 type Validate = ((data: unknown) => boolean) & { errors?: unknown };
+type Standalone = { default: (ajv: unknown, validate: Validate) => string };
 type Compile = (request: ValidatorRequest) => Validate;
 /** Fastify's `schemaController.compilersFactory.buildValidator` signature. */
 export type BuildValidator = (externalSchemas: unknown, options?: AjvServerOptions) => Compile;
@@ -65,49 +66,17 @@ function locate(): Located {
   return located;
 }
 
-/** `<nearest node_modules>/.cache/mega` above `dir`, or undefined. */
-function cacheDir(dir: string): string | undefined {
-  for (let d = dir; dirname(d) !== d; d = dirname(d))
-    if (existsSync(join(d, 'node_modules'))) return join(d, 'node_modules', '.cache', 'mega');
-  return undefined;
-}
-
-/** Loads a cached validator; undefined when absent or unusable. */
-function restore(file: string, require: NodeJS.Require): Validate | undefined {
-  let code: string;
-  try {
-    code = readFileSync(file, 'utf8');
-  } catch {
-    return undefined;
-  }
-  try {
-    const module: { exports?: unknown } = {};
-    new Function('require', 'module', 'exports', code)(require, module, {});
-    return typeof module.exports === 'function' ? (module.exports as Validate) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Writes `content` to `file` through a temporary file and a rename (atomic; replaces a corrupt file). */
-function store(file: string, content: string): void {
-  mkdirSync(dirname(file), { recursive: true });
-  const temp = `${file}.${process.pid}.tmp`;
-  writeFileSync(temp, content);
-  renameSync(temp, file);
-}
-
 /**
  * A `buildValidator` for Fastify's schema controller that reads route validators from the cache
  * under `projectDir`'s nearest node_modules and compiles (then stores) only the ones missing.
  */
 export function cachedValidators(projectDir: string): BuildValidator {
-  const dir = cacheDir(projectDir);
+  const cache = codeCache(projectDir);
   // One Fastify compiler factory per server (as Fastify makes), created on the first miss.
   let factory: BuildValidator | undefined;
   return (externalSchemas, options = {}) => {
     // Ajv plugins and onCreate are code a key cannot cover: such a server compiles as Fastify does.
-    const cacheable = dir !== undefined && !options.plugins?.length && !options.onCreate;
+    const cacheable = cache !== undefined && !options.plugins?.length && !options.onCreate;
     // `code.source` keeps the generated code for the cache; it changes nothing in what it validates.
     const given = options.customOptions as { code?: object } | undefined;
     const customOptions = cacheable ? { ...given, code: { ...given?.code, source: true } } : given;
@@ -126,17 +95,13 @@ export function cachedValidators(projectDir: string): BuildValidator {
       } catch {
         return build(request); // not JSON (a BigInt, a cycle): Ajv decides, as without the cache
       }
-      const file = join(dir, `route-${key.slice(0, 32)}.cjs`);
-      const cached = restore(file, require);
-      if (cached) return cached;
+      const name = `route-${key.slice(0, 32)}.cjs`;
+      const cached = cache?.load(name, require);
+      if (typeof cached === 'function') return cached as Validate;
       const validate = build(request);
-      try {
-        const ajv = (compile as unknown as Record<symbol, { ajv: unknown } | undefined>)[AJV_REFERENCE]?.ajv;
-        const standalone = require('ajv/dist/standalone/index.js') as { default: (ajv: unknown, validate: Validate) => string };
-        if (ajv) store(file, standalone.default(ajv, validate));
-      } catch {
-        // read-only node_modules, or a schema Ajv cannot emit standalone: compiled at every start
-      }
+      const ajv = (compile as unknown as Record<symbol, { ajv: unknown } | undefined>)[AJV_REFERENCE]?.ajv;
+      // Not kept when Ajv cannot emit the schema standalone (or node_modules is read-only): compiled at every start.
+      if (ajv) cache?.store(name, () => (require('ajv/dist/standalone/index.js') as Standalone).default(ajv, validate));
       return validate;
     };
   };
