@@ -21,9 +21,9 @@
  * The client is deliberately cheap (raw sockets, zero masking key, the native codec for deflate and
  * ASP) so the numbers are the servers'. Env: BENCH_ROUNDS (3), BENCH_SECONDS (echo run, 4),
  * BENCH_CONNS (broadcast fan-out, 1000), BENCH_IDLE (idle connections, 10000), BENCH_ECHO_CLIENTS
- * (echo concurrency, 64), BENCH_ONLY (subset, e.g. `ab`), BENCH_PROF=mega|mega-asp|mega-node|ws (--cpu-prof).
+ * (echo concurrency, 64), BENCH_PIN (servers on that CPU, clients on the others), BENCH_ONLY (subset, e.g. `ab`), BENCH_PROF=mega|mega-asp|mega-node|ws (--cpu-prof).
  */
-import { type ChildProcess, fork } from 'node:child_process';
+import { type ChildProcess, fork, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { connect, type Socket } from 'node:net';
@@ -35,6 +35,16 @@ import { readFrames } from './test/wire.ts';
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 4);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+/**
+ * BENCH_PIN=<cpu>: every server (all its threads) on that CPU and this process (the clients) on the
+ * others, so a server and its load never compete for a core. Off by default here: the figures in
+ * the READMEs were measured unpinned (bench:otel pins by default).
+ */
+const PIN = process.env.BENCH_PIN;
+function pin(pid: number, on: readonly string[]): void {
+  if (spawnSync('taskset', ['-a', '-p', '-c', on.join(','), String(pid)], { stdio: 'ignore' }).status !== 0)
+    throw new Error(`taskset could not pin ${pid} to CPU ${on.join(',')}`);
+}
 const FANOUT = Number(process.env.BENCH_CONNS ?? 1000);
 const IDLE = Number(process.env.BENCH_IDLE ?? 10_000);
 const ECHO_CLIENTS = Number(process.env.BENCH_ECHO_CLIENTS ?? 64);
@@ -181,6 +191,7 @@ async function spawnServer(kind: 'mega' | 'mega-asp' | 'mega-node' | 'ws'): Prom
   // mega-node: the same server with the addon's broadcast fan-out off (Node's streams write).
   const env = kind === 'mega-node' ? { ...process.env, MEGA_WS_NATIVE_SEND: '0' } : process.env;
   const proc = fork(fileURLToPath(import.meta.url), ['server', kind], { execArgv, env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  if (PIN !== undefined) pin(proc.pid as number, [PIN]);
   const info = await new Promise<Msg>((resolve, reject) => {
     proc.once('message', (m: Msg) => resolve(m));
     proc.once('exit', (code) => reject(new Error(`${kind} server exited (${code})`)));
@@ -467,6 +478,13 @@ interface Goal {
 }
 
 async function main(): Promise<void> {
+  if (PIN !== undefined)
+    pin(
+      process.pid,
+      cpus()
+        .map((_, i) => String(i))
+        .filter((i) => i !== PIN),
+    );
   const { loadCodec } = await import(join(ROOT, 'kernel/dist/index.js'));
   const codec = loadCodec() as Codec;
   const mega = await spawnServer('mega');
