@@ -220,6 +220,29 @@ describe('mega CLI', () => {
     expect((await none.exited).code).toBe(1);
     expect(none.out()).toContain('@mega/http is not installed');
     expect((await mega(['routes', '--nope'], bare).exited).code).toBe(2);
+    // App-wide middleware of route files (router.http.use), every phase, in order.
+    const used = writeProject({
+      'mega.config.ts': "export default { plugins: ['@mega/http'] };\n",
+      'apps/web/app.config.ts': 'export default {};\n',
+      'apps/web/routes/index.ts': `export default (r: any) => {
+  r.http.use(async function audit() {});
+  r.http.use({ transform: function trim(body: unknown) { return body; }, after: [function stamp() {}] });
+  r.http.get('/', async () => ({ ok: true }));
+};
+`,
+    });
+    const withUse = mega(['routes', '--json'], used);
+    expect((await withUse.exited).code).toBe(0);
+    const fromFiles = (JSON.parse(withUse.out()) as { middleware: Array<{ plugin: string; phase: string; name: string; apps: string[] }> })
+      .middleware;
+    expect(fromFiles).toEqual([
+      { plugin: 'route files', phase: 'before', name: 'audit', apps: ['web'], methods: [] },
+      { plugin: 'route files', phase: 'transform', name: 'trim', apps: ['web'], methods: [] },
+      { plugin: 'route files', phase: 'after', name: 'stamp', apps: ['web'], methods: [] },
+    ]);
+    const usedTable = mega(['routes'], used);
+    expect((await usedTable.exited).code).toBe(0);
+    expect(usedTable.out()).toMatch(/^before\s+route files\s+audit\s+web\s+all$/m);
   });
 
   it('mega new writes a project that mega start serves, TypeScript accepts and mega test passes; refuses a non-empty dir, bad names and templates', async () => {

@@ -29,7 +29,8 @@ Lists what the project in this directory serves:
   - its routes: app, method, path, kind (http or ws), handler (Controller.method, channel class)
     and the middleware and schema each carries;
   - routes plugins add for every app (/health and /ready of @mega/health, /metrics, static files);
-  - global middleware plugins add to every route of an app (http.use), by phase and plugin.
+  - global middleware plugins add to every route of an app (http.use), by phase and plugin, and
+    the app-wide middleware of route files (router.http.use), as plugin "route files".
 Boots the project without listening (services included) to list exactly what mega start serves.
 
 Options:
@@ -255,7 +256,17 @@ export async function routesCommand(argv: string[], io: CliIO): Promise<number> 
       },
     });
     await kernel.start();
-    const http = kernel.use<{ routes: readonly RouteDefinition[]; fastify: FastifyLike }>('http');
+    const http = kernel.use<{
+      routes: readonly RouteDefinition[];
+      fastify: FastifyLike;
+      routeFileMiddleware?: (app: string) => ReadonlyArray<{ phase: string; fn: unknown }>;
+    }>('http');
+    // App-wide middleware of the route files (`router.http.use`), listed with the plugins' own.
+    for (const app of kernel.apps) {
+      for (const { phase, fn } of http.routeFileMiddleware?.(app.name) ?? []) {
+        observed.middleware.push({ plugin: 'route files', phase, name: fnName(fn), apps: [app.name], methods: [] });
+      }
+    }
     // Without listening, Fastify has not loaded the plugins registered on it (static files): load them.
     current.plugin = '@mega/http';
     await http.fastify.ready();
@@ -286,7 +297,10 @@ export async function routesCommand(argv: string[], io: CliIO): Promise<number> 
     }
     io.stdout(formatRoutes(rows));
     if (pluginRoutes.length) io.stdout(`\nRoutes added by plugins (every app):\n${formatPluginRoutes(pluginRoutes)}`);
-    if (middleware.length) io.stdout(`\nGlobal middleware (http.use; runs for every route of its apps):\n${formatMiddleware(middleware)}`);
+    if (middleware.length)
+      io.stdout(
+        `\nGlobal middleware (http.use of plugins, router.http.use of route files; runs for every route of its apps):\n${formatMiddleware(middleware)}`,
+      );
     return 0;
   } catch (error) {
     io.stderr(formatError(error));

@@ -31,7 +31,7 @@ export type {
   Send,
   Transform,
 } from './router.js';
-export type { MiddlewarePhase, UseOptions } from './server.js';
+export type { MiddlewarePhase, RouteFileMiddleware, UseOptions } from './server.js';
 export { HttpServer, noStore } from './server.js';
 export type { UploadedFile, UploadStorage } from './uploads.js';
 export { normalizeHost } from './vhost.js';

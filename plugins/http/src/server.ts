@@ -105,6 +105,7 @@ export class HttpServer {
   #pending: RouteDefinition[] = [];
   #flushed = false;
   #global = new Map<string, AppChains>();
+  #fileMiddleware = new Map<string, RouteFileMiddleware[]>();
   #multipart: ((child: FastifyInstance) => Promise<void>) | undefined;
   #readMultipart: ReturnType<typeof multipartReader> | undefined;
   readonly vhosts: VirtualHosts;
@@ -134,6 +135,11 @@ export class HttpServer {
   /** Routes as registered (after the `route` hook). */
   get routes(): readonly RouteDefinition[] {
     return this.#routes;
+  }
+
+  /** The app-wide middleware `app`'s route files declared with `router.http.use`, in order (for `mega routes`). */
+  routeFileMiddleware(app: string): readonly RouteFileMiddleware[] {
+    return this.#fileMiddleware.get(app) ?? [];
   }
 
   /** Port actually bound (useful with port 0). */
@@ -667,12 +673,18 @@ export class HttpServer {
       (middleware) => {
         const chains = this.#chains(app);
         const entry = <T>(fn: T): Entry<T> => ({ fn, methods: undefined });
-        if (typeof middleware === 'function') chains.before.push(entry(middleware));
-        else {
+        const listed = this.#fileMiddleware.get(app.name) ?? [];
+        this.#fileMiddleware.set(app.name, listed);
+        if (typeof middleware === 'function') {
+          chains.before.push(entry(middleware));
+          listed.push({ phase: 'before', fn: middleware });
+        } else {
           const m = middleware as AppMiddleware;
-          chains.before.push(...list(m.before).map(entry));
-          chains.transform.push(...list(m.transform).map(entry));
-          chains.after.push(...list(m.after).map(entry));
+          for (const phase of ['before', 'transform', 'after'] as const) {
+            const fns = list(m[phase] as unknown) as Array<Middleware & Transform & After>;
+            chains[phase].push(...fns.map(entry));
+            listed.push(...fns.map((fn) => ({ phase, fn })));
+          }
         }
       },
     );
@@ -684,6 +696,12 @@ export class HttpServer {
     }
     return router as unknown as Router;
   }
+}
+
+/** One `router.http.use` middleware of an app's route files, by phase. */
+export interface RouteFileMiddleware {
+  phase: 'before' | 'transform' | 'after';
+  fn: Middleware | Transform | After;
 }
 
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
