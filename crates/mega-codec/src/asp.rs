@@ -13,7 +13,7 @@ use ring::hkdf;
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::error::{invalid, malformed, Code, CodecError, Result};
-use crate::{b64, deflate};
+use crate::{b64, deflate, vec_out};
 
 pub const VERSION: u8 = 1;
 pub const FLAG_DEFLATE: u8 = 0x01;
@@ -346,10 +346,7 @@ impl Sealer {
         compress: bool,
     ) -> Result<Vec<u8>> {
         let mut out = Vec::new();
-        self.seal_with(plaintext, ns, ts, compress, |n| {
-            out.resize(n, 0);
-            Some(&mut out[..])
-        })?;
+        self.seal_with(plaintext, ns, ts, compress, vec_out(&mut out))?;
         Ok(out)
     }
 
@@ -365,10 +362,7 @@ impl Sealer {
     ) -> Result<()> {
         let mut sealed = std::mem::take(&mut self.text);
         let r = self
-            .seal_with(plaintext, ns, ts, compress, |n| {
-                sealed.resize(n, 0);
-                Some(&mut sealed[..])
-            })
+            .seal_with(plaintext, ns, ts, compress, vec_out(&mut sealed))
             .and_then(|()| {
                 let out = alloc(text_len(sealed.len()))
                     .ok_or(invalid("could not allocate the output"))?;
@@ -388,10 +382,7 @@ impl Sealer {
         compress: bool,
     ) -> Result<Vec<u8>> {
         let mut out = Vec::new();
-        self.seal_text_with(plaintext, ns, ts, compress, |n| {
-            out.resize(n, 0);
-            Some(&mut out[..])
-        })?;
+        self.seal_text_with(plaintext, ns, ts, compress, vec_out(&mut out))?;
         Ok(out)
     }
 }
@@ -628,10 +619,7 @@ impl Opener {
 
     pub fn open(&mut self, sealed: &[u8], ns: &[u8], now: u64) -> Result<Vec<u8>> {
         let mut out = Vec::new();
-        self.open_with(sealed, ns, now, |n| {
-            out.resize(n, 0);
-            Some(&mut out[..])
-        })?;
+        self.open_with(sealed, ns, now, vec_out(&mut out))?;
         Ok(out)
     }
 
@@ -653,10 +641,7 @@ impl Opener {
 
     pub fn open_text(&mut self, text: &[u8], ns: &[u8], now: u64) -> Result<Vec<u8>> {
         let mut out = Vec::new();
-        self.open_text_with(text, ns, now, |n| {
-            out.resize(n, 0);
-            Some(&mut out[..])
-        })?;
+        self.open_text_with(text, ns, now, vec_out(&mut out))?;
         Ok(out)
     }
 }

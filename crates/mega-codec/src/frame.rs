@@ -1,5 +1,6 @@
 //! Client envelope frames (SPEC section 5) and the binary server-to-server frame (FORMAT.md).
 use crate::error::{invalid, malformed, Result};
+use crate::vec_out;
 
 pub const MAX_TYPE_LEN: usize = 128;
 /// Raw bytes between the quotes of `id` and `ns` in an inbound envelope.
@@ -117,10 +118,7 @@ pub fn encode_frame(
     payload: &[u8],
 ) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    encode_frame_with(ty, id, ns, payload, |n| {
-        out.resize(n, 0);
-        Some(&mut out[..])
-    })?;
+    encode_frame_with(ty, id, ns, payload, vec_out(&mut out))?;
     Ok(out)
 }
 
@@ -500,10 +498,7 @@ pub fn encode_server_frame(
     payload: &[u8],
 ) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    encode_server_frame_with(kind, ty, ns, target, origin, payload, |n| {
-        out.resize(n, 0);
-        Some(&mut out[..])
-    })?;
+    encode_server_frame_with(kind, ty, ns, target, origin, payload, vec_out(&mut out))?;
     Ok(out)
 }
 
